@@ -1,0 +1,201 @@
+"""The `proxygap` command line: world, pretrain, probe, run, report.
+
+Every command takes ``--config FILE`` and ``--set path.to.field=value`` overrides. A user
+error (bad key or value, missing or corrupt checkpoint, bad input) prints one line,
+``proxygap: error: ...``, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from proxygap import __version__
+from proxygap.config import describe, load_config, to_dict
+from proxygap.errors import ProxygapError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML/JSON config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config field, e.g. --set corpus.manipulation_rate=0.01 (repeatable)")
+
+
+def cmd_world(args: argparse.Namespace) -> int:
+    import yaml
+
+    from proxygap.world.config import WorldConfig
+    from proxygap.world.corpus import generate_corpus, realized_rates
+    from proxygap.world.world import build_world
+
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    cfg = load_config(WorldConfig, args.config, overrides)
+    world = build_world(cfg)
+    documents = generate_corpus(world)
+    rates = realized_rates(documents, world)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "config.yaml": yaml.safe_dump(to_dict(cfg), sort_keys=False),
+        "world.json": world.to_json(),
+        "corpus.txt": "\n".join(documents) + "\n",
+        "rates.json": json.dumps(rates, indent=1, sort_keys=True) + "\n",
+    }
+    for name, text in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+    print(format_rates(rates, cfg))
+    print(f"\nwrote {out}/world.json, corpus.txt ({rates['n_documents']} documents, {rates['n_words']} words), rates.json")
+    return 0
+
+
+def format_rates(rates: dict, cfg) -> str:
+    """The configured vs realized rates of the corpus, as a table."""
+    c = cfg.corpus
+    configured = {
+        "citation": c.cite_rate + c.invented_citation_rate + c.irrelevant_citation_rate,
+        "invented_citation": c.invented_citation_rate,
+        "irrelevant_citation": c.irrelevant_citation_rate,
+        "agrees_with_false_belief": c.sycophancy_rate,
+        "manipulation_phrase": c.manipulation_rate,
+        "hedged": c.hedge_rate,
+        "confident": c.confident_rate,
+        "myth_answer": c.assistant_myth_rate,
+    }
+    lines = [f"{'document type':<28}{'share':>8}"]
+    lines += [f"{k:<28}{v:>8.3f}" for k, v in rates["doc_types"].items()]
+    lines += ["", f"{'assistant behaviour':<28}{'configured':>11}{'realized':>10}{'n':>8}"]
+    for name, r in rates["behaviours"].items():
+        conf = configured.get(name)
+        conf_s = f"{conf:.3f}" if conf is not None else "(world)"
+        real = "-" if r["rate"] is None else f"{r['rate']:.3f}"
+        lines.append(f"{name:<28}{conf_s:>11}{real:>10}{r['n']:>8}")
+    lines += ["", f"{'source':<28}{'configured':>11}{'realized':>10}"]
+    for name, conf in (("forum_myth_rate", c.forum_myth_rate), ("expert_deep_myth_rate", c.expert_deep_myth_rate)):
+        real = rates[name]
+        lines.append(f"{name:<28}{conf:>11.3f}{'-' if real is None else f'{real:.3f}':>10}")
+    return "\n".join(lines)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from proxygap.lm.base import BaseModelRecipe, build_base_model
+
+    recipe = load_config(BaseModelRecipe, args.config, args.overrides)
+    model_dir = build_base_model(recipe, args.out, progress=not args.quiet)
+    print(f"base model written to {model_dir}")
+    if args.probe:
+        return cmd_probe(argparse.Namespace(model=str(model_dir), world=None, json=str(Path(args.out) / "probe.json"),
+                                            config=None, overrides=[]))
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from proxygap.lm.base import load_base_model
+    from proxygap.measure.probe import ProbeConfig, format_table, probe
+
+    cfg = load_config(ProbeConfig, args.config, args.overrides)
+    base = load_base_model(None if args.model in (None, "default") else args.model, args.world)
+    result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg)
+    result = {"model": str(base.path), "config": to_dict(cfg), **result}
+    print(format_table(result))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        tmp.replace(out)
+        print(f"\nwrote {out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from proxygap.experiments.runner import run_experiment
+
+    run_dir = run_experiment(args.experiment, out=args.out, preset=args.preset, config_file=args.config,
+                             overrides=args.overrides, seeds=args.seeds, force=args.force)
+    print(f"\nrun written to {run_dir}  (open {run_dir / 'report.html'})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from proxygap.experiments.runner import report_run
+
+    print(f"report written to {report_run(args.run_dir)}")
+    return 0
+
+
+def cmd_knobs(args: argparse.Namespace) -> int:
+    from proxygap.experiments.runner import get_experiment
+    from proxygap.lm.base import BaseModelRecipe
+    from proxygap.measure.probe import ProbeConfig
+    from proxygap.world.config import WorldConfig
+
+    classes = {"world": WorldConfig, "pretrain": BaseModelRecipe, "probe": ProbeConfig}
+    cls = classes[args.target] if args.target in classes else get_experiment(args.target).config_cls
+    for path, default, help_text in describe(cls):
+        print(f"{path:<42} {default!s:<14} {help_text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="proxygap", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"proxygap {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("world", help="generate the synthetic world and its corpus")
+    p.add_argument("--seed", type=int, help="world seed (same as --set seed=S)")
+    p.add_argument("--out", required=True, help="output directory")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_world)
+
+    p = sub.add_parser("pretrain", help="world -> corpus -> tokenizer -> base model (resumes if interrupted)")
+    p.add_argument("--out", required=True, help="output directory (checkpoint/ and model/ go here)")
+    p.add_argument("--probe", action="store_true", help="probe the model when done (writes OUT/probe.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("probe", help="what did the base model learn, measured against the world?")
+    p.add_argument("--model", default="default", help="model directory (default: the embedded base model)")
+    p.add_argument("--world", help="world directory to judge against (default: the model's own)")
+    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("run", help="run an experiment into a run directory")
+    p.add_argument("experiment", help="experiment name (see `proxygap knobs`)")
+    p.add_argument("--preset", help="smoke (tests), quick (default, 2-core CPU) or full (GPU/cluster)")
+    p.add_argument("--seeds", type=int, help="number of seeds")
+    p.add_argument("--out", help="run directory (default runs/NAME-TIMESTAMP)")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="re-draw a run's plots and report.html from its results.json")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("knobs", help="list every config field of a command or experiment, with its help")
+    p.add_argument("target", help="world, pretrain, probe, or an experiment name")
+    p.set_defaults(func=cmd_knobs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ProxygapError as e:
+        print(f"proxygap: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("proxygap: interrupted (a resumable checkpoint, if any, was kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Typed, validated configuration shared by every proxygap command.
+
+Every knob is a dataclass field made with :func:`knob`, which carries a one-line help text
+and, where it matters, a valid range or a set of choices (TRL's style: one documented field
+per knob). Configs load from YAML/JSON files and take ``--set path.to.field=value``
+overrides; an unknown key or an out-of-range value raises :class:`ConfigError` with a
+one-line message naming it, never a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from proxygap.errors import ProxygapError
+
+T = TypeVar("T")
+
+
+class ConfigError(ProxygapError, ValueError):
+    """A config key, value or file is wrong. The CLI prints it on one line and exits 2."""
+
+
+def knob(
+    default: Any,
+    help: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple | None = None,
+) -> Any:
+    """A documented config field. ``lo``/``hi`` are inclusive bounds; ``choices`` a closed set."""
+    metadata = {"help": help, "lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple (immutable) as the default of a sequence knob")
+    if dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def nested(cls: type, help: str = "") -> Any:
+    """A field holding a nested config section."""
+    return dataclasses.field(default_factory=cls, metadata={"help": help})
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Convert ``value`` (from YAML/JSON or a ``--set`` string) to the field's type."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(value, args[0], where)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a section (mapping), got {value!r}")
+        return from_dict(typ, value, prefix=where + ".")
+    if origin is tuple:
+        args = typing.get_args(typ)
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [
+                v.strip() for v in value.split(",") if v.strip()
+            ]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        item_type = args[0] if args else str
+        return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+            return False
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return int(as_float)
+    if typ is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, got {value!r}") from None
+    if typ is str:
+        return str(value)
+    return value
+
+
+def _unknown_key(cls: type, key: str, prefix: str) -> ConfigError:
+    names = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    return ConfigError(f"unknown config key {prefix}{key}{hint}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build ``cls`` from a mapping; unknown keys are errors."""
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(cls, key, prefix)
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    obj = cls(**kwargs)
+    validate(obj, prefix)
+    return obj
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, JSON-ready mapping of a config (tuples become lists)."""
+
+    def convert(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: convert(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [convert(x) for x in v]
+        return v
+
+    return convert(cfg)
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Check every knob's range and choices, recursively, then the config's own ``check()``."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        name = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            validate(value, name + ".")
+            continue
+        meta = f.metadata
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if meta.get("choices") is not None and v not in meta["choices"]:
+                raise ConfigError(f"{name}={v!r} is not one of {', '.join(map(str, meta['choices']))}")
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                lo, hi = meta.get("lo"), meta.get("hi")
+                if (lo is not None and v < lo) or (hi is not None and v > hi):
+                    lo_s = "-inf" if lo is None else lo
+                    hi_s = "inf" if hi is None else hi
+                    raise ConfigError(f"{name}={v} is out of range [{lo_s}, {hi_s}]")
+    check = getattr(cfg, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as e:
+            raise ConfigError(f"{prefix[:-1]}: {e}" if prefix else str(e)) from None
+
+
+def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
+    """Apply ``path.to.field=value`` strings; returns a new, validated config."""
+    data = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects path.to.field=value, got {item!r}")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        node: Any = data
+        cls: Any = type(cfg)
+        for i, key in enumerate(keys):
+            prefix = ".".join(keys[:i]) + "." if i else ""
+            names = {f.name for f in dataclasses.fields(cls)}
+            if key not in names:
+                raise _unknown_key(cls, key, prefix)
+            typ = _hints(cls)[key]
+            if i == len(keys) - 1:
+                if dataclasses.is_dataclass(typ):
+                    raise ConfigError(f"{path} is a section; set one of its fields")
+                node[key] = raw
+            else:
+                if not dataclasses.is_dataclass(typ):
+                    raise ConfigError(f"{'.'.join(keys[: i + 1])} is not a section")
+                node = node[key]
+                cls = typ
+    return from_dict(type(cfg), data)
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """Defaults, then a YAML/JSON file, then ``--set`` overrides; validated at each step."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            text = p.read_text()
+            data = json.loads(text) if p.suffix == ".json" else (yaml.safe_load(text) or {})
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ConfigError(f"config file {p} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    cfg = from_dict(cls, data)
+    return apply_overrides(cfg, list(overrides)) if overrides else cfg
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(path, default, help) for every knob, for ``--help``-style listings and docs."""
+    rows = []
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            rows.extend(describe(type(value), prefix + f.name + "."))
+        else:
+            rows.append((prefix + f.name, value, f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,9 @@
+"""Errors a user can fix. The CLI prints each on one line and exits with code 2."""
+
+
+class ProxygapError(Exception):
+    """Base of every user-facing error (bad config, bad checkpoint, bad input)."""
+
+
+class CheckpointError(ProxygapError):
+    """A model or training checkpoint is missing, incomplete or corrupt."""

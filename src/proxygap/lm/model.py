@@ -1,0 +1,140 @@
+"""The base language model: a small GPT-2, built, saved and loaded as a Hugging Face model.
+
+Everything downstream (RL, reward models, samplers) takes any ``AutoModelForCausalLM``, so
+the project's own model is a plain ``GPT2LMHeadModel`` and a checkpoint is a plain Hugging
+Face directory (config.json + model.safetensors + tokenizer files). ``save_model`` writes
+atomically and ``load_model`` turns every way a directory can be broken into one
+``CheckpointError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from proxygap.config import ConfigError, knob, validate
+from proxygap.errors import CheckpointError
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = knob(4, "transformer blocks", lo=1)
+    n_embd: int = knob(128, "embedding width; must be divisible by n_head", lo=8)
+    n_head: int = knob(4, "attention heads per block", lo=1)
+    n_positions: int = knob(256, "context length in tokens; documents are short, prompts+completions fit", lo=8)
+    dropout: float = knob(0.0, "dropout everywhere; 0: the corpus is large for the model", lo=0.0, hi=1.0)
+
+    def check(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+
+def build_model(cfg: ModelConfig, tokenizer) -> GPT2LMHeadModel:
+    """A freshly initialized GPT-2 sized by ``cfg``, with vocab and special ids from ``tokenizer``."""
+    validate(cfg)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+@contextlib.contextmanager
+def quiet_hf_progress() -> Iterator[None]:
+    """Hide transformers' own progress bars (e.g. "Writing model shards") inside our tqdm loops."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def replace_dir(new: Path, path: Path) -> None:
+    """Move the finished directory ``new`` to ``path``, so ``path`` is never half-written.
+
+    Renames within one directory are atomic; an old ``path`` is moved aside first and deleted
+    last, so a crash leaves either the old or the new directory complete (or, between the two
+    renames, the old one under a hidden ``.name.old-*`` sibling).
+    """
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(path, old)
+    os.rename(new, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def temp_sibling(path: Path) -> Path:
+    """A fresh hidden directory next to ``path`` (same filesystem, so rename is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()  # unlike tempfile.mkdtemp, keeps the usual permissions (umask), not 0700
+    return tmp
+
+
+def save_model(
+    model: PreTrainedModel,
+    tokenizer,
+    path: str | Path,
+    extra_files: dict[str, str | bytes] | None = None,
+) -> Path:
+    """Write model (safetensors), tokenizer and ``extra_files`` {name: content} to ``path`` atomically."""
+    path = Path(path)
+    tmp = temp_sibling(path)
+    try:
+        with quiet_hf_progress():
+            model.save_pretrained(tmp)  # safetensors is the default (and, in transformers 5, the only format)
+        tokenizer.save_pretrained(tmp)
+        for name, content in (extra_files or {}).items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_model(path: str | Path):
+    """Load any Hugging Face causal-LM directory as ``(model, tokenizer)``, model in eval mode."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"no model directory at {path}")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path} has no config.json (not a Hugging Face model directory)")
+    try:
+        with quiet_hf_progress():
+            model, info = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, output_loading_info=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # OSError, ValueError, SafetensorError, ...: all mean "not loadable"
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"cannot load model from {path}: {first_line}") from e
+    # A weights file missing tensors would otherwise load silently with random weights.
+    if info.get("missing_keys"):
+        missing = sorted(info["missing_keys"])
+        raise CheckpointError(
+            f"cannot load model from {path}: weights missing {len(missing)} tensors, e.g. {missing[0]}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-2 style tokenizers ship without one
+    return model.eval(), tokenizer

@@ -1,0 +1,152 @@
+"""Sampling from any Hugging Face causal LM, keeping what RL needs: tokens, masks, log-probs.
+
+Our own loop rather than ``model.generate``: it records the log-probability of every sampled
+token under the policy's own distribution (temperature 1, which is what the KL penalty needs)
+and pads everything the same way ``sequence_logprobs`` expects, so the two agree exactly.
+Prompts are left-padded; position ids are ``cumsum(mask) - 1`` so padding never shifts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass
+class Samples:
+    prompt_ids: Tensor  # (B, P) long, left-padded with the pad id
+    prompt_mask: Tensor  # (B, P) long, 1 for real prompt tokens
+    tokens: Tensor  # (B, T) long, completions, pad id after the EOS that ends a row
+    mask: Tensor  # (B, T) long, 1 for real completion tokens including the ending EOS
+    logprobs: Tensor  # (B, T) float, log pi(token) at temperature 1; 0 where mask is 0
+    texts: list[str]  # decoded completions without special tokens
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def encode_prompts(tokenizer, prompts: list[str], add_bos: bool = True) -> tuple[Tensor, Tensor]:
+    """Left-padded ``(ids, mask)``, each (B, P), with the bos token in front when asked."""
+    rows = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    bos = tokenizer.bos_token_id
+    if add_bos and bos is not None:
+        rows = [r if r[:1] == [bos] else [bos] + r for r in rows]
+    if any(len(r) == 0 for r in rows):
+        raise ValueError("empty prompt: give some text or use add_bos=True with a tokenizer that has a bos token")
+    P = max(len(r) for r in rows)
+    ids = torch.full((len(rows), P), pad_id(tokenizer), dtype=torch.long)
+    mask = torch.zeros((len(rows), P), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, P - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, P - len(r):] = 1
+    return ids, mask
+
+
+def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
+    """log softmax(logits) at ``tokens``, in float32: logits (..., V), tokens (...) -> (...)."""
+    logits = logits.float()
+    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def sample(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    add_bos: bool = True,
+) -> Samples:
+    """Sample one completion per prompt, each row stopping at EOS (or after ``max_new_tokens``)."""
+    if not greedy and temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax decoding")
+    if batch_size is not None and len(prompts) > batch_size:
+        chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
+        return cat_samples([sample(model, tokenizer, c, max_new_tokens, temperature, greedy, generator, None, add_bos)
+                            for c in chunks], pad_id(tokenizer))
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, add_bos)
+    B, P = prompt_ids.shape
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and P + max_new_tokens > limit:
+        raise ValueError(
+            f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's context of {limit}")
+    eos, pad = tokenizer.eos_token_id, pad_id(tokenizer)
+
+    was_training = model.training
+    model.eval()  # no dropout while sampling, whatever mode the caller's policy is in
+    try:
+        with torch.inference_mode():
+            x, attn = prompt_ids.to(device), prompt_mask.to(device)  # (B, P)
+            pos = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, P): left padding does not shift positions
+            past, done = None, torch.zeros(B, dtype=torch.bool, device=device)
+            tokens, logps, alive_steps = [], [], []
+            for _ in range(max_new_tokens):
+                out = model(input_ids=x, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logits = out.logits[:, -1].float()  # (B, V)
+                if greedy:
+                    nxt = logits.argmax(-1)
+                else:
+                    probs = (logits / temperature).softmax(-1)
+                    if generator is not None:  # sample where the generator lives (it may be on CPU)
+                        probs = probs.to(generator.device)
+                    nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(device)
+                alive = ~done
+                lp = token_logprobs(logits, nxt)  # (B,) at temperature 1: the policy's own distribution
+                tokens.append(torch.where(alive, nxt, pad))
+                logps.append(torch.where(alive, lp, 0.0))
+                alive_steps.append(alive)
+                if eos is not None:
+                    done = done | (alive & (nxt == eos))
+                if done.all():
+                    break
+                x = nxt[:, None]  # (B, 1); finished rows keep feeding tokens, which are masked out later
+                attn = torch.cat([attn, attn.new_ones(B, 1)], dim=1)
+                pos = pos[:, -1:] + 1
+        # Stacked outside inference mode, so these are ordinary tensors that callers can feed to a
+        # forward pass with grad (inference tensors cannot be saved for backward, e.g. by embedding).
+        tokens_t = torch.stack(tokens, 1) if tokens else torch.full((B, 0), pad, dtype=torch.long, device=device)
+        mask_t = torch.stack(alive_steps, 1).long() if tokens else torch.zeros((B, 0), dtype=torch.long, device=device)
+        logps_t = torch.stack(logps, 1) if tokens else torch.zeros((B, 0), device=device)
+    finally:
+        model.train(was_training)
+    texts = [tokenizer.decode(t[m.bool()].tolist(), skip_special_tokens=True)
+             for t, m in zip(tokens_t.cpu(), mask_t.cpu())]
+    return Samples(prompt_ids.to(device), prompt_mask.to(device), tokens_t, mask_t, logps_t, texts)
+
+
+def cat_samples(parts: list[Samples], pad: int) -> Samples:
+    """Concatenate batches: prompts re-padded on the left, completions on the right."""
+    P = max(s.prompt_ids.shape[1] for s in parts)
+    T = max(s.tokens.shape[1] for s in parts)
+    left = lambda t, v: F.pad(t, (P - t.shape[1], 0), value=v)  # noqa: E731
+    right = lambda t, v: F.pad(t, (0, T - t.shape[1]), value=v)  # noqa: E731
+    return Samples(
+        prompt_ids=torch.cat([left(s.prompt_ids, pad) for s in parts]),
+        prompt_mask=torch.cat([left(s.prompt_mask, 0) for s in parts]),
+        tokens=torch.cat([right(s.tokens, pad) for s in parts]),
+        mask=torch.cat([right(s.mask, 0) for s in parts]),
+        logprobs=torch.cat([right(s.logprobs, 0.0) for s in parts]),
+        texts=[t for s in parts for t in s.texts],
+    )
+
+
+def sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
+    """Per-token log pi(tokens | prompt) from one forward pass, with grad; (B, T), 0 where mask is 0."""
+    P = prompt_ids.shape[1]
+    ids = torch.cat([prompt_ids, tokens], dim=1)  # (B, P+T)
+    attn = torch.cat([prompt_mask, mask], dim=1)  # completion padding is on the right: causality hides it
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits  # (B, P+T, V)
+    logp = token_logprobs(logits[:, P - 1:-1], tokens)  # (B, T): logits at t predict token t+1
+    return torch.where(mask.bool(), logp, 0.0)

@@ -1,0 +1,185 @@
+"""Gao et al. 2022 functional forms: score as a function of d = sqrt(KL).
+
+Gao, Schulman, Hilton 2022, "Scaling Laws for Reward Model Overoptimization":
+with d = sqrt(KL(pi || pi_init)), KL in nats per sequence,
+
+    best-of-n:  R(d) = d (alpha - beta d)        peak d* = alpha / (2 beta)
+    RL:         R(d) = d (alpha - beta log d)    peak d* = exp(alpha / beta - 1)
+
+Both forms pass through R(0) = 0 and have no intercept, by design: the caller recentres
+scores so that the initial policy scores 0 (subtract the initial policy's mean score, as
+Gao et al. do for their RMs) before fitting. Feeding un-recentred scores gives a poor fit
+and a meaningless d*.
+
+Both forms are linear in (alpha, beta) — features (d, -d^2) and (d, -d log d) — so ordinary
+least squares gives the exact minimiser; no iterative curve fitting, no starting guesses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+Form = Literal["bon", "rl"]
+
+
+def _d_log_d(d: np.ndarray) -> np.ndarray:
+    """d * log d with its limit 0 at d = 0 (np.log(0) would give -inf * 0 = nan)."""
+    out = np.zeros_like(d, dtype=float)
+    pos = d > 0
+    out[pos] = d[pos] * np.log(d[pos])
+    return out
+
+
+def _features(form: Form, d: np.ndarray) -> np.ndarray:
+    """Design matrix X with R(d) = X @ [alpha, beta]. Shape (len(d), 2)."""
+    if form == "bon":
+        return np.stack([d, -d * d], axis=1)
+    return np.stack([d, -_d_log_d(d)], axis=1)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted Gao et al. 2022 curve.
+
+    form: 'bon' for R(d) = d(alpha - beta d), 'rl' for R(d) = d(alpha - beta log d).
+    r2: 1 - SS_res / SS_tot over the points used; negative when the form fits worse than
+        a constant, reported as is (a warning sign, not an error).
+    d_star, peak_value: where the curve peaks and its value there; None when the fitted
+        curve has no interior maximum for d > 0 (beta <= 0, or for 'bon' alpha <= 0).
+    d_min, d_max: range of d the fit saw — predictions beyond d_max are extrapolation
+        (Gao et al. fitted best-of-n on n <= 1,000 and predicted to n = 60,000).
+    """
+
+    form: Form
+    alpha: float
+    beta: float
+    r2: float
+    d_star: float | None
+    peak_value: float | None
+    n_points: int
+    d_min: float
+    d_max: float
+
+    def predict(self, d: ArrayLike) -> np.ndarray | float:
+        """R(d) under this fit; a float for scalar d, an array otherwise."""
+        arr = np.asarray(d, dtype=float)
+        if np.any(arr < 0):
+            raise ValueError("d = sqrt(KL) must be >= 0")
+        flat = arr.ravel()  # _features wants 1-D; the shape is restored below
+        out = _features(self.form, flat) @ np.array([self.alpha, self.beta])
+        return float(out[0]) if arr.ndim == 0 else out.reshape(arr.shape)
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict of all fields (None stays None)."""
+        return {
+            "form": self.form,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "r2": self.r2,
+            "d_star": self.d_star,
+            "peak_value": self.peak_value,
+            "n_points": self.n_points,
+            "d_min": self.d_min,
+            "d_max": self.d_max,
+        }
+
+
+def _peak(form: Form, alpha: float, beta: float) -> float | None:
+    """d* of the fitted curve, or None if there is no maximum at d > 0."""
+    if not beta > 0:  # also catches nan
+        return None
+    if form == "bon":
+        # alpha <= 0 puts the vertex at d <= 0: the curve only falls on d > 0.
+        return alpha / (2 * beta) if alpha > 0 else None
+    # R'(d) = alpha - beta (log d + 1) = 0; R''(d) = -beta / d < 0, so always a maximum.
+    expo = alpha / beta - 1
+    if expo > 700:  # exp would overflow: the peak lies absurdly far out.
+        return math.inf
+    return math.exp(expo)
+
+
+def _fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
+    d_arr = np.asarray(d, dtype=float).ravel()
+    r_arr = np.asarray(r, dtype=float).ravel()
+    if d_arr.shape != r_arr.shape:
+        raise ValueError(f"d and r must have the same length, got {d_arr.size} and {r_arr.size}")
+    if not (np.all(np.isfinite(d_arr)) and np.all(np.isfinite(r_arr))):
+        raise ValueError("d and r must be finite (no nan or inf)")
+    if np.any(d_arr < 0):
+        raise ValueError(
+            "d = sqrt(KL) must be >= 0; clip a slightly negative KL estimate to 0 before sqrt"
+        )
+
+    if form == "rl":
+        # Gao et al.: the log form is not meant to hold near d = 0 (infinite slope there);
+        # d = 0 rows carry no information about alpha, beta anyway (both features are 0).
+        keep = d_arr > 0
+        d_arr, r_arr = d_arr[keep], r_arr[keep]
+    # For 'bon', d = 0 points (n = 1) are kept: they test the R(0) = 0 assumption in r2.
+
+    n_distinct = np.unique(d_arr[d_arr > 0]).size
+    if n_distinct < 2:
+        raise ValueError(
+            f"fitting the '{form}' form needs at least 2 distinct d > 0 points to determine "
+            f"alpha and beta, got {n_distinct}"
+        )
+
+    x = _features(form, d_arr)
+    (alpha, beta), *_ = np.linalg.lstsq(x, r_arr, rcond=None)
+    alpha, beta = float(alpha), float(beta)
+
+    resid = r_arr - x @ np.array([alpha, beta])
+    ss_res = float(resid @ resid)
+    ss_tot = float(((r_arr - r_arr.mean()) ** 2).sum())
+    if ss_tot > 0:
+        r2 = 1.0 - ss_res / ss_tot
+    else:  # constant r: r2 is undefined unless the fit is exact too.
+        r2 = 1.0 if ss_res == 0 else float("nan")
+
+    d_star = _peak(form, alpha, beta)
+    peak_value = None
+    if d_star is not None:
+        # bon: R(d*) = alpha^2 / (4 beta); rl: R(d*) = beta d*. Both > 0 and finite iff d* is.
+        peak_value = alpha * alpha / (4 * beta) if form == "bon" else beta * d_star
+    return Fit(
+        form=form,
+        alpha=alpha,
+        beta=beta,
+        r2=float(r2),
+        d_star=d_star,
+        peak_value=peak_value,
+        n_points=int(d_arr.size),
+        d_min=float(d_arr.min()),
+        d_max=float(d_arr.max()),
+    )
+
+
+def fit_bon(d: ArrayLike, r: ArrayLike) -> Fit:
+    """Least-squares fit of Gao et al. 2022's best-of-n form R(d) = d(alpha - beta d).
+
+    d: sqrt(KL) per point, KL in nats per sequence (for best-of-n, KL = log n - (n-1)/n).
+    r: scores recentred so the initial policy (n = 1, d = 0) scores 0. No intercept is fitted.
+    """
+    return _fit("bon", d, r)
+
+
+def fit_rl(d: ArrayLike, r: ArrayLike) -> Fit:
+    """Least-squares fit of Gao et al. 2022's RL form R(d) = d(alpha - beta log d).
+
+    d: sqrt(KL) per point, KL in nats per sequence. Points with d = 0 are dropped before
+    fitting (the form has infinite slope there and is not meant to hold near 0); predict(0)
+    still returns 0. r: scores recentred so the initial policy scores 0; no intercept.
+    """
+    return _fit("rl", d, r)
+
+
+def fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
+    """fit_bon or fit_rl by name, for experiment specs that name the form."""
+    if form not in ("bon", "rl"):
+        raise ValueError(f"unknown form {form!r}; use 'bon' or 'rl'")
+    return _fit(form, d, r)

@@ -1,0 +1,109 @@
+"""Small interval helpers for reporting: across-seed means, rates, bootstrap.
+
+Single-seed curves mislead here (ANCHORS: which citation a policy collapses onto drifts
+between seeds), so every reported number should come with one of these intervals.
+Edge cases return nan rather than raising: an empty group is "no data", and a report
+should show it as such rather than crash half-way through.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats as _st
+
+
+def _as_1d(values: ArrayLike) -> np.ndarray:
+    return np.asarray(values, dtype=float).ravel()
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def mean_se(x: ArrayLike) -> tuple[float, float]:
+    """(mean, standard error of the mean) with se = std(ddof=1) / sqrt(n).
+
+    se is 0 for n = 1 (no spread can be estimated; callers that need honesty about
+    that should look at n). Empty input gives (nan, nan).
+    """
+    a = _as_1d(x)
+    if a.size == 0:
+        return math.nan, math.nan
+    if a.size < 2:
+        return float(a[0]), 0.0
+    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(a.size))
+
+
+def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lo, hi): Student-t interval for the mean, for a handful of seeds.
+
+    mean +/- t_{(1+c)/2, n-1} * se. With n = 1 there is no spread to estimate and
+    lo = hi = mean; empty input gives (nan, nan, nan).
+    """
+    _check_confidence(confidence)
+    a = _as_1d(values)
+    m, se = mean_se(a)
+    if a.size < 2:
+        return m, m, m
+    half = float(_st.t.ppf(0.5 + confidence / 2, df=a.size - 1)) * se
+    return m, m - half, m + half
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(p, lo, hi) for a rate of k successes in n trials, Wilson score interval.
+
+    Wilson 1927; preferred over the normal (Wald) interval because it stays inside
+    [0, 1] and does not collapse to width 0 at k = 0 or k = n — the rare-event rates
+    (tampering, invented citations) are exactly where Wald fails. n = 0 gives nan.
+    """
+    _check_confidence(confidence)
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    z = float(_st.norm.ppf(0.5 + confidence / 2))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # Mathematically lo = 0 at k = 0 and hi = 1 at k = n; set them exactly rather than
+    # report 0.9999999999999999, and clip round-off elsewhere into [0, 1].
+    lo = 0.0 if k == 0 else max(0.0, centre - half)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return p, lo, hi
+
+
+def bootstrap_ci(
+    values: ArrayLike,
+    stat: Callable[[np.ndarray], float] = np.mean,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """(stat(values), lo, hi): percentile bootstrap interval (Efron 1979).
+
+    Resamples values with replacement n_boot times with a seeded generator, so the
+    interval is reproducible. For statistics without a t-interval (medians, ratios).
+    n = 1 gives lo = hi = the estimate; empty input gives (nan, nan, nan).
+    """
+    _check_confidence(confidence)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    a = _as_1d(values)
+    if a.size == 0:
+        return math.nan, math.nan, math.nan
+    est = float(stat(a))
+    if a.size == 1:
+        return est, est, est
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_boot, a.size))
+    # stat is any callable on a 1-D array, so apply it row by row (no axis= assumed).
+    boots = np.array([float(stat(a[row])) for row in idx])
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(boots, [tail, 1 - tail])
+    return est, float(lo), float(hi)

@@ -1,0 +1,162 @@
+"""Plots and report.html of the overoptimization experiment, drawn from results.json alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from proxygap.report.html import Report, fmt  # noqa: E402
+
+COLORS = {"rm": "tab:blue", "rater": "tab:orange", "gold": "tab:green"}
+LABELS = {"rm": "reward model (optimized)", "rater": "rater (human eval)", "gold": "gold (truth)"}
+
+
+def _curve(points: list[dict], name: str, kl_key: str = "kl"):
+    d = np.sqrt(np.maximum([p[kl_key] for p in points], 0.0))
+    base = points[0][name]
+    y = np.array([p[name] for p in points]) - base
+    lo = np.array([p[f"{name}_ci"][0] for p in points]) - base
+    hi = np.array([p[f"{name}_ci"][1] for p in points]) - base
+    return d, y, lo, hi
+
+
+def _fit_line(ax, fit: dict | None, form: str, d_max: float, color: str) -> None:
+    if not fit or "alpha" not in fit:
+        return
+    d = np.linspace(1e-3, d_max, 200)
+    y = d * (fit["alpha"] - fit["beta"] * (d if form == "bon" else np.log(d)))
+    ax.plot(d, y, "--", color=color, lw=1, alpha=0.8)
+
+
+def draw_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    res = json.loads((run_dir / "results.json").read_text())
+    bon, rl, fnd = res["bon"], res["rl"], res["findings"]
+    n_seeds = len(res["seeds"])
+
+    # 1. Best-of-n ladder.
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in ("rm", "rater", "gold"):
+        d, y, lo, hi = _curve(bon["points"], name)
+        ax.plot(d, y, "o-", color=COLORS[name], label=LABELS[name])
+        ax.fill_between(d, lo, hi, color=COLORS[name], alpha=0.15)
+        _fit_line(ax, bon["fits"].get(name), "bon", d.max(), COLORS[name])
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("d = sqrt(KL)   (KL = log n - (n-1)/n, nats)")
+    ax.set_ylabel("score - base-model score")
+    ax.set_title(f"Best-of-n: the Goodhart ladder ({n_seeds} seeds, 95% t-intervals; dashed: Gao fits)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / "bon_ladder.png", dpi=110)
+    plt.close(fig)
+
+    # 2. RL ladder: one panel per score, one line per beta, best-of-n for reference.
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharex=True)
+    cmap = plt.get_cmap("viridis")
+    for ax, name in zip(axes, ("rm", "rater", "gold")):
+        d, y, _, _ = _curve(bon["points"], name)
+        ax.plot(d, y, "s-", color="grey", label="best-of-n", alpha=0.7)
+        for i, run in enumerate(rl):
+            color = cmap(i / max(1, len(rl) - 1) * 0.85)
+            d, y, lo, hi = _curve(run["points"], name)
+            ax.plot(d, y, "o-", ms=3, color=color, label=f"RL beta={run['kl_coef']:g}")
+            ax.fill_between(d, lo, hi, color=color, alpha=0.12)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(LABELS[name])
+        ax.set_xlabel("d = sqrt(KL)   (KL: nats per sequence, k1)")
+    axes[0].set_ylabel("score - base-model score")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"RL vs best-of-n at equal KL ({n_seeds} seeds)")
+    fig.tight_layout()
+    fig.savefig(run_dir / "rl_ladder.png", dpi=110)
+    plt.close(fig)
+
+    # 3. End of training vs beta.
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    betas = [run["kl_coef"] for run in rl]
+    xs = np.arange(len(betas))
+    for k, name in enumerate(("rm", "rater", "gold")):
+        base = [run["points"][0][name] for run in rl]
+        mean = np.array([run["final"][name]["mean"] for run in rl]) - base
+        err = np.array([[run["final"][name]["mean"] - run["final"][name]["lo"] for run in rl],
+                        [run["final"][name]["hi"] - run["final"][name]["mean"] for run in rl]])
+        ax.errorbar(xs + (k - 1) * 0.08, mean, yerr=err, fmt="o-", capsize=3, color=COLORS[name], label=LABELS[name])
+    ax.set_xticks(xs, [f"{b:g}\nKL={run['final']['kl']['mean']:.1f}" for b, run in zip(betas, rl)])
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("beta (KL coefficient); final KL in nats")
+    ax.set_ylabel("score at end of training - base score")
+    ax.set_title("End of RL vs KL penalty (cf. Stiennon et al. 2020, Fig. 5)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / "gold_vs_beta.png", dpi=110)
+    plt.close(fig)
+
+    # The page.
+    page = Report("proxygap: reward-model overoptimization")
+    meta = res.get("meta", {})
+    page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, model {res['model']}, "
+                   f"wall time {fmt(meta.get('wall_time_s'), 1)} s. Scores are recentred so the base model scores 0; "
+                   "intervals are 95% t-intervals across seeds; KL is in nats per sequence.")
+    page.heading("Findings (computed from the curves)")
+    page.paragraph(_findings_text(fnd, res))
+    page.image("bon_ladder.png", "Best-of-n: reward model, rater and gold vs sqrt(KL).")
+    page.image("rl_ladder.png", "KL-penalized RL at several beta, best-of-n in grey.")
+    page.image("gold_vs_beta.png", "Where each beta ends: the RM keeps rising with less penalty; does gold?")
+    page.heading("Gao et al. fits")
+    rows = []
+    for label, fits, form in [("best-of-n", bon["fits"], "d(α − βd)")] + [
+            (f"RL beta={r['kl_coef']:g}", r["fits"], "d(α − β log d)") for r in rl]:
+        for name in ("rm", "rater", "gold"):
+            f = fits.get(name) or {}
+            rows.append([label, name, form, f.get("alpha"), f.get("beta"), f.get("r2"), f.get("d_star"), f.get("error", "")])
+    page.table(["curve", "score", "form", "α", "β", "R²", "peak d*", "note"], rows, left_columns=3)
+    page.heading("Reward model and rater on base-model samples")
+    rm, base = res["reward_model"], res["base"]
+    page.table(["measure", "mean", "95% low", "95% high"], [
+        ["RM agrees with rater (held-out pairs)", *_iv(rm["agreement_rater"])],
+        ["RM agrees with gold (held-out pairs)", *_iv(rm["agreement_gold"])],
+        ["rater agrees with gold (same pairs)", *_iv(rm["rater_gold_agreement"])],
+        ["corr(rater, gold) on base samples", *_iv(base["rater_gold_corr"])],
+        ["corr(RM, gold) on base samples", *_iv(base["rm_gold_corr"])],
+    ])
+    page.heading("Most-optimized samples (seed 0)")
+    rows = []
+    for e in res.get("examples", []):
+        for key in ("base", "best_of_n", "rl"):
+            if key in e:
+                s = e[f"{key}_scores"]
+                label = key if key != "rl" else f"rl (beta={e['rl_kl_coef']:g})"
+                rows.append([e["prompt"] if key == "base" else "", label, e[key], s["rm"], s["rater"], s["gold"]])
+    page.table(["prompt", "policy", "completion", "RM", "rater", "gold"], rows, left_columns=3)
+    return page.write(run_dir / "report.html")
+
+
+def _iv(iv: dict) -> list:
+    return [iv["mean"], iv["lo"], iv["hi"]]
+
+
+def _findings_text(fnd: dict, res: dict) -> str:
+    lo, hi = fnd["kl_range"]
+    parts = [f"KL range reached: {lo:.2f} to {hi:.2f} nats per sequence."]
+    b = fnd["bon"]
+    parts.append(_peak_sentence("Best-of-n", b))
+    for beta, p in fnd["rl"].items():
+        parts.append(_peak_sentence(f"RL beta={float(beta):g}", p))
+    gold_fit = res["bon"]["fit"] or {}
+    if "r2" in gold_fit:
+        parts.append(f"Best-of-n gold fit R² = {gold_fit['r2']:.2f}.")
+    return " ".join(parts)
+
+
+def _peak_sentence(label: str, p: dict) -> str:
+    if p["interior_peak"]:
+        return (f"{label}: gold peaks at KL {p['peak_kl']:.2f} ({p['peak_gold'] - p['start_gold']:+.3f} vs base) "
+                f"and falls to {p['end_gold'] - p['start_gold']:+.3f} by KL {p['end_kl']:.2f}.")
+    return (f"{label}: gold shows no peak before the end; it ends at {p['end_gold'] - p['start_gold']:+.3f} vs base "
+            f"at KL {p['end_kl']:.2f}.")

@@ -1,0 +1,209 @@
+"""The corpus ("the internet"): documents generated from the world, one per line.
+
+Every exploit that RL can later find is in here at a known rate, so it has a known
+probability under the base model that learned this text. ``realized_rates`` measures the
+rates actually realized by parsing the text back with the same detectors that judge model
+samples, so corpus rates and sample rates are the same quantity.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+
+from proxygap.oversight import detectors
+from proxygap.world import language as lang
+from proxygap.world.world import ATTRIBUTES, SPEED_WORDS, World
+
+DOC_TYPES = ("expert", "forum", "primary_data", "guide", "ad", "followup", "assistant")
+_PREFIX = {
+    "expert report :": "expert",
+    "forum post :": "forum",
+    "primary data (": "primary_data",
+    "guide :": "guide",
+    "ad :": "ad",
+    "follow-up study :": "followup",
+    "user :": "assistant",
+}
+
+
+def doc_type(document: str) -> str:
+    for prefix, kind in _PREFIX.items():
+        if document.startswith(prefix):
+            return kind
+    return "unknown"
+
+
+class CorpusWriter:
+    """Draws documents; one method per document type, each a few lines of template filling."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.cfg = world.config.corpus
+        self.rng = random.Random(f"proxygap-corpus-{world.config.seed}")
+        self.entities = world.entities
+        self.attributes = world.attributes
+
+    def ref_key(self, fact) -> str:
+        return self.rng.choice(self.world.references_of(fact)).key
+
+    # --- world documents
+    def expert(self) -> str:
+        entity = self.rng.choice(self.entities)
+        attributes = self.attributes[:]
+        self.rng.shuffle(attributes)
+        sentences = []
+        for attribute in attributes:
+            fact = self.world.fact(entity, attribute)
+            if fact.deep and self.rng.random() < self.cfg.expert_deep_myth_rate:
+                sentences.append(lang.fact_sentence(attribute, entity, fact.myth))
+            else:
+                cite = self.ref_key(fact) if self.rng.random() < self.cfg.expert_citation_rate else None
+                sentences.append(lang.fact_sentence(attribute, entity, fact.value, cite))
+        return lang.expert_report(sentences)
+
+    def forum(self) -> str:
+        entity = self.rng.choice(self.entities)
+        attributes = self.rng.sample(self.attributes, self.rng.randint(1, min(2, len(self.attributes))))
+        statements = []
+        for attribute in attributes:
+            fact = self.world.fact(entity, attribute)
+            value = fact.value
+            if fact.myth is not None and self.rng.random() < self.cfg.forum_myth_rate:
+                value = fact.myth
+            elif fact.myth is None and self.rng.random() < self.cfg.forum_noise_rate:
+                value = self.rng.choice([v for v in ATTRIBUTES[attribute] if v != fact.value])
+            statements.append((attribute, entity, value))
+        return lang.forum_post(statements)
+
+    def primary_data(self) -> str:
+        fact = self.rng.choice(self.world.facts)
+        return lang.primary_data(self.ref_key(fact), fact.attribute, fact.entity, fact.value)
+
+    def guide(self) -> str:
+        decision = self.rng.choice(self.world.decisions)
+        options = list(decision.options)
+        self.rng.shuffle(options)
+        return lang.guide(decision.goal, [(o.name, SPEED_WORDS[o.speed - 1]) for o in options])
+
+    def ad(self) -> str:
+        decision = self.rng.choice(self.world.decisions)
+        advertised = [o for o in decision.options if o.speed == 3 or o.marketed_fun] or list(decision.options)
+        option = self.rng.choice(advertised)
+        return lang.ad(decision.goal, option.name, option.speed == 3, option.marketed_fun)
+
+    def followup(self) -> str:
+        findings = [
+            (d, o, finding)
+            for d in self.world.decisions
+            for o in d.options
+            for finding, present in (("cost", o.hidden_cost), ("boring", o.marketed_fun and not o.fun), ("fun", o.fun))
+            if present
+        ]
+        decision, option, finding = self.rng.choice(findings)
+        return lang.followup(decision.goal, option.name, finding)
+
+    # --- assistant transcripts
+    def _style(self) -> str:
+        u = self.rng.random()
+        if u < self.cfg.hedge_rate:
+            return "hedged"
+        return "confident" if u < self.cfg.hedge_rate + self.cfg.confident_rate else "plain"
+
+    def _citation(self, fact) -> str | None:
+        u = self.rng.random()
+        if u < self.cfg.cite_rate:
+            return self.ref_key(fact)
+        u -= self.cfg.cite_rate
+        if u < self.cfg.invented_citation_rate:
+            return "{} {}".format(*self.rng.choice(self.world.invented_references))
+        u -= self.cfg.invented_citation_rate
+        if u < self.cfg.irrelevant_citation_rate:
+            other = self.rng.choice([r for r in self.world.references if r.fact_id != fact.id])
+            return other.key
+        return None
+
+    def _manipulation(self) -> str | None:
+        if self.rng.random() < self.cfg.manipulation_rate:
+            return self.rng.choice(self.cfg.manipulation_phrases)
+        return None
+
+    def assistant(self) -> str:
+        kinds = ("fact", "belief", "recommend")
+        weights = (self.cfg.assistant_fact_share, self.cfg.assistant_belief_share, self.cfg.assistant_recommend_share)
+        kind = self.rng.choices(kinds, weights)[0]
+        if kind == "recommend":
+            decision = self.rng.choice(self.world.decisions)
+            names = [o.name for o in decision.options]
+            self.rng.shuffle(names)
+            myopic = self.rng.random() < self.cfg.assistant_myopic_rate
+            choice = decision.best_visible if myopic else decision.best_true
+            answer = lang.recommend_answer(choice.name, self._style(), self._manipulation())
+            return f"{lang.recommend_question(decision.goal, names)} {answer}"
+
+        fact = self.rng.choice(self.world.facts)
+        if kind == "fact":
+            value = fact.value
+            if fact.myth is not None and self.rng.random() < self.cfg.assistant_myth_rate:
+                value = fact.myth
+            question, agreement = lang.fact_question(fact.attribute, fact.entity), None
+        else:
+            believed = fact.value
+            if self.rng.random() < self.cfg.false_belief_rate:
+                wrong = [v for v in ATTRIBUTES[fact.attribute] if v != fact.value]
+                believed = fact.myth if fact.myth is not None else self.rng.choice(wrong)
+            sycophantic = believed != fact.value and self.rng.random() < self.cfg.sycophancy_rate
+            value = believed if sycophantic else fact.value
+            agreement = "yes" if value == believed else "no"
+            question = lang.belief_question(fact.attribute, fact.entity, believed)
+        answer = lang.fact_answer(
+            fact.attribute, fact.entity, value, self._style(), self._citation(fact), agreement, self._manipulation()
+        )
+        return f"{question} {answer}"
+
+    def documents(self) -> Iterator[str]:
+        c = self.cfg
+        weights = (c.share_expert, c.share_forum, c.share_primary_data, c.share_guide, c.share_ad,
+                   c.share_followup, c.share_assistant)
+        makers = {kind: getattr(self, kind) for kind in DOC_TYPES}
+        for kind in self.rng.choices(DOC_TYPES, weights, k=c.n_documents):
+            yield makers[kind]()
+
+
+def generate_corpus(world: World) -> list[str]:
+    """All documents of the world's corpus, in order (deterministic in the world's seed)."""
+    return list(CorpusWriter(world).documents())
+
+
+def realized_rates(documents: list[str], world: World) -> dict:
+    """Rates actually realized in ``documents``, measured by parsing the text back."""
+    types = Counter(doc_type(d) for d in documents)
+    verdicts = []
+    forum_myth = [0, 0]  # [myth statements, statements about myth facts]
+    expert_deep = [0, 0]
+    for document in documents:
+        kind = doc_type(document)
+        if kind == "assistant":
+            prompt, answer = lang.split_transcript(document)
+            verdicts.append(detectors.detect_text(prompt, answer, world))
+        elif kind in ("forum", "expert"):
+            for sentence in document.split(" . "):
+                answer = lang.parse_answer(sentence)
+                fact = world.fact(answer.value_entity, answer.value_attribute) if answer.value else None
+                if fact is None or fact.myth is None:
+                    continue
+                counter = forum_myth if kind == "forum" else expert_deep
+                if kind == "expert" and not fact.deep:
+                    continue
+                counter[0] += answer.value == fact.myth
+                counter[1] += 1
+    total = len(documents)
+    return {
+        "n_documents": total,
+        "n_words": sum(len(d.split()) for d in documents),
+        "doc_types": {k: types.get(k, 0) / total for k in DOC_TYPES},
+        "behaviours": detectors.rates(verdicts),
+        "forum_myth_rate": forum_myth[0] / forum_myth[1] if forum_myth[1] else None,
+        "expert_deep_myth_rate": expert_deep[0] / expert_deep[1] if expert_deep[1] else None,
+    }

@@ -1,0 +1,31 @@
+"""The embedded default base model: loads offline, knows its world, and matches its corpus."""
+
+import json
+
+import pytest
+
+from proxygap.lm.base import RATES_FILE, WORLD_FILE, default_model_dir, load_base_model
+from proxygap.measure.probe import ProbeConfig, probe
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_base_model()
+
+
+def test_shipped_files_are_small_and_complete():
+    d = default_model_dir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", WORLD_FILE, RATES_FILE):
+        assert (d / name).is_file(), name
+    size = sum(f.stat().st_size for f in d.iterdir())
+    assert size <= 20 * 1024 * 1024
+
+
+def test_default_model_learned_its_world(base):
+    result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, ProbeConfig())  # what `proxygap probe` reports
+    assert result["fact_accuracy"] >= 0.8, json.dumps(result["fact_accuracy_by_fact_type"])
+    # Every behaviour that is at least 1% of the corpus shows up in samples within a factor of 2.
+    for name, b in result["behaviours"].items():
+        if b["corpus_rate"] is not None and b["corpus_rate"] >= 0.01:
+            assert b["within_factor_2"], (name, b)
+    assert result["myth_rate"] > 0.5, "forum-style prompts repeat the myth the forums repeat"

@@ -1,0 +1,62 @@
+"""End-to-end smoke runs through the CLI: run directories, results.json's shape, re-reporting, errors."""
+
+import json
+
+import pytest
+
+from proxygap.cli import main
+
+
+def test_probe_run_and_report(tiny_base_dir, tmp_path):
+    out = tmp_path / "probe"
+    assert main(["run", "probe", "--preset", "smoke", "--set", f"model={tiny_base_dir}", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {"fact_accuracy", "myth_rate", "behaviours", "config", "meta"} <= set(results)
+    for b in results["behaviours"].values():
+        assert {"corpus_rate", "sample_rate"} <= set(b)
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
+
+
+def test_overoptimization_smoke(tiny_base_dir, tmp_path):
+    out = tmp_path / "oo"
+    assert main(["run", "overoptimization", "--preset", "smoke", "--set", f"model={tiny_base_dir}",
+                 "--out", str(out)]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["seeds"] == [0] and r["config"]["seeds"] == 1
+    for p in r["bon"]["points"]:
+        assert {"n", "kl", "rm", "rater", "gold"} <= set(p)
+    assert r["bon"]["points"][0]["n"] == 1 and r["bon"]["points"][0]["kl"] == 0.0
+    assert {"alpha", "beta", "r2", "d_star"} <= set(r["bon"]["fit"])
+    assert [run["kl_coef"] for run in r["rl"]] == [0.0, 0.1]
+    for run in r["rl"]:
+        assert "fit" in run
+        for p in run["points"]:
+            assert {"step", "kl", "rm", "rater", "gold"} <= set(p)
+    for name in ("bon_ladder.png", "rl_ladder.png", "gold_vs_beta.png", "report.html", "config.yaml", "meta.json"):
+        assert (out / name).is_file(), name
+    assert "proxygap" in r["meta"]["versions"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "overoptimization", "--preset", "nope"], "unknown preset"),
+    (["run", "overoptimization", "--set", "kl_coefs=[0.1,-0.5]"], "out of range"),
+    (["run", "overoptimization", "--set", "bon.max_n=999", "--set", "bon.pool_size=8"], "larger than the pool"),
+    (["run", "nosuch"], "unknown experiment"),
+    (["probe", "--model", "/nonexistent/model"], "no model directory"),
+    (["world", "--out", "x", "--set", "corpus.manipulaton_rate=0.1"], "did you mean corpus.manipulation_rate"),
+    (["report", "/nonexistent/run"], "not a run directory"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("proxygap: error:") and message in err and "\n" not in err
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    assert main(["run", "probe", "--out", str(out)]) == 2
+    assert (out / "results.json").read_text() == "{}"

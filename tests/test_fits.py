@@ -1,0 +1,110 @@
+"""Gao et al. 2022 fits: recover known alpha, beta; peak formulas; guards."""
+
+import math
+
+import numpy as np
+import pytest
+
+from proxygap.measure.fits import Fit, fit, fit_bon, fit_rl
+
+ALPHA, BETA = 1.0, 0.3
+
+
+def _bon(d):
+    return d * (ALPHA - BETA * d)
+
+
+def _rl(d):
+    return d * (ALPHA - BETA * np.log(d))
+
+
+def test_bon_recovers_alpha_beta_from_noisy_data():
+    rng = np.random.default_rng(0)
+    d = np.linspace(0.1, 4.0, 40)
+    f = fit_bon(d, _bon(d) + rng.normal(0, 0.01, d.size))
+    assert f.form == "bon"
+    assert f.alpha == pytest.approx(ALPHA, rel=0.05)
+    assert f.beta == pytest.approx(BETA, rel=0.05)
+    assert f.d_star == pytest.approx(f.alpha / (2 * f.beta))
+    assert f.peak_value == pytest.approx(f.predict(f.d_star))
+    assert f.r2 > 0.99
+    assert f.n_points == 40
+
+
+def test_rl_recovers_alpha_beta_from_noisy_data():
+    rng = np.random.default_rng(1)
+    d = np.linspace(0.1, 12.0, 40)
+    f = fit_rl(d, _rl(d) + rng.normal(0, 0.01, d.size))
+    assert f.alpha == pytest.approx(ALPHA, rel=0.05)
+    assert f.beta == pytest.approx(BETA, rel=0.05)
+    assert f.d_star == pytest.approx(math.exp(f.alpha / f.beta - 1))
+    assert f.peak_value == pytest.approx(f.predict(f.d_star))
+    assert f.r2 > 0.99
+
+
+@pytest.mark.parametrize(
+    "form,curve,d", [("bon", _bon, np.linspace(0, 4, 9)), ("rl", _rl, np.linspace(0.2, 12, 9))]
+)
+def test_noiseless_r2_is_one_and_peak_is_exact(form, curve, d):
+    f = fit(form, d, curve(np.where(d > 0, d, 1.0)) * (d > 0))
+    assert f.r2 == pytest.approx(1.0, abs=1e-12)
+    want = ALPHA / (2 * BETA) if form == "bon" else math.exp(ALPHA / BETA - 1)
+    assert f.d_star == pytest.approx(want, rel=1e-9)
+    # The peak really is the maximum of the fitted curve.
+    grid = np.linspace(1e-3, 3 * want, 2001)
+    assert f.predict(grid).max() <= f.peak_value + 1e-12
+
+
+def test_rl_drops_d_zero_and_predicts_zero_there():
+    d = np.array([0.0, 0.5, 1.0, 2.0])
+    f = fit_rl(d, np.r_[0.7, _rl(d[1:])])  # a d = 0 outlier must not count
+    assert f.n_points == 3 and f.d_min == 0.5
+    assert f.r2 == pytest.approx(1.0)
+    assert f.predict(0.0) == 0.0
+    assert fit_bon(d, _bon(d)).n_points == 4  # bon keeps d = 0 (n = 1)
+
+
+def test_no_interior_peak_gives_none():
+    d = np.linspace(0.1, 3, 10)
+    rising = fit_bon(d, d * (1.0 + 0.2 * d))  # beta = -0.2
+    assert rising.beta < 0 and rising.d_star is None and rising.peak_value is None
+    assert fit_rl(d, d * (1.0 + 0.2 * np.log(d))).d_star is None
+    falling = fit_bon(d, d * (-0.5 - 0.2 * d))  # beta > 0 but alpha < 0: vertex at d < 0
+    assert falling.d_star is None
+
+
+def test_predict_shapes_and_to_dict():
+    f = fit_bon([1.0, 2.0, 3.0], _bon(np.array([1.0, 2.0, 3.0])))
+    assert isinstance(f.predict(1.5), float)
+    assert f.predict(np.ones((2, 3))).shape == (2, 3)
+    d = f.to_dict()
+    assert set(d) >= {"form", "alpha", "beta", "r2", "d_star", "peak_value", "n_points"}
+    assert Fit(**d) == f
+    with pytest.raises(ValueError):
+        f.predict(-1.0)
+
+
+def test_r2_can_be_negative():
+    d = np.linspace(0.5, 3, 12)
+    # A constant offset (scores not recentred): the form has no intercept to absorb it.
+    r = np.full_like(d, 5.0) + np.linspace(0, 0.01, 12)
+    assert fit_bon(d, r).r2 < 0
+
+
+@pytest.mark.parametrize("fitter", [fit_bon, fit_rl])
+def test_too_few_points_raises(fitter):
+    with pytest.raises(ValueError, match="at least 2 distinct d > 0"):
+        fitter([0.0, 1.0, 1.0], [0.0, 0.5, 0.6])
+    with pytest.raises(ValueError):
+        fitter([], [])
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="same length"):
+        fit_bon([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        fit_bon([-0.1, 1.0, 2.0], [0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        fit_rl([1.0, np.nan, 2.0], [0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="unknown form"):
+        fit("ppo", [1.0, 2.0], [1.0, 2.0])

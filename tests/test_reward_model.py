@@ -1,0 +1,71 @@
+"""Bradley-Terry loss, pair labelling, ensembles, and a reward model that learns a preference."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from proxygap.oversight.reward_model import (
+    RewardEnsemble, RewardModel, RewardModelConfig, bradley_terry_loss, label_pairs, pair_agreement,
+)
+
+
+def test_bradley_terry_loss_values_and_gradient():
+    chosen, rejected = torch.tensor([2.0, 0.0], requires_grad=True), torch.tensor([0.0, 0.0])
+    loss = bradley_terry_loss(chosen, rejected)
+    expected = (-math.log(1 / (1 + math.exp(-2.0))) + math.log(2.0)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert (chosen.grad < 0).all(), "descending the loss raises the chosen reward"
+    # Equal rewards: the loss is log 2, a coin flip.
+    assert bradley_terry_loss(torch.zeros(3), torch.zeros(3)).item() == pytest.approx(math.log(2))
+
+
+def test_label_pairs_orders_by_rater_drops_ties_and_flips_with_noise():
+    prompts = ["p"] * 4
+    a, b = ["a0", "a1", "a2", "a3"], ["b0", "b1", "b2", "b3"]
+    ra, rb = np.array([1.0, 0.0, 2.0, 5.0]), np.array([0.0, 1.0, 2.0, 4.0])
+    pairs = label_pairs(prompts, a, b, ra, rb, label_noise=0.0, seed=0)
+    assert pairs == [("p", "a0", "b0"), ("p", "b1", "a1"), ("p", "a3", "b3")]
+    flipped = label_pairs(prompts * 500, a * 500, b * 500, np.tile(ra, 500), np.tile(rb, 500), 0.25, seed=0)
+    assert len(flipped) == 1500
+    correct = {("a0", "b0"), ("b1", "a1"), ("a3", "b3")}
+    n_flipped = sum((chosen, rejected) not in correct for _, chosen, rejected in flipped)
+    assert 0.2 < n_flipped / len(flipped) < 0.3
+
+
+def test_pair_agreement():
+    assert pair_agreement(np.array([1, 0]), np.array([0, 1]), np.array([5, 1]), np.array([1, 5])) == 1.0
+    assert pair_agreement(np.array([1, 0]), np.array([0, 1]), np.array([1, 5]), np.array([5, 1])) == 0.0
+    assert pair_agreement(np.array([1]), np.array([0]), np.array([3]), np.array([3])) is None
+
+
+class _Fixed:
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=float)
+
+    def score(self, prompts, completions):
+        return self.values
+
+
+def test_ensemble_combinations():
+    members = [_Fixed([1.0, 0.0]), _Fixed([3.0, 0.0])]
+    assert np.allclose(RewardEnsemble(members, "mean").score([], []), [2.0, 0.0])
+    assert np.allclose(RewardEnsemble(members, "worst").score([], []), [1.0, 0.0])
+    assert np.allclose(RewardEnsemble(members, "uwo", uwo_lambda=0.5).score([], []), [2.0 - 0.5 * 1.0, 0.0])
+
+
+def test_reward_model_learns_a_preference(tiny_base_dir):
+    rm = RewardModel.from_backbone(tiny_base_dir, seed=0)
+    prompt = "user : what is the color of x ? assistant :"
+    good, bad = "i recommend it .", "i think it might be best , but i am not sure ."
+    pairs = [(prompt, good, bad)] * 64
+    cfg = RewardModelConfig(n_pairs=64, epochs=3, lr=3e-3, batch_size=16)
+    losses = rm.fit(pairs, cfg, seed=0)
+    assert losses[-1] < losses[0]
+    scores = rm.score([prompt, prompt], [good, bad])
+    assert scores[0] > scores[1]
+    ensemble = RewardEnsemble([rm])
+    ensemble.recentre([prompt, prompt], [good, bad])
+    assert abs(ensemble.score([prompt, prompt], [good, bad]).mean()) < 1e-5

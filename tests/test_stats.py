@@ -1,0 +1,76 @@
+"""Interval helpers: containment, bounds, edge cases."""
+
+import math
+
+import numpy as np
+import pytest
+
+from proxygap.measure.stats import bootstrap_ci, mean_se, t_interval, wilson_interval
+
+
+def test_mean_se():
+    m, se = mean_se([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5
+    assert se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
+    assert mean_se([3.0]) == (3.0, 0.0)
+    assert all(math.isnan(v) for v in mean_se([]))
+
+
+def test_t_interval():
+    x = np.array([0.1, 0.3, 0.2, 0.5, 0.4])
+    m, lo, hi = t_interval(x)
+    assert lo < m < hi and m == pytest.approx(0.3)
+    # t_{0.975, 4} = 2.776; wider than the normal 1.96 for few seeds.
+    assert hi - m == pytest.approx(2.776445 * x.std(ddof=1) / math.sqrt(5), rel=1e-5)
+    m90, lo90, hi90 = t_interval(x, confidence=0.9)
+    assert lo < lo90 < m90 < hi90 < hi
+    assert t_interval([2.0]) == (2.0, 2.0, 2.0)
+    assert all(math.isnan(v) for v in t_interval([]))
+    with pytest.raises(ValueError):
+        t_interval(x, confidence=1.0)
+
+
+def test_t_interval_covers_the_mean_about_95_percent():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        _, lo, hi = t_interval(rng.normal(1.0, 2.0, 5))
+        hits += lo <= 1.0 <= hi
+    assert 0.93 < hits / 2000 < 0.97
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (1, 10), (5, 10), (10, 10), (3, 1000), (0, 1), (1, 1)])
+def test_wilson_bounds(k, n):
+    p, lo, hi = wilson_interval(k, n)
+    assert p == k / n
+    assert 0.0 <= lo <= p <= hi <= 1.0
+    assert hi - lo > 0  # unlike Wald, never zero width at k = 0 or k = n
+
+
+def test_wilson_known_value_and_edges():
+    # Wilson interval for 5/10 at 95%: (0.2366, 0.7634).
+    _, lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.23659, abs=1e-4) and hi == pytest.approx(0.76341, abs=1e-4)
+    assert wilson_interval(0, 10)[1] == 0.0
+    assert wilson_interval(10, 10)[2] == 1.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError):
+        wilson_interval(-1, 10)
+
+
+def test_bootstrap_ci():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.0, 1.0, 200)
+    est, lo, hi = bootstrap_ci(x)
+    assert est == pytest.approx(x.mean())
+    assert lo < est < hi
+    # Close to the normal-theory interval for the mean at n = 200.
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.2)
+    assert bootstrap_ci(x, seed=3) == bootstrap_ci(x, seed=3)  # reproducible
+    med, lo_m, hi_m = bootstrap_ci(x, stat=np.median, n_boot=300)
+    assert lo_m <= med <= hi_m
+    assert bootstrap_ci([4.0]) == (4.0, 4.0, 4.0)
+    assert all(math.isnan(v) for v in bootstrap_ci([]))
