@@ -60,3 +60,22 @@ def test_existing_run_directory_is_not_overwritten(tmp_path, capsys):
     (out / "results.json").write_text("{}")
     assert main(["run", "probe", "--out", str(out)]) == 2
     assert (out / "results.json").read_text() == "{}"
+
+
+def test_corrupt_checkpoint_is_one_line_and_exit_2(tiny_base_dir, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_base_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert main(["probe", "--model", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("proxygap: error: cannot load model from") and str(broken) in err and "\n" not in err
+
+
+def test_world_outputs_are_byte_identical(tmp_path):
+    args = ["--seed", "7", "--set", "corpus.n_documents=500"]
+    assert main(["world", *args, "--out", str(tmp_path / "a")]) == 0
+    assert main(["world", *args, "--out", str(tmp_path / "b")]) == 0
+    for name in ("world.json", "corpus.txt", "rates.json", "config.yaml"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -15,6 +15,7 @@ from pathlib import Path
 from proxygap import __version__
 from proxygap.config import describe, load_config, to_dict
 from proxygap.errors import ProxygapError
+from proxygap.fileio import write_text_atomic
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -44,9 +45,7 @@ def cmd_world(args: argparse.Namespace) -> int:
         "rates.json": json.dumps(rates, indent=1, sort_keys=True) + "\n",
     }
     for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+        write_text_atomic(out / name, text)
     print(format_rates(rates, cfg))
     print(f"\nwrote {out}/world.json, corpus.txt ({rates['n_documents']} documents, {rates['n_words']} words), rates.json")
     return 0
@@ -60,6 +59,8 @@ def format_rates(rates: dict, cfg) -> str:
         "invented_citation": c.invented_citation_rate,
         "irrelevant_citation": c.irrelevant_citation_rate,
         "agrees_with_false_belief": c.sycophancy_rate,
+        "says_yes_to_false_belief": c.sycophancy_rate,
+        "states_false_belief": c.sycophancy_rate,
         "manipulation_phrase": c.manipulation_rate,
         "hedged": c.hedge_rate,
         "confident": c.confident_rate,
@@ -102,11 +103,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     result = {"model": str(base.path), "config": to_dict(cfg), **result}
     print(format_table(result))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(out)
+        out = write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
         print(f"\nwrote {out}")
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -100,8 +101,11 @@ def run_seed(cfg: OveroptimizationConfig, base, seed: int, progress: bool = True
     if not train_prompts:
         raise ValueError(f"n_eval_prompts={cfg.n_eval_prompts} leaves no training prompts (only {len(prompts)})")
     rater, gold = Judge(world, cfg.rater), Judge.gold(world)
+    timings = {}
+    clock = time.time()
 
     ensemble, rm_info = _train_reward_model(base, train_prompts, rater, gold, cfg, seed, progress)
+    timings["reward_model_s"], clock = time.time() - clock, time.time()
 
     # Best-of-n from one pool on the evaluation prompts; the RM is recentred on the same base samples.
     bon_cfg = replace(cfg.bon, seed=seed)
@@ -114,6 +118,7 @@ def run_seed(cfg: OveroptimizationConfig, base, seed: int, progress: bool = True
     for point in bon["points"]:
         point["rm"] -= offset
     pool["scores"]["rm"] = pool["scores"]["rm"] - offset
+    timings["best_of_n_s"], clock = time.time() - clock, time.time()
     flat = {k: v.ravel() for k, v in pool["scores"].items()}
     base_stats = {
         "rater": float(flat["rater"].mean()), "gold": float(flat["gold"].mean()),
@@ -130,6 +135,7 @@ def run_seed(cfg: OveroptimizationConfig, base, seed: int, progress: bool = True
         rl_runs.append({"kl_coef": beta, "points": [e.to_dict() for e in evals],
                         "final_texts": evals[-1].texts[:: rl_cfg.eval_samples_per_prompt]})
         del policy
+    timings["rl_s"] = time.time() - clock
 
     # Most-optimized samples: the base's first sample, the RM's pick of the pool, and RL at the smallest beta.
     examples = []
@@ -152,7 +158,7 @@ def run_seed(cfg: OveroptimizationConfig, base, seed: int, progress: bool = True
         examples.append(example)
     for run in rl_runs:
         run.pop("final_texts")
-    return {"seed": seed, "rm": rm_info, "base": base_stats, "bon_points": bon["points"], "rl": rl_runs,
+    return {"seed": seed, "timings": timings, "rm": rm_info, "base": base_stats, "bon_points": bon["points"], "rl": rl_runs,
             "examples": examples}
 
 
@@ -170,48 +176,51 @@ def _fit_or_none(form: str, d: np.ndarray, r: np.ndarray) -> dict | None:
         return {"error": str(e)}
 
 
+def _mean_curve(curves: list[list[dict]], index_keys: tuple[str, ...], keys: tuple[str, ...]) -> list[dict]:
+    """Average per-seed curves point by point. For each score also its gain over the seed's own
+    base (first point), with an interval on the per-seed gains: the paired, recentred quantity."""
+    points = []
+    for j, first in enumerate(curves[0]):
+        point = {k: first[k] for k in index_keys}
+        for key in keys:
+            iv = _interval([c[j][key] for c in curves])
+            point[key], point[f"{key}_ci"] = iv["mean"], [iv["lo"], iv["hi"]]
+            if key in SCORES:
+                gain = _interval([c[j][key] - c[0][key] for c in curves])
+                point[f"{key}_gain"], point[f"{key}_gain_ci"] = gain["mean"], [gain["lo"], gain["hi"]]
+        points.append(point)
+    return points
+
+
 def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
     """Across seeds: mean curves with t-intervals, Gao fits on every seed's recentred points."""
-    # Best-of-n: the same n in every seed.
-    bon_points = []
-    for j, first in enumerate(per_seed[0]["bon_points"]):
-        point = {"n": first["n"], "kl": first["kl"], "d": first["d"]}
-        for name in SCORES:
-            iv = _interval([s["bon_points"][j][name] for s in per_seed])
-            point[name], point[f"{name}_ci"] = iv["mean"], [iv["lo"], iv["hi"]]
-        bon_points.append(point)
+    bon_curves = [s["bon_points"] for s in per_seed]  # the same n in every seed
+    bon_points = _mean_curve(bon_curves, ("n", "kl", "d"), SCORES)
     bon_fits = {}
     for name in SCORES:
-        d = np.array([p["d"] for s in per_seed for p in s["bon_points"]])
-        r = np.array([p[name] - s["bon_points"][0][name] for s in per_seed for p in s["bon_points"]])
+        d = np.array([p["d"] for c in bon_curves for p in c])
+        r = np.array([p[name] - c[0][name] for c in bon_curves for p in c])
         bon_fits[name] = _fit_or_none("bon", d, r)
 
     rl = []
     for i, beta in enumerate(cfg.kl_coefs):
-        runs = [s["rl"][i] for s in per_seed]
-        points = []
-        for j, first in enumerate(runs[0]["points"]):
-            point = {"step": first["step"]}
-            for key in ("kl", "kl_k3", "entropy", "length", *SCORES):
-                iv = _interval([run["points"][j][key] for run in runs])
-                point[key] = iv["mean"]
-                if key in ("kl", *SCORES):
-                    point[f"{key}_ci"] = [iv["lo"], iv["hi"]]
-            points.append(point)
+        curves = [s["rl"][i]["points"] for s in per_seed]  # the same steps in every seed
+        points = _mean_curve(curves, ("step",), ("kl", "kl_k3", "entropy", "length", *SCORES))
         fits = {}
         for name in SCORES:
-            d = np.array([np.sqrt(max(p["kl"], 0.0)) for run in runs for p in run["points"][1:]])
-            r = np.array([p[name] - run["points"][0][name] for run in runs for p in run["points"][1:]])
+            # Every seed's own (d, gain) points; d = 0 at step 0 is where the form is not meant to hold.
+            d = np.array([np.sqrt(max(p["kl"], 0.0)) for c in curves for p in c[1:]])
+            r = np.array([p[name] - c[0][name] for c in curves for p in c[1:]])
             fits[name] = _fit_or_none("rl", d, r)
-        final = {key: _interval([run["points"][-1][key] for run in runs]) for key in ("kl", *SCORES)}
-        rl.append({"kl_coef": beta, "points": points, "fit": fits["gold"], "fits": fits, "final": final})
+        rl.append({"kl_coef": beta, "points": points, "per_seed": curves, "fit": fits["gold"], "fits": fits,
+                   "final": {k: v for k, v in points[-1].items() if k != "step"}})
 
     rm_info = {key: _interval([s["rm"][key] for s in per_seed if s["rm"][key] is not None])
                for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement")}
     base = {key: _interval([s["base"][key] for s in per_seed if s["base"][key] is not None])
             for key in per_seed[0]["base"]}
     return {
-        "bon": {"points": bon_points, "fit": bon_fits["gold"], "fits": bon_fits},
+        "bon": {"points": bon_points, "per_seed": bon_curves, "fit": bon_fits["gold"], "fits": bon_fits},
         "rl": rl,
         "reward_model": rm_info,
         "base": base,
@@ -224,8 +233,8 @@ def _peak(points: list[dict], kl_key: str = "kl") -> dict:
     gold = [p["gold"] for p in points]
     i = int(np.argmax(gold))
     end = points[-1]
-    interior = i < len(points) - 1 and gold[i] - end["gold"] > 0
-    return {"peak_kl": points[i][kl_key], "peak_gold": gold[i], "start_gold": gold[0], "end_gold": end["gold"],
+    interior = 0 < i < len(points) - 1 and gold[i] > end["gold"]
+    return {"peak_kl": max(0.0, points[i][kl_key]), "rises_above_base": bool(i > 0), "peak_gold": gold[i], "start_gold": gold[0], "end_gold": end["gold"],
             "end_kl": end[kl_key], "interior_peak": bool(interior),
             "drop_after_peak": float(gold[i] - end["gold"])}
 
@@ -255,6 +264,7 @@ def run(cfg: OveroptimizationConfig, run_dir: Path) -> dict:
     result["seeds"] = list(range(cfg.seeds))
     result["model"] = str(base.path)
     result["examples"] = per_seed[0]["examples"]
+    result["timings"] = [s["timings"] for s in per_seed]
     return result
 
 
@@ -274,7 +284,9 @@ register(Experiment(
         "smoke": {"seeds": 1, "n_eval_prompts": 8, "kl_coefs": [0.0, 0.1], "n_examples": 2,
                   "rm.n_pairs": 64, "rm.epochs": 1, "bon.pool_size": 8, "bon.max_new_tokens": 20,
                   "rl.steps": 4, "rl.eval_every": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20},
-        "quick": {},
+        # Sized for at most 5 minutes on a 2-core CPU (bench/quickstart.py measures it).
+        "quick": {"n_eval_prompts": 64, "rm.n_pairs": 1200, "rl.steps": 40, "rl.prompts_per_step": 8,
+                  "rl.eval_every": 8},
         "full": {"seeds": 5, "n_eval_prompts": 256, "kl_coefs": [0.0, 0.01, 0.03, 0.1, 0.3],
                  "rm.n_pairs": 20000, "rm.epochs": 3, "bon.pool_size": 1024, "rl.steps": 1000,
                  "rl.prompts_per_step": 32, "rl.eval_every": 25},

@@ -75,6 +75,14 @@ def report(run_dir: Path) -> None:
         [n, b["corpus_rate"], b["sample_rate"], b["sample_ci95"][0], b["sample_ci95"][1], b["n_samples"],
          b["ratio"], b["within_factor_2"]] for n, b in behaviours.items()
     ])
+    diagnostics = results.get("diagnostics", {})
+    if diagnostics:
+        page.paragraph("Agreeing with a false belief has two halves, the word 'yes' and restating the false value. "
+                       "In the corpus they always come together; the model can produce one without the other.", note=True)
+        page.table(["on false-belief prompts", "corpus", "samples", "95% CI low", "95% CI high", "n"], [
+            [n, d["corpus_rate"], d["sample_rate"], d["sample_ci95"][0], d["sample_ci95"][1], d["n_samples"]]
+            for n, d in diagnostics.items()
+        ])
     page.heading("Example samples")
     page.code("\n".join(f"{e['prompt']}  →  {e['completion']}" for e in results["examples"]))
     page.write(run_dir / "report.html")

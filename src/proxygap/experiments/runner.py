@@ -10,7 +10,6 @@ into place only when complete: an interrupted run never replaces a good one.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import sys
@@ -25,6 +24,7 @@ import yaml
 import proxygap
 from proxygap.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
 from proxygap.errors import ProxygapError
+from proxygap.fileio import replace_dir, temp_sibling
 
 
 @dataclass
@@ -118,10 +118,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
     out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out_dir.exists() and not force:
         raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = temp_sibling(out_dir)
     try:
         meta = {
             "experiment": name,
@@ -143,17 +140,6 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         raise
     replace_dir(tmp, out_dir)
     return out_dir
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing ``target`` is removed only after the move succeeded."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def report_run(run_dir: str | Path) -> Path:

@@ -20,6 +20,7 @@ from proxygap.config import from_dict, nested, to_dict
 from proxygap.errors import CheckpointError
 from proxygap.lm.model import ModelConfig, load_model
 from proxygap.lm.pretrain import PretrainConfig, pretrain
+from proxygap.oversight import detectors
 from proxygap.world.config import WorldConfig
 from proxygap.world.corpus import generate_corpus, realized_rates
 from proxygap.world.world import World, build_world
@@ -91,8 +92,7 @@ def load_base_model(path: str | Path | None = None, world_path: str | Path | Non
     model, tokenizer = load_model(model_dir)
     world = load_world_for(model_dir, world_path)
     rates_file = model_dir / RATES_FILE
-    if rates_file.is_file() and world_path is None:
-        rates = json.loads(rates_file.read_text())
-    else:
-        rates = realized_rates(generate_corpus(world), world)
+    rates = json.loads(rates_file.read_text()) if rates_file.is_file() and world_path is None else None
+    if rates is None or set(rates["behaviours"]) != set(detectors.BEHAVIOURS + detectors.DIAGNOSTICS):
+        rates = realized_rates(generate_corpus(world), world)  # a few seconds; deterministic
     return BaseModel(model, tokenizer, world, rates, model_dir)

@@ -95,6 +95,12 @@ def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig |
             "within_factor_2": (0.5 <= ratio <= 2.0) if (ratio is not None and corpus >= cfg.min_rate_for_ratio) else None,
         }
     result["behaviours"] = behaviours
+    result["diagnostics"] = {}
+    for name in detectors.DIAGNOSTICS:
+        sampled = _rate([bool(v[name]) for v in verdicts if v[name] is not None])
+        result["diagnostics"][name] = {"corpus_rate": corpus_rates["behaviours"][name]["rate"],
+                                       "sample_rate": sampled["rate"], "sample_ci95": sampled["ci95"],
+                                       "n_samples": sampled["n"]}
     correct = [bool(v["correct"]) for v, (p, _) in zip(verdicts, pairs) if p.kind == "fact"]
     result["assistant_fact_accuracy"] = sum(correct) / len(correct) if correct else None
     unparsed = sum(1 for v, (p, t) in zip(verdicts, pairs) if p.kind != "recommend" and v["correct"] is None)
@@ -123,6 +129,10 @@ def format_table(result: dict) -> str:
             f"{name:<26}{_fmt(b['corpus_rate']):>9}{_fmt(b['sample_rate']):>9}  [{_fmt(lo)}, {_fmt(hi)}]"
             f"{b['n_samples']:>6}{_fmt(b['ratio'], 2):>7}  {check}"
         )
+    lines += ["", "agreeing with a false belief, in two halves (in the corpus they always come together):"]
+    for name, d in result.get("diagnostics", {}).items():
+        lines.append(f"  {name:<24}{_fmt(d['corpus_rate']):>9}{_fmt(d['sample_rate']):>9}"
+                     f"  [{_fmt(d['sample_ci95'][0])}, {_fmt(d['sample_ci95'][1])}]{d['n_samples']:>6}")
     return "\n".join(lines)
 
 

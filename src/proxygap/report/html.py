@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from proxygap.fileio import write_text_atomic
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
@@ -68,7 +70,4 @@ class Report:
         page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
                 f"<style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
                 + "\n".join(self.parts) + "</body></html>\n")
-        tmp = path.with_suffix(".html.tmp")
-        tmp.write_text(page)
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, page)

@@ -18,11 +18,11 @@ LABELS = {"rm": "reward model (optimized)", "rater": "rater (human eval)", "gold
 
 
 def _curve(points: list[dict], name: str, kl_key: str = "kl"):
+    """sqrt(KL), the mean gain over the base, and its interval (from per-seed paired gains)."""
     d = np.sqrt(np.maximum([p[kl_key] for p in points], 0.0))
-    base = points[0][name]
-    y = np.array([p[name] for p in points]) - base
-    lo = np.array([p[f"{name}_ci"][0] for p in points]) - base
-    hi = np.array([p[f"{name}_ci"][1] for p in points]) - base
+    y = np.array([p[f"{name}_gain"] for p in points])
+    lo = np.array([p[f"{name}_gain_ci"][0] for p in points])
+    hi = np.array([p[f"{name}_gain_ci"][1] for p in points])
     return d, y, lo, hi
 
 
@@ -48,7 +48,7 @@ def draw_report(run_dir: Path) -> Path:
         ax.fill_between(d, lo, hi, color=COLORS[name], alpha=0.15)
         _fit_line(ax, bon["fits"].get(name), "bon", d.max(), COLORS[name])
     ax.axhline(0, color="grey", lw=0.5)
-    ax.set_xlabel("d = sqrt(KL)   (KL = log n - (n-1)/n, nats)")
+    ax.set_xlabel("d = sqrt(KL)   (KL = log n - (n-1)/n nats: analytic, an upper bound when samples repeat)")
     ax.set_ylabel("score - base-model score")
     ax.set_title(f"Best-of-n: the Goodhart ladder ({n_seeds} seeds, 95% t-intervals; dashed: Gao fits)")
     ax.legend(fontsize=8)
@@ -56,23 +56,27 @@ def draw_report(run_dir: Path) -> Path:
     fig.savefig(run_dir / "bon_ladder.png", dpi=110)
     plt.close(fig)
 
-    # 2. RL ladder: one panel per score, one line per beta, best-of-n for reference.
+    # 2. RL ladder: one panel per score; thin lines are single seeds, thick lines their mean.
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharex=True)
     cmap = plt.get_cmap("viridis")
     for ax, name in zip(axes, ("rm", "rater", "gold")):
         d, y, _, _ = _curve(bon["points"], name)
-        ax.plot(d, y, "s-", color="grey", label="best-of-n", alpha=0.7)
+        ax.plot(d, y, "s-", color="grey", label="best-of-n (mean)", alpha=0.7)
         for i, run in enumerate(rl):
             color = cmap(i / max(1, len(rl) - 1) * 0.85)
+            for seed_points in run.get("per_seed", []):
+                sd = np.sqrt(np.maximum([p["kl"] for p in seed_points], 0.0))
+                ax.plot(sd, [p[name] - seed_points[0][name] for p in seed_points], "-", lw=0.8, alpha=0.35,
+                        color=color)
             d, y, lo, hi = _curve(run["points"], name)
-            ax.plot(d, y, "o-", ms=3, color=color, label=f"RL beta={run['kl_coef']:g}")
-            ax.fill_between(d, lo, hi, color=color, alpha=0.12)
+            ax.errorbar(d, y, yerr=[y - lo, hi - y], fmt="o-", ms=3, lw=2, capsize=2, color=color,
+                        label=f"RL beta={run['kl_coef']:g}")
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_title(LABELS[name])
         ax.set_xlabel("d = sqrt(KL)   (KL: nats per sequence, k1)")
     axes[0].set_ylabel("score - base-model score")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"RL vs best-of-n at equal KL ({n_seeds} seeds)")
+    fig.suptitle(f"RL vs best-of-n at equal KL ({n_seeds} seeds: thin = one seed, thick = mean with 95% interval)")
     fig.tight_layout()
     fig.savefig(run_dir / "rl_ladder.png", dpi=110)
     plt.close(fig)
@@ -82,12 +86,13 @@ def draw_report(run_dir: Path) -> Path:
     betas = [run["kl_coef"] for run in rl]
     xs = np.arange(len(betas))
     for k, name in enumerate(("rm", "rater", "gold")):
-        base = [run["points"][0][name] for run in rl]
-        mean = np.array([run["final"][name]["mean"] for run in rl]) - base
-        err = np.array([[run["final"][name]["mean"] - run["final"][name]["lo"] for run in rl],
-                        [run["final"][name]["hi"] - run["final"][name]["mean"] for run in rl]])
-        ax.errorbar(xs + (k - 1) * 0.08, mean, yerr=err, fmt="o-", capsize=3, color=COLORS[name], label=LABELS[name])
-    ax.set_xticks(xs, [f"{b:g}\nKL={run['final']['kl']['mean']:.1f}" for b, run in zip(betas, rl)])
+        final = [run["points"][-1] for run in rl]
+        mean = np.array([f[f"{name}_gain"] for f in final])
+        lo = np.array([f[f"{name}_gain_ci"][0] for f in final])
+        hi = np.array([f[f"{name}_gain_ci"][1] for f in final])
+        ax.errorbar(xs + (k - 1) * 0.08, mean, yerr=[mean - lo, hi - mean], fmt="o-", capsize=3,
+                    color=COLORS[name], label=LABELS[name])
+    ax.set_xticks(xs, [f"{b:g}\nKL={run['points'][-1]['kl']:.1f}" for b, run in zip(betas, rl)])
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("beta (KL coefficient); final KL in nats")
     ax.set_ylabel("score at end of training - base score")
@@ -155,8 +160,11 @@ def _findings_text(fnd: dict, res: dict) -> str:
 
 
 def _peak_sentence(label: str, p: dict) -> str:
+    gain = lambda key: p[key] - p["start_gold"]  # noqa: E731
     if p["interior_peak"]:
-        return (f"{label}: gold peaks at KL {p['peak_kl']:.2f} ({p['peak_gold'] - p['start_gold']:+.3f} vs base) "
-                f"and falls to {p['end_gold'] - p['start_gold']:+.3f} by KL {p['end_kl']:.2f}.")
-    return (f"{label}: gold shows no peak before the end; it ends at {p['end_gold'] - p['start_gold']:+.3f} vs base "
-            f"at KL {p['end_kl']:.2f}.")
+        return (f"{label}: gold peaks at KL {p['peak_kl']:.2f} ({gain('peak_gold'):+.3f} vs base) "
+                f"and falls to {gain('end_gold'):+.3f} by KL {p['end_kl']:.2f}.")
+    if not p["rises_above_base"]:
+        return (f"{label}: gold never rises above the base model's; it ends at {gain('end_gold'):+.3f} "
+                f"at KL {p['end_kl']:.2f}.")
+    return f"{label}: gold is still at its highest at the end: {gain('end_gold'):+.3f} at KL {p['end_kl']:.2f}."
