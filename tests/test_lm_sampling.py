@@ -99,3 +99,31 @@ def test_sequence_logprobs_has_grad_on_sampled_tokens(tok):
 def test_context_overflow_is_a_clear_error(tok):
     with pytest.raises(ValueError, match="context"):
         sample(gpt2(tok), tok, ["expert"], max_new_tokens=100)
+
+
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu_pytorch_tanh", "gelu"])
+def test_fast_gpt2_decoder_matches_the_general_loop(tok, activation):
+    model = gpt2(tok)
+    model.config.activation_function = activation
+    model = type(model)(model.config).eval()  # rebuilt so the activation module matches the config
+    prompts = [p for p in PROMPTS for _ in range(3)]  # repeated prompts: the shared-prefix path
+    fast = sample(model, tok, prompts, 8, greedy=True, fast=True)
+    slow = sample(model, tok, prompts, 8, greedy=True, fast=False)
+    assert torch.equal(fast.tokens, slow.tokens)
+    assert torch.allclose(fast.logprobs, slow.logprobs, atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [gpt2, llama], ids=["gpt2", "llama"])
+def test_shared_prefix_logprobs_equal_one_full_pass(tok, make):
+    model = make(tok)
+    prompts = [p for p in PROMPTS for _ in range(2)]
+    s = sample(model, tok, prompts, 6, generator=torch.Generator().manual_seed(1))
+    shared = sequence_logprobs(model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask, share_prefix=True)
+    full = sequence_logprobs(model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask, share_prefix=False)
+    assert torch.allclose(shared, full, atol=1e-5)
+    grads = []
+    for share in (True, False):
+        model.zero_grad()
+        sequence_logprobs(model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask, share_prefix=share).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from proxygap.lm.fast_decode import GPT2Decoder
+
 
 @dataclass
 class Samples:
@@ -65,13 +67,14 @@ def sample(
     generator: torch.Generator | None = None,
     batch_size: int | None = None,
     add_bos: bool = True,
+    fast: bool = True,
 ) -> Samples:
     """Sample one completion per prompt, each row stopping at EOS (or after ``max_new_tokens``)."""
     if not greedy and temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax decoding")
     if batch_size is not None and len(prompts) > batch_size:
         chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
-        return cat_samples([sample(model, tokenizer, c, max_new_tokens, temperature, greedy, generator, None, add_bos)
+        return cat_samples([sample(model, tokenizer, c, max_new_tokens, temperature, greedy, generator, None, add_bos, fast)
                             for c in chunks], pad_id(tokenizer))
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, add_bos)
@@ -86,21 +89,32 @@ def sample(
     model.eval()  # no dropout while sampling, whatever mode the caller's policy is in
     try:
         with torch.inference_mode():
-            x, attn = prompt_ids.to(device), prompt_mask.to(device)  # (B, P)
-            pos = (attn.cumsum(-1) - 1).clamp(min=0)  # (B, P): left padding does not shift positions
-            past, done = None, torch.zeros(B, dtype=torch.bool, device=device)
+            attn = prompt_mask.to(device)  # (B, P)
+            pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, -1:]  # (B, 1): left padding does not shift positions
+            done = torch.zeros(B, dtype=torch.bool, device=device)
             tokens, logps, alive_steps = [], [], []
-            for _ in range(max_new_tokens):
-                out = model(input_ids=x, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                logits = out.logits[:, -1].float()  # (B, V)
+            decoder = GPT2Decoder(model, B, P + max_new_tokens) if fast and GPT2Decoder.supports(model) else None
+            if decoder is not None:
+                next_logits = decoder.prefill(prompt_ids.to(device), attn, *(unique_prompts(prompt_ids) or (None, None)))
+            else:
+                next_logits, past = prefill(model, prompt_ids.to(device), attn)  # (B, V), cache
+            x = None  # the previous step's tokens (B, 1), fed from the second step on
+            for step in range(max_new_tokens):
+                if step > 0 and decoder is not None:
+                    next_logits = decoder.step(x, pos)
+                elif step > 0:
+                    out = model(input_ids=x, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
+                    past, next_logits = out.past_key_values, out.logits[:, -1]
+                logits = next_logits.float()  # (B, V)
                 if greedy:
                     nxt = logits.argmax(-1)
                 else:
-                    probs = (logits / temperature).softmax(-1)
-                    if generator is not None:  # sample where the generator lives (it may be on CPU)
-                        probs = probs.to(generator.device)
-                    nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(device)
+                    # Gumbel-max: argmax(logits/T + Gumbel noise) is a draw from softmax(logits/T),
+                    # and much cheaper than torch.multinomial for a batch of small vocabularies.
+                    u = torch.rand(logits.shape, generator=generator,
+                                   device=generator.device if generator is not None else device)
+                    gumbel = -torch.log(-torch.log(u.to(device).clamp_(min=1e-20)))
+                    nxt = (logits / temperature + gumbel).argmax(-1)
                 alive = ~done
                 lp = token_logprobs(logits, nxt)  # (B,) at temperature 1: the policy's own distribution
                 tokens.append(torch.where(alive, nxt, pad))
@@ -112,7 +126,7 @@ def sample(
                     break
                 x = nxt[:, None]  # (B, 1); finished rows keep feeding tokens, which are masked out later
                 attn = torch.cat([attn, attn.new_ones(B, 1)], dim=1)
-                pos = pos[:, -1:] + 1
+                pos = pos + 1
         # Stacked outside inference mode, so these are ordinary tensors that callers can feed to a
         # forward pass with grad (inference tensors cannot be saved for backward, e.g. by embedding).
         tokens_t = torch.stack(tokens, 1) if tokens else torch.full((B, 0), pad, dtype=torch.long, device=device)
@@ -141,12 +155,49 @@ def cat_samples(parts: list[Samples], pad: int) -> Samples:
     )
 
 
-def sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
-    """Per-token log pi(tokens | prompt) from one forward pass, with grad; (B, T), 0 where mask is 0."""
-    P = prompt_ids.shape[1]
-    ids = torch.cat([prompt_ids, tokens], dim=1)  # (B, P+T)
+def unique_prompts(prompt_ids: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(first row of each distinct prompt, each row's index into those), or None if all differ.
+
+    RL and best-of-n draw k samples per prompt: the prompt prefix is then computed once per
+    distinct prompt and its KV cache expanded to the k rows, which saves up to half the work.
+    """
+    uniq, inverse = torch.unique(prompt_ids, dim=0, return_inverse=True)
+    if len(uniq) == len(prompt_ids):
+        return None
+    rows = torch.arange(len(prompt_ids), device=prompt_ids.device)
+    first = torch.full((len(uniq),), len(prompt_ids), device=prompt_ids.device).scatter_reduce(
+        0, inverse, rows, reduce="amin")
+    return first, inverse
+
+
+def prefill(model, prompt_ids: Tensor, prompt_mask: Tensor, share_prefix: bool = True):
+    """Run the prompts; returns (logits at each row's last prompt position (B, V), KV cache).
+
+    Prompts that occur several times are run once and their cache rows expanded.
+    """
+    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    shared = unique_prompts(prompt_ids) if share_prefix else None
+    if shared is None:
+        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True)
+        return out.logits[:, -1], out.past_key_values
+    first, inverse = shared
+    out = model(input_ids=prompt_ids[first], attention_mask=prompt_mask[first], position_ids=pos[first], use_cache=True)
+    cache = out.past_key_values
+    cache.batch_select_indices(inverse)
+    return out.logits[:, -1][inverse], cache
+
+
+def sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor,
+                      share_prefix: bool = True) -> Tensor:
+    """Per-token log pi(tokens | prompt), with grad; (B, T), 0 where mask is 0.
+
+    The prompt prefix goes through the model once per distinct prompt (see ``prefill``), the
+    completions then attend to its cache: the same numbers as one pass over prompt+completion.
+    """
+    first_logits, cache = prefill(model, prompt_ids, prompt_mask, share_prefix)  # (B, V)
     attn = torch.cat([prompt_mask, mask], dim=1)  # completion padding is on the right: causality hides it
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits  # (B, P+T, V)
-    logp = token_logprobs(logits[:, P - 1:-1], tokens)  # (B, T): logits at t predict token t+1
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1]:]  # (B, T)
+    out = model(input_ids=tokens, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True)
+    logits = torch.cat([first_logits[:, None], out.logits[:, :-1]], dim=1)  # (B, T, V): predicts token t
+    logp = token_logprobs(logits, tokens)
     return torch.where(mask.bool(), logp, 0.0)

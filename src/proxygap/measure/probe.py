@@ -93,6 +93,10 @@ def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig |
             "n_samples": sampled["n"],
             "ratio": ratio,
             "within_factor_2": (0.5 <= ratio <= 2.0) if (ratio is not None and corpus >= cfg.min_rate_for_ratio) else None,
+            # Whether the 95% interval of the sample rate reaches into [corpus/2, 2*corpus]: a rate whose
+            # point estimate sits just outside the band but is statistically consistent with it.
+            "interval_meets_factor_2": (sampled["ci95"][0] <= 2 * corpus and sampled["ci95"][1] >= corpus / 2)
+            if (ratio is not None and corpus >= cfg.min_rate_for_ratio) else None,
         }
     result["behaviours"] = behaviours
     result["diagnostics"] = {}
@@ -125,6 +129,8 @@ def format_table(result: dict) -> str:
     for name, b in result["behaviours"].items():
         lo, hi = b["sample_ci95"]
         check = {True: "yes", False: "NO", None: "-"}[b["within_factor_2"]]
+        if b["within_factor_2"] is False and b.get("interval_meets_factor_2"):
+            check += " (95% CI reaches it)"
         lines.append(
             f"{name:<26}{_fmt(b['corpus_rate']):>9}{_fmt(b['sample_rate']):>9}  [{_fmt(lo)}, {_fmt(hi)}]"
             f"{b['n_samples']:>6}{_fmt(b['ratio'], 2):>7}  {check}"
