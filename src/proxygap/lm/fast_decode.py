@@ -33,6 +33,8 @@ class GPT2Decoder:
         self.v = torch.zeros(shape, dtype=param.dtype, device=param.device)
         self.key_mask = torch.zeros((batch, max_len), dtype=torch.bool, device=param.device)
         self.length = 0
+        self.batch = batch
+        self.rows = torch.arange(batch, device=param.device)  # the batch rows still decoding, in cache order
 
     @staticmethod
     def supports(model) -> bool:
@@ -98,8 +100,20 @@ class GPT2Decoder:
         return logits
 
     def step(self, ids: Tensor, pos: Tensor) -> Tensor:
-        """One new token per row: ids, pos (B, 1) -> logits (B, V)."""
+        """One new token per row: ids, pos (B, 1) -> logits (B, V); rows retired are left at 0."""
         self.key_mask[:, self.length] = True
-        logits = self._forward(ids, pos)
+        logits = self._forward(ids[self.rows], pos[self.rows])
         self.length += 1
-        return logits
+        if len(self.rows) == self.batch:
+            return logits
+        full = logits.new_zeros((self.batch, logits.shape[-1]))
+        full[self.rows] = logits
+        return full
+
+    def retire(self, done: Tensor) -> None:
+        """Drop finished rows from the cache, so later steps only compute the rows still writing."""
+        keep = ~done[self.rows]
+        if bool(keep.all()):
+            return
+        self.k, self.v = self.k[:, keep], self.v[:, keep]
+        self.key_mask, self.rows = self.key_mask[keep], self.rows[keep]

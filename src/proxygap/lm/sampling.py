@@ -124,6 +124,8 @@ def sample(
                     done = done | (alive & (nxt == eos))
                 if done.all():
                     break
+                if decoder is not None:
+                    decoder.retire(done)
                 x = nxt[:, None]  # (B, 1); finished rows keep feeding tokens, which are masked out later
                 attn = torch.cat([attn, attn.new_ones(B, 1)], dim=1)
                 pos = pos + 1
