@@ -50,7 +50,7 @@ class OveroptimizationConfig:
 
 
 def _train_reward_model(base, world_prompts: list[str], rater: Judge, gold: Judge, cfg: OveroptimizationConfig,
-                        seed: int, progress: bool) -> tuple[RewardEnsemble, dict]:
+                        seed: int) -> tuple[RewardEnsemble, dict]:
     """Sample pairs from the base model, label them with the rater, train the RM (ensemble)."""
     from proxygap.lm.sampling import sample
 
@@ -104,7 +104,7 @@ def run_seed(cfg: OveroptimizationConfig, base, seed: int, progress: bool = True
     timings = {}
     clock = time.time()
 
-    ensemble, rm_info = _train_reward_model(base, train_prompts, rater, gold, cfg, seed, progress)
+    ensemble, rm_info = _train_reward_model(base, train_prompts, rater, gold, cfg, seed)
     timings["reward_model_s"], clock = time.time() - clock, time.time()
 
     # Best-of-n from one pool on the evaluation prompts; the RM is recentred on the same base samples.
