@@ -127,3 +127,36 @@ def test_shared_prefix_logprobs_equal_one_full_pass(tok, make):
         sequence_logprobs(model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask, share_prefix=share).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_stop_tokens_end_rows_like_eos(model, tok):
+    stop = tok.convert_tokens_to_ids(".")
+    s = sample(model, tok, PROMPTS * 8, max_new_tokens=40, generator=torch.Generator().manual_seed(1),
+               stop_token_ids=(stop,))
+    n_stopped = 0
+    for row, m in zip(s.tokens, s.mask):
+        n = int(m.sum())
+        assert stop not in row[:n - 1].tolist()  # a stop token can only be the last real token
+        n_stopped += int(row[n - 1] == stop)
+    assert n_stopped > 0
+    ref = sequence_logprobs(model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask)
+    assert torch.allclose(s.logprobs, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_packed_gpt2_logprobs_and_grads_match_the_general_pass(tok, activation):
+    model = gpt2(tok)
+    model.config.activation_function = activation
+    model = type(model)(model.config).eval()
+    prompts = [p for p in PROMPTS for _ in range(3)]
+    s = sample(model, tok, prompts, 10, generator=torch.Generator().manual_seed(2))
+    assert s.mask.sum(1).min() < s.mask.shape[1]  # some rows end early: the packing is exercised
+    grads, values = [], []
+    for fast in (True, False):
+        model.zero_grad()
+        lp = sequence_logprobs(model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask, fast=fast)
+        (lp * torch.linspace(0.5, 1.5, lp.numel()).view_as(lp)).sum().backward()
+        values.append(lp.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(values[0], values[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)

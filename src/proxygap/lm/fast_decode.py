@@ -113,7 +113,85 @@ class GPT2Decoder:
     def retire(self, done: Tensor) -> None:
         """Drop finished rows from the cache, so later steps only compute the rows still writing."""
         keep = ~done[self.rows]
-        if bool(keep.all()):
+        # Compacting copies the whole cache: worth it only once a good share of the rows is done.
+        if int(keep.sum()) > 0.75 * len(self.rows):
             return
         self.k, self.v = self.k[:, keep], self.v[:, keep]
         self.key_mask, self.rows = self.key_mask[keep], self.rows[keep]
+
+
+def _attention(block, x: Tensor, H: int) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v of ``x`` (N, C) -> each (N, H, D)."""
+    N, C = x.shape
+    qkv = torch.addmm(block.attn.c_attn.bias, x, block.attn.c_attn.weight)  # (N, 3C)
+    q, k, v = qkv.view(N, 3, H, C // H).unbind(1)
+    return q, k, v
+
+
+def _mlp(block, h: Tensor, gelu: str) -> Tensor:
+    m = F.layer_norm(h, h.shape[-1:], block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+    m = F.gelu(torch.addmm(block.mlp.c_fc.bias, m, block.mlp.c_fc.weight), approximate=gelu)
+    return h + torch.addmm(block.mlp.c_proj.bias, m, block.mlp.c_proj.weight)
+
+
+def gpt2_sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
+    """``sampling.sequence_logprobs`` for GPT-2, with grad, computing real tokens only.
+
+    Completions end at different lengths, so a padded batch spends much of its arithmetic on
+    padding. Here every position-wise operation (projections, MLP, norms, the LM head) runs on
+    the packed real tokens (N, C); only attention goes through a padded (B, H, T, D) layout,
+    keyed on each row's prompt (computed once per distinct prompt) and its own completion.
+    Same weights and arithmetic as ``GPT2LMHeadModel`` (tests compare the two); (B, T) out.
+    """
+    t, cfg = model.transformer, model.config
+    H, C = cfg.n_head, cfg.n_embd
+    D = C // H
+    gelu = "tanh" if cfg.activation_function in _TANH_GELUS else "none"
+    B, T = tokens.shape
+    uniq, inverse = torch.unique(prompt_ids, dim=0, return_inverse=True)
+    first = torch.full((len(uniq),), B, device=prompt_ids.device).scatter_reduce(
+        0, inverse, torch.arange(B, device=prompt_ids.device), reduce="amin")
+    p_ids, p_mask = prompt_ids[first], prompt_mask[first].bool()  # (U, P)
+    U, P = p_ids.shape
+    p_pos = (p_mask.long().cumsum(-1) - 1).clamp(min=0)
+    real = mask.bool()
+    row, col = real.nonzero(as_tuple=True)  # (N,) each; row-major, so a row's tokens are contiguous
+    c_pos = p_mask.long().sum(-1)[inverse][row] + col  # positions continue after each prompt's real tokens
+
+    # Prompt keys: a padded dense pass (prompts are few and short). Causal, padding masked out;
+    # a query always sees itself so a padding query is never all-masked.
+    idx = torch.arange(P, device=p_ids.device)
+    p_allowed = ((p_mask[:, None, :] | (idx[None, :, None] == idx[None, None, :])) & (idx[None, None, :] <= idx[None, :, None]))
+    # Completion queries see their prompt's real keys and their own earlier completion tokens.
+    tq = torch.arange(T, device=tokens.device)
+    c_allowed = torch.cat([
+        p_mask[inverse][:, None, :].expand(B, T, P),
+        (tq[None, :, None] >= tq[None, None, :]).expand(B, T, T),
+    ], dim=-1)[:, None]  # (B, 1, T, P + T)
+
+    hp = (t.wte(p_ids) + t.wpe(p_pos)).reshape(U * P, C)  # (U*P, C)
+    hc = t.wte(tokens[row, col]) + t.wpe(c_pos)  # (N, C)
+    for block in t.h:
+        ap = F.layer_norm(hp, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+        qp, kp, vp = (x.view(U, P, H, D).transpose(1, 2) for x in _attention(block, ap, H))  # (U, H, P, D)
+        yp = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=p_allowed[:, None])
+        ac = F.layer_norm(hc, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+        qc, kc, vc = _attention(block, ac, H)  # (N, H, D)
+        pad = lambda x: x.new_zeros(B, T, H, D).index_put((row, col), x).transpose(1, 2)  # noqa: E731  (B, H, T, D)
+        keys = torch.cat([kp[inverse], pad(kc)], dim=2)  # (B, H, P + T, D)
+        values = torch.cat([vp[inverse], pad(vc)], dim=2)
+        yc = F.scaled_dot_product_attention(pad(qc), keys, values, attn_mask=c_allowed)  # (B, H, T, D)
+        yc = yc.transpose(1, 2)[row, col].reshape(-1, C)  # (N, C)
+        yp = yp.transpose(1, 2).reshape(U * P, C)
+        hp = _mlp(block, hp + torch.addmm(block.attn.c_proj.bias, yp, block.attn.c_proj.weight), gelu)
+        hc = _mlp(block, hc + torch.addmm(block.attn.c_proj.bias, yc, block.attn.c_proj.weight), gelu)
+
+    # Token (b, j) is predicted from position j-1 of its completion, or from the prompt's last position.
+    prompt_last = hp.view(U, P, C)[:, -1][inverse][row]  # (N, C)
+    previous = torch.cat([hc.new_zeros(1, C), hc[:-1]])  # packed index - 1 is (b, j-1) whenever j > 0
+    h = torch.where((col == 0)[:, None], prompt_last, previous)
+    h = F.layer_norm(h, (C,), t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
+    logits = model.lm_head(h).float()  # (N, V)
+    target = tokens[row, col]
+    logp = logits.gather(-1, target[:, None]).squeeze(-1) - logits.logsumexp(-1)
+    return logp.new_zeros(B, T).index_put((row, col), logp)

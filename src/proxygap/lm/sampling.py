@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from proxygap.lm.fast_decode import GPT2Decoder
+from proxygap.lm.fast_decode import GPT2Decoder, gpt2_sequence_logprobs
 
 
 @dataclass
@@ -68,13 +68,19 @@ def sample(
     batch_size: int | None = None,
     add_bos: bool = True,
     fast: bool = True,
+    stop_token_ids: tuple[int, ...] = (),
 ) -> Samples:
-    """Sample one completion per prompt, each row stopping at EOS (or after ``max_new_tokens``)."""
+    """Sample one completion per prompt, each row stopping at EOS (or after ``max_new_tokens``).
+
+    ``stop_token_ids`` end a row like EOS does (the stop token is kept in the completion and its
+    mask): an agent's action ends at the word that closes it, e.g. ``.``.
+    """
     if not greedy and temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax decoding")
     if batch_size is not None and len(prompts) > batch_size:
         chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
-        return cat_samples([sample(model, tokenizer, c, max_new_tokens, temperature, greedy, generator, None, add_bos, fast)
+        return cat_samples([sample(model, tokenizer, c, max_new_tokens, temperature, greedy, generator, None, add_bos, fast,
+                                   stop_token_ids)
                             for c in chunks], pad_id(tokenizer))
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, add_bos)
@@ -122,6 +128,8 @@ def sample(
                 alive_steps.append(alive)
                 if eos is not None:
                     done = done | (alive & (nxt == eos))
+                for stop in stop_token_ids:
+                    done = done | (alive & (nxt == stop))
                 if done.all():
                     break
                 if decoder is not None:
@@ -190,12 +198,15 @@ def prefill(model, prompt_ids: Tensor, prompt_mask: Tensor, share_prefix: bool =
 
 
 def sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor,
-                      share_prefix: bool = True) -> Tensor:
+                      share_prefix: bool = True, fast: bool = True) -> Tensor:
     """Per-token log pi(tokens | prompt), with grad; (B, T), 0 where mask is 0.
 
     The prompt prefix goes through the model once per distinct prompt (see ``prefill``), the
     completions then attend to its cache: the same numbers as one pass over prompt+completion.
+    GPT-2 in eval mode takes a packed path that skips the padding (``fast_decode``).
     """
+    if fast and share_prefix and not model.training and GPT2Decoder.supports(model) and tokens.shape[1] > 0:
+        return gpt2_sequence_logprobs(model, prompt_ids, prompt_mask, tokens, mask)
     first_logits, cache = prefill(model, prompt_ids, prompt_mask, share_prefix)  # (B, V)
     attn = torch.cat([prompt_mask, mask], dim=1)  # completion padding is on the right: causality hides it
     pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1]:]  # (B, T)
