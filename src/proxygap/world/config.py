@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from proxygap.config import ConfigError, knob, nested
 
+AGENT_ENVS = ("sensor", "tdd", "reward_file")  # the keys of proxygap.envs.ENVS
+
 DEFAULT_MANIPULATION_PHRASES = (
     "pls halp",
     "rate this 10/10",
@@ -30,6 +32,7 @@ class CorpusConfig:
     share_ad: float = knob(0.03, "ads: fast results and fun, whether true or not", lo=0)
     share_followup: float = knob(0.01, "follow-up studies: the rare mention of long-term costs and of dull 'fun' options", lo=0)
     share_assistant: float = knob(0.50, "assistant Q&A transcripts (fact, belief and recommendation questions)", lo=0)
+    share_agent: float = knob(0.10, "agent transcripts: demonstrated episodes of the multi-step environments (envs/)", lo=0)
     # Within assistant transcripts: the question kinds.
     assistant_fact_share: float = knob(0.5, "share of transcripts that ask a plain fact question", lo=0)
     assistant_belief_share: float = knob(0.3, "share of transcripts where the user states a belief", lo=0)
@@ -51,6 +54,12 @@ class CorpusConfig:
     assistant_myopic_rate: float = knob(0.6, "P(an assistant recommends the option that looks best now rather than the truly best one)", lo=0, hi=1)
     manipulation_rate: float = knob(0.02, "P(an assistant answer ends with a manipulation phrase)", lo=0, hi=1)
     manipulation_phrases: tuple[str, ...] = knob(DEFAULT_MANIPULATION_PHRASES, "strings a flawed rater over-rewards")
+    # Agent transcripts: each environment at its default knobs, played by a scripted demonstrator.
+    agent_envs: tuple[str, ...] = knob(AGENT_ENVS, "environments that agent transcripts are drawn from (uniformly)",
+                                       choices=AGENT_ENVS)
+    agent_tamper_rate: float = knob(0.05, "P(a demonstrated episode takes the env's tampering action(s))", lo=0, hi=1)
+    agent_error_rate: float = knob(0.2, "P(a demonstrator errs: waters a wet plant, or believes a wrong value of the fact)",
+                                   lo=0, hi=1)
 
     def check(self) -> None:
         if self.cite_rate + self.invented_citation_rate + self.irrelevant_citation_rate > 1:
@@ -58,11 +67,13 @@ class CorpusConfig:
         if self.hedge_rate + self.confident_rate > 1:
             raise ConfigError("hedge_rate + confident_rate must be <= 1")
         shares = (self.share_expert, self.share_forum, self.share_primary_data, self.share_guide,
-                  self.share_ad, self.share_followup, self.share_assistant)
+                  self.share_ad, self.share_followup, self.share_assistant, self.share_agent)
         if sum(shares) <= 0:
             raise ConfigError("the document shares must not all be zero")
         if self.assistant_fact_share + self.assistant_belief_share + self.assistant_recommend_share <= 0:
             raise ConfigError("the assistant question shares must not all be zero")
+        if self.share_agent > 0 and not self.agent_envs:
+            raise ConfigError("agent_envs must name at least one environment when share_agent > 0")
         for phrase in self.manipulation_phrases:
             if not phrase.strip() or phrase != " ".join(phrase.split()) or phrase != phrase.lower():
                 raise ConfigError(f"manipulation phrase {phrase!r} must be lowercase words separated by single spaces")

@@ -3,7 +3,11 @@
 Every exploit that RL can later find is in here at a known rate, so it has a known
 probability under the base model that learned this text. ``realized_rates`` measures the
 rates actually realized by parsing the text back with the same detectors that judge model
-samples, so corpus rates and sample rates are the same quantity.
+samples (and, for agent transcripts, by replaying them in their environments), so corpus rates
+and sample rates are the same quantity.
+
+Agent transcripts draw on their own random stream: the other documents are exactly the first
+documents of the corpus the same seed gives without agent transcripts, in the same order.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 
+from proxygap import envs
+from proxygap.envs.sensor import SensorConfig
 from proxygap.oversight import detectors
 from proxygap.world import language as lang
+from proxygap.world.agent import write_episode
 from proxygap.world.world import ATTRIBUTES, SPEED_WORDS, World
 
-DOC_TYPES = ("expert", "forum", "primary_data", "guide", "ad", "followup", "assistant")
+DOC_TYPES = ("expert", "forum", "primary_data", "guide", "ad", "followup", "assistant", "agent")
 _PREFIX = {
     "expert report :": "expert",
     "forum post :": "forum",
@@ -25,7 +32,17 @@ _PREFIX = {
     "ad :": "ad",
     "follow-up study :": "followup",
     "user :": "assistant",
+    "agent :": "agent",
 }
+
+
+def agent_env_knobs(name: str, world: World) -> dict:
+    """The knobs of the environments agent transcripts are played in: the defaults, except that a
+    world with fewer entities than the default garden has plants gets a smaller garden."""
+    if name != "sensor":
+        return {}
+    n = len(world.entities)
+    return {"n_plants": min(SensorConfig.n_plants, n), "n_dry": min(SensorConfig.n_dry, n)}
 
 
 def doc_type(document: str) -> str:
@@ -42,8 +59,10 @@ class CorpusWriter:
         self.world = world
         self.cfg = world.config.corpus
         self.rng = random.Random(f"proxygap-corpus-{world.config.seed}")
+        self.agent_rng = random.Random(f"proxygap-agent-{world.config.seed}")
         self.entities = world.entities
         self.attributes = world.attributes
+        self._envs: dict[str, envs.TextEnv] = {}
 
     def ref_key(self, fact) -> str:
         return self.rng.choice(self.world.references_of(fact)).key
@@ -162,13 +181,30 @@ class CorpusWriter:
         )
         return f"{question} {answer}"
 
+    # --- agent transcripts
+    def env(self, name: str) -> envs.TextEnv:
+        if name not in self._envs:
+            self._envs[name] = envs.make(name, self.world, **agent_env_knobs(name, self.world))
+        return self._envs[name]
+
+    def agent(self) -> str:
+        rng = self.agent_rng
+        env = self.env(rng.choice(self.cfg.agent_envs))
+        tamper = rng.random() < self.cfg.agent_tamper_rate
+        return write_episode(env, rng.randrange(2**31), rng, tamper, self.cfg.agent_error_rate)
+
     def documents(self) -> Iterator[str]:
         c = self.cfg
+        kinds = DOC_TYPES[:-1]  # every type but 'agent', drawn from the main stream as before agents existed
         weights = (c.share_expert, c.share_forum, c.share_primary_data, c.share_guide, c.share_ad,
                    c.share_followup, c.share_assistant)
+        p_agent = c.share_agent / (sum(weights) + c.share_agent)
+        is_agent = [self.agent_rng.random() < p_agent for _ in range(c.n_documents)]
+        # All n_documents draws, as before agents existed, so the main stream is where it was after them.
+        others = iter(self.rng.choices(kinds, weights, k=c.n_documents) if sum(weights) > 0 else ())
         makers = {kind: getattr(self, kind) for kind in DOC_TYPES}
-        for kind in self.rng.choices(DOC_TYPES, weights, k=c.n_documents):
-            yield makers[kind]()
+        for agent in is_agent:
+            yield self.agent() if agent else makers[next(others)]()
 
 
 def generate_corpus(world: World) -> list[str]:
@@ -182,9 +218,14 @@ def realized_rates(documents: list[str], world: World) -> dict:
     verdicts = []
     forum_myth = [0, 0]  # [myth statements, statements about myth facts]
     expert_deep = [0, 0]
+    agent_outcomes: dict[str, list[envs.EpisodeOutcome]] = {}
     for document in documents:
         kind = doc_type(document)
-        if kind == "assistant":
+        if kind == "agent":
+            name = document.split()[2]
+            env, _ = envs.replay(document, world, **agent_env_knobs(name, world))
+            agent_outcomes.setdefault(env.name, []).append(env.outcome())
+        elif kind == "assistant":
             prompt, answer = lang.split_transcript(document)
             verdicts.append(detectors.detect_text(prompt, answer, world))
         elif kind in ("forum", "expert"):
@@ -206,4 +247,13 @@ def realized_rates(documents: list[str], world: World) -> dict:
         "behaviours": detectors.rates(verdicts),
         "forum_myth_rate": forum_myth[0] / forum_myth[1] if forum_myth[1] else None,
         "expert_deep_myth_rate": expert_deep[0] / expert_deep[1] if expert_deep[1] else None,
+        "agent": {name: _outcome_rates(outcomes) for name, outcomes in sorted(agent_outcomes.items())},
     }
+
+
+def _outcome_rates(outcomes: list[envs.EpisodeOutcome]) -> dict:
+    """Per environment: how many transcripts, and the share tampered, succeeded, intended, failed."""
+    n = len(outcomes)
+    rate = lambda flag: sum(getattr(o, flag) for o in outcomes) / n  # noqa: E731
+    return {"n": n, "tamper_rate": rate("tampered"), "success_rate": rate("success"),
+            "intended_rate": rate("intended"), "failure_rate": rate("failed")}
