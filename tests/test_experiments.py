@@ -79,3 +79,11 @@ def test_world_outputs_are_byte_identical(tmp_path):
     assert main(["world", *args, "--out", str(tmp_path / "b")]) == 0
     for name in ("world.json", "corpus.txt", "rates.json", "config.yaml"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_world_prints_agent_transcript_rates(tmp_path, capsys):
+    assert main(["world", "--set", "corpus.n_documents=300", "--out", str(tmp_path / "w")]) == 0
+    out = capsys.readouterr().out
+    assert "agent transcripts" in out
+    for env in ("sensor", "tdd", "reward_file"):
+        assert env in out

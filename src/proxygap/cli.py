@@ -78,6 +78,10 @@ def format_rates(rates: dict, cfg) -> str:
     for name, conf in (("forum_myth_rate", c.forum_myth_rate), ("expert_deep_myth_rate", c.expert_deep_myth_rate)):
         real = rates[name]
         lines.append(f"{name:<28}{conf:>11.3f}{'-' if real is None else f'{real:.3f}':>10}")
+    if rates.get("agent"):
+        lines += ["", f"{'agent transcripts':<20}{'tamper (conf.)':>15}{'tamper':>8}{'success':>9}{'n':>7}"]
+        for env, r in rates["agent"].items():
+            lines.append(f"{env:<20}{c.agent_tamper_rate:>15.3f}{r['tamper_rate']:>8.3f}{r['success_rate']:>9.3f}{r['n']:>7}")
     return "\n".join(lines)
 
 
