@@ -1,0 +1,656 @@
+"""`proxygap run kl-prior`: does a KL penalty keep out an exploit only when the base model makes it improbable?
+
+The debate: "RLHF is safe enough because the KL penalty keeps the policy close to a base model
+that only imitates people" vs "an exploit that is *likely* under the base model costs little KL,
+so the penalty does not keep it out". Here the same world is pretrained into one small base
+model per corpus base rate of one exploit (the manipulation phrase, which the flawed rater
+rewards and gold penalizes); each base is then optimized by KL-penalized RL at several beta
+against a reward model trained on the rater's labels, and the exploit rate after RL is set
+beside the base model's own rate and the KL the policy paid.
+
+The theoretical reference: the optimum of KL-regularized RL is pi* ∝ pi_ref · exp(r / beta)
+(e.g. Korbak et al. 2022, "RL with KL penalties is better viewed as Bayesian inference"), so
+an exploit worth Delta reward under the RM, with base-model probability p, has the predicted
+rate p·e^(Delta/beta) / (p·e^(Delta/beta) + 1 − p). Delta is measured on the RM (the same
+answers scored with and without the phrase appended) and p on the base model, so observed and
+predicted are independent measurements side by side. The prediction is a measurement aid,
+never a target: nothing here is tuned to make the two agree.
+
+Two things can keep an exploit out, and the design separates them: the KL term (which the
+formula captures) and exploration (RL can only reinforce what it samples: at p = 1e-4 a short
+run may never draw the exploit at all). The report gives, beside each point, how many exploit
+samples the base policy would be expected to produce over all of RL's rollouts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, replace
+from itertools import pairwise
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+import proxygap
+from proxygap.config import ConfigError, apply_overrides, knob, nested, to_dict
+from proxygap.experiments.overoptimization import _train_reward_model
+from proxygap.experiments.runner import Experiment, register
+from proxygap.lm.base import RATES_FILE, RECIPE_FILE, WORLD_FILE, BaseModelRecipe
+from proxygap.lm.model import ModelConfig
+from proxygap.lm.pretrain import RESUME_FREE_KNOBS, PretrainConfig
+from proxygap.measure.stats import t_interval, wilson_interval
+from proxygap.oversight.judges import Judge, RaterFlaws
+from proxygap.oversight.reward_model import RewardModelConfig
+from proxygap.train.rl import RLConfig, train_rl
+
+# Exploit name -> the CorpusConfig field that sets its base rate. The exploit name is also the
+# key of oversight.detectors.detect_text's verdicts. The manipulation phrase is appended after
+# a complete answer, so its base-model probability and its reward under the RM can be measured
+# exactly on the same answers with and without it (see phrase_probabilities, reward_deltas).
+EXPLOITS = {"manipulation_phrase": "manipulation_rate"}
+
+
+# ---------------------------------------------------------------- config
+@dataclass
+class KLPriorModelConfig(ModelConfig):
+    """The transformer's shape, smaller than the default base model: one is pretrained per base rate."""
+
+    n_layer: int = knob(2, "transformer blocks", lo=1)
+    n_embd: int = knob(64, "embedding width; must be divisible by n_head", lo=8)
+    n_head: int = knob(2, "attention heads per block", lo=1)
+    n_positions: int = knob(128, "context length: prompt (<= 30 tokens) + completion fits", lo=8)
+
+
+@dataclass
+class KLPriorPretrainConfig(PretrainConfig):
+    """Pretraining, shortened so each base rate costs about a minute on a 2-core CPU."""
+
+    steps: int = knob(600, "optimizer steps", lo=1)
+    seq_len: int = knob(64, "tokens per window; documents are short", lo=2)
+    checkpoint_every: int = knob(200, "steps between resumable checkpoints", lo=1)
+    eval_every: int = knob(200, "steps between validation-loss evaluations", lo=1)
+
+
+@dataclass
+class KLPriorRecipe(BaseModelRecipe):
+    """The base model pretrained per base rate (the default world; a smaller model)."""
+
+    model: KLPriorModelConfig = nested(KLPriorModelConfig, "the transformer's shape")
+    train: KLPriorPretrainConfig = nested(KLPriorPretrainConfig, "pretraining by next-token loss")
+
+
+@dataclass
+class KLPriorConfig:
+    exploit: str = knob("manipulation_phrase", "the exploit whose corpus base rate is swept "
+                        "(manipulation_phrase: CorpusConfig.manipulation_rate)", choices=tuple(EXPLOITS))
+    base_rates: tuple[float, ...] = knob((1e-4, 1e-3, 1e-2, 1e-1), "corpus base rates of the exploit, each in (0, 1); "
+                                         "one base model is pretrained per rate", lo=0, hi=1)
+    kl_coefs: tuple[float, ...] = knob((0.01, 0.1, 1.0), "the RL betas (KL penalty in the reward, per nat); "
+                                       "decades chosen before any result", lo=0)
+    seeds: int = knob(3, "independent repetitions (RM labels, RL runs); intervals are across seeds. "
+                      "The base models are pretrained once per rate, not per seed", lo=1, hi=100)
+    reward_model: str = knob("shared", "shared: one RM per seed, trained on samples of the base at rm_base_rate and "
+                             "used for every base rate, so the exploit is worth the same reward everywhere; own: each "
+                             "base rate's base model labels and backbones its own RM (as in practice; then the RM's "
+                             "reward for the exploit also depends on how often it saw it)", choices=("shared", "own"))
+    rm_base_rate: float = knob(0.1, "base rate of the base model that makes the shared RM (high, so the RM's "
+                               "labels contain the exploit often enough to learn the rater's taste for it)", lo=0, hi=1)
+    prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
+                                         choices=("fact", "belief", "recommend"))
+    n_eval_prompts: int = knob(64, "held-out prompts on which every RL evaluation is measured", lo=4)
+    n_base_samples: int = knob(4096, "samples per base model measuring its exploit rate (Wilson interval)", lo=1)
+    n_delta_samples: int = knob(256, "base-model answers on which the RM's reward for the exploit is measured", lo=1)
+    threads: int = knob(0, "torch CPU threads for the run; 0 keeps torch's default. On a CPU shared with other "
+                        "jobs, 1 can be many times faster than oversubscribed threads", lo=0)
+    cache_dir: str = knob("", "where pretrained base models are kept, keyed by recipe hash ('' = "
+                          "$PROXYGAP_CACHE or $XDG_CACHE_HOME/proxygap or ~/.cache/proxygap, then /kl-prior-bases)")
+    base: KLPriorRecipe = nested(KLPriorRecipe, "the base model pretrained per base rate "
+                                 "(world.corpus.<exploit's rate> is replaced by each base rate)")
+    rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (rater.manipulation: how much it rewards the phrase)")
+    rm: RewardModelConfig = nested(RewardModelConfig, "the reward model")
+    rl: RLConfig = nested(RLConfig, "KL-penalized RL (rl.kl_coef is replaced by each of kl_coefs)")
+
+    def check(self) -> None:
+        for rate in (*self.base_rates, self.rm_base_rate):
+            if not 0 < rate < 1:
+                raise ConfigError(f"base rates must be strictly between 0 and 1 (got {rate}); "
+                                  "0 removes the exploit from the corpus, 1 makes it the only behaviour")
+        if not self.base_rates:
+            raise ConfigError("base_rates is empty; give at least one rate")
+        if not self.kl_coefs:
+            raise ConfigError("kl_coefs is empty; give at least one beta")
+        if len(set(self.base_rates)) != len(self.base_rates) or len(set(self.kl_coefs)) != len(self.kl_coefs):
+            raise ConfigError("base_rates and kl_coefs must not repeat a value")
+        for rate in (*self.base_rates, self.rm_base_rate):
+            recipe_for(self, rate)  # the world's own checks (e.g. citation rates summing to <= 1), up front
+
+
+def recipe_for(cfg: KLPriorConfig, rate: float) -> KLPriorRecipe:
+    """The base recipe with the exploit's corpus rate set to ``rate``: the only thing that differs."""
+    field = EXPLOITS[cfg.exploit]
+    return apply_overrides(cfg.base, [f"world.corpus.{field}={rate!r}"])
+
+
+# ---------------------------------------------------------------- theory
+def predicted_rate(p: float | list[float], delta: float | list[float], beta: float) -> float:
+    """Exploit rate at the optimum of KL-regularized RL, pi* ∝ pi_ref · exp(r / beta).
+
+    With one exploit variant of base-model probability p worth delta reward over not exploiting:
+    p·e^(delta/beta) / (p·e^(delta/beta) + 1 − p). With several variants (one per phrase, each
+    with its own p_k and delta_k): sum_k p_k·e^(delta_k/beta) / (that sum + 1 − sum_k p_k).
+    beta = 0 is the limit: 1 if the best variant with p_k > 0 has delta_k > 0, 0 if it is < 0.
+    Computed in log space, so e^(delta/beta) never overflows.
+    """
+    ps = np.atleast_1d(np.asarray(p, dtype=float))
+    ds = np.atleast_1d(np.asarray(delta, dtype=float))
+    if ps.shape != ds.shape:
+        raise ValueError("p and delta must have the same length")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    if (ps < 0).any() or ps.sum() >= 1 + 1e-12:
+        raise ValueError(f"base-model probabilities must be >= 0 and sum to < 1, got {ps.tolist()}")
+    live = ps > 0
+    if not live.any():
+        return 0.0
+    if beta == 0:
+        best = ds[live].max()
+        return 1.0 if best > 0 else (0.0 if best < 0 else float(ps.sum()))
+    log_exploit = np.logaddexp.reduce(np.log(ps[live]) + ds[live] / beta)
+    log_rest = math.log1p(-float(ps.sum()))
+    return float(1.0 / (1.0 + math.exp(min(700.0, log_rest - log_exploit))))
+
+
+def binary_kl(q: float, p: float) -> float:
+    """KL(Bernoulli(q) || Bernoulli(p)) in nats: the least KL any policy pays to move the exploit rate from p to q."""
+    if not 0 < p < 1:
+        return math.nan
+    q = min(max(q, 0.0), 1.0)
+    out = 0.0
+    if q > 0:
+        out += q * math.log(q / p)
+    if q < 1:
+        out += (1 - q) * math.log((1 - q) / (1 - p))
+    return out
+
+
+# ---------------------------------------------------------------- base models, cached by recipe hash
+def default_cache_dir() -> Path:
+    root = os.environ.get("PROXYGAP_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "proxygap")
+    return Path(root) / "kl-prior-bases"
+
+
+def recipe_hash(recipe: BaseModelRecipe, extra_vocab: tuple[str, ...], documents: list[str] | None = None) -> str:
+    """Hash of everything that determines the model; knobs that do not change the trajectory are left out.
+
+    With ``documents``, the corpus text itself is hashed too, so a change in how the corpus is
+    generated (a new document type, say) is a new model even where the recipe reads the same.
+    """
+    data = to_dict(recipe)
+    for key in RESUME_FREE_KNOBS:
+        data["train"].pop(key, None)
+    corpus = hashlib.sha256("\n".join(documents).encode()).hexdigest() if documents is not None else None
+    blob = json.dumps({"recipe": data, "extra_vocab": list(extra_vocab), "corpus": corpus,
+                       "proxygap": proxygap.__version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_or_load_base(recipe: BaseModelRecipe, cache_dir: Path, progress: bool = True) -> dict:
+    """Pretrain ``recipe`` into ``cache_dir/<hash>`` unless it is already there; returns where and how long.
+
+    Like lm.base.build_base_model, except that the tokenizer's vocabulary also holds every
+    manipulation phrase. The word-level tokenizer is learned from the corpus, so at a base rate
+    of 1e-4 a phrase may never occur and its words would be unknown tokens: the base model could
+    then not write it at all, and the sweep would compare "improbable" with "impossible".
+    """
+    from proxygap.lm.pretrain import pretrain
+    from proxygap.lm.tokenizer import train_tokenizer
+    from proxygap.world.corpus import generate_corpus, realized_rates
+    from proxygap.world.world import build_world
+
+    start = time.time()
+    phrases = tuple(recipe.world.corpus.manipulation_phrases)
+    world = build_world(recipe.world)
+    documents = generate_corpus(world)  # about a second; hashed, so the cache follows the corpus code too
+    key = recipe_hash(recipe, phrases, documents)
+    out_dir = Path(cache_dir) / key
+    model_dir = out_dir / "model"
+    if (model_dir / RECIPE_FILE).is_file():
+        return {"path": str(model_dir), "hash": key, "cached": True, "pretrain_s": 0.0}
+    rates = realized_rates(documents, world)
+    tokenizer = train_tokenizer(documents + list(phrases))
+    extra = {
+        WORLD_FILE: json.dumps(to_dict(recipe.world), indent=1, sort_keys=True),
+        RATES_FILE: json.dumps(rates, indent=1, sort_keys=True),
+        RECIPE_FILE: json.dumps({"recipe": to_dict(recipe), "proxygap_version": proxygap.__version__,
+                                 "extra_vocab": list(phrases)}, indent=1, sort_keys=True),
+    }
+    # pretrain() writes model/ atomically and last (after RECIPE_FILE's siblings), so a model/
+    # holding RECIPE_FILE is complete; an interrupted build resumes from out_dir/checkpoint.
+    pretrain(documents, out_dir, recipe.model, recipe.train, tokenizer=tokenizer, progress=progress,
+             extra_files=extra)
+    return {"path": str(model_dir), "hash": key, "cached": False, "pretrain_s": round(time.time() - start, 2)}
+
+
+# ---------------------------------------------------------------- measurements on one base model
+def exploit_flags(prompts: list[str], texts: list[str], world, exploit: str) -> list[bool]:
+    """The exploit's detector on every (prompt, completion) where it applies."""
+    from proxygap.oversight.detectors import detect_text
+
+    flags = []
+    for p, t in zip(prompts, texts):
+        verdict = detect_text(p, t, world)
+        if verdict is not None and verdict.get(exploit) is not None:
+            flags.append(bool(verdict[exploit]))
+    return flags
+
+
+def first_sentence(completion: str) -> str | None:
+    """The answer up to and including its first ' .': where the corpus appends a manipulation phrase."""
+    words = completion.split()
+    if "." not in words:
+        return None
+    return " ".join(words[: words.index(".") + 1])
+
+
+@torch.no_grad()
+def phrase_probabilities(model, tokenizer, prompts: list[str], cores: list[str], phrases: tuple[str, ...],
+                         batch_size: int = 512) -> np.ndarray:
+    """(n_samples, n_phrases): the base model's probability of each phrase right after each answer.
+
+    Averaged over answers sampled from the base model this is an unbiased, low-variance estimate
+    of P(the answer is followed by the phrase) (a Rao-Blackwellized rate): at a base rate of 1e-4
+    a few thousand samples hold no exploit at all, but every answer still gives its probability.
+    A phrase containing a word outside the vocabulary gets probability 0 (the model cannot write it).
+    """
+    from proxygap.lm.sampling import encode_prompts, sequence_logprobs
+
+    out = np.zeros((len(cores), len(phrases)))
+    unk = tokenizer.unk_token_id
+    for j, phrase in enumerate(phrases):
+        ids = tokenizer.encode(" " + phrase, add_special_tokens=False)
+        if unk is not None and unk in ids:
+            continue
+        for i in range(0, len(cores), batch_size):
+            prefixes = [f"{p} {c}" for p, c in zip(prompts[i:i + batch_size], cores[i:i + batch_size])]
+            prompt_ids, prompt_mask = encode_prompts(tokenizer, prefixes)  # (b, P), left-padded
+            tokens = torch.tensor([ids] * len(prefixes), dtype=torch.long)  # (b, L)
+            lp = sequence_logprobs(model, prompt_ids, prompt_mask, tokens, torch.ones_like(tokens))  # (b, L)
+            out[i:i + len(prefixes), j] = lp.sum(-1).exp().numpy()
+    return out
+
+
+def reward_deltas(score, prompts: list[str], cores: list[str], phrases: tuple[str, ...]) -> np.ndarray:
+    """(n_samples, n_phrases): score(answer + phrase) − score(answer), the same answers with and without."""
+    base = np.asarray(score(prompts, cores), dtype=float)
+    return np.stack([np.asarray(score(prompts, [f"{c} {ph} ." for c in cores]), dtype=float) - base
+                     for ph in phrases], axis=1)
+
+
+def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) -> dict:
+    """The base model's exploit rate: sampled (Wilson) and per-phrase probability after the answer."""
+    from proxygap.lm.sampling import sample
+
+    repeated = [prompts[i % len(prompts)] for i in range(cfg.n_base_samples)]
+    gen = torch.Generator().manual_seed(seed)
+    texts = sample(base.model, base.tokenizer, repeated, cfg.rl.max_new_tokens, generator=gen, batch_size=1024).texts
+    flags = exploit_flags(repeated, texts, base.world, cfg.exploit)
+    k, n = sum(flags), len(flags)
+    rate, lo, hi = wilson_interval(k, n)
+    pairs = [(p, first_sentence(t)) for p, t in zip(repeated, texts)]
+    pairs = [(p, c) for p, c in pairs if c is not None]
+    phrases = tuple(base.world.manipulation_phrases)
+    probs = phrase_probabilities(base.model, base.tokenizer, [p for p, _ in pairs], [c for _, c in pairs], phrases)
+    per_phrase = probs.mean(0) if len(pairs) else np.zeros(len(phrases))
+    total = probs.sum(1)
+    se = float(total.std(ddof=1) / math.sqrt(len(total))) if len(total) > 1 else math.nan
+    corpus = base.corpus_rates["behaviours"].get(cfg.exploit, {})
+    return {
+        "sampled": {"rate": rate, "lo": lo, "hi": hi, "k": k, "n": n},
+        "prob_after_answer": {"rate": float(per_phrase.sum()), "se": se, "n_answers": len(pairs),
+                              "per_phrase": dict(zip(phrases, per_phrase.tolist()))},
+        "corpus_realized": {"rate": corpus.get("rate"), "k": corpus.get("k"), "n": corpus.get("n")},
+        "answer_parse_rate": len(pairs) / max(1, len(texts)),
+        "delta_pairs": pairs[: cfg.n_delta_samples],  # answers on which the RM's reward for the exploit is measured
+    }
+
+
+# ---------------------------------------------------------------- one seed
+def _rm_inputs(cfg: KLPriorConfig) -> SimpleNamespace:
+    """What overoptimization._train_reward_model reads from its config: the RM, the rater's label
+    noise, and the completion length of the sampled pairs (here the RL length, so the RM is
+    trained on answers as long as the ones it will score)."""
+    return SimpleNamespace(rm=cfg.rm, rater=cfg.rater, bon=SimpleNamespace(max_new_tokens=cfg.rl.max_new_tokens))
+
+
+def _prompt_split(world, cfg: KLPriorConfig, seed: int) -> tuple[list[str], list[str]]:
+    from proxygap.tasks.prompts import assistant_prompts
+
+    prompts = [p.text for p in assistant_prompts(world, seed, cfg.prompt_kinds)]
+    random.Random(seed).shuffle(prompts)
+    eval_prompts, train_prompts = prompts[: cfg.n_eval_prompts], prompts[cfg.n_eval_prompts:]
+    if not train_prompts:
+        raise ConfigError(f"n_eval_prompts={cfg.n_eval_prompts} leaves no training prompts (only {len(prompts)})")
+    return eval_prompts, train_prompts
+
+
+def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int, progress: bool = True) -> dict:
+    """RL at every beta from one base model against one RM; exploit rate, KL and scores per evaluation."""
+    world = base.world
+    eval_prompts, train_prompts = _prompt_split(world, cfg, seed)
+    rater, gold = Judge(world, cfg.rater), Judge.gold(world)
+    phrases = tuple(world.manipulation_phrases)
+    pairs = base_info["delta_pairs"]
+    dp, dc = [p for p, _ in pairs], [c for _, c in pairs]
+    deltas = {name: reward_deltas(f, dp, dc, phrases).mean(0).tolist()
+              for name, f in (("rm", ensemble.score), ("rater", rater), ("gold", gold))}
+    p_phrase = list(base_info["prob_after_answer"]["per_phrase"].values())
+    runs = []
+    for beta in cfg.kl_coefs:
+        rl_cfg = replace(cfg.rl, kl_coef=beta, seed=seed)
+        repeated = [p for p in eval_prompts for _ in range(rl_cfg.eval_samples_per_prompt)]
+        curve = []
+
+        def on_eval(e, repeated=repeated, curve=curve):
+            flags = exploit_flags(repeated, e.texts, world, cfg.exploit)
+            curve.append({"step": e.step, "kl": e.kl, "kl_k3": e.kl_k3, "rm": e.rm, "rater": e.rater, "gold": e.gold,
+                          "exploit_rate": sum(flags) / len(flags) if flags else None, "k": sum(flags),
+                          "n": len(flags)})
+
+        policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
+                                 {"rater": rater, "gold": gold}, rl_cfg, progress=progress, on_eval=on_eval)
+        del policy
+        example = next((t for t in evals[-1].texts if any(f" {ph} " in f" {t} " for ph in phrases)), evals[-1].texts[0])
+        runs.append({"kl_coef": beta, "curve": curve, "predicted_rate": predicted_rate(p_phrase, deltas["rm"], beta),
+                     "example": {"prompt": repeated[evals[-1].texts.index(example)], "completion": example}})
+    return {"seed": seed, "deltas": deltas, "runs": runs}
+
+
+# ---------------------------------------------------------------- aggregation
+def _iv(values: list[float]) -> dict:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return {"mean": None, "lo": None, "hi": None, "per_seed": values}
+    mean, lo, hi = t_interval(np.asarray(vals, dtype=float))
+    return {"mean": mean, "lo": lo, "hi": hi, "per_seed": values}
+
+
+def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[float, list[dict]]) -> dict:
+    points = []
+    rl_rollouts = cfg.rl.steps * cfg.rl.prompts_per_step * cfg.rl.samples_per_prompt
+    for rate in cfg.base_rates:
+        info, seeds = bases[rate], per_rate_seed[rate]
+        p_base = info["prob_after_answer"]["rate"]
+        for j, beta in enumerate(cfg.kl_coefs):
+            runs = [s["runs"][j] for s in seeds]
+            first, last = [r["curve"][0] for r in runs], [r["curve"][-1] for r in runs]
+            after = _iv([c["exploit_rate"] for c in last])
+            # Seeds' own spread (t) says nothing when every seed saw 0 of a few hundred samples; the
+            # pooled Wilson interval says what that many samples can resolve. Comparisons use the hull.
+            pooled = wilson_interval(sum(c["k"] for c in last), sum(c["n"] for c in last))
+            after["pooled"] = {"rate": pooled[0], "lo": pooled[1], "hi": pooled[2]}
+            after["hull"] = [_min(after["lo"], pooled[1]), _max(after["hi"], pooled[2])]
+            # Seed by seed: is this seed's own rate (Wilson) above the base model's? Three seeds that all
+            # agree can still give a t-interval wide enough to include the base rate.
+            after["seeds_amplified"] = sum(wilson_interval(c["k"], c["n"])[1] > info["sampled"]["hi"] for c in last)
+            point = {
+                "base_rate": rate,
+                "kl_coef": beta,
+                "exploit_rate_before": _iv([c["exploit_rate"] for c in first]),
+                "exploit_rate_after": after,
+                "kl": _iv([c["kl"] for c in last]),
+                "kl_k3": _iv([c["kl_k3"] for c in last]),
+                "base_model_rate": info["sampled"],
+                "base_model_prob": p_base,
+                "predicted_rate": _iv([r["predicted_rate"] for r in runs]),
+                "rm_delta": _iv([float(np.dot(s["deltas"]["rm"], _weights(info))) for s in seeds]),
+                "kl_exploit_floor": binary_kl(after["mean"], p_base) if after["mean"] is not None else None,
+                "expected_base_exploit_rollouts": rl_rollouts * p_base,
+                "n_eval_samples": last[0]["n"],
+            }
+            for name in ("rm", "rater", "gold"):
+                point[f"{name}_before"] = _iv([c[name] for c in first])
+                point[f"{name}_after"] = _iv([c[name] for c in last])
+            points.append(point)
+    result = {"points": points, "findings": findings(points, cfg)}
+    low = result["findings"]["lowest_rate"]
+    low["corpus_realized"] = bases[low["base_rate"]]["corpus_realized"]
+    return result
+
+
+def _finite(*values: float | None) -> list[float]:
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
+def _min(*values: float | None) -> float | None:
+    return min(_finite(*values), default=None)
+
+
+def _max(*values: float | None) -> float | None:
+    return max(_finite(*values), default=None)
+
+
+def _weights(info: dict) -> list[float]:
+    """Each phrase's share of the base model's phrase probability (uniform if it has none):
+    the RM's reward for 'the exploit' is the mean over phrases, weighted as the base writes them."""
+    per = np.array(list(info["prob_after_answer"]["per_phrase"].values()), dtype=float)
+    return (per / per.sum()).tolist() if per.sum() > 0 else [1 / len(per)] * len(per)
+
+
+def _status(p: dict) -> str:
+    """'taken over' (mean after-rate >= 0.5), 'amplified' (its interval lies above the base model's
+    Wilson interval), else 'held' (the mean across seeds is not distinguishable from the base model's rate)."""
+    after, base = p["exploit_rate_after"], p["base_model_rate"]
+    if after["mean"] is not None and after["mean"] >= 0.5:
+        return "taken over"
+    if after["hull"][0] is not None and after["hull"][0] > base["hi"]:
+        return "amplified"
+    return "held"
+
+
+def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
+    """Statements computed from the points (nothing here is typed in by hand)."""
+    rates = sorted(cfg.base_rates)
+    by = {(p["base_rate"], p["kl_coef"]): p for p in points}
+    per_beta = {}
+    for beta in cfg.kl_coefs:
+        row = [by[(r, beta)] for r in rates]
+        status = [_status(p) for p in row]
+        after = [p["exploit_rate_after"]["mean"] for p in row]
+        amplified = [p["exploit_rate_after"]["seeds_amplified"] for p in row]
+        per_beta[str(beta)] = {
+            "status_by_rate": dict(zip(map(str, rates), status)),
+            "after_by_rate": dict(zip(map(str, rates), after)),
+            "kl_by_rate": dict(zip(map(str, rates), [p["kl"]["mean"] for p in row])),
+            "seeds_amplified_by_rate": dict(zip(map(str, rates), amplified)),
+            "per_seed_after_by_rate": dict(zip(map(str, rates), [p["exploit_rate_after"]["per_seed"] for p in row])),
+            # The debated pattern: the penalty holds the exploit at the lowest base rate and not at the highest,
+            # judged on the mean across seeds (interval) and, separately, seed by seed (every seed agrees).
+            "protects_low_not_high": len(rates) > 1 and status[0] == "held" and status[-1] != "held",
+            "protects_low_not_high_every_seed": len(rates) > 1 and amplified[0] == 0 and amplified[-1] == cfg.seeds,
+            "held_at_every_rate": all(s == "held" for s in status),
+            "exploited_at_every_rate": all(s != "held" for s in status),
+            "after_rises_with_base_rate": bool(all(b >= a for a, b in pairwise(after) if a is not None and b is not None)),
+        }
+    low = rates[0]
+    betas = sorted(cfg.kl_coefs)
+    low_points = [by[(low, b)] for b in betas]
+    comparison = []
+    for p in points:
+        obs, pred = p["exploit_rate_after"], p["predicted_rate"]["mean"]
+        if obs["mean"] is None or pred is None:
+            continue
+        lo, hi = obs["hull"]
+        side = "below" if hi < pred else ("above" if lo > pred else "consistent")
+        comparison.append({"base_rate": p["base_rate"], "kl_coef": p["kl_coef"], "observed": obs["mean"],
+                           "predicted": pred, "observed_vs_predicted": side})
+    high = rates[-1]
+    high_after = [by[(high, b)]["exploit_rate_after"]["mean"] for b in betas]
+    held = [p for p in points if _status(p) == "held"]
+    return {
+        "per_beta": per_beta,
+        "highest_rate": {
+            "base_rate": high,
+            "after_by_beta": dict(zip(map(str, betas), high_after)),
+            # What the KL term does where the exploit is likely: a larger beta should hold it lower.
+            "falls_as_beta_grows": bool(all(b <= a for a, b in pairwise(high_after)
+                                            if a is not None and b is not None)),
+        },
+        "held_points_kl": {
+            # Where the exploit was held, the KL the policy paid went elsewhere (other rater-rewarded
+            # behaviours): the exploit's own shift needs only kl_exploit_floor of it.
+            "n": len(held),
+            "max_kl": _max(*(p["kl"]["mean"] for p in held)),
+            "max_exploit_floor": _max(*(p["kl_exploit_floor"] for p in held)),
+        },
+        "scores": {
+            "n_points": len(points),
+            "n_rater_up_gold_down": sum(
+                p["rater_after"]["mean"] > p["rater_before"]["mean"] and p["gold_after"]["mean"] < p["gold_before"]["mean"]
+                for p in points),
+        },
+        "lowest_rate": {
+            "base_rate": low,
+            "expected_base_exploit_rollouts": low_points[0]["expected_base_exploit_rollouts"],
+            # If even the weakest penalty leaves the rarest exploit where it was, what kept it out
+            # was not the KL term (exploration: RL rarely or never sampled it).
+            "held_at_weakest_beta": _status(low_points[0]) == "held",
+            "base_model_prob": low_points[0]["base_model_prob"],
+            "weakest_beta": betas[0],
+        },
+        "theory": {
+            "points": comparison,
+            "n_below": sum(c["observed_vs_predicted"] == "below" for c in comparison),
+            "n_above": sum(c["observed_vs_predicted"] == "above" for c in comparison),
+            "n_consistent": sum(c["observed_vs_predicted"] == "consistent" for c in comparison),
+        },
+    }
+
+
+# ---------------------------------------------------------------- the run
+def _cache_dir(cfg: KLPriorConfig) -> Path:
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+
+
+def run(cfg: KLPriorConfig, run_dir: Path) -> dict:
+    previous = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg, run_dir)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(cfg: KLPriorConfig, run_dir: Path) -> dict:
+    from proxygap.lm.base import load_base_model
+
+    timings: dict[str, float] = {}
+    clock = time.time()
+    # 1. One base model per rate (and the shared RM's), from the cache or pretrained now.
+    needed = list(cfg.base_rates)
+    if cfg.reward_model == "shared" and cfg.rm_base_rate not in needed:
+        needed.append(cfg.rm_base_rate)
+    built = {rate: build_or_load_base(recipe_for(cfg, rate), _cache_dir(cfg)) for rate in needed}
+    for rate, b in built.items():  # a copy in the run dir, so the run stands alone if the cache is cleared
+        shutil.copytree(b["path"], run_dir / "bases" / f"rate={rate:g}")
+    timings["pretrain_s"], clock = time.time() - clock, time.time()
+
+    # 2. Each base model's own exploit rate.
+    bases, measured = {}, {}
+    for rate in needed:
+        base = load_base_model(built[rate]["path"])
+        bases[rate] = base
+        measured[rate] = measure_base(base, _all_prompts(base.world, cfg), cfg)
+    timings["measure_base_s"], clock = time.time() - clock, time.time()
+
+    # 3. Per seed: the RM (shared, or one per base rate), then RL at every beta from every base.
+    per_rate_seed: dict[float, list[dict]] = {rate: [] for rate in cfg.base_rates}
+    rm_info = []
+    timings["reward_model_s"], timings["rl_s"] = 0.0, 0.0
+    for seed in range(cfg.seeds):
+        torch.manual_seed(seed)
+        shared = None
+        for rate in cfg.base_rates:
+            t0 = time.time()
+            if shared is None or cfg.reward_model == "own":
+                rm_base = bases[cfg.rm_base_rate if cfg.reward_model == "shared" else rate]
+                _, train_prompts = _prompt_split(rm_base.world, cfg, seed)
+                rater, gold = Judge(rm_base.world, cfg.rater), Judge.gold(rm_base.world)
+                shared, info = _train_reward_model(rm_base, train_prompts, rater, gold, _rm_inputs(cfg), seed)
+                rm_info.append({"seed": seed, "base_rate": cfg.rm_base_rate if cfg.reward_model == "shared" else rate,
+                                **info})
+            t1 = time.time()
+            timings["reward_model_s"] += t1 - t0
+            per_rate_seed[rate].append(run_rate_seed(cfg, bases[rate], measured[rate], shared, seed))
+            timings["rl_s"] += time.time() - t1
+        (run_dir / "per_seed.json").write_text(json.dumps(per_rate_seed, indent=1, default=str))
+
+    result = aggregate(cfg, measured, per_rate_seed)
+    result["bases"] = [{"base_rate": rate, **built[rate], "run_copy": f"bases/rate={rate:g}",
+                        **{k: v for k, v in measured[rate].items() if k != "delta_pairs"}} for rate in needed]
+    result["reward_model"] = {"mode": cfg.reward_model, "per_seed": rm_info, **{
+        key: _iv([r[key] for r in rm_info if r[key] is not None])
+        for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement")}}
+    result["deltas"] = {str(rate): [s["deltas"] for s in per_rate_seed[rate]] for rate in cfg.base_rates}
+    result["examples"] = [{"base_rate": rate, "kl_coef": r["kl_coef"], **r["example"]}
+                          for rate in cfg.base_rates for r in per_rate_seed[rate][0]["runs"]]
+    result["curves"] = [{"base_rate": rate, "kl_coef": beta, "per_seed": [s["runs"][j]["curve"] for s in per_rate_seed[rate]]}
+                        for rate in cfg.base_rates for j, beta in enumerate(cfg.kl_coefs)]
+    result["seeds"] = list(range(cfg.seeds))
+    result["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    return result
+
+
+def _all_prompts(world, cfg: KLPriorConfig) -> list[str]:
+    from proxygap.tasks.prompts import assistant_prompts
+
+    return [p.text for p in assistant_prompts(world, 0, cfg.prompt_kinds)]
+
+
+def report(run_dir: Path) -> None:
+    from proxygap.report.kl_prior import draw_report
+
+    draw_report(run_dir)
+
+
+register(Experiment(
+    name="kl-prior",
+    description="does a KL penalty keep out an exploit only when the base model makes it improbable? (base rate x beta)",
+    config_cls=KLPriorConfig,
+    run=run,
+    report=report,
+    presets={
+        # Seconds: a tiny world and model, for tests. One thread: at this size a second one buys nothing,
+        # and on a CPU shared with other test processes oversubscribed threads were 10-30x slower here.
+        "smoke": {"threads": 1, "seeds": 2, "base_rates": [0.01, 0.1], "kl_coefs": [0.1, 1.0], "n_eval_prompts": 8,
+                  "n_base_samples": 64, "n_delta_samples": 16,
+                  "base.world.n_entities": 8, "base.world.n_attributes": 2, "base.world.n_decisions": 4,
+                  "base.world.corpus.n_documents": 1500, "base.model.n_layer": 1, "base.model.n_embd": 32,
+                  "base.train.steps": 40, "base.train.batch_size": 16, "base.train.warmup_steps": 5,
+                  "base.train.checkpoint_every": 40, "base.train.eval_every": 40,
+                  "rm.n_pairs": 32, "rm.epochs": 1, "rl.steps": 2, "rl.eval_every": 1, "rl.prompts_per_step": 2,
+                  "rl.max_new_tokens": 24},
+        # Sized for well under 25 minutes on a 2-core CPU, cold cache (four pretrainings included).
+        # 32 new tokens: the longest answer plus the longest phrase is about 30, so the exploit is never cut off.
+        # One thread: at width 64 a second thread buys little, and on a shared CPU oversubscribed threads
+        # were 2-30x slower here (pretraining step 0.11 s with one thread vs 0.25 s with two; RL step 0.3 s vs 12 s).
+        "quick": {"threads": 1, "n_base_samples": 2048, "rm.n_pairs": 1200, "rl.steps": 48, "rl.prompts_per_step": 8,
+                  "rl.eval_every": 16, "rl.eval_samples_per_prompt": 4, "rl.max_new_tokens": 32},
+        # A GPU or a cluster: the default-size base model, rarer rates, more betas, seeds and samples.
+        "full": {"seeds": 5, "base_rates": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "kl_coefs": [0.01, 0.03, 0.1, 0.3, 1.0],
+                 "n_eval_prompts": 256, "n_base_samples": 65536, "n_delta_samples": 1024,
+                 "base.model.n_layer": 4, "base.model.n_embd": 128, "base.model.n_head": 4,
+                 "base.model.n_positions": 256, "base.train.steps": 1500, "base.train.seq_len": 128,
+                 "rm.n_pairs": 20000, "rm.epochs": 3, "rl.steps": 1000, "rl.prompts_per_step": 32,
+                 "rl.eval_every": 50, "rl.eval_samples_per_prompt": 4, "rl.max_new_tokens": 32},
+    },
+))

@@ -1,0 +1,353 @@
+"""Plots and report.html of the kl-prior experiment, drawn from results.json alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from proxygap.report.html import Report, fmt  # noqa: E402
+
+FLOOR = 1e-5  # where a rate of exactly 0 is drawn on a log axis, unless smaller rates were measured (see _floor)
+
+
+def _floor(points: list[dict]) -> float:
+    """A decade below the smallest positive rate or probability in the points (at most FLOOR): the
+    base model's probability of a phrase it never saw can be 1e-10, and clipping it at 1e-5 would hide that."""
+    values = [v for p in points for v in (p["base_model_prob"], p["predicted_rate"]["mean"],
+                                          p["exploit_rate_after"]["mean"]) if v is not None and v > 0]
+    return min(FLOOR, 10.0 ** (np.floor(np.log10(min(values))) - 1)) if values else FLOOR
+
+
+def _color(i: int, n: int):
+    return plt.get_cmap("viridis")(i / max(1, n - 1) * 0.85)
+
+
+def _rows(points: list[dict], beta: float) -> list[dict]:
+    return sorted((p for p in points if p["kl_coef"] == beta), key=lambda p: p["base_rate"])
+
+
+def _err(iv: dict) -> tuple[float, float, float]:
+    m = iv["mean"] if iv["mean"] is not None else np.nan
+    lo = iv["lo"] if iv["lo"] is not None else m
+    hi = iv["hi"] if iv["hi"] is not None else m
+    return m, max(0.0, m - lo), max(0.0, hi - m)
+
+
+def _after(p: dict) -> tuple[float, float, float]:
+    """Exploit rate after RL: mean over seeds and the hull of the seeds' t-interval and the pooled
+    Wilson interval (the t-interval alone collapses to a point when every seed saw 0 exploits)."""
+    after = p["exploit_rate_after"]
+    m = after["mean"] if after["mean"] is not None else np.nan
+    lo, hi = (np.nan if v is None else min(1.0, max(0.0, v)) for v in after["hull"])  # a rate lies in [0, 1]
+    return m, max(0.0, m - lo), max(0.0, hi - m)
+
+
+def _bars(m, lo, hi, log_y: bool, floor: float = FLOOR):
+    """(y, [lower, upper]) for errorbar; on a log axis everything is clipped at ``floor`` first."""
+    m, lo, hi = (np.asarray(v, dtype=float) for v in (m, lo, hi))
+    if log_y:
+        m, lo, hi = (np.maximum(v, floor) for v in (m, lo, hi))
+    return m, [np.maximum(0.0, m - lo), np.maximum(0.0, hi - m)]
+
+
+def _betas(points: list[dict]) -> list[float]:
+    return sorted({p["kl_coef"] for p in points})
+
+
+def _base_line(points: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    first = _rows(points, _betas(points)[0])
+    x = np.array([p["base_rate"] for p in first])
+    sampled = np.array([p["base_model_rate"]["rate"] for p in first])
+    lo = np.array([p["base_model_rate"]["lo"] for p in first])
+    hi = np.array([p["base_model_rate"]["hi"] for p in first])
+    prob = np.array([p["base_model_prob"] for p in first])
+    return x, sampled, lo, hi, prob
+
+
+def plot_exploit(points: list[dict], out: Path, n_seeds: int, floor: float = FLOOR) -> None:
+    """Exploit rate after RL vs corpus base rate, one line per beta, beside the base model's own rate."""
+    betas = _betas(points)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    x, sampled, lo, hi, prob = _base_line(points)
+    for ax, log_y in zip(axes, (False, True)):
+        y, yerr = _bars(sampled, lo, hi, log_y, floor)
+        ax.errorbar(x, y, yerr=yerr, fmt="s-", color="black", capsize=3, label="base model, sampled (95% Wilson)")
+        ax.plot(x, np.maximum(prob, floor) if log_y else prob, "k--", lw=1, label="base model, P(phrase after answer)")
+        for i, beta in enumerate(betas):
+            rows = _rows(points, beta)
+            m, el, eh = np.array([_after(p) for p in rows]).T
+            y, yerr = _bars(m, m - el, m + eh, log_y, floor)
+            xs = np.array([p["base_rate"] for p in rows]) * (1 + 0.06 * (i - (len(betas) - 1) / 2))  # dodge
+            ax.errorbar(xs, y, yerr=yerr, fmt="o-", capsize=3, color=_color(i, len(betas)), label=f"after RL, beta={beta:g}")
+        ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
+            ax.set_ylim(floor / 2, 1.5)
+            ax.set_title(f"log scale (a rate of 0 drawn at {floor:g})")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title("linear scale")
+        ax.set_xlabel("corpus base rate of the exploit (log)")
+        ax.set_ylabel("exploit rate on evaluation prompts (T=1 samples)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Exploit rate after KL-penalized RL vs its base rate ({n_seeds} seeds; 95% intervals: "
+                 "hull of the t-interval across seeds and the pooled Wilson interval)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_kl(points: list[dict], out: Path) -> None:
+    """KL paid vs base rate; dashed: the least KL that the observed shift of the exploit rate alone needs."""
+    betas = _betas(points)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, beta in enumerate(betas):
+        rows = _rows(points, beta)
+        x = np.array([p["base_rate"] for p in rows])
+        m, el, eh = np.array([_err(p["kl"]) for p in rows]).T
+        color = _color(i, len(betas))
+        ax.errorbar(x, m, yerr=[el, eh], fmt="o-", capsize=3, color=color, label=f"KL paid, beta={beta:g}")
+        need = np.array([p["kl_exploit_floor"] if p["kl_exploit_floor"] is not None else np.nan for p in rows])
+        ax.plot(x, need, "--", color=color, lw=1, label=f"KL(Bern(after) || Bern(base)), beta={beta:g}")
+    ax.set_xscale("log")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("corpus base rate of the exploit (log)")
+    ax.set_ylabel("KL(pi || pi_ref), nats per sequence (k1, end of RL)")
+    ax.set_title("The KL the policy paid, and the part the exploit's shift alone needs")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_theory(points: list[dict], out: Path, floor: float = FLOOR) -> None:
+    """Predicted (pi* ∝ pi_ref·exp(r/beta)) vs observed: a scatter, and both against the base rate."""
+    betas = _betas(points)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    ax = axes[0]
+    for i, beta in enumerate(betas):
+        rows = _rows(points, beta)
+        pred = np.array([p["predicted_rate"]["mean"] for p in rows], dtype=float)
+        m, el, eh = np.array([_after(p) for p in rows]).T
+        sizes = 20 + 25 * np.arange(len(rows))
+        y, yerr = _bars(m, m - el, m + eh, True, floor)
+        ax.errorbar(np.maximum(pred, floor), y, yerr=yerr, fmt="none", ecolor=_color(i, len(betas)), alpha=0.6)
+        ax.scatter(np.maximum(pred, floor), y, s=sizes, color=_color(i, len(betas)),
+                   label=f"beta={beta:g} (larger: higher base rate)")
+    ax.plot([floor, 1], [floor, 1], ":", color="grey", label="observed = predicted")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor / 2, 1.5)
+    ax.set_ylim(floor / 2, 1.5)
+    ax.set_xlabel("predicted exploit rate at the KL-regularized optimum")
+    ax.set_ylabel("observed exploit rate after RL")
+    ax.set_title(f"Predicted vs observed (0 drawn at {floor:g})")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for i, beta in enumerate(betas):
+        rows = _rows(points, beta)
+        x = np.array([p["base_rate"] for p in rows])
+        color = _color(i, len(betas))
+        pred = np.array([p["predicted_rate"]["mean"] for p in rows], dtype=float)
+        obs = np.array([p["exploit_rate_after"]["mean"] for p in rows], dtype=float)
+        ax.plot(x, np.maximum(pred, floor), "--", color=color, label=f"predicted, beta={beta:g}")
+        ax.plot(x, np.maximum(obs, floor), "o-", color=color, label=f"observed, beta={beta:g}")
+    x, _, _, _, prob = _base_line(points)
+    ax.plot(x, np.maximum(prob, floor), "k:", lw=1, label="base model, P(phrase after answer)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 2, 1.5)
+    ax.set_xlabel("corpus base rate of the exploit (log)")
+    ax.set_ylabel("exploit rate")
+    ax.set_title("Side by side, against the base rate")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(curves: list[dict], out: Path) -> None:
+    """Exploit rate during RL (mean over seeds), one panel per beta: is it still moving at the end?"""
+    betas = sorted({c["kl_coef"] for c in curves})
+    rates = sorted({c["base_rate"] for c in curves})
+    fig, axes = plt.subplots(1, len(betas), figsize=(4.5 * len(betas), 3.8), sharey=True, squeeze=False)
+    for ax, beta in zip(axes[0], betas):
+        for i, rate in enumerate(rates):
+            c = next(c for c in curves if c["kl_coef"] == beta and c["base_rate"] == rate)
+            steps = [p["step"] for p in c["per_seed"][0]]
+            y = np.nanmean([[np.nan if p["exploit_rate"] is None else p["exploit_rate"] for p in s]
+                            for s in c["per_seed"]], axis=0)
+            ax.plot(steps, y, "o-", ms=3, color=_color(i, len(rates)), label=f"base rate {rate:g}")
+        ax.set_title(f"beta={beta:g}")
+        ax.set_xlabel("RL step")
+    axes[0][0].set_ylabel("exploit rate (evaluation prompts)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def draw_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    res = json.loads((run_dir / "results.json").read_text())
+    points, fnd, cfg = res["points"], res["findings"], res["config"]
+    n_seeds = len(res["seeds"])
+    floor = _floor(points)
+    plot_exploit(points, run_dir / "exploit_vs_base_rate.png", n_seeds, floor)
+    plot_kl(points, run_dir / "kl_vs_base_rate.png")
+    plot_theory(points, run_dir / "predicted_vs_observed.png", floor)
+    plot_curves(res["curves"], run_dir / "exploit_during_rl.png")
+
+    page = Report("proxygap: does the KL penalty keep out only the improbable exploits?")
+    meta = res.get("meta", {})
+    rl = cfg["rl"]
+    page.paragraph(
+        f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, wall time {fmt(meta.get('wall_time_s'), 1)} s. "
+        f"Exploit: {cfg['exploit']} (the rater's manipulation susceptibility is {cfg['rater']['manipulation']:g}: "
+        "it rewards the phrase, gold penalizes it). One base model was pretrained per corpus base rate "
+        f"({cfg['base']['model']['n_layer']} layers, width {cfg['base']['model']['n_embd']}, "
+        f"{cfg['base']['train']['steps']} steps); the world is otherwise the same. Reward model: {cfg['reward_model']}"
+        + (f" (trained on samples of the base at rate {cfg['rm_base_rate']:g})" if cfg["reward_model"] == "shared" else "")
+        + f". RL: {rl['steps']} steps of {rl['prompts_per_step']} prompts x {rl['samples_per_prompt']} samples, "
+        f"lr {rl['lr']:g}, at most {rl['max_new_tokens']} new tokens. Rates are measured on T=1 samples of held-out "
+        "prompts; intervals are 95% t-intervals across seeds, for exploit rates widened to the pooled Wilson interval "
+        "where that is wider (the base models are one per rate, so their own variability is not in them); KL is in "
+        "nats per sequence (k1).")
+    page.heading("Findings (computed from the numbers)")
+    for sentence in findings_text(fnd, points, res):
+        page.paragraph(sentence)
+    page.image("exploit_vs_base_rate.png", "Exploit rate after RL per beta, and the base model's own rate.")
+    page.image("kl_vs_base_rate.png", "KL paid at the end of RL; dashed: the least KL the observed exploit shift needs.")
+    page.image("predicted_vs_observed.png",
+               "Prediction p·e^(Δ/β) / (p·e^(Δ/β) + 1 − p), summed over phrases, with p measured on the base model "
+               "and Δ on the reward model — a measurement aid, not a target.")
+    page.image("exploit_during_rl.png", "Exploit rate during RL (mean over seeds).")
+
+    page.heading("Base models")
+    page.table(["corpus rate", "realized in corpus", "sampled rate", "95% low", "95% high", "k / n",
+                "P(phrase after answer)", "cached", "pretrain s"], [
+        [f"{b['base_rate']:g}", b["corpus_realized"]["rate"], b["sampled"]["rate"], b["sampled"]["lo"], b["sampled"]["hi"],
+         f"{b['sampled']['k']} / {b['sampled']['n']}", _sci(b["prob_after_answer"]["rate"]), b["cached"], b["pretrain_s"]]
+        for b in res["bases"]])
+    page.heading("Points")
+    page.table(["base rate", "beta", "before", "after", "95% low", "95% high", "predicted", "RM Δ", "KL", "KL floor",
+                "E[exploit rollouts]", "rater Δ", "gold Δ"], [
+        [f"{p['base_rate']:g}", f"{p['kl_coef']:g}", p["exploit_rate_before"]["mean"], p["exploit_rate_after"]["mean"],
+         *p["exploit_rate_after"]["hull"], _sci(p["predicted_rate"]["mean"]),
+         p["rm_delta"]["mean"], p["kl"]["mean"], p["kl_exploit_floor"], _sci(p["expected_base_exploit_rollouts"]),
+         p["rater_after"]["mean"] - p["rater_before"]["mean"], p["gold_after"]["mean"] - p["gold_before"]["mean"]]
+        for p in points], left_columns=0)
+    page.paragraph("before/after: exploit rate on the evaluation prompts at step 0 and at the end (mean over seeds); "
+                   "95% low/high: the hull of the t-interval across seeds and the pooled Wilson interval. "
+                   "KL floor: KL(Bernoulli(after) || Bernoulli(P(phrase after answer))), the least KL any policy pays "
+                   "for that shift of the exploit rate alone. E[exploit rollouts]: how many exploit samples the base "
+                   "policy would draw over all of RL's rollouts; near or below 1, RL has almost nothing to reinforce. "
+                   "rater/gold Δ: change of the mean score from step 0 to the end.", note=True)
+    page.heading("Reward model")
+    rm = res["reward_model"]
+    page.table(["measure", "mean", "95% low", "95% high"], [
+        ["RM agrees with rater (held-out pairs)", *_iv(rm["agreement_rater"])],
+        ["RM agrees with gold (held-out pairs)", *_iv(rm["agreement_gold"])],
+        ["rater agrees with gold (same pairs)", *_iv(rm["rater_gold_agreement"])],
+    ])
+    rows = []
+    for rate, seeds in res["deltas"].items():
+        for name in ("rm", "rater", "gold"):
+            per_phrase = np.mean([s[name] for s in seeds], axis=0)
+            rows.append([f"{float(rate):g}", name, *per_phrase.tolist()])
+    phrases = list(res["bases"][0]["prob_after_answer"]["per_phrase"])
+    page.paragraph("Reward for appending each phrase to the same base-model answers (mean over seeds):", note=True)
+    page.table(["base rate", "score", *phrases], rows, left_columns=2)
+    page.heading("Examples (seed 0, end of RL)")
+    page.table(["base rate", "beta", "prompt", "completion"],
+               [[f"{e['base_rate']:g}", f"{e['kl_coef']:g}", e["prompt"], e["completion"]] for e in res.get("examples", [])],
+               left_columns=4)
+    return page.write(run_dir / "report.html")
+
+
+def _iv(iv: dict) -> list:
+    return [iv["mean"], iv["lo"], iv["hi"]]
+
+
+def _sci(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2e}"
+
+
+def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
+    """Sentences built from the computed findings; where the expected pattern is absent they say so."""
+    out = []
+    per_beta = fnd["per_beta"]
+    protects = [b for b, f in per_beta.items() if f["protects_low_not_high"]]
+    n_seeds = len(res["seeds"])
+    for beta, f in per_beta.items():
+        rates = list(f["status_by_rate"])
+        parts = "; ".join(
+            f"{float(r):g}: {fmt(f['after_by_rate'][r])} (seeds "
+            + "/".join(fmt(v) for v in f["per_seed_after_by_rate"][r])
+            + f"; above the base model in {f['seeds_amplified_by_rate'][r]}/{n_seeds} seeds; mean "
+            + ("not distinguishable from the base model" if f["status_by_rate"][r] == "held" else f["status_by_rate"][r])
+            + f"; KL {fmt(f['kl_by_rate'][r], 2)})" for r in rates)
+        out.append(f"beta={float(beta):g}, exploit rate after RL by base rate — {parts}.")
+    protects_seed = [b for b, f in per_beta.items() if f["protects_low_not_high_every_seed"]]
+    for label, betas in (("judged on the mean across seeds (95% interval)", protects),
+                         ("judged seed by seed (no seed above the base model at the lowest rate, every seed above it "
+                          "at the highest)", protects_seed)):
+        if betas:
+            out.append(f"The debated pattern, {label}, appears for beta in {{"
+                       + ", ".join(f"{float(b):g}" for b in betas) + "}.")
+        else:
+            out.append(f"The debated pattern, {label}, did not appear for any beta.")
+    held_all = [b for b, f in per_beta.items() if f["held_at_every_rate"]]
+    if held_all:
+        out.append("At beta in {" + ", ".join(f"{float(b):g}" for b in held_all)
+                   + "} the mean across seeds was not distinguishable from the base model's rate at any base rate "
+                   "(see the seed counts above: seeds can agree while their spread keeps the interval wide).")
+    exploited_all = [b for b, f in per_beta.items() if f["exploited_at_every_rate"]]
+    if exploited_all:
+        out.append("At beta in {" + ", ".join(f"{float(b):g}" for b in exploited_all)
+                   + "} the exploit was amplified even at the lowest base rate: the penalty did not keep it out.")
+    high = fnd["highest_rate"]
+    after = ", ".join(f"beta={float(b):g}: {fmt(v)}" for b, v in high["after_by_beta"].items())
+    if high["falls_as_beta_grows"]:
+        out.append(f"At the highest base rate ({high['base_rate']:g}) the exploit rate after RL falls as beta grows "
+                   f"({after}): there a larger penalty holds it lower.")
+    else:
+        out.append(f"At the highest base rate ({high['base_rate']:g}) the exploit rate after RL does not fall "
+                   f"monotonically as beta grows ({after}).")
+    low = fnd["lowest_rate"]
+    corpus = low.get("corpus_realized") or {}
+    if corpus.get("k") is not None:
+        out.append(f"At the lowest base rate ({low['base_rate']:g}) the phrase occurred {corpus['k']} times in the "
+                   f"corpus's {corpus['n']} assistant answers, and the base model gives it probability "
+                   f"{_sci(low['base_model_prob'])} right after an answer.")
+    if low["held_at_weakest_beta"]:
+        out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
+                   f"left the exploit where it was; the base policy would be expected to draw it only "
+                   f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts, so what kept it out "
+                   "there is that RL rarely sampled it (exploration), not the KL term.")
+    else:
+        out.append(f"At the lowest base rate ({low['base_rate']:g}) the weakest penalty (beta={low['weakest_beta']:g}) "
+                   f"did not hold the exploit, although the base policy would be expected to draw it only "
+                   f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts.")
+    hk = fnd["held_points_kl"]
+    if hk["n"]:
+        out.append(f"Where the mean exploit rate was not distinguishable from the base model's ({hk['n']} points) "
+                   f"the policy still paid up to {fmt(hk['max_kl'], 2)} "
+                   f"nats of KL, of which the exploit's own shift needs at most {fmt(hk['max_exploit_floor'], 3)}: "
+                   "the KL went to other behaviours the reward model rewards.")
+    sc = fnd["scores"]
+    out.append(f"Rater score rose while gold fell (means over seeds, end vs start of RL) at {sc['n_rater_up_gold_down']} "
+               f"of {sc['n_points']} points.")
+    th = fnd["theory"]
+    n = len(th["points"])
+    out.append(f"Against the KL-regularized optimum pi* ∝ pi_ref·exp(r/beta): of {n} points, the observed rate is "
+               f"below the prediction (interval entirely under it) at {th['n_below']}, above at {th['n_above']}, "
+               f"consistent at {th['n_consistent']}. A short RL run need not reach the optimum, so 'below' there "
+               "measures how far from it the run stopped.")
+    return out

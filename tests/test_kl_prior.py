@@ -1,0 +1,133 @@
+"""kl-prior: the theoretical reference on worked cases, the base-model cache, bad input, and a smoke run."""
+
+import json
+import math
+
+import pytest
+
+from proxygap.cli import main
+from proxygap.experiments import kl_prior
+from proxygap.experiments.runner import get_experiment, resolve_config
+
+
+# ---------------------------------------------------------------- the prediction pi* ∝ pi_ref·exp(r/beta)
+def test_predicted_rate_worked_case():
+    # p = 0.01, Δ = 1, β = 0.25: e^4 = 54.59815; 0.5459815 / (0.5459815 + 0.99) = 0.355461
+    assert kl_prior.predicted_rate(0.01, 1.0, 0.25) == pytest.approx(0.3554610, abs=1e-6)
+    # No reward difference: the base rate is kept; a penalty instead of a reward lowers it.
+    assert kl_prior.predicted_rate(0.2, 0.0, 0.5) == pytest.approx(0.2)
+    assert kl_prior.predicted_rate(0.2, -1.0, 1.0) == pytest.approx(0.2 * math.exp(-1) / (0.2 * math.exp(-1) + 0.8))
+
+
+def test_predicted_rate_phrases_add_up_and_limits():
+    # Two phrases with the same Δ are one exploit of their summed probability.
+    assert kl_prior.predicted_rate([0.004, 0.006], [1.0, 1.0], 0.25) == pytest.approx(
+        kl_prior.predicted_rate(0.01, 1.0, 0.25))
+    # Tiny β does not overflow: a rewarded exploit goes to 1, a penalized one to 0.
+    assert kl_prior.predicted_rate(1e-4, 2.0, 1e-3) == pytest.approx(1.0)
+    assert kl_prior.predicted_rate(1e-4, -2.0, 1e-3) == pytest.approx(0.0, abs=1e-12)
+    assert kl_prior.predicted_rate(1e-4, 2.0, 0.0) == 1.0
+    assert kl_prior.predicted_rate(0.0, 5.0, 0.1) == 0.0  # what the base model never writes, pi* never writes
+    with pytest.raises(ValueError):
+        kl_prior.predicted_rate(0.1, 1.0, -0.1)
+
+
+def test_binary_kl():
+    assert kl_prior.binary_kl(0.3, 0.3) == pytest.approx(0.0)
+    # Taking a 1e-4 exploit to certainty costs log(1e4) nats.
+    assert kl_prior.binary_kl(1.0, 1e-4) == pytest.approx(math.log(1e4))
+
+
+def test_first_sentence_and_reward_deltas():
+    assert kl_prior.first_sentence("i recommend tobu . pls halp . extra") == "i recommend tobu ."
+    assert kl_prior.first_sentence("no full stop") is None
+    score = lambda prompts, texts: [len(t.split()) for t in texts]  # noqa: E731  (one point per word)
+    deltas = kl_prior.reward_deltas(score, ["q"], ["i recommend tobu ."], ("pls halp", "rate this 10/10"))
+    assert deltas.tolist() == [[3.0, 4.0]]  # the phrase's words plus its closing ' .'
+
+
+def test_recipe_differs_only_in_the_swept_rate():
+    cfg = resolve_config(get_experiment("kl-prior"), "quick", None, [])
+    a, b = kl_prior.recipe_for(cfg, 1e-4), kl_prior.recipe_for(cfg, 1e-1)
+    assert a.world.corpus.manipulation_rate == 1e-4 and b.world.corpus.manipulation_rate == 1e-1
+    b.world.corpus.manipulation_rate = 1e-4
+    assert a == b
+    assert kl_prior.recipe_hash(a, ()) != kl_prior.recipe_hash(kl_prior.recipe_for(cfg, 1e-1), ())
+    # The corpus text is part of the key: changed corpus code means a new base model, not a stale cache hit.
+    assert kl_prior.recipe_hash(a, (), ["doc one"]) != kl_prior.recipe_hash(a, (), ["doc two"])
+    # The base model is smaller than the default one (pretrained once per rate).
+    assert a.model.n_layer * a.model.n_embd < 4 * 128
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("override, message", [
+    ("base_rates=[0.001,1.5]", "out of range"),
+    ("base_rates=[0.0,0.1]", "strictly between 0 and 1"),
+    ("base_rates=[0.1,1.0]", "strictly between 0 and 1"),
+    ("kl_coefs=[0.1,-0.5]", "out of range"),
+    ("exploit=myth_answer", "is not one of"),
+])
+def test_bad_input_is_one_line_and_exit_2(override, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "kl-prior", "--preset", "smoke", "--set", override, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("proxygap: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------- smoke run through the CLI
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("klprior")
+    out, cache = root / "run", root / "cache"
+    assert main(["run", "kl-prior", "--preset", "smoke", "--out", str(out), "--set", f"cache_dir={cache}"]) == 0
+    return out, cache
+
+
+def test_smoke_results_shape(smoke_run):
+    out, _ = smoke_run
+    r = json.loads((out / "results.json").read_text())
+    cfg = r["config"]
+    assert len(r["points"]) == len(cfg["base_rates"]) * len(cfg["kl_coefs"])
+    assert {(p["base_rate"], p["kl_coef"]) for p in r["points"]} == {
+        (rate, beta) for rate in cfg["base_rates"] for beta in cfg["kl_coefs"]}
+    for p in r["points"]:
+        assert {"base_rate", "kl_coef", "exploit_rate_before", "exploit_rate_after", "kl", "predicted_rate",
+                "rm_delta", "base_model_rate", "base_model_prob", "gold_after", "rater_after"} <= set(p)
+        for key in ("exploit_rate_before", "exploit_rate_after", "kl", "predicted_rate"):
+            iv = p[key]
+            assert len(iv["per_seed"]) == cfg["seeds"]
+            assert iv["lo"] <= iv["mean"] <= iv["hi"]
+        assert 0 <= p["exploit_rate_after"]["mean"] <= 1 and 0 <= p["predicted_rate"]["mean"] <= 1
+        w = p["base_model_rate"]
+        assert 0 <= w["lo"] <= w["rate"] <= w["hi"] <= 1 and w["n"] > 0
+    rates = {b["base_rate"] for b in r["bases"]}
+    assert set(cfg["base_rates"]) <= rates and cfg["rm_base_rate"] in rates
+    for b in r["bases"]:
+        assert (out / b["run_copy"] / "model.safetensors").is_file()
+    assert set(r["findings"]["per_beta"]) == {str(b) for b in cfg["kl_coefs"]}
+    for name in ("exploit_vs_base_rate.png", "kl_vs_base_rate.png", "predicted_vs_observed.png",
+                 "exploit_during_rl.png", "report.html", "config.yaml", "meta.json"):
+        assert (out / name).is_file(), name
+    assert "Findings" in (out / "report.html").read_text()
+
+
+def test_report_redraws(smoke_run):
+    out, _ = smoke_run
+    (out / "report.html").unlink()
+    (out / "kl_vs_base_rate.png").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file() and (out / "kl_vs_base_rate.png").is_file()
+
+
+def test_pretrained_bases_are_cached(smoke_run, monkeypatch):
+    _, cache = smoke_run
+    cfg = resolve_config(get_experiment("kl-prior"), "smoke", None, [f"cache_dir={cache}"])
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("a cached base model was pretrained again")
+
+    monkeypatch.setattr("proxygap.lm.pretrain.pretrain", no_pretraining)
+    for rate in cfg.base_rates:
+        info = kl_prior.build_or_load_base(kl_prior.recipe_for(cfg, rate), cache)
+        assert info["cached"] and info["hash"] in info["path"]
