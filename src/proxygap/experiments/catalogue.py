@@ -1,3 +1,3 @@
 """Imports every experiment module so each registers itself with the runner."""
 
-from proxygap.experiments import kl_prior, overoptimization, probe  # noqa: F401
+from proxygap.experiments import kl_prior, loopholes, overoptimization, probe  # noqa: F401

@@ -49,9 +49,9 @@ class OveroptimizationConfig:
     rl: RLConfig = nested(RLConfig, "KL-penalized RL (rl.kl_coef is replaced by each of kl_coefs)")
 
 
-def _train_reward_model(base, world_prompts: list[str], rater: Judge, gold: Judge, cfg: OveroptimizationConfig,
-                        seed: int) -> tuple[RewardEnsemble, dict]:
-    """Sample pairs from the base model, label them with the rater, train the RM (ensemble)."""
+def _sample_pairs(base, world_prompts: list[str], cfg: OveroptimizationConfig,
+                  seed: int) -> tuple[list[str], list[str], list[str]]:
+    """(prompts, a, b): cfg.rm.n_pairs prompts and two base-model samples for each."""
     from proxygap.lm.sampling import sample
 
     rng = random.Random(seed)
@@ -59,7 +59,16 @@ def _train_reward_model(base, world_prompts: list[str], rater: Judge, gold: Judg
     gen = torch.Generator().manual_seed(seed + 1)
     doubled = [p for p in prompts for _ in range(2)]
     texts = sample(base.model, base.tokenizer, doubled, cfg.bon.max_new_tokens, generator=gen, batch_size=1024).texts
-    a, b = texts[0::2], texts[1::2]
+    return prompts, texts[0::2], texts[1::2]
+
+
+def _train_reward_model(base, world_prompts: list[str], rater: Judge, gold: Judge, cfg: OveroptimizationConfig,
+                        seed: int, pairs: tuple[list[str], list[str], list[str]] | None = None
+                        ) -> tuple[RewardEnsemble, dict]:
+    """Sample pairs from the base model, label them with the rater, train the RM (ensemble).
+    ``pairs`` (from ``_sample_pairs`` with the same seed) skips the sampling: raters compared
+    on the same pairs (the loopholes ablation) share it."""
+    prompts, a, b = pairs if pairs is not None else _sample_pairs(base, world_prompts, cfg, seed)
     rater_a, rater_b = np.array(rater(prompts, a)), np.array(rater(prompts, b))
     gold_a, gold_b = np.array(gold(prompts, a)), np.array(gold(prompts, b))
     n_held = int(round(cfg.rm.heldout_fraction * len(prompts)))

@@ -1,0 +1,89 @@
+"""The loopholes experiment: the one-flaw ablation, the prompt split, config checks, a smoke run."""
+
+import dataclasses
+import json
+
+import pytest
+
+from proxygap.cli import main
+from proxygap.config import ConfigError
+from proxygap.experiments.loopholes import STRATA, ablate, split_prompts, stratum
+from proxygap.oversight.detectors import LOOPHOLES
+from proxygap.oversight.judges import RaterFlaws
+from proxygap.world.config import WorldConfig
+from proxygap.world.world import build_world
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(RaterFlaws)])
+def test_ablation_switches_off_exactly_one_flaw(name):
+    full = RaterFlaws(**{f.name: 0.3 for f in dataclasses.fields(RaterFlaws)})
+    ablated = ablate(full, name)
+    before, after = dataclasses.asdict(full), dataclasses.asdict(ablated)
+    changed = [k for k in before if before[k] != after[k]]
+    assert changed == [name] and after[name] == 0.0
+    assert dataclasses.asdict(full) == before  # the input is not modified
+
+
+def test_ablation_of_an_unknown_flaw_is_a_config_error():
+    with pytest.raises(ConfigError, match="no rater flaw 'gullible'"):
+        ablate(RaterFlaws(), "gullible")
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    world = build_world(WorldConfig(seed=2, n_entities=20, n_attributes=2, n_decisions=6))
+    held, train, counts = split_prompts(world, 0, per_stratum=5)
+    assert not set(held) & set(train)
+    assert sum(counts.values()) == len(held) and set(counts) == set(STRATA)
+    by_stratum = {s: [p for p in held + train if stratum(p, world) == s] for s in STRATA}
+    for s, k in counts.items():
+        assert k == min(5, len(by_stratum[s]) // 2)
+        assert sum(stratum(p, world) == s for p in held) == k
+    assert split_prompts(world, 0, 5) == (held, train, counts)
+    assert split_prompts(world, 1, 5)[0] != held
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "rm.ensemble_size=1"], "needs rm.ensemble_size >= 2"),
+    (["--set", "ablation_kl_coef=0.7"], "must be one of kl_coefs"),
+    (["--set", "bon_ns=[4,128]"], "needs bon.pool_size >= 128"),
+    (["--set", "ablation_flaws=[gullible]"], "is not one of"),
+    (["--set", "kl_coefs=[0,0.2,0.2]"], "kl_coefs lists a value twice"),
+])
+def test_bad_config_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    assert main(["run", "loopholes", "--out", str(tmp_path / "x"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("proxygap: error:") and message in err and "\n" not in err
+
+
+def test_loopholes_smoke(tiny_base_dir, tmp_path):
+    out = tmp_path / "lh"
+    assert main(["run", "loopholes", "--preset", "smoke", "--set", f"model={tiny_base_dir}", "--out", str(out)]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["seeds"] == [0] and r["config"]["seeds"] == 1
+    names = [g["name"] for g in r["regimes"]]
+    assert names == ["base", "bon_2", "bon_4", "sft", "rl_beta_0", "rl_beta_0.1", "rl_ensemble_beta_0.1"]
+    for g in r["regimes"]:
+        for key in ("capability", "rm", "rater", "gold", "kl"):
+            assert {"mean", "ci"} <= set(g[key]), (g["name"], key)
+        assert set(g["exploit_rates"]) == set(LOOPHOLES) == set(g["blind_spot"])
+        for rate in g["exploit_rates"].values():
+            assert {"mean", "ci", "pooled"} <= set(rate) and {"k", "n", "rate", "ci"} <= set(rate["pooled"])
+        for spot in g["blind_spot"].values():
+            assert {"gap_when_fires", "own_term_gap", "contribution", "share_of_gap"} <= set(spot)
+    base = r["regimes"][0]
+    assert base["kl"]["mean"] == 0.0 and base["rm"]["mean"] == pytest.approx(0.0, abs=1e-5)  # recentred on the pool
+    assert [g["kl"]["mean"] for g in r["regimes"][1:3]] == pytest.approx([0.193147, 0.636294], abs=1e-5)  # log n - (n-1)/n
+    flaws = {f["flaw"]: f for f in r["ablation"]["flaws"]}
+    assert set(flaws) == {"trusts_citations", "length_bias"}
+    assert "skipped" in flaws["length_bias"]  # already 0 in the default rater
+    done = flaws["trusts_citations"]
+    assert done["expected_loopholes"] == ["invented_citation", "irrelevant_citation"]
+    assert set(done["change_vs_full_rater"]) == set(LOOPHOLES)
+    assert r["ablation"]["full_rater_regime"] == "rl_beta_0.1"
+    assert set(r["findings"]["loopholes"]) == set(LOOPHOLES)
+    for name in ("exploit_rates.png", "blind_spot.png", "ablation.png", "report.html", "config.yaml", "meta.json"):
+        assert (out / name).is_file(), name
+    for name in ("report.html", "exploit_rates.png"):
+        (out / name).unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file() and (out / "exploit_rates.png").is_file()
