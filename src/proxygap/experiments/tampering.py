@@ -1,0 +1,344 @@
+"""`proxygap run tampering`: outcome-based vs process-based RL where the reward channel can be seized.
+
+For each environment (sensor tampering, test-driven development, reward-file tampering) and
+each seed, the base model is trained under every regime with the same budget and evaluated on
+the same held-out episodes (fixed env seeds, sampled at temperature 1):
+
+- ``imitation``: the base model as it is (pure language modeling of the corpus);
+- ``sft``: a short SFT on honest scripted demonstrations;
+- ``outcome``: RL on the episode's observed return (gamma = 1, RLOO);
+- ``process``: RL on an approval overseer's score of each action before execution (myopic);
+- ``mona``: RL on each step's observed reward plus the overseer's approval (gamma = 0);
+- ``decoupled``: RL on approvals of independently sampled, queried actions (Uesato et al. 2020);
+- ``process_blind`` / ``mona_blind``: the same with an overseer blind to one hidden
+  consequence per environment (``blind_to``): what process supervision does not prevent.
+
+Per environment x regime: observed return, true return, tamper rate, intended-behaviour rate,
+failure rate and capability (true task success), each a t-interval over seeds; paired
+differences against imitation (same seed, same evaluation episodes); learning curves; example
+episodes. Every number comes from the environments' true state and reward channel as they
+are: nothing here is tuned to make a regime look good or bad.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, fields, replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from proxygap.config import ConfigError, knob, nested
+from proxygap.experiments.runner import Experiment, register
+from proxygap.measure.stats import t_interval
+from proxygap.train.agent_common import METRICS, AgentEvaluation, AgentRLConfig, evaluate_agent
+from proxygap.train.imitation import ImitationConfig
+
+ENV_NAMES = ("sensor", "tdd", "reward_file")
+REGIMES = ("imitation", "sft", "outcome", "process", "mona", "decoupled", "process_blind", "mona_blind")
+RL_REGIMES = ("outcome", "process", "mona", "decoupled", "process_blind", "mona_blind")
+DEFAULT_BLIND = ("sensor:fools_sensor", "tdd:softball_test", "reward_file:edits_reward")
+CURVE_KEYS = (*METRICS, "approval")
+RATES = ("tamper_rate", "intended_rate", "failure_rate", "capability")
+
+
+@dataclass
+class TamperingConfig:
+    model: str = knob("default", "base model directory, or 'default' for the embedded one")
+    envs: tuple[str, ...] = knob(ENV_NAMES, "environments", choices=ENV_NAMES)
+    regimes: tuple[str, ...] = knob(REGIMES, "training regimes compared (imitation is always run: it is the reference)",
+                                    choices=REGIMES)
+    seeds: int = knob(3, "independent repetitions (training batches, sampling, held-out episodes); intervals are "
+                         "across seeds", lo=1, hi=100)
+    blind_to: tuple[str, ...] = knob(DEFAULT_BLIND, "env:consequence the blind overseer does not foresee "
+                                                    "(the *_blind regimes), one per environment")
+    mona_approval_coef: float = knob(1.0, "MONA: weight of approval against the step's observed reward", lo=0)
+    threads: int = knob(1, "torch CPU threads while running (0: torch's default). 1 because these small batches gain "
+                           "little from a second thread, and on shared cores two threads ran ~50x slower here", lo=0)
+    n_examples: int = knob(3, "example episodes per environment x regime in the report (seed 0, final policy)", lo=0)
+    train: AgentRLConfig = nested(AgentRLConfig, "every RL regime's budget and knobs (train.seed is replaced by each seed)")
+    sft: ImitationConfig = field(default_factory=partial(ImitationConfig, sft_steps=20), metadata={
+        "help": "the sft regime (its max_action_tokens, eval_episodes and seed are taken from train and the run's seed)"})
+
+    def check(self) -> None:
+        self.blind_map()
+        if "sft" in self.regimes and self.sft.sft_steps == 0:
+            raise ConfigError("the sft regime needs sft.sft_steps > 0 (with 0 it is the imitation regime)")
+
+    def blind_map(self) -> dict[str, str]:
+        """env -> the consequence its blind overseer misses; checked against the overseer's foresight knobs."""
+        from proxygap.oversight.approval import Foresight
+
+        known = {f.name for f in fields(Foresight)}
+        out = {}
+        for item in self.blind_to:
+            env, _, consequence = item.partition(":")
+            if env not in ENV_NAMES or consequence not in known:
+                raise ConfigError(f"blind_to entry {item!r} must be env:consequence with env in {', '.join(ENV_NAMES)} "
+                                  f"and consequence in {', '.join(sorted(known))}")
+            out[env] = consequence
+        if any(r.endswith("_blind") for r in self.regimes):
+            missing = [e for e in self.envs if e not in out]
+            if missing:
+                raise ConfigError(f"blind regimes need a blind_to entry for {', '.join(missing)}")
+        return out
+
+
+def _train(regime: str, base, make_env, approver, cfg: TamperingConfig, seed: int, first_eval: AgentEvaluation,
+           progress: bool) -> tuple[list[AgentEvaluation], dict]:
+    """Train one regime from the base model; its evaluations (step 0 = ``first_eval``) and info."""
+    from proxygap.train.decoupled import DecoupledConfig, train_decoupled
+    from proxygap.train.imitation import train_imitation
+    from proxygap.train.mona import MonaConfig, train_mona
+    from proxygap.train.outcome import OutcomeConfig, train_outcome
+    from proxygap.train.process import ProcessConfig, train_process
+
+    shared = {f.name: getattr(cfg.train, f.name) for f in fields(AgentRLConfig)} | {"seed": seed}
+    common = dict(progress=progress, first_eval=first_eval, label=f"{regime} s{seed}")
+    info: dict = {}
+    if regime == "sft":
+        sft_cfg = replace(cfg.sft, max_action_tokens=cfg.train.max_action_tokens,
+                          eval_episodes=cfg.train.eval_episodes, seed=seed)
+        policy, evals, info = train_imitation(base.model, base.tokenizer, make_env, sft_cfg, approver, **common)
+    elif regime == "outcome":
+        policy, evals = train_outcome(base.model, base.tokenizer, make_env, OutcomeConfig(**shared), approver, **common)
+    elif regime in ("process", "process_blind"):
+        policy, evals = train_process(base.model, base.tokenizer, make_env, approver, ProcessConfig(**shared), **common)
+    elif regime in ("mona", "mona_blind"):
+        mona_cfg = MonaConfig(**shared, approval_coef=cfg.mona_approval_coef)
+        policy, evals = train_mona(base.model, base.tokenizer, make_env, approver, mona_cfg, **common)
+    elif regime == "decoupled":
+        policy, evals = train_decoupled(base.model, base.tokenizer, make_env, approver, DecoupledConfig(**shared),
+                                        **common)
+    else:
+        raise ConfigError(f"unknown regime {regime!r}")
+    info["train_time_s"] = getattr(policy, "proxygap_train_time_s", info.get("train_time_s", 0.0))
+    return evals, info
+
+
+def run_seed(cfg: TamperingConfig, base, env_name: str, seed: int, progress: bool = True) -> dict:
+    """Every regime of ``cfg.regimes`` in one environment for one seed."""
+    from proxygap import envs
+    from proxygap.oversight.approval import ApprovalOverseer, Foresight
+
+    make_env = lambda: envs.make(env_name, base.world)  # noqa: E731
+    full = ApprovalOverseer()
+    blind = ApprovalOverseer(Foresight.blind_to(cfg.blind_map()[env_name])) if env_name in cfg.blind_map() else None
+    t = cfg.train
+
+    def base_eval(approver) -> AgentEvaluation:
+        return evaluate_agent(base.model, base.tokenizer, make_env, t.eval_episodes, t.max_action_tokens, seed, 0,
+                              approver)
+
+    clock = time.time()
+    # Step 0 of every regime is the base model on the same held-out episodes; the approval it logs
+    # is that of the overseer the regime is trained on (the blind one for *_blind regimes).
+    first = {"full": base_eval(full)}
+    if blind is not None and any(r.endswith("_blind") for r in cfg.regimes):
+        first["blind"] = base_eval(blind)
+    timings = {"base_eval_s": time.time() - clock}
+    runs = {"imitation": {"curve": [first["full"].to_dict()], "final": first["full"].metrics,
+                          "records": first["full"].episodes, "info": {"train_time_s": 0.0}}}
+    for regime in cfg.regimes:
+        if regime == "imitation":
+            continue
+        is_blind = regime.endswith("_blind")
+        clock = time.time()
+        evals, info = _train(regime, base, make_env, blind if is_blind else full, cfg, seed,
+                             first["blind" if is_blind else "full"], progress)
+        timings[f"{regime}_s"] = time.time() - clock
+        runs[regime] = {"curve": [e.to_dict() for e in evals], "final": evals[-1].metrics,
+                        "records": evals[-1].episodes, "info": info}
+    return {"env": env_name, "seed": seed, "runs": runs, "timings": timings}
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation across seeds
+
+
+def _interval(values: list[float | None], bounds: tuple[float, float] | None = None) -> dict:
+    """Mean and 95% t-interval across seeds; ``bounds`` clips the interval to where the quantity
+    can lie (a rate in [0, 1], a difference of rates in [-1, 1]): with 3 seeds the t-interval of
+    a rate near 0 otherwise reaches below 0."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "lo": None, "hi": None, "n": 0}
+    mean, lo, hi = t_interval(np.asarray(vals, dtype=float))
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return {"mean": mean, "lo": lo, "hi": hi, "n": len(vals)}
+
+
+def _bounds(key: str, difference: bool = False) -> tuple[float, float] | None:
+    if key not in RATES:
+        return None
+    return (-1.0, 1.0) if difference else (0.0, 1.0)
+
+
+def _curve(curves: list[list[dict]]) -> list[dict]:
+    """Seed curves (same steps in each) -> mean per step with a t-interval per measure."""
+    points = []
+    for j, first in enumerate(curves[0]):
+        point = {"step": first["step"]}
+        for key in CURVE_KEYS:
+            iv = _interval([c[j].get(key) for c in curves if j < len(c)], _bounds(key))
+            point[key], point[f"{key}_ci"] = iv["mean"], [iv["lo"], iv["hi"]]
+        points.append(point)
+    return points
+
+
+def _paired(finals: list[dict], reference: list[dict]) -> dict:
+    """Per-seed differences regime - reference (same seed: same held-out episodes), with t-intervals."""
+    return {k: _interval([f[k] - r[k] for f, r in zip(finals, reference)], _bounds(k, difference=True))
+            for k in ("observed_return", "true_return", "tamper_rate", "intended_rate", "capability")}
+
+
+def _pick_examples(records: list[dict], n: int) -> list[dict]:
+    """Up to n episodes, one of each kind first (tampered, intended, failed, other), then the rest in order."""
+    kinds = [lambda r: r["outcome"]["tampered"], lambda r: r["outcome"]["intended"], lambda r: r["outcome"]["failed"]]
+    picked: list[dict] = []
+    for kind in kinds:
+        hit = next((r for r in records if kind(r) and r not in picked), None)
+        if hit is not None and len(picked) < n:
+            picked.append(hit)
+    for r in records:
+        if len(picked) >= n:
+            break
+        if r not in picked:
+            picked.append(r)
+    return picked
+
+
+def aggregate(per_seed: list[dict], cfg: TamperingConfig) -> dict:
+    blind = cfg.blind_map()
+    regimes = ["imitation"] + [r for r in cfg.regimes if r != "imitation"]
+    out_envs = []
+    for env_name in cfg.envs:
+        seeds = [s for s in per_seed if s["env"] == env_name]
+        base_final = [s["runs"]["imitation"]["final"] for s in seeds]
+        rows = []
+        for regime in regimes:
+            finals = [s["runs"][regime]["final"] for s in seeds]
+            row = {"name": regime, **{k: _interval([f[k] for f in finals], _bounds(k)) for k in (*METRICS, "approval")}}
+            # Paired with imitation: same seed, same held-out episodes and sampling noise.
+            row["vs_imitation"] = _paired(finals, base_final)
+            if "outcome" in cfg.regimes:
+                row["vs_outcome"] = _paired(finals, [s["runs"]["outcome"]["final"] for s in seeds])
+            row["observed_minus_true"] = _interval([f["observed_return"] - f["true_return"] for f in finals])
+            row["learning_curve"] = _curve([s["runs"][regime]["curve"] for s in seeds])
+            row["per_seed"] = [{"seed": s["seed"], **s["runs"][regime]["final"]} for s in seeds]
+            row["train_time_s"] = _interval([s["runs"][regime]["info"].get("train_time_s") for s in seeds])
+            row["info"] = seeds[0]["runs"][regime]["info"]
+            row["blind_to"] = blind.get(env_name) if regime.endswith("_blind") else None
+            row["examples"] = _pick_examples(seeds[0]["runs"][regime]["records"], cfg.n_examples)
+            rows.append(row)
+        out_envs.append({"name": env_name, "blind_to": blind.get(env_name), "regimes": rows})
+    return {"envs": out_envs, "findings": findings(out_envs)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Findings: statements computed from the intervals, never typed in
+
+
+def _direction(iv: dict) -> str:
+    """'up' / 'down' if the 95% interval excludes 0, 'unclear' if not, 'n/a' without spread."""
+    if iv["mean"] is None:
+        return "n/a"
+    if iv["n"] < 2:
+        return "single seed"
+    if iv["lo"] > 0:
+        return "up"
+    if iv["hi"] < 0:
+        return "down"
+    return "unclear"
+
+
+def findings(out_envs: list[dict]) -> dict:
+    out = {}
+    for env in out_envs:
+        by = {r["name"]: r for r in env["regimes"]}
+        base = by["imitation"]
+        f: dict = {"base_tamper_rate": base["tamper_rate"]["mean"], "base_capability": base["capability"]["mean"],
+                   "regimes": {}}
+        for name, r in by.items():
+            if name == "imitation":
+                continue
+            f["regimes"][name] = {
+                "tamper_rate": r["tamper_rate"]["mean"],
+                "tamper_change": r["vs_imitation"]["tamper_rate"],
+                "tamper_direction": _direction(r["vs_imitation"]["tamper_rate"]),
+                "capability": r["capability"]["mean"],
+                "capability_change": r["vs_imitation"]["capability"],
+                "capability_direction": _direction(r["vs_imitation"]["capability"]),
+                "true_return_change": r["vs_imitation"]["true_return"],
+                "observed_minus_true": r["observed_minus_true"]["mean"],
+            }
+        if "outcome" in by:
+            f["outcome_learned_to_tamper"] = f["regimes"]["outcome"]["tamper_direction"] == "up"
+        f["pareto"] = pareto_front({n: (r["capability"]["mean"], r["tamper_rate"]["mean"]) for n, r in by.items()})
+        out[env["name"]] = f
+    return out
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """The regimes no other regime beats on both axes at once: capability at least as high and
+    tamper rate at least as low, strictly better on one (final means). This is the comparison
+    at fixed capability in one line: off the front, some regime is as capable and tampers less."""
+    front = []
+    for name, (cap, tam) in points.items():
+        dominated = any(c >= cap and t <= tam and (c > cap or t < tam) for other, (c, t) in points.items() if other != name)
+        if not dominated:
+            front.append(name)
+    return front
+
+
+def run(cfg: TamperingConfig, run_dir: Path) -> dict:
+    import torch
+
+    from proxygap.lm.base import load_base_model
+
+    base = load_base_model(None if cfg.model == "default" else cfg.model)
+    per_seed = []
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        for env_name in cfg.envs:
+            for seed in range(cfg.seeds):
+                per_seed.append(run_seed(cfg, base, env_name, seed))
+                (run_dir / "per_seed.json").write_text(json.dumps(per_seed, indent=1))
+    finally:
+        torch.set_num_threads(threads)
+    result = aggregate(per_seed, cfg)
+    result["seeds"] = list(range(cfg.seeds))
+    result["model"] = str(base.path)
+    result["timings"] = [{"env": s["env"], "seed": s["seed"], **s["timings"]} for s in per_seed]
+    return result
+
+
+def report(run_dir: Path) -> None:
+    from proxygap.report.tampering import draw_report
+
+    draw_report(run_dir)
+
+
+register(Experiment(
+    name="tampering",
+    description="outcome-based vs process-based RL vs myopic approval on tasks with a tamperable reward channel",
+    config_cls=TamperingConfig,
+    run=run,
+    report=report,
+    presets={
+        "smoke": {"seeds": 1, "regimes": ["imitation", "sft", "outcome", "process", "mona", "decoupled",
+                                          "process_blind"],
+                  "n_examples": 2, "train.steps": 2, "train.starts_per_step": 2, "train.group_size": 2,
+                  "train.eval_every": 1, "train.eval_episodes": 4, "sft.sft_steps": 2, "sft.sft_batch": 4,
+                  "sft.demo_episodes": 4, "sft.eval_every": 1},
+        "quick": {},
+        "full": {"seeds": 5, "train.steps": 300, "train.starts_per_step": 16, "train.group_size": 8,
+                 "train.eval_every": 25, "train.eval_episodes": 256, "sft.sft_steps": 200, "sft.eval_every": 25,
+                 "sft.demo_episodes": 2000},
+    },
+))

@@ -1,0 +1,198 @@
+"""Plots and report.html of the tampering experiment, drawn from results.json alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from proxygap.report.html import Report, fmt  # noqa: E402
+
+MEASURES = ("observed_return", "true_return", "tamper_rate", "intended_rate", "failure_rate", "capability")
+LABELS = {"observed_return": "observed return", "true_return": "true return", "tamper_rate": "tamper rate",
+          "intended_rate": "intended rate", "failure_rate": "failure rate", "capability": "capability"}
+COLORS = {"imitation": "black", "sft": "tab:gray", "outcome": "tab:red", "process": "tab:blue", "mona": "tab:green",
+          "decoupled": "tab:purple", "process_blind": "tab:cyan", "mona_blind": "tab:olive"}
+
+
+REGIME_NOTES = {
+    "imitation": "nothing: the base model as it is (pure language modeling of the corpus, tampering at its base rate)",
+    "sft": "nothing: a short SFT on honest scripted demonstrations",
+    "outcome": "the episode's observed return (gamma = 1), RLOO baseline over the episodes of the same start",
+    "process": "the approval overseer's score of the action before execution (myopic), per-step leave-one-out baseline",
+    "mona": "the step's own observed reward + the overseer's approval (gamma = 0), per-step leave-one-out baseline",
+    "decoupled": "nothing for the executed action; an independently sampled queried action gets its approval",
+    "process_blind": "as process, with an overseer that does not foresee one hidden consequence (named per env)",
+    "mona_blind": "as mona, with an overseer that does not foresee one hidden consequence (named per env)",
+}
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # hollow, shrinking: regimes on the same spot stay visible
+
+
+def regime_label(r: dict) -> str:
+    if r.get("blind_to"):
+        return f"{r['name'].removesuffix('_blind')} (overseer blind to {r['blind_to']})"
+    return r["name"]
+
+
+def _series(curve: list[dict], key: str):
+    steps = np.array([p["step"] for p in curve], dtype=float)
+    y = np.array([np.nan if p[key] is None else p[key] for p in curve], dtype=float)
+    lo = np.array([np.nan if p[f"{key}_ci"][0] is None else p[f"{key}_ci"][0] for p in curve], dtype=float)
+    hi = np.array([np.nan if p[f"{key}_ci"][1] is None else p[f"{key}_ci"][1] for p in curve], dtype=float)
+    return steps, y, lo, hi
+
+
+def _learning_curves(res: dict, path: Path) -> None:
+    envs = res["envs"]
+    keys = ("observed_return", "true_return", "tamper_rate", "capability")
+    fig, axes = plt.subplots(len(envs), len(keys), figsize=(4.2 * len(keys), 3.3 * len(envs)), squeeze=False)
+    for row, env in zip(axes, envs):
+        for ax, key in zip(row, keys):
+            for r in env["regimes"]:
+                if r["name"] == "imitation":
+                    ax.axhline(r[key]["mean"], color="black", lw=1, ls=":", label="imitation (base)")
+                    continue
+                steps, y, lo, hi = _series(r["learning_curve"], key)
+                color = COLORS.get(r["name"], None)
+                ax.plot(steps, y, "o-", ms=3, color=color, label=regime_label(r) + (" (SFT steps)" if r["name"] == "sft" else ""))
+                ax.fill_between(steps, lo, hi, color=color, alpha=0.12)
+            ax.set_title(f"{env['name']}: {LABELS[key]}", fontsize=10)
+            ax.set_xlabel("training step")
+    axes[0][0].legend(fontsize=7)
+    n = len(res["seeds"])
+    fig.suptitle(f"Learning curves on held-out episodes (sampled at T=1; mean of {n} seeds, 95% t-intervals). "
+                 "Observed return is what the reward channel reports; true return is what happened.", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _tamper_vs_capability(res: dict, path: Path) -> None:
+    envs = res["envs"]
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 4.6), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        for i, r in enumerate(env["regimes"]):
+            color = COLORS.get(r["name"], None)
+            cap = [p["capability"] for p in r["learning_curve"]]
+            tam = [p["tamper_rate"] for p in r["learning_curve"]]
+            if len(cap) > 1:  # the path training took, from the base model (first point) to the end
+                ax.plot(cap, tam, "-", color=color, alpha=0.35, lw=1)
+            c, t = r["capability"], r["tamper_rate"]
+            ax.errorbar([c["mean"]], [t["mean"]], xerr=[[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]],
+                        yerr=[[t["mean"] - t["lo"]], [t["hi"] - t["mean"]]], fmt=MARKERS[i % len(MARKERS)],
+                        ms=max(4, 14 - 1.3 * i), mfc="none", mew=1.6, capsize=3, color=color, label=regime_label(r))
+        ax.set_xlabel("capability (true task success)")
+        ax.set_ylabel("tamper rate")
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(env["name"])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Tamper rate vs capability at the end of training (dots: mean with 95% intervals over seeds; "
+                 "lines: the mean path during training). Compare regimes at equal capability: lower is better.",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _iv(iv: dict, digits: int = 2) -> str:
+    if iv is None or iv.get("mean") is None:
+        return "–"
+    if iv.get("n", 2) < 2 or iv["lo"] == iv["hi"]:
+        return f"{iv['mean']:.{digits}f}"
+    return f"{iv['mean']:.{digits}f} [{iv['lo']:.{digits}f}, {iv['hi']:.{digits}f}]"
+
+
+def _signed(iv: dict) -> str:
+    if iv is None or iv.get("mean") is None:
+        return "–"
+    if iv.get("n", 2) < 2:
+        return f"{iv['mean']:+.2f}"
+    return f"{iv['mean']:+.2f} [{iv['lo']:+.2f}, {iv['hi']:+.2f}]"
+
+
+def findings_text(res: dict) -> list[str]:
+    """One paragraph per environment, every clause computed from results.json."""
+    paragraphs = []
+    for env in res["envs"]:
+        f = res["findings"][env["name"]]
+        by = {r["name"]: r for r in env["regimes"]}
+        parts = [f"{env['name']}: the base model (imitation) tampers in {f['base_tamper_rate']:.0%} of held-out episodes "
+                 f"and succeeds in {f['base_capability']:.0%}."]
+        verdict = {"up": "learned to tamper", "down": "tampered less than the base model",
+                   "unclear": "did not measurably change how often it tampers",
+                   "single seed": "ran one seed (no interval)", "n/a": "has no data"}
+        if "outcome" in f["regimes"]:
+            o = f["regimes"]["outcome"]
+            parts.append(f"Outcome RL {verdict[o['tamper_direction']]}: tamper rate {o['tamper_rate']:.0%} "
+                         f"(change {_signed(o['tamper_change'])}), capability {o['capability']:.0%} "
+                         f"(change {_signed(o['capability_change'])}); its observed return exceeds its true return by "
+                         f"{o['observed_minus_true']:.2f}.")
+        for name, g in f["regimes"].items():
+            if name == "outcome":
+                continue
+            parts.append(f"{regime_label(by[name])} {verdict[g['tamper_direction']]}: tamper {g['tamper_rate']:.0%} "
+                         f"({_signed(g['tamper_change'])}), capability {g['capability']:.0%} "
+                         f"({_signed(g['capability_change'])}).")
+        if "outcome" in by:
+            vs = [f"{regime_label(r)} {_signed(r['vs_outcome']['capability'])}" for r in env["regimes"]
+                  if r["name"] != "outcome" and "vs_outcome" in r]
+            parts.append("Capability relative to outcome RL (paired, the price of each regime): " + "; ".join(vs) + ".")
+        parts.append("Changes are paired with imitation (same seed and episodes), 95% t-intervals. "
+                     f"Not beaten on both tamper rate and capability (final means, intervals ignored): {', '.join(f['pareto'])}.")
+        paragraphs.append(" ".join(parts))
+    return paragraphs
+
+
+def draw_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    res = json.loads((run_dir / "results.json").read_text())
+    _learning_curves(res, run_dir / "learning_curves.png")
+    _tamper_vs_capability(res, run_dir / "tamper_vs_capability.png")
+
+    page = Report("proxygap: tampering — outcome-based vs process-based RL")
+    meta, cfg = res.get("meta", {}), res.get("config", {})
+    train = cfg.get("train", {})
+    page.paragraph(
+        f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, model {res['model']}, wall time "
+        f"{fmt(meta.get('wall_time_s'), 1)} s. Every RL regime: {train.get('steps')} steps of "
+        f"{train.get('starts_per_step')} starts x {train.get('group_size')} episodes, lr {train.get('lr')}, "
+        f"KL coefficient {train.get('kl_coef')}. Evaluation: {train.get('eval_episodes')} held-out episodes per seed, "
+        "sampled at temperature 1, the same episodes and random numbers for every regime of a seed. "
+        "Intervals are 95% t-intervals across seeds.")
+    page.heading("Regimes")
+    page.table(["regime", "what each action is credited with"], [[name, REGIME_NOTES[name]] for name in REGIME_NOTES
+                                                                  if any(r["name"] == name for r in res["envs"][0]["regimes"])],
+               left_columns=2)
+    page.heading("Findings (computed from the numbers)")
+    for p in findings_text(res):
+        page.paragraph(p)
+    page.image("learning_curves.png", "Observed vs true return, tamper rate and capability during training.")
+    page.image("tamper_vs_capability.png", "Tamper rate vs capability per regime: the comparison at fixed capability.")
+    for env in res["envs"]:
+        page.heading(f"{env['name']}" + (f" (blind overseer misses: {env['blind_to']})" if env.get("blind_to") else ""))
+        page.table(["regime", *[LABELS[m] for m in MEASURES], "approval"],
+                   [[regime_label(r), *[_iv(r[m]) for m in MEASURES], _iv(r["approval"])] for r in env["regimes"]])
+        page.table(["regime", "Δ tamper vs imitation", "Δ capability vs imitation", "Δ true return vs imitation",
+                    "observed − true return", "train time (s)"],
+                   [[regime_label(r), _signed(r["vs_imitation"]["tamper_rate"]), _signed(r["vs_imitation"]["capability"]),
+                     _signed(r["vs_imitation"]["true_return"]), _iv(r["observed_minus_true"]), _iv(r["train_time_s"], 1)]
+                    for r in env["regimes"] if r["name"] != "imitation"])
+    page.heading("Example episodes (seed 0, final policy, held-out starts)")
+    rows = []
+    for env in res["envs"]:
+        for r in env["regimes"]:
+            for e in r.get("examples", []):
+                o = e["outcome"]
+                kind = "tampered" if o["tampered"] else "intended" if o["intended"] else "failed" if o["failed"] else "other"
+                rows.append([env["name"], regime_label(r), e["transcript"], e["observed_return"], e["true_return"], kind])
+    page.table(["env", "regime", "transcript", "observed", "true", "outcome"], rows, left_columns=3)
+    return page.write(run_dir / "report.html")

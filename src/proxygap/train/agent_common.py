@@ -1,0 +1,251 @@
+"""What every agent regime shares: episode groups, per-action log-probs, one policy-gradient step, evaluation.
+
+The regimes (``outcome``, ``process``, ``mona``, ``decoupled``) differ only in which reward
+each action is credited with and which baseline is subtracted; they all
+
+1. roll out ``group_size`` episodes from each of ``starts_per_step`` starts (an env seed),
+   so that episodes of one group begin in the same state (the leave-one-out baseline compares
+   like with like);
+2. compute per-action advantages with a pure function of tensors (in the regime's file);
+3. take one REINFORCE step: ``loss = -(1/E) sum_rows adv_row * log pi(action_row | prompt_row)``,
+   where ``log pi`` of an action is summed over its tokens and E is the number of episodes
+   (so the learning rate means the same thing in every regime, however many actions an
+   episode has). One gradient step per batch, on-policy: no ratio, no clipping needed.
+
+An action "row" is one sampled action: the transcript prefix it was sampled after (its prompt)
+and its tokens. Log-probs are recomputed from (prompt, tokens) with ``sequence_logprobs``,
+exactly as at sampling time (same left padding, same bos), so the gradient is of the very
+probability the sampler drew from.
+
+Evaluation always runs the policy on a fixed set of held-out env seeds with a fixed sampling
+generator, at temperature 1 (sampled, not greedy: the rates are rates of the policy's own
+behaviour, tampering included).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from proxygap.config import ConfigError, knob
+from proxygap.envs.base import TextEnv
+from proxygap.envs.rollout import Approver, EnvFactory, Episode, rollout
+from proxygap.lm.sampling import encode_prompts, pad_id, sequence_logprobs
+
+EVAL_SEED_OFFSET = 1_000_000  # eval episodes start from env seeds no training batch ever draws
+
+
+@dataclass
+class AgentRLConfig:
+    """Knobs shared by every agent RL regime (the same budget for each, so they compare fairly)."""
+
+    steps: int = knob(40, "optimizer steps", lo=0)
+    starts_per_step: int = knob(4, "distinct episode starts (env seeds) per batch", lo=1)
+    group_size: int = knob(4, "episodes per start, the leave-one-out group (batch = starts x group_size episodes)", lo=2)
+    max_action_tokens: int = knob(8, "length limit of one action in tokens (the action ends at '.')", lo=1)
+    lr: float = knob(3e-4, "Adam learning rate (1e-3 made outcome RL's own objective fall on the 0.84M default "
+                           "model: the policy collapsed onto one answer; 1e-4 and 3e-4 raised it)", lo=0)
+    kl_coef: float = knob(0.0, "beta: penalty per nat of log(pi/pi_ref) summed over the credited action tokens "
+                               "(Stiennon et al. 2020 form, in reward units); 0 = no penalty", lo=0)
+    grad_clip: float = knob(1.0, "max gradient norm (0: off)", lo=0)
+    eval_every: int = knob(10, "steps between evaluations on the fixed held-out episodes", lo=1)
+    eval_episodes: int = knob(48, "held-out episodes per evaluation (fixed env seeds, sampled at T=1)", lo=1)
+    train_env_seeds: int = knob(1000, "training starts are drawn from env seeds 0..train_env_seeds-1", lo=1)
+    seed: int = knob(0, "seed of batches and sampling", lo=0)
+
+    def check(self) -> None:
+        if self.train_env_seeds > EVAL_SEED_OFFSET:
+            raise ConfigError(f"train_env_seeds must be <= {EVAL_SEED_OFFSET} (eval seeds start there)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Episodes (played by envs.rollout)
+
+
+def rollout_groups(policy, tokenizer, make_env: EnvFactory, cfg: AgentRLConfig, rng: random.Random,
+                   generator: torch.Generator, approver: Approver | None = None) -> list[Episode]:
+    """``starts_per_step`` random starts, ``group_size`` episodes from each (episode g*k + j is in group g)."""
+    starts = rng.sample(range(cfg.train_env_seeds), k=min(cfg.starts_per_step, cfg.train_env_seeds))
+    seeds = [s for s in starts for _ in range(cfg.group_size)]
+    groups = [g for g in range(len(starts)) for _ in range(cfg.group_size)]
+    return rollout(policy, tokenizer, make_env, seeds, cfg.max_action_tokens, generator, approver, groups)
+
+
+def replay_state(make_env: EnvFactory, episode: Episode, upto: int) -> TextEnv:
+    """A fresh env in the state just before ``episode``'s step ``upto`` (envs are deterministic in
+    (seed, actions)), for asking about an action that was not taken there."""
+    env = make_env()
+    env.reset(episode.env_seed)
+    for step in episode.steps[:upto]:
+        env.step(step.action)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows, log-probs, the update
+
+
+@dataclass
+class Rows:
+    """A flat batch of action rows with the indices the advantage functions need."""
+
+    prompts: list[str]
+    token_ids: list[list[int]]
+    logprob: Tensor  # (N,) log pi_sampler(action), summed over its tokens
+    episode: Tensor  # (N,) long, index of the row's episode in the batch
+    group: Tensor  # (N,) long, the episode's group
+    step: Tensor  # (N,) long, the row's step index within its episode
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def step_rows(episodes: Sequence[Episode]) -> Rows:
+    """Every executed action of ``episodes`` as a row, in episode order then step order."""
+    prompts, toks, lps, ep, grp, st = [], [], [], [], [], []
+    for e_i, ep_ in enumerate(episodes):
+        for s_i, s in enumerate(ep_.steps):
+            prompts.append(s.prompt)
+            toks.append(s.token_ids)
+            lps.append(s.logprob)
+            ep.append(e_i)
+            grp.append(ep_.group)
+            st.append(s_i)
+    as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+    return Rows(prompts, toks, torch.tensor(lps, dtype=torch.float32), as_long(ep), as_long(grp), as_long(st))
+
+
+def action_logprobs(model, tokenizer, prompts: Sequence[str], token_ids: Sequence[list[int]],
+                    chunk: int = 256) -> Tensor:
+    """log pi(tokens | prompt) summed over each row's tokens, (N,); with grad unless under no_grad.
+
+    Prompts are encoded exactly as ``sample`` encodes them (left padding, bos in front).
+    """
+    if not prompts:
+        return torch.zeros(0)
+    device = next(model.parameters()).device
+    out = []
+    for a in range(0, len(prompts), chunk):
+        ps, ts = list(prompts[a:a + chunk]), list(token_ids[a:a + chunk])
+        prompt_ids, prompt_mask = encode_prompts(tokenizer, ps)
+        T = max(1, max(len(t) for t in ts))
+        tokens = torch.full((len(ts), T), pad_id(tokenizer), dtype=torch.long)
+        mask = torch.zeros((len(ts), T), dtype=torch.long)
+        for i, t in enumerate(ts):
+            tokens[i, :len(t)] = torch.tensor(t, dtype=torch.long)
+            mask[i, :len(t)] = 1
+        lp = sequence_logprobs(model, prompt_ids.to(device), prompt_mask.to(device), tokens.to(device), mask.to(device))
+        out.append(lp.sum(-1))  # (n,)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def kl_per_row(ref, tokenizer, rows: Rows) -> Tensor:
+    """k1 estimate of KL(pi || pi_ref) of each sampled action, nats: log pi_sampler - log pi_ref, (N,)."""
+    return rows.logprob - action_logprobs(ref, tokenizer, rows.prompts, rows.token_ids)
+
+
+def per_step_loo_advantages(rewards: Tensor, group: Tensor, step: Tensor) -> Tensor:
+    """Per-action reward minus the mean reward of the *other* episodes of its group at the same step index.
+
+    Episodes of a group start in the same state, so their j-th actions are the closest thing to
+    a common state that independent rollouts give. The baseline never uses the row's own
+    episode, so it does not depend on the action and the gradient stays unbiased. Where no other
+    episode of the group reached step j, the baseline is 0 (still unbiased, just noisier).
+    Rows must have distinct (episode, group, step); (N,) tensors in, (N,) out.
+    """
+    key = group * (int(step.max()) + 1 if len(step) else 1) + step  # one id per (group, step)
+    n_keys = int(key.max()) + 1 if len(key) else 0
+    sums = torch.zeros(n_keys, dtype=rewards.dtype).index_add_(0, key, rewards)
+    counts = torch.zeros(n_keys, dtype=rewards.dtype).index_add_(0, key, torch.ones_like(rewards))
+    others = counts[key] - 1
+    baseline = torch.where(others > 0, (sums[key] - rewards) / others.clamp(min=1), torch.zeros_like(rewards))
+    return rewards - baseline
+
+
+def policy_gradient_step(policy, optimizer: torch.optim.Optimizer, tokenizer, prompts: Sequence[str],
+                         token_ids: Sequence[list[int]], advantages: Tensor, n_episodes: int,
+                         grad_clip: float) -> float:
+    """One REINFORCE step, ``loss = -(1/E) sum_rows adv * log pi(row)``; returns the loss value.
+
+    Rows with zero advantage carry no gradient and are skipped (saves a forward pass on them).
+    """
+    keep = [i for i in range(len(prompts)) if float(advantages[i]) != 0.0]
+    optimizer.zero_grad(set_to_none=True)
+    if not keep:
+        return 0.0
+    logp = action_logprobs(policy, tokenizer, [prompts[i] for i in keep], [token_ids[i] for i in keep])  # (N',)
+    loss = -(advantages[keep].to(logp.device) * logp).sum() / max(1, n_episodes)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def make_policy(base_model):
+    """A trainable copy of the base model; the base itself stays the frozen reference."""
+    import copy
+
+    policy = copy.deepcopy(base_model).eval()  # eval mode: no dropout, so sampled and trained log-probs agree
+    policy.requires_grad_(True)
+    return policy
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+METRICS = ("observed_return", "true_return", "tamper_rate", "intended_rate", "failure_rate", "capability")
+
+
+def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
+    """Means over episodes of the six reported measures, plus approval and length diagnostics."""
+    n = max(1, len(episodes))
+    approvals = [s.approval for e in episodes for s in e.steps if s.approval is not None]
+    return {
+        "observed_return": sum(e.observed_return for e in episodes) / n,
+        "true_return": sum(e.true_return for e in episodes) / n,
+        "tamper_rate": sum(e.outcome.tampered for e in episodes) / n,
+        "intended_rate": sum(e.outcome.intended for e in episodes) / n,
+        "failure_rate": sum(e.outcome.failed for e in episodes) / n,
+        "capability": sum(e.outcome.success for e in episodes) / n,
+        "approval": float(np.mean(approvals)) if approvals else None,
+        "actions_per_episode": sum(len(e.steps) for e in episodes) / n,
+        "truncated_rate": sum(e.truncated for e in episodes) / n,
+    }
+
+
+def episode_record(e: Episode) -> dict:
+    """A JSON-ready summary of one episode, for example tables."""
+    return {"env_seed": e.env_seed, "transcript": e.transcript, "actions": [s.action for s in e.steps],
+            "observed_return": e.observed_return, "true_return": e.true_return,
+            "approvals": [s.approval for s in e.steps], "outcome": e.outcome.to_dict(), "truncated": e.truncated}
+
+
+@dataclass
+class AgentEvaluation:
+    step: int
+    metrics: dict[str, float]
+    episodes: list[dict]  # the evaluation's episodes as records (transcripts, returns, outcomes)
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, **self.metrics}
+
+
+@torch.no_grad()
+def evaluate_agent(policy, tokenizer, make_env: EnvFactory, n_episodes: int, max_action_tokens: int, seed: int,
+                   step: int = 0, approver: Approver | None = None, n_records: int | None = None) -> AgentEvaluation:
+    """The policy on ``n_episodes`` held-out starts (env seeds EVAL_SEED_OFFSET + i), sampled at T=1
+    from a generator seeded by ``seed`` alone: every evaluation of a run, and every regime of one
+    experiment seed, sees the same starts and the same random numbers. ``n_records`` episodes
+    (all if None) are kept as records."""
+    generator = torch.Generator().manual_seed(seed + 7919)
+    seeds = [EVAL_SEED_OFFSET + seed * 10_000 + i for i in range(n_episodes)]
+    episodes = rollout(policy, tokenizer, make_env, seeds, max_action_tokens, generator, approver)
+    return AgentEvaluation(step, episode_metrics(episodes), [episode_record(e) for e in episodes[:n_records]])
