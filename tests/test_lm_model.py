@@ -18,8 +18,8 @@ def tok():
     return train_tokenizer(TEXTS)
 
 
-def tiny_gpt2(tok):
-    torch.manual_seed(0)
+def tiny_gpt2(tok, seed: int = 0):
+    torch.manual_seed(seed)
     return build_model(ModelConfig(n_layer=1, n_embd=32, n_head=4, n_positions=32), tok)
 
 
@@ -117,3 +117,17 @@ def test_broken_dirs_raise_checkpoint_error(tmp_path, tok, breaker):
 def test_missing_dir_raises_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="no model directory"):
         load_model(tmp_path / "nope")
+
+
+def test_loaded_weights_survive_the_file_being_overwritten_in_place(tmp_path, tok):
+    path = save_model(tiny_gpt2(tok), tok, tmp_path / "m")
+    loaded, _ = load_model(path)
+    before = {k: v.clone() for k, v in loaded.state_dict().items()}
+    other = save_model(tiny_gpt2(tok, seed=1), tok, tmp_path / "other")
+    weights = path / "model.safetensors"
+    data = (other / "model.safetensors").read_bytes()
+    assert len(data) == weights.stat().st_size and data != weights.read_bytes()
+    with open(weights, "r+b") as f:  # same inode, as `cp` over an existing file does
+        f.write(data)
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
@@ -115,4 +116,10 @@ def load_model(path: str | Path):
             f"cannot load model from {path}: weights missing {len(missing)} tensors, e.g. {missing[0]}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 style tokenizers ship without one
+    # CPU weights come memory-mapped from the safetensors file: copy them, so that a model directory
+    # overwritten in place (say by cp) cannot silently change the weights of a running experiment.
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.device.type == "cpu":
+                tensor.data = tensor.data.clone()
     return model.eval(), tokenizer
