@@ -87,3 +87,16 @@ def test_world_prints_agent_transcript_rates(tmp_path, capsys):
     assert "agent transcripts" in out
     for env in ("sensor", "tdd", "reward_file"):
         assert env in out
+
+
+def test_runner_applies_a_threads_field_and_restores_it():
+    import torch
+
+    from proxygap.experiments.runner import _torch_threads
+
+    before = torch.get_num_threads()
+    with _torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with _torch_threads(0):
+        assert torch.get_num_threads() == before

@@ -541,16 +541,7 @@ def _cache_dir(cfg: KLPriorConfig) -> Path:
 
 
 def run(cfg: KLPriorConfig, run_dir: Path) -> dict:
-    previous = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _run(cfg, run_dir)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _run(cfg: KLPriorConfig, run_dir: Path) -> dict:
+    """The experiment (the runner applies ``cfg.threads`` around it)."""
     from proxygap.lm.base import load_base_model
 
     timings: dict[str, float] = {}

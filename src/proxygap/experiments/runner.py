@@ -9,12 +9,13 @@ into place only when complete: an interrupted run never replaces a good one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         }
         (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         start = time.time()
-        results = experiment.run(cfg, tmp)
+        with _torch_threads(getattr(cfg, "threads", 0)):
+            results = experiment.run(cfg, tmp)
         meta["wall_time_s"] = round(time.time() - start, 2)
         results = {"experiment": name, "config": to_dict(cfg), "meta": meta, **results}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -140,6 +142,21 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         raise
     replace_dir(tmp, out_dir)
     return out_dir
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch CPU threads (0: torch's default), restoring the previous number after.
+    An experiment opts in with a ``threads`` config field."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def report_run(run_dir: str | Path) -> Path:

@@ -295,22 +295,14 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
 
 
 def run(cfg: TamperingConfig, run_dir: Path) -> dict:
-    import torch
-
     from proxygap.lm.base import load_base_model
 
     base = load_base_model(None if cfg.model == "default" else cfg.model)
     per_seed = []
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        for env_name in cfg.envs:
-            for seed in range(cfg.seeds):
-                per_seed.append(run_seed(cfg, base, env_name, seed))
-                (run_dir / "per_seed.json").write_text(json.dumps(per_seed, indent=1))
-    finally:
-        torch.set_num_threads(threads)
+    for env_name in cfg.envs:  # the runner applies cfg.threads around this
+        for seed in range(cfg.seeds):
+            per_seed.append(run_seed(cfg, base, env_name, seed))
+            (run_dir / "per_seed.json").write_text(json.dumps(per_seed, indent=1))
     result = aggregate(per_seed, cfg)
     result["seeds"] = list(range(cfg.seeds))
     result["model"] = str(base.path)
