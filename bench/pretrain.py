@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from proxygap.config import apply_overrides
-from proxygap.lm.base import BaseModelRecipe, build_base_model
+from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--out", help="where to write the model (default: a temporary directory, deleted)")

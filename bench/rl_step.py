@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from proxygap.lm.base import load_base_model
+from proxygap.pipeline.base_model import load_base_model
 from proxygap.oversight.judges import Judge
 from proxygap.tasks.prompts import assistant_prompts
 from proxygap.train.rl import RLConfig, train_rl

@@ -3,7 +3,7 @@
 import pytest
 
 from proxygap.config import apply_overrides
-from proxygap.lm.base import BaseModelRecipe, build_base_model
+from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model
 
 TINY_RECIPE = [
     "world.n_entities=8", "world.n_attributes=2", "world.n_decisions=4", "world.corpus.n_documents=1500",

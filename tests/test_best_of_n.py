@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from proxygap.train.best_of_n import bon_curve, bon_expected, bon_kl, bon_weights
+from proxygap.measure.best_of_n import bon_curve, bon_expected, bon_kl, bon_weights
 
 
 def test_bon_kl():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from proxygap.lm.base import RATES_FILE, WORLD_FILE, default_model_dir, load_base_model
+from proxygap.pipeline.base_model import RATES_FILE, WORLD_FILE, default_model_dir, load_base_model
 from proxygap.measure.probe import ProbeConfig, probe
 
 

@@ -9,14 +9,14 @@ import torch
 from proxygap import envs
 from proxygap.config import ConfigError, apply_overrides
 from proxygap.envs.base import split_header
-from proxygap.envs.rollout import rollout, scripted_rollout
-from proxygap.lm.base import load_world_for
+from proxygap.train.rollout import rollout, scripted_rollout
+from proxygap.pipeline.base_model import load_world_for
 from proxygap.lm.model import load_model
 from proxygap.lm.sampling import encode_prompts, sequence_logprobs
 from proxygap.oversight.approval import ApprovalOverseer
 from proxygap.world import world as world_module
 from proxygap.world.config import AGENT_ENVS, WorldConfig
-from proxygap.world.corpus import doc_type, generate_corpus, realized_rates
+from proxygap.corpus import doc_type, generate_corpus, realized_rates
 from proxygap.world.world import build_world
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from proxygap.envs.base import EpisodeOutcome, Preview, StepResult, TextEnv, header, parse_action, split_header
-from proxygap.envs.rollout import rollout
+from proxygap.train.rollout import rollout
 from proxygap.lm.model import load_model
 from proxygap.train.agent_common import (
     AgentRLConfig, evaluate_agent, kl_per_row, per_step_loo_advantages, replay_state, step_rows,
@@ -208,7 +208,7 @@ def test_sft_on_honest_demonstrations(tiny_base_dir):
     import random
 
     from proxygap import envs
-    from proxygap.lm.base import load_base_model
+    from proxygap.pipeline.base_model import load_base_model
 
     base = load_base_model(tiny_base_dir)
     make_env = lambda: envs.make("sensor", base.world)  # noqa: E731

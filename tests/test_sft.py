@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from proxygap.config import ConfigError, apply_overrides
-from proxygap.lm.base import load_base_model
+from proxygap.pipeline.base_model import load_base_model
 from proxygap.train.sft import (
     SFTConfig,
     assistant_transcripts,
@@ -12,7 +12,7 @@ from proxygap.train.sft import (
     mean_loss,
     train_sft,
 )
-from proxygap.world.corpus import generate_corpus
+from proxygap.corpus import generate_corpus
 
 
 @pytest.fixture(scope="module")

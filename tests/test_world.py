@@ -6,7 +6,7 @@ from proxygap.config import ConfigError, apply_overrides
 from proxygap.oversight.detectors import detect_text
 from proxygap.world import language as lang
 from proxygap.world.config import WorldConfig
-from proxygap.world.corpus import doc_type, generate_corpus, realized_rates
+from proxygap.corpus import doc_type, generate_corpus, realized_rates
 from proxygap.world.world import ATTRIBUTES, World, build_world, reserved_words
 
 

@@ -28,7 +28,7 @@ def cmd_world(args: argparse.Namespace) -> int:
     import yaml
 
     from proxygap.world.config import WorldConfig
-    from proxygap.world.corpus import generate_corpus, realized_rates
+    from proxygap.corpus import generate_corpus, realized_rates
     from proxygap.world.world import build_world
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
@@ -86,7 +86,7 @@ def format_rates(rates: dict, cfg) -> str:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from proxygap.lm.base import BaseModelRecipe, build_base_model
+    from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model
 
     recipe = load_config(BaseModelRecipe, args.config, args.overrides)
     model_dir = build_base_model(recipe, args.out, progress=not args.quiet)
@@ -98,7 +98,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from proxygap.lm.base import load_base_model
+    from proxygap.pipeline.base_model import load_base_model
     from proxygap.measure.probe import ProbeConfig, format_table, probe
 
     cfg = load_config(ProbeConfig, args.config, args.overrides)
@@ -130,7 +130,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_knobs(args: argparse.Namespace) -> int:
     from proxygap.experiments.runner import get_experiment
-    from proxygap.lm.base import BaseModelRecipe
+    from proxygap.pipeline.base_model import BaseModelRecipe
     from proxygap.measure.probe import ProbeConfig
     from proxygap.world.config import WorldConfig
 

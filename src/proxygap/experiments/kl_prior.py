@@ -43,7 +43,7 @@ import proxygap
 from proxygap.config import ConfigError, apply_overrides, knob, nested, to_dict
 from proxygap.experiments.overoptimization import _train_reward_model
 from proxygap.experiments.runner import Experiment, register
-from proxygap.lm.base import RATES_FILE, RECIPE_FILE, WORLD_FILE, BaseModelRecipe
+from proxygap.pipeline.base_model import RATES_FILE, RECIPE_FILE, WORLD_FILE, BaseModelRecipe
 from proxygap.lm.model import ModelConfig
 from proxygap.lm.pretrain import RESUME_FREE_KNOBS, PretrainConfig
 from proxygap.measure.stats import t_interval, wilson_interval
@@ -213,7 +213,7 @@ def build_or_load_base(recipe: BaseModelRecipe, cache_dir: Path, progress: bool 
     """
     from proxygap.lm.pretrain import pretrain
     from proxygap.lm.tokenizer import train_tokenizer
-    from proxygap.world.corpus import generate_corpus, realized_rates
+    from proxygap.corpus import generate_corpus, realized_rates
     from proxygap.world.world import build_world
 
     start = time.time()
@@ -542,7 +542,7 @@ def _cache_dir(cfg: KLPriorConfig) -> Path:
 
 def run(cfg: KLPriorConfig, run_dir: Path) -> dict:
     """The experiment (the runner applies ``cfg.threads`` around it)."""
-    from proxygap.lm.base import load_base_model
+    from proxygap.pipeline.base_model import load_base_model
 
     timings: dict[str, float] = {}
     clock = time.time()

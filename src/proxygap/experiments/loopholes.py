@@ -47,7 +47,7 @@ from proxygap.experiments.overoptimization import _sample_pairs, _train_reward_m
 from proxygap.experiments.runner import Experiment, register
 from proxygap.measure.stats import t_interval, wilson_interval
 from proxygap.oversight.detectors import LOOPHOLES
-from proxygap.oversight.exploits import (
+from proxygap.measure.exploits import (
     LOOPHOLE_INFO,
     answer_length_limits,
     bon_sample_weights,
@@ -57,7 +57,8 @@ from proxygap.oversight.exploits import (
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.oversight.reward_model import RewardEnsemble, RewardModelConfig
 from proxygap.tasks.prompts import assistant_prompts
-from proxygap.train.best_of_n import BestOfNConfig, bon_kl, run_best_of_n
+from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
+from proxygap.measure.best_of_n import bon_kl
 from proxygap.train.rl import RLConfig, train_rl
 from proxygap.train.sft import SFTConfig, assistant_transcripts, train_sft
 from proxygap.world import language as lang
@@ -522,8 +523,8 @@ def _direction_lists(changes: dict) -> str:
 
 # ---------------------------------------------------------------- entry points
 def run(cfg: LoopholesConfig, run_dir: Path) -> dict:
-    from proxygap.lm.base import load_base_model
-    from proxygap.world.corpus import generate_corpus
+    from proxygap.pipeline.base_model import load_base_model
+    from proxygap.corpus import generate_corpus
 
     base = load_base_model(None if cfg.model == "default" else cfg.model)
     documents = generate_corpus(base.world)  # deterministic in the world: the corpus the base model learned

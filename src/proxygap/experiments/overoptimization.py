@@ -262,7 +262,7 @@ def findings(bon_points: list[dict], rl: list[dict]) -> dict:
 
 
 def run(cfg: OveroptimizationConfig, run_dir: Path) -> dict:
-    from proxygap.lm.base import load_base_model
+    from proxygap.pipeline.base_model import load_base_model
 
     base = load_base_model(None if cfg.model == "default" else cfg.model)
     per_seed = []

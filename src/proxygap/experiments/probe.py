@@ -30,7 +30,7 @@ class ProbeExperimentConfig:
 
 
 def run(cfg: ProbeExperimentConfig, run_dir: Path) -> dict:
-    from proxygap.lm.base import load_base_model
+    from proxygap.pipeline.base_model import load_base_model
 
     base = load_base_model(None if cfg.model == "default" else cfg.model, cfg.world or None)
     result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg.probe)

@@ -295,7 +295,7 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
 
 
 def run(cfg: TamperingConfig, run_dir: Path) -> dict:
-    from proxygap.lm.base import load_base_model
+    from proxygap.pipeline.base_model import load_base_model
 
     base = load_base_model(None if cfg.model == "default" else cfg.model)
     per_seed = []

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from proxygap.config import ConfigError, knob
 from proxygap.envs.base import TextEnv
-from proxygap.envs.rollout import Approver, EnvFactory, Episode, rollout
+from proxygap.train.rollout import Approver, EnvFactory, Episode, rollout
 from proxygap.lm.sampling import encode_prompts, pad_id, sequence_logprobs
 
 EVAL_SEED_OFFSET = 1_000_000  # eval episodes start from env seeds no training batch ever draws

@@ -6,171 +6,19 @@ and its KL from the initial policy is known in closed form, so it gives the refe
 gold-vs-KL curve that RL is compared against at equal KL.
 
 This module holds the regime: ``run_best_of_n`` samples one pool of N completions per
-prompt and scores it with the proxy, the rater and gold; the estimators below turn that one
-pool into the whole curve n = 1..N:
-
-- ``bon_kl(n)``: analytic KL of best-of-n, log n - (n-1)/n nats.
-- ``bon_expected``: the unbiased estimator (Nakano et al. 2021, "WebGPT", App. I) of the
-  expected score of the proxy-best of n, from one pool of N >= n samples per prompt.
-- ``bon_curve``: the whole curve over n, for several scores (proxy, rater, gold) at once.
-
-Ties in the proxy: with ``ties="average"`` (default) the scores of samples tied on the
-proxy are averaged before weighting, which is exactly the expectation under breaking ties
-uniformly at random — the result does not depend on the order of the pool. This matters
-when the proxy is coarse (a 0/1 rater ties most of the pool). ``ties="stable"`` instead
-breaks ties by pool position (a stable sort: among tied samples the later one counts as
-better), which is unbiased for "draw n, keep the tied winner with the largest pool index".
+prompt and scores it with the proxy, the rater and gold; ``measure.best_of_n`` turns that
+one pool into the whole curve n = 1..N.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
-from scipy.special import gammaln
 
 from proxygap.config import ConfigError, knob
-
-Ties = Literal["average", "stable"]
-_RESERVED_KEYS = ("n", "kl", "d")
-
-
-def _check_n(n: int, pool_size: int | None = None) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Real) or int(n) != n:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got n={n}")
-    if pool_size is not None and n > pool_size:
-        raise ValueError(f"n={n} is larger than the pool size N={pool_size}")
-    return n
-
-
-def bon_kl(n: int) -> float:
-    """KL(best-of-n || initial policy) = log n - (n - 1)/n, in nats per sequence.
-
-    The formula used by Stiennon et al. 2020 and Gao et al. 2022 (who plot against
-    d = sqrt(bon_kl(n))). Beirami et al. 2024 ("Theoretical guarantees on the best-of-n
-    alignment policy") show it is an upper bound on the true KL, tight when the proxy
-    rarely ties (near-continuous outputs) and loose when the pool repeats itself — e.g.
-    two equally likely outputs cap the true KL at log 2. A small LM that repeats
-    completions sits on the loose side; report that beside any curve drawn on this axis.
-    """
-    n = _check_n(n)
-    return math.log(n) - (n - 1) / n
-
-
-def bon_weights(pool_size: int, n: int) -> np.ndarray:
-    """Weights w_i = C(i-1, n-1) / C(N, n), i = 1..N, over the pool in ascending proxy order.
-
-    w_i is the probability that the i-th lowest-proxy sample is the maximum of a uniformly
-    random n-subset (Nakano et al. 2021, App. I); w_i = 0 for i < n and sum_i w_i = 1.
-    Computed in log space with gammaln so N ~ 1e5 neither overflows nor underflows. Shape (N,).
-    """
-    if pool_size < 1:
-        raise ValueError(f"the pool must hold at least one sample, got N={pool_size}")
-    n = _check_n(n, pool_size)
-    i = np.arange(n, pool_size + 1, dtype=float)  # 1-indexed ranks that can win
-    log_c_i = gammaln(i) - gammaln(n) - gammaln(i - n + 1)  # log C(i-1, n-1)
-    log_c_total = gammaln(pool_size + 1) - gammaln(n + 1) - gammaln(pool_size - n + 1)
-    w = np.zeros(pool_size)
-    w[n - 1 :] = np.exp(log_c_i - log_c_total)
-    # The weights sum to 1 exactly (hockey-stick identity); renormalising removes the
-    # ~1e-12 gammaln round-off so n = 1 gives the pool mean to machine precision.
-    return w / w.sum()
-
-
-def _as_pools(x: ArrayLike, name: str) -> np.ndarray:
-    """(N,) or (P, N) -> (P, N) float array; finite values only."""
-    a = np.asarray(x, dtype=float)
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2 or a.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (N,) or (P, N) with N >= 1, got {np.shape(x)}")
-    if not np.all(np.isfinite(a)):
-        # A nan proxy would sort as the best sample; refuse rather than guess.
-        raise ValueError(f"{name} must be finite (no nan or inf)")
-    return a
-
-
-def _sorted_scores(proxy: np.ndarray, scores: np.ndarray, ties: Ties) -> np.ndarray:
-    """Scores reordered by ascending proxy per prompt, tie groups averaged if asked. (P, N)."""
-    order = np.argsort(proxy, axis=1, kind="stable")
-    s = np.take_along_axis(scores, order, axis=1)
-    if ties == "stable":
-        return s
-    p = np.take_along_axis(proxy, order, axis=1)
-    starts = np.ones(p.shape, dtype=bool)  # (P, N): True where a new tie group begins
-    starts[:, 1:] = p[:, 1:] != p[:, :-1]
-    # Column 0 always starts a group, so one cumsum over the flattened array gives ids
-    # that never span two prompts.
-    gid = np.cumsum(starts.ravel()) - 1
-    means = np.bincount(gid, weights=s.ravel()) / np.bincount(gid)
-    return means[gid].reshape(s.shape)
-
-
-def _check_ties(ties: str) -> None:
-    if ties not in ("average", "stable"):
-        raise ValueError(f"ties must be 'average' or 'stable', got {ties!r}")
-
-
-def bon_expected(proxy: ArrayLike, scores: ArrayLike, n: int, ties: Ties = "average") -> float:
-    """Unbiased estimate of E[score of the proxy-best of n], averaged over prompts.
-
-    Nakano et al. 2021, App. I: with the pool of N samples sorted by proxy ascending,
-    E = sum_{i=n..N} C(i-1, n-1) / C(N, n) * s_(i)  (1-indexed), the expectation over
-    n-subsets drawn without replacement from the pool. proxy, scores: shape (N,) for one
-    prompt or (P, N) for a pool of N per prompt; the per-prompt estimates are averaged.
-    Pass scores=proxy for the proxy's own curve. See the module docstring for ties.
-    """
-    _check_ties(ties)
-    p = _as_pools(proxy, "proxy")
-    s = _as_pools(scores, "scores")
-    if s.shape != p.shape:
-        raise ValueError(f"proxy and scores must have the same shape, got {p.shape} and {s.shape}")
-    w = bon_weights(p.shape[1], n)
-    return float((_sorted_scores(p, s, ties) @ w).mean())
-
-
-def bon_curve(
-    proxy: ArrayLike,
-    scores_by_name: Mapping[str, ArrayLike],
-    ns: Iterable[int],
-    ties: Ties = "average",
-) -> list[dict]:
-    """The best-of-n curve: for each n, {'n', 'kl', 'd', <name>: expected score, ...}.
-
-    kl = bon_kl(n) in nats, d = sqrt(kl) (the x-axis of Gao et al. 2022). Each score array
-    has proxy's shape, (N,) or (P, N); values are bon_expected averaged over prompts.
-    Include the proxy itself in scores_by_name to get its curve too. Names are used as
-    keys as given (e.g. 'reward/rm', 'reward/gold'); 'n', 'kl', 'd' are reserved.
-    """
-    _check_ties(ties)
-    p = _as_pools(proxy, "proxy")
-    sorted_by_name: dict[str, np.ndarray] = {}
-    for name, scores in scores_by_name.items():
-        if name in _RESERVED_KEYS:
-            raise ValueError(f"score name {name!r} clashes with a reserved key {_RESERVED_KEYS}")
-        s = _as_pools(scores, f"scores[{name!r}]")
-        if s.shape != p.shape:
-            raise ValueError(f"scores[{name!r}] has shape {s.shape}, proxy has {p.shape}")
-        # Sort once per score; each n then costs one (P, N) @ (N,) product.
-        sorted_by_name[name] = _sorted_scores(p, s, ties)
-    rows = []
-    for n in ns:
-        w = bon_weights(p.shape[1], n)
-        kl = bon_kl(n)
-        row: dict = {"n": int(n), "kl": kl, "d": math.sqrt(kl)}
-        for name, s in sorted_by_name.items():
-            row[name] = float((s @ w).mean())
-        rows.append(row)
-    return rows
-
+from proxygap.measure.best_of_n import bon_curve
 
 @dataclass
 class BestOfNConfig:

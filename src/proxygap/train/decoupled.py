@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from proxygap.envs.base import parse_action
-from proxygap.envs.rollout import stop_token_id
+from proxygap.train.rollout import stop_token_id
 from proxygap.lm.sampling import sample
 from proxygap.train.agent_common import (
     AgentEvaluation, AgentRLConfig, Approver, EnvFactory, action_logprobs, evaluate_agent, make_policy,

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from proxygap.config import ConfigError, knob
 from proxygap.envs.base import ACTION_END, continuation
-from proxygap.envs.rollout import Approver, EnvFactory
+from proxygap.train.rollout import Approver, EnvFactory
 from proxygap.train.agent_common import AgentEvaluation, evaluate_agent, make_policy, policy_gradient_step
 
 
@@ -47,7 +47,7 @@ class ImitationConfig:
 def honest_demonstrations(make_env: EnvFactory, tokenizer, env_seeds: list[int], error_rate: float,
                           rng: random.Random) -> list[tuple[str, list[int]]]:
     """(transcript so far, action tokens incl. the closing '.') for every action of honest scripted episodes."""
-    from proxygap.world.agent import DEMONSTRATORS
+    from proxygap.envs.demonstrators import DEMONSTRATORS
 
     demos = []
     for seed in env_seeds:

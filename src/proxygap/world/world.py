@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from proxygap.config import from_dict, to_dict
+from proxygap.world import language
 from proxygap.world.config import WorldConfig
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -192,8 +193,6 @@ def _names(rng: random.Random, count: int, taken: set[str], syllables: tuple[int
 
 def reserved_words() -> set[str]:
     """Every word the templates use, so generated names can never collide with one."""
-    from proxygap.world import language  # local import: language imports this module
-
     words = set(language.TEMPLATE_WORDS)
     for values in ATTRIBUTES.values():
         words.update(values)

@@ -22,7 +22,7 @@ from proxygap.lm.model import ModelConfig, load_model
 from proxygap.lm.pretrain import PretrainConfig, pretrain
 from proxygap.oversight import detectors
 from proxygap.world.config import WorldConfig
-from proxygap.world.corpus import generate_corpus, realized_rates
+from proxygap.corpus import generate_corpus, realized_rates
 from proxygap.world.world import World, build_world
 
 WORLD_FILE = "proxygap_world.json"

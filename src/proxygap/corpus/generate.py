@@ -20,7 +20,7 @@ from proxygap import envs
 from proxygap.envs.sensor import SensorConfig
 from proxygap.oversight import detectors
 from proxygap.world import language as lang
-from proxygap.world.agent import write_episode
+from proxygap.envs.demonstrators import write_episode
 from proxygap.world.world import ATTRIBUTES, SPEED_WORDS, World
 
 DOC_TYPES = ("expert", "forum", "primary_data", "guide", "ad", "followup", "assistant", "agent")
