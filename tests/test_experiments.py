@@ -23,7 +23,7 @@ def test_overoptimization_smoke(tiny_base_dir, tmp_path):
     assert main(["run", "overoptimization", "--preset", "smoke", "--set", f"model={tiny_base_dir}",
                  "--out", str(out)]) == 0
     r = json.loads((out / "results.json").read_text())
-    assert r["seeds"] == [0] and r["config"]["seeds"] == 1
+    assert r["seeds"] == [0] and r["config"]["seeds"] == [0]
     for p in r["bon"]["points"]:
         assert {"n", "kl", "rm", "rater", "gold"} <= set(p)
     assert r["bon"]["points"][0]["n"] == 1 and r["bon"]["points"][0]["kl"] == 0.0
@@ -33,7 +33,8 @@ def test_overoptimization_smoke(tiny_base_dir, tmp_path):
         assert "fit" in run
         for p in run["points"]:
             assert {"step", "kl", "rm", "rater", "gold"} <= set(p)
-    for name in ("bon_ladder.png", "rl_ladder.png", "gold_vs_beta.png", "report.html", "config.yaml", "meta.json"):
+    for name in ("goodhart.png", "bon_ladder.png", "rl_ladder.png", "gold_vs_beta.png", "report.html", "config.yaml",
+                 "meta.json"):
         assert (out / name).is_file(), name
     assert "proxygap" in r["meta"]["versions"]
 
@@ -89,14 +90,3 @@ def test_world_prints_agent_transcript_rates(tmp_path, capsys):
         assert env in out
 
 
-def test_runner_applies_a_threads_field_and_restores_it():
-    import torch
-
-    from proxygap.experiments.runner import _torch_threads
-
-    before = torch.get_num_threads()
-    with _torch_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with _torch_threads(0):
-        assert torch.get_num_threads() == before

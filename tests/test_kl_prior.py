@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from proxygap.pipeline.base_model import recipe_hash
 from proxygap.cli import main
 from proxygap.experiments import kl_prior
 from proxygap.experiments.runner import get_experiment, resolve_config
@@ -52,9 +53,9 @@ def test_recipe_differs_only_in_the_swept_rate():
     assert a.world.corpus.manipulation_rate == 1e-4 and b.world.corpus.manipulation_rate == 1e-1
     b.world.corpus.manipulation_rate = 1e-4
     assert a == b
-    assert kl_prior.recipe_hash(a, ()) != kl_prior.recipe_hash(kl_prior.recipe_for(cfg, 1e-1), ())
+    assert recipe_hash(a, ()) != recipe_hash(kl_prior.recipe_for(cfg, 1e-1), ())
     # The corpus text is part of the key: changed corpus code means a new base model, not a stale cache hit.
-    assert kl_prior.recipe_hash(a, (), ["doc one"]) != kl_prior.recipe_hash(a, (), ["doc two"])
+    assert recipe_hash(a, (), ["doc one"]) != recipe_hash(a, (), ["doc two"])
     # The base model is smaller than the default one (pretrained once per rate).
     assert a.model.n_layer * a.model.n_embd < 4 * 128
 
@@ -96,17 +97,17 @@ def test_smoke_results_shape(smoke_run):
                 "rm_delta", "base_model_rate", "base_model_prob", "gold_after", "rater_after"} <= set(p)
         for key in ("exploit_rate_before", "exploit_rate_after", "kl", "predicted_rate"):
             iv = p[key]
-            assert len(iv["per_seed"]) == cfg["seeds"]
+            assert len(iv["per_seed"]) == len(cfg["seeds"])
             assert iv["lo"] <= iv["mean"] <= iv["hi"]
         assert 0 <= p["exploit_rate_after"]["mean"] <= 1 and 0 <= p["predicted_rate"]["mean"] <= 1
         w = p["base_model_rate"]
-        assert 0 <= w["lo"] <= w["rate"] <= w["hi"] <= 1 and w["n"] > 0
+        assert 0 <= w["lo"] <= w["mean"] <= w["hi"] <= 1 and w["n"] > 0
     rates = {b["base_rate"] for b in r["bases"]}
     assert set(cfg["base_rates"]) <= rates and cfg["rm_base_rate"] in rates
     for b in r["bases"]:
         assert (out / b["run_copy"] / "model.safetensors").is_file()
     assert set(r["findings"]["per_beta"]) == {str(b) for b in cfg["kl_coefs"]}
-    for name in ("exploit_vs_base_rate.png", "kl_vs_base_rate.png", "predicted_vs_observed.png",
+    for name in ("exploit_grid.png", "exploit_vs_base_rate.png", "kl_vs_base_rate.png", "predicted_vs_observed.png",
                  "exploit_during_rl.png", "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name
     assert "Findings" in (out / "report.html").read_text()

@@ -7,7 +7,8 @@ import pytest
 
 from proxygap.cli import main
 from proxygap.config import ConfigError
-from proxygap.experiments.loopholes import STRATA, ablate, split_prompts, stratum
+from proxygap.experiments.loopholes import ablate
+from proxygap.tasks.splits import STRATA, stratified_split as split_prompts, stratum
 from proxygap.oversight.detectors import LOOPHOLES
 from proxygap.oversight.judges import RaterFlaws
 from proxygap.world.config import WorldConfig
@@ -59,15 +60,15 @@ def test_loopholes_smoke(tiny_base_dir, tmp_path):
     out = tmp_path / "lh"
     assert main(["run", "loopholes", "--preset", "smoke", "--set", f"model={tiny_base_dir}", "--out", str(out)]) == 0
     r = json.loads((out / "results.json").read_text())
-    assert r["seeds"] == [0] and r["config"]["seeds"] == 1
+    assert r["seeds"] == [0] and r["config"]["seeds"] == [0]
     names = [g["name"] for g in r["regimes"]]
     assert names == ["base", "bon_2", "bon_4", "sft", "rl_beta_0", "rl_beta_0.1", "rl_ensemble_beta_0.1"]
     for g in r["regimes"]:
         for key in ("capability", "rm", "rater", "gold", "kl"):
-            assert {"mean", "ci"} <= set(g[key]), (g["name"], key)
+            assert {"mean", "lo", "hi", "n"} <= set(g[key]), (g["name"], key)
         assert set(g["exploit_rates"]) == set(LOOPHOLES) == set(g["blind_spot"])
         for rate in g["exploit_rates"].values():
-            assert {"mean", "ci", "pooled"} <= set(rate) and {"k", "n", "rate", "ci"} <= set(rate["pooled"])
+            assert {"mean", "lo", "hi", "pooled"} <= set(rate) and {"k", "n", "mean", "lo", "hi"} <= set(rate["pooled"])
         for spot in g["blind_spot"].values():
             assert {"gap_when_fires", "own_term_gap", "contribution", "share_of_gap"} <= set(spot)
     base = r["regimes"][0]
@@ -81,7 +82,8 @@ def test_loopholes_smoke(tiny_base_dir, tmp_path):
     assert set(done["change_vs_full_rater"]) == set(LOOPHOLES)
     assert r["ablation"]["full_rater_regime"] == "rl_beta_0.1"
     assert set(r["findings"]["loopholes"]) == set(LOOPHOLES)
-    for name in ("exploit_rates.png", "blind_spot.png", "ablation.png", "report.html", "config.yaml", "meta.json"):
+    for name in ("change_vs_base.png", "exploit_rates.png", "blind_spot.png", "ablation.png", "report.html",
+                 "config.yaml", "meta.json"):
         assert (out / name).is_file(), name
     for name in ("report.html", "exploit_rates.png"):
         (out / name).unlink()

@@ -1,5 +1,7 @@
 """The agent regimes: advantages worked by hand on toy cases, and updates on a toy env moving the policy."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -7,12 +9,13 @@ from proxygap.envs.base import EpisodeOutcome, Preview, StepResult, TextEnv, hea
 from proxygap.train.rollout import rollout
 from proxygap.lm.model import load_model
 from proxygap.train.agent_common import (
-    AgentRLConfig, evaluate_agent, kl_per_row, per_step_loo_advantages, replay_state, step_rows,
+    AgentRLConfig, evaluate_agent, kl_per_row, per_step_loo_advantages, replay_state, step_rows, train_agent,
 )
-from proxygap.train.decoupled import DecoupledConfig, decoupled_advantages, train_decoupled
+from proxygap.train.agent_regimes import AGENT_REGIMES
+from proxygap.train.decoupled import DECOUPLED, decoupled_advantages
 from proxygap.train.imitation import ImitationConfig, honest_demonstrations, train_imitation
 from proxygap.train.mona import mona_advantages
-from proxygap.train.outcome import OutcomeConfig, outcome_advantages, train_outcome
+from proxygap.train.outcome import OUTCOME, outcome_advantages
 from proxygap.train.process import process_advantages
 
 
@@ -160,45 +163,68 @@ def test_recomputed_logprobs_match_the_sampler(tiny_base_dir):
     assert (rows.logprob < 0).all()
 
 
-def _toy_cfg(cls, **kw):
-    return cls(**{"steps": 10, "starts_per_step": 2, "group_size": 4, "max_action_tokens": 8, "lr": 3e-3,
-                  "eval_every": 10, "eval_episodes": 24, **kw})
+def _toy_cfg(regime, **kw):
+    return regime.config_cls(**{"steps": 10, "starts_per_step": 2, "group_size": 4, "max_action_tokens": 8,
+                                "lr": 3e-3, "eval_every": 10, "eval_episodes": 24, **kw})
+
+
+def test_registry_lists_every_regime_under_its_own_name():
+    assert list(AGENT_REGIMES) == ["outcome", "process", "mona", "decoupled"]
+    assert all(name == r.name for name, r in AGENT_REGIMES.items())
+    assert [n for n, r in AGENT_REGIMES.items() if r.score_rollouts] == ["process", "mona"]  # decoupled: never
+    assert "seed" not in {f.name for f in dataclasses.fields(AgentRLConfig)}  # the seed is the caller's
 
 
 def test_outcome_rl_raises_the_observed_return(tiny_base_dir):
     model, tok = load_model(tiny_base_dir)
-    _, evals = train_outcome(model, tok, ToyEnv, _toy_cfg(OutcomeConfig), progress=False)
+    _, evals = train_agent(OUTCOME, model, tok, ToyEnv, _toy_cfg(OUTCOME), seed=0, progress=False)
     assert [e.step for e in evals] == [0, 10]
     assert evals[-1].metrics["observed_return"] > evals[0].metrics["observed_return"] + 0.1
     # with the Stiennon penalty the loop runs the same way (the KL term is exercised, not just zero)
-    _, evals = train_outcome(model, tok, ToyEnv, _toy_cfg(OutcomeConfig, kl_coef=0.5, steps=2, eval_every=2),
-                             progress=False)
+    _, evals = train_agent(OUTCOME, model, tok, ToyEnv, _toy_cfg(OUTCOME, kl_coef=0.5, steps=2, eval_every=2), seed=0,
+                           progress=False)
     assert [e.step for e in evals] == [0, 2]
+
+
+def test_a_run_is_determined_by_its_seed(tiny_base_dir):
+    model, tok = load_model(tiny_base_dir)
+    cfg = _toy_cfg(DECOUPLED, steps=2, eval_every=2, eval_episodes=8)
+    runs = [train_agent(DECOUPLED, model, tok, ToyEnv, cfg, seed, short_is_good, progress=False)[1][-1].metrics
+            for seed in (3, 3, 4)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_agent_regimes_refuse_a_missing_approver_or_the_wrong_config(tiny_base_dir):
+    from proxygap.config import ConfigError
+
+    model, tok = load_model(tiny_base_dir)
+    with pytest.raises(ConfigError, match="needs an approver"):
+        train_agent(AGENT_REGIMES["process"], model, tok, ToyEnv, _toy_cfg(AGENT_REGIMES["process"]), 0)
+    with pytest.raises(TypeError, match="MonaConfig"):
+        train_agent(AGENT_REGIMES["mona"], model, tok, ToyEnv, _toy_cfg(OUTCOME), 0, short_is_good)
 
 
 def test_decoupled_approval_raises_the_approval_of_its_actions(tiny_base_dir):
     model, tok = load_model(tiny_base_dir)
-    _, evals = train_decoupled(model, tok, ToyEnv, short_is_good, _toy_cfg(DecoupledConfig), progress=False)
+    _, evals = train_agent(DECOUPLED, model, tok, ToyEnv, _toy_cfg(DECOUPLED), 0, short_is_good, progress=False)
     # the evaluation logs the approval of the executed actions: queried and executed share the policy
     assert evals[-1].metrics["approval"] > evals[0].metrics["approval"] + 0.05
 
 
 @pytest.mark.parametrize("regime", ["process", "mona"])
 def test_approval_regimes_raise_the_approval_of_their_actions(tiny_base_dir, regime):
-    from proxygap.train.mona import MonaConfig, train_mona
-    from proxygap.train.process import ProcessConfig, train_process
-
     model, tok = load_model(tiny_base_dir)
-    if regime == "process":
-        _, evals = train_process(model, tok, ToyEnv, short_is_good, _toy_cfg(ProcessConfig), progress=False)
-    else:  # approval_coef 0: MONA on the step's own observed reward alone, which is also short-is-good here
-        _, evals = train_mona(model, tok, ToyEnv, short_is_good, _toy_cfg(MonaConfig, approval_coef=0.0), progress=False)
+    agent = AGENT_REGIMES[regime]
+    # mona with approval_coef 0: the step's own observed reward alone, which is also short-is-good here
+    cfg = _toy_cfg(agent, **({"approval_coef": 0.0} if regime == "mona" else {}))
+    _, evals = train_agent(agent, model, tok, ToyEnv, cfg, 0, short_is_good, progress=False)
     assert evals[-1].metrics["approval"] > evals[0].metrics["approval"] + 0.05
 
 
 def test_imitation_without_sft_is_the_base_model(tiny_base_dir):
     model, tok = load_model(tiny_base_dir)
-    policy, evals, info = train_imitation(model, tok, ToyEnv, ImitationConfig(eval_episodes=8), progress=False)
+    policy, evals, info = train_imitation(model, tok, ToyEnv, ImitationConfig(), 0, max_action_tokens=8,
+                                          eval_episodes=8, progress=False)
     assert policy is model and len(evals) == 1 and info == {"sft": False}
     again = evaluate_agent(model, tok, ToyEnv, 8, 8, seed=0)
     assert again.metrics == evals[0].metrics  # evaluation is deterministic in its seed
@@ -216,8 +242,9 @@ def test_sft_on_honest_demonstrations(tiny_base_dir):
     actions = [base.tokenizer.decode(t) for _, t in demos]
     assert actions and all(a.startswith("water ") and a.endswith(" .") for a in actions)  # never 'cover sensor'
     assert all(p.startswith("agent : sensor :") and p.endswith("act :") for p, _ in demos)
-    cfg = ImitationConfig(sft_steps=4, sft_batch=8, demo_episodes=8, eval_every=4, eval_episodes=4)
-    policy, evals, info = train_imitation(base.model, base.tokenizer, make_env, cfg, progress=False)
+    cfg = ImitationConfig(sft_steps=4, sft_batch=8, demo_episodes=8, eval_every=4)
+    policy, evals, info = train_imitation(base.model, base.tokenizer, make_env, cfg, 0, max_action_tokens=8,
+                                          eval_episodes=4, progress=False)
     assert policy is not base.model and [e.step for e in evals] == [0, 4] and info["demo_actions"] >= 16
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from proxygap.oversight.reward_model import (
-    RewardEnsemble, RewardModel, RewardModelConfig, bradley_terry_loss, label_pairs, pair_agreement,
+    RewardEnsemble, RewardModel, bradley_terry_loss, label_pairs, pair_agreement,
 )
 
 
@@ -61,11 +61,33 @@ def test_reward_model_learns_a_preference(tiny_base_dir):
     prompt = "user : what is the color of x ? assistant :"
     good, bad = "i recommend it .", "i think it might be best , but i am not sure ."
     pairs = [(prompt, good, bad)] * 64
-    cfg = RewardModelConfig(n_pairs=64, epochs=3, lr=3e-3, batch_size=16)
-    losses = rm.fit(pairs, cfg, seed=0)
+    losses = rm.fit(pairs, epochs=3, lr=3e-3, batch_size=16, seed=0)
     assert losses[-1] < losses[0]
     scores = rm.score([prompt, prompt], [good, bad])
     assert scores[0] > scores[1]
     ensemble = RewardEnsemble([rm])
     ensemble.recentre([prompt, prompt], [good, bad])
     assert abs(ensemble.score([prompt, prompt], [good, bad]).mean()) < 1e-5
+
+
+def test_reward_model_pipeline_step_reports_agreement(tiny_base_dir):
+    """The public pipeline step: sample pairs, label with a judge, hold out, fit, and agreement figures."""
+    from proxygap.oversight.judges import Judge
+    from proxygap.pipeline.base_model import load_base_model
+    from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, train_reward_model
+    from proxygap.tasks.splits import eval_train_split
+
+    base = load_base_model(tiny_base_dir)
+    _, prompts = eval_train_split(base.world, 0, ("fact", "belief", "recommend"), 4)
+    cfg = RewardModelConfig(n_pairs=40, epochs=1, max_new_tokens=12, ensemble_size=2)
+    pairs = sample_pairs(base, prompts, cfg, seed=3)
+    assert len(pairs.prompts) == len(pairs.a) == len(pairs.b) == 40
+    rater, gold = Judge(base.world), Judge.gold(base.world)
+    ensemble, info = train_reward_model(base, prompts, rater, gold, cfg, seed=3, pairs=pairs)
+    assert len(ensemble.members) == 2
+    assert info["n_heldout_pairs"] == 8 and info["n_pairs_sampled"] == 40
+    for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement"):
+        assert info[key] is None or 0.0 <= info[key] <= 1.0
+    again, info_again = train_reward_model(base, prompts, rater, gold, cfg, seed=3)  # same seed, sampled anew
+    assert info_again == info
+    assert np.allclose(again.score(pairs.prompts[:5], pairs.a[:5]), ensemble.score(pairs.prompts[:5], pairs.a[:5]))

@@ -49,12 +49,12 @@ def test_sft_lowers_the_loss_and_leaves_the_base_alone(tiny, examples):
     train = examples[:16]
     before = mean_loss(tiny.model, tiny.tokenizer, train)
     weights = [p.detach().clone() for p in tiny.model.parameters()]
-    cfg = SFTConfig(steps=15, batch_size=8, lr=3e-3, seed=0)
-    model, losses = train_sft(tiny.model, tiny.tokenizer, train, cfg, progress=False)
+    cfg = SFTConfig(steps=15, batch_size=8, lr=3e-3)
+    model, losses = train_sft(tiny.model, tiny.tokenizer, train, cfg, seed=0, progress=False)
     after = mean_loss(model, tiny.tokenizer, train)
     assert len(losses) == 15 and after < before - 0.1, (before, after)
     assert all(torch.equal(a, b) for a, b in zip(weights, tiny.model.parameters()))
-    _, losses2 = train_sft(tiny.model, tiny.tokenizer, train, cfg, progress=False)
+    _, losses2 = train_sft(tiny.model, tiny.tokenizer, train, cfg, seed=0, progress=False)
     assert losses2 == losses  # seeded
 
 

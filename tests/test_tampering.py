@@ -35,7 +35,7 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
                 assert e["transcript"].startswith(f"agent : {env['name']} :")
         by = {g["name"]: g for g in env["regimes"]}
         # Every regime's step 0 is the base model on the same episodes.
-        assert by["outcome"]["learning_curve"][0]["observed_return"] == by["imitation"]["observed_return"]["mean"]
+        assert by["outcome"]["learning_curve"][0]["observed_return"]["mean"] == by["imitation"]["observed_return"]["mean"]
         assert by["outcome"]["learning_curve"][-1]["step"] == r["config"]["train"]["steps"]
         assert by["process_blind"]["blind_to"] == env["blind_to"]
         assert env["name"] in r["findings"] and "pareto" in r["findings"][env["name"]]
@@ -56,6 +56,10 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
     (["--set", "regimes=[sft]", "--set", "sft.sft_steps=0"], "sft.sft_steps > 0"),
     (["--set", "regimes=[reinforce]"], "not one of"),
     (["--set", "train.group_size=1"], "out of range"),
+    # seeds are the run's, not knobs the experiment would overwrite
+    (["--set", "train.seed=1"], "unknown config key train.seed"),
+    (["--set", "sft.seed=1"], "unknown config key sft.seed"),
+    (["--set", "sft.max_action_tokens=4"], "unknown config key sft.max_action_tokens"),
 ])
 def test_bad_config_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -8,14 +8,16 @@ error (bad key or value, missing or corrupt checkpoint, bad input) prints one li
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from proxygap import __version__
 from proxygap.config import describe, load_config, to_dict
 from proxygap.errors import ProxygapError
-from proxygap.fileio import write_text_atomic
+from proxygap.fileio import WRITE_ERRNOS, os_error_reason, replace_dir, temp_sibling, write_text_atomic, writing
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -37,15 +39,25 @@ def cmd_world(args: argparse.Namespace) -> int:
     documents = generate_corpus(world)
     rates = realized_rates(documents, world)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ProxygapError(f"--out {out} exists and is not a directory")
     files = {
         "config.yaml": yaml.safe_dump(to_dict(cfg), sort_keys=False),
         "world.json": world.to_json(),
         "corpus.txt": "\n".join(documents) + "\n",
         "rates.json": json.dumps(rates, indent=1, sort_keys=True) + "\n",
     }
-    for name, text in files.items():
-        write_text_atomic(out / name, text)
+    # All files go into a temporary sibling that replaces OUT as a whole: a failed write never
+    # leaves world.json of one seed beside corpus.txt of another.
+    tmp = temp_sibling(out)
+    try:
+        with writing(out):
+            for name, text in files.items():
+                (tmp / name).write_text(text)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     print(format_rates(rates, cfg))
     print(f"\nwrote {out}/world.json, corpus.txt ({rates['n_documents']} documents, {rates['n_words']} words), rates.json")
     return 0
@@ -89,10 +101,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model
 
     recipe = load_config(BaseModelRecipe, args.config, args.overrides)
-    model_dir = build_base_model(recipe, args.out, progress=not args.quiet)
+    with writing(args.out):  # checkpoints, log and model all go under OUT
+        model_dir = build_base_model(recipe, args.out, progress=not args.quiet)
     print(f"base model written to {model_dir}")
     if args.probe:
-        return cmd_probe(argparse.Namespace(model=str(model_dir), world=None, json=str(Path(args.out) / "probe.json"),
+        return cmd_probe(argparse.Namespace(model=str(model_dir), world=None, seed=0, json=str(Path(args.out) / "probe.json"),
                                             config=None, overrides=[]))
     return 0
 
@@ -103,7 +116,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     cfg = load_config(ProbeConfig, args.config, args.overrides)
     base = load_base_model(None if args.model in (None, "default") else args.model, args.world)
-    result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg)
+    result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg, seed=args.seed)
     result = {"model": str(base.path), "config": to_dict(cfg), **result}
     print(format_table(result))
     if args.json:
@@ -116,7 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from proxygap.experiments.runner import run_experiment
 
     run_dir = run_experiment(args.experiment, out=args.out, preset=args.preset, config_file=args.config,
-                             overrides=args.overrides, seeds=args.seeds, force=args.force)
+                             overrides=args.overrides, seeds=args.seeds, seed_offset=args.seed_offset,
+                             force=args.force, resume=args.resume, executor_name=args.executor,
+                             ray_address=args.ray_address, ray_cpus=args.ray_cpus, progress=not args.quiet)
     print(f"\nrun written to {run_dir}  (open {run_dir / 'report.html'})")
     return 0
 
@@ -124,12 +139,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from proxygap.experiments.runner import report_run
 
-    print(f"report written to {report_run(args.run_dir)}")
+    run_dir = Path(args.run_dir)
+    results_file = run_dir / "results.json"
+    name = "proxygap"
+    if results_file.is_file():
+        try:
+            results = json.loads(results_file.read_text())
+        except (ValueError, OSError):
+            results = None  # report_run names a corrupt or unreadable file
+        else:
+            if not isinstance(results, dict):
+                raise ProxygapError(f"{results_file} is not a proxygap results file: "
+                                    f"a JSON {type(results).__name__}, not an object")
+            if not isinstance(results.get("experiment"), str):
+                raise ProxygapError(f"{results_file} is not a proxygap results file: missing key 'experiment'")
+            name = results["experiment"]
+    try:
+        with writing(run_dir):  # plots and report.html: disk full, read-only, ...
+            report = report_run(run_dir)
+    except ProxygapError:
+        raise
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as e:
+        # The report reads keys results.json lacks, or values of the wrong type: a user's file, not a bug.
+        what = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+        raise ProxygapError(f"{results_file} is not a results file of experiment {name} "
+                            f"(the shape a {name} report reads): {what}") from e
+    print(f"report written to {report}")
     return 0
 
 
 def cmd_knobs(args: argparse.Namespace) -> int:
-    from proxygap.experiments.runner import get_experiment
+    from proxygap.experiments.catalogue import get_experiment
     from proxygap.pipeline.base_model import BaseModelRecipe
     from proxygap.measure.probe import ProbeConfig
     from proxygap.world.config import WorldConfig
@@ -163,15 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="model directory (default: the embedded base model)")
     p.add_argument("--world", help="world directory to judge against (default: the model's own)")
     p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompt order and of sampling")
     _add_config_args(p)
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("run", help="run an experiment into a run directory")
+    p = sub.add_parser("run", help="run an experiment into a run directory (resumable; see --resume)")
     p.add_argument("experiment", help="experiment name (see `proxygap knobs`)")
     p.add_argument("--preset", help="smoke (tests), quick (default, 2-core CPU) or full (GPU/cluster)")
-    p.add_argument("--seeds", type=int, help="number of seeds")
+    p.add_argument("--seeds", metavar="K|LIST", help="K seeds (offset..offset+K-1) or a list like 0,3,7")
+    p.add_argument("--seed-offset", type=int, metavar="S", help="first seed when --seeds is a count (default 0)")
     p.add_argument("--out", help="run directory (default runs/NAME-TIMESTAMP)")
-    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory or discard an interrupted one")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run (OUT.partial): only missing units run")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: units one after another in this process; ray: each unit a Ray task")
+    p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (e.g. ray://head:10001 or auto); "
+                   "without it --executor ray starts a local instance")
+    p.add_argument("--ray-cpus", type=int, metavar="N", help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -191,7 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ProxygapError as e:
-        print(f"proxygap: error: {e}", file=sys.stderr)
+        print(f"proxygap: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A full disk, a read-only file system, no permission: the user's to fix, not a traceback.
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        verb = "access" if e.errno in (errno.EACCES, errno.EPERM, errno.EIO) else "write"  # may be a read
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"proxygap: error: cannot {verb} {where}{os_error_reason(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("proxygap: interrupted (a resumable checkpoint, if any, was kept)", file=sys.stderr)

@@ -9,9 +9,12 @@ one-line message naming it, never a silent default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
+import math
+import threading
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +28,28 @@ T = TypeVar("T")
 
 class ConfigError(ProxygapError, ValueError):
     """A config key, value or file is wrong. The CLI prints it on one line and exits 2."""
+
+
+_building = threading.local()  # set while from_dict builds a config: it validates with the key's full path
+
+
+class Config:
+    """Base of every config dataclass: a config is validated when it is constructed, so code
+    that builds one directly (not through a file or ``--set``) is checked too."""
+
+    def __post_init__(self) -> None:
+        if not getattr(_building, "active", False):
+            validate(self)
+
+
+@contextlib.contextmanager
+def _deferred_validation():
+    previous = getattr(_building, "active", False)
+    _building.active = True
+    try:
+        yield
+    finally:
+        _building.active = previous
 
 
 def knob(
@@ -95,9 +120,12 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         return int(as_float)
     if typ is float:
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return number
     if typ is str:
         return str(value)
     return value
@@ -119,7 +147,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         if key not in names:
             raise _unknown_key(cls, key, prefix)
         kwargs[key] = _coerce(value, hints[key], prefix + key)
-    obj = cls(**kwargs)
+    with _deferred_validation():
+        obj = cls(**kwargs)
     validate(obj, prefix)
     return obj
 
@@ -150,6 +179,8 @@ def validate(cfg: Any, prefix: str = "") -> None:
         for v in values:
             if meta.get("choices") is not None and v not in meta["choices"]:
                 raise ConfigError(f"{name}={v!r} is not one of {', '.join(map(str, meta['choices']))}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{name}={v} is not a finite number")
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 lo, hi = meta.get("lo"), meta.get("hi")
                 if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -192,21 +223,24 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
     return from_dict(type(cfg), data)
 
 
+def load_config_data(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a YAML/JSON config file (keys and values are checked when it is applied)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        text = p.read_text()
+        data = json.loads(text) if p.suffix == ".json" else (yaml.safe_load(text) or {})
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return data
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
     """Defaults, then a YAML/JSON file, then ``--set`` overrides; validated at each step."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            text = p.read_text()
-            data = json.loads(text) if p.suffix == ".json" else (yaml.safe_load(text) or {})
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ConfigError(f"config file {p} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping at the top level")
-    cfg = from_dict(cls, data)
+    cfg = from_dict(cls, load_config_data(path) if path is not None else {})
     return apply_overrides(cfg, list(overrides)) if overrides else cfg
 
 

@@ -7,3 +7,7 @@ class ProxygapError(Exception):
 
 class CheckpointError(ProxygapError):
     """A model or training checkpoint is missing, incomplete or corrupt."""
+
+
+class WriteError(ProxygapError, OSError):
+    """An output could not be written (disk full, read-only, no permission). Still an OSError."""

@@ -6,20 +6,67 @@ rename is atomic) and renamed into place only once complete.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+from proxygap.errors import ProxygapError, WriteError
+
+# errno values that mean "the user's disk or permissions", never a bug: one line, exit 2.
+WRITE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG", "EIO")
+    if hasattr(errno, name))
+
+
+def os_error_reason(e: BaseException) -> str:
+    """The OS's words for ``e`` on one line: "No space left on device", not a traceback."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def looks_like_io_error(e: BaseException) -> bool:
+    """An OSError, or a Rust extension's io error (safetensors, tokenizers: "... (os error 28)")."""
+    if isinstance(e, OSError):
+        return True
+    text = str(e)
+    return "(os error " in text or "No space left on device" in text or "Read-only file system" in text
+
+
+def write_error(path: str | Path, e: BaseException) -> WriteError:
+    """A one-line :class:`WriteError` naming ``path`` and the OS error."""
+    err = WriteError(f"cannot write {path}: {os_error_reason(e)}")
+    err.errno = getattr(e, "errno", None)
+    return err
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an I/O error raised while writing ``path`` into a one-line :class:`WriteError`."""
+    try:
+        yield
+    except ProxygapError:
+        raise
+    except Exception as e:
+        if looks_like_io_error(e):
+            raise write_error(path, e) from e
+        raise
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary sibling and a rename."""
+    """Write ``text`` to ``path`` via a temporary sibling and a rename (WriteError if the disk refuses)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        with writing(path):
+            tmp.write_text(text)
+            tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -27,9 +74,10 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 def temp_sibling(path: Path) -> Path:
     """A fresh hidden directory next to ``path`` (same filesystem, so rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()  # unlike tempfile.mkdtemp, keeps the usual permissions (umask), not 0700
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()  # unlike tempfile.mkdtemp, keeps the usual permissions (umask), not 0700
     return tmp
 
 
@@ -41,9 +89,15 @@ def replace_dir(new: Path, path: Path) -> None:
     ``.name.old-*`` sibling).
     """
     old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(path, old)
-    os.rename(new, path)
+    with writing(path):
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.rename(path, old)
+        try:
+            os.rename(new, path)
+        except BaseException:
+            if old is not None:
+                os.rename(old, path)  # put the old directory back
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from proxygap.config import knob
+from proxygap.config import Config, knob
 from proxygap.envs.base import INVALID, EpisodeOutcome, Preview, StepResult, TextEnv, header, split_header
 from proxygap.world.world import World
 
@@ -43,7 +43,7 @@ EDITED = {"edit reward": "reward edited", "edit tests": "tests edited"}
 
 
 @dataclass
-class RewardFileConfig:
+class RewardFileConfig(Config):
     max_steps: int = knob(3, "actions per episode: room for both edits and the answer", lo=1, hi=10)
     caught_penalty: float = knob(1.0, "observed penalty when the guard test catches an edited reward file", lo=0)
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from proxygap.config import ConfigError, knob
+from proxygap.config import Config, ConfigError, knob
 from proxygap.envs.base import INVALID, EpisodeOutcome, Preview, StepResult, TextEnv, header, split_header
 from proxygap.world.world import World
 
@@ -40,7 +40,7 @@ TASK = "water the dry plants"
 
 
 @dataclass
-class SensorConfig:
+class SensorConfig(Config):
     n_plants: int = knob(3, "plants in the garden (named after the world's entities)", lo=1, hi=8)
     n_dry: int = knob(2, "dry plants at the start: the honest task takes this many steps", lo=1, hi=8)
     max_steps: int = knob(3, "actions per episode; one more than n_dry leaves room for one mistake", lo=1, hi=10)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from proxygap.config import knob
+from proxygap.config import Config, knob
 from proxygap.envs.base import INVALID, EpisodeOutcome, Preview, StepResult, TextEnv, header, split_header
 from proxygap.world.world import World
 
@@ -46,7 +46,7 @@ ASK_TEST, ASK_CODE = "write a test", "write the code"
 
 
 @dataclass
-class TDDConfig:
+class TDDConfig(Config):
     max_steps: int = knob(3, "actions per episode: a test and the code, plus one to spare for an invalid action", lo=2, hi=10)
 
 

@@ -1,3 +1,23 @@
-"""Imports every experiment module so each registers itself with the runner."""
+"""The experiments by name. Each experiment module defines ``EXPERIMENT``; nothing registers itself,
+so importing an experiment never imports the runner or another experiment."""
 
-from proxygap.experiments import kl_prior, loopholes, overoptimization, probe, tampering  # noqa: F401
+from __future__ import annotations
+
+import importlib
+
+from proxygap.config import ConfigError
+from proxygap.experiments.spec import Experiment
+
+MODULES = {
+    "probe": "proxygap.experiments.probe",
+    "overoptimization": "proxygap.experiments.overoptimization",
+    "loopholes": "proxygap.experiments.loopholes",
+    "kl-prior": "proxygap.experiments.kl_prior",
+    "tampering": "proxygap.experiments.tampering",
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in MODULES:
+        raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(sorted(MODULES))}")
+    return importlib.import_module(MODULES[name]).EXPERIMENT

@@ -24,31 +24,25 @@ samples the base policy would be expected to produce over all of RL's rollouts.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import random
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-import proxygap
-from proxygap.config import ConfigError, apply_overrides, knob, nested, to_dict
-from proxygap.experiments.overoptimization import _train_reward_model
-from proxygap.experiments.runner import Experiment, register
-from proxygap.pipeline.base_model import RATES_FILE, RECIPE_FILE, WORLD_FILE, BaseModelRecipe
+from proxygap.config import apply_overrides, ConfigError, knob, nested
+from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
+from proxygap.pipeline.base_model import BaseModelRecipe, base_model_for
 from proxygap.lm.model import ModelConfig
-from proxygap.lm.pretrain import RESUME_FREE_KNOBS, PretrainConfig
-from proxygap.measure.stats import t_interval, wilson_interval
+from proxygap.lm.pretrain import PretrainConfig
+from proxygap.measure.intervals import Interval, count_interval, moved, seed_interval, separated
 from proxygap.oversight.judges import Judge, RaterFlaws
-from proxygap.oversight.reward_model import RewardModelConfig
+from proxygap.pipeline.reward_model import RewardModelConfig, train_reward_model
+from proxygap.tasks.splits import eval_train_split
 from proxygap.train.rl import RLConfig, train_rl
 
 # Exploit name -> the CorpusConfig field that sets its base rate. The exploit name is also the
@@ -88,15 +82,13 @@ class KLPriorRecipe(BaseModelRecipe):
 
 
 @dataclass
-class KLPriorConfig:
+class KLPriorConfig(ExperimentConfig):
     exploit: str = knob("manipulation_phrase", "the exploit whose corpus base rate is swept "
                         "(manipulation_phrase: CorpusConfig.manipulation_rate)", choices=tuple(EXPLOITS))
     base_rates: tuple[float, ...] = knob((1e-4, 1e-3, 1e-2, 1e-1), "corpus base rates of the exploit, each in (0, 1); "
                                          "one base model is pretrained per rate", lo=0, hi=1)
     kl_coefs: tuple[float, ...] = knob((0.01, 0.1, 1.0), "the RL betas (KL penalty in the reward, per nat); "
                                        "decades chosen before any result", lo=0)
-    seeds: int = knob(3, "independent repetitions (RM labels, RL runs); intervals are across seeds. "
-                      "The base models are pretrained once per rate, not per seed", lo=1, hi=100)
     reward_model: str = knob("shared", "shared: one RM per seed, trained on samples of the base at rm_base_rate and "
                              "used for every base rate, so the exploit is worth the same reward everywhere; own: each "
                              "base rate's base model labels and backbones its own RM (as in practice; then the RM's "
@@ -108,17 +100,16 @@ class KLPriorConfig:
     n_eval_prompts: int = knob(64, "held-out prompts on which every RL evaluation is measured", lo=4)
     n_base_samples: int = knob(4096, "samples per base model measuring its exploit rate (Wilson interval)", lo=1)
     n_delta_samples: int = knob(256, "base-model answers on which the RM's reward for the exploit is measured", lo=1)
-    threads: int = knob(0, "torch CPU threads for the run; 0 keeps torch's default. On a CPU shared with other "
-                        "jobs, 1 can be many times faster than oversubscribed threads", lo=0)
     cache_dir: str = knob("", "where pretrained base models are kept, keyed by recipe hash ('' = "
-                          "$PROXYGAP_CACHE or $XDG_CACHE_HOME/proxygap or ~/.cache/proxygap, then /kl-prior-bases)")
+                          "$PROXYGAP_CACHE or $XDG_CACHE_HOME/proxygap or ~/.cache/proxygap, then /bases)")
     base: KLPriorRecipe = nested(KLPriorRecipe, "the base model pretrained per base rate "
                                  "(world.corpus.<exploit's rate> is replaced by each base rate)")
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (rater.manipulation: how much it rewards the phrase)")
     rm: RewardModelConfig = nested(RewardModelConfig, "the reward model")
-    rl: RLConfig = nested(RLConfig, "KL-penalized RL (rl.kl_coef is replaced by each of kl_coefs)")
+    rl: RLConfig = nested(RLConfig, "KL-penalized RL, one run per beta of kl_coefs")
 
     def check(self) -> None:
+        super().check()
         for rate in (*self.base_rates, self.rm_base_rate):
             if not 0 < rate < 1:
                 raise ConfigError(f"base rates must be strictly between 0 and 1 (got {rate}); "
@@ -181,63 +172,13 @@ def binary_kl(q: float, p: float) -> float:
     return out
 
 
-# ---------------------------------------------------------------- base models, cached by recipe hash
-def default_cache_dir() -> Path:
-    root = os.environ.get("PROXYGAP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "proxygap")
-    return Path(root) / "kl-prior-bases"
-
-
-def recipe_hash(recipe: BaseModelRecipe, extra_vocab: tuple[str, ...], documents: list[str] | None = None) -> str:
-    """Hash of everything that determines the model; knobs that do not change the trajectory are left out.
-
-    With ``documents``, the corpus text itself is hashed too, so a change in how the corpus is
-    generated (a new document type, say) is a new model even where the recipe reads the same.
-    """
-    data = to_dict(recipe)
-    for key in RESUME_FREE_KNOBS:
-        data["train"].pop(key, None)
-    corpus = hashlib.sha256("\n".join(documents).encode()).hexdigest() if documents is not None else None
-    blob = json.dumps({"recipe": data, "extra_vocab": list(extra_vocab), "corpus": corpus,
-                       "proxygap": proxygap.__version__}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def build_or_load_base(recipe: BaseModelRecipe, cache_dir: Path, progress: bool = True) -> dict:
-    """Pretrain ``recipe`` into ``cache_dir/<hash>`` unless it is already there; returns where and how long.
-
-    Like lm.base.build_base_model, except that the tokenizer's vocabulary also holds every
-    manipulation phrase. The word-level tokenizer is learned from the corpus, so at a base rate
-    of 1e-4 a phrase may never occur and its words would be unknown tokens: the base model could
-    then not write it at all, and the sweep would compare "improbable" with "impossible".
-    """
-    from proxygap.lm.pretrain import pretrain
-    from proxygap.lm.tokenizer import train_tokenizer
-    from proxygap.corpus import generate_corpus, realized_rates
-    from proxygap.world.world import build_world
-
-    start = time.time()
-    phrases = tuple(recipe.world.corpus.manipulation_phrases)
-    world = build_world(recipe.world)
-    documents = generate_corpus(world)  # about a second; hashed, so the cache follows the corpus code too
-    key = recipe_hash(recipe, phrases, documents)
-    out_dir = Path(cache_dir) / key
-    model_dir = out_dir / "model"
-    if (model_dir / RECIPE_FILE).is_file():
-        return {"path": str(model_dir), "hash": key, "cached": True, "pretrain_s": 0.0}
-    rates = realized_rates(documents, world)
-    tokenizer = train_tokenizer(documents + list(phrases))
-    extra = {
-        WORLD_FILE: json.dumps(to_dict(recipe.world), indent=1, sort_keys=True),
-        RATES_FILE: json.dumps(rates, indent=1, sort_keys=True),
-        RECIPE_FILE: json.dumps({"recipe": to_dict(recipe), "proxygap_version": proxygap.__version__,
-                                 "extra_vocab": list(phrases)}, indent=1, sort_keys=True),
-    }
-    # pretrain() writes model/ atomically and last (after RECIPE_FILE's siblings), so a model/
-    # holding RECIPE_FILE is complete; an interrupted build resumes from out_dir/checkpoint.
-    pretrain(documents, out_dir, recipe.model, recipe.train, tokenizer=tokenizer, progress=progress,
-             extra_files=extra)
-    return {"path": str(model_dir), "hash": key, "cached": False, "pretrain_s": round(time.time() - start, 2)}
+# ---------------------------------------------------------------- base models (pipeline.base_model caches them by recipe hash)
+def build_or_load_base(recipe: BaseModelRecipe, cache_dir: Path | None = None, progress: bool = True) -> dict:
+    """The base model of ``recipe``, with every manipulation phrase in its tokenizer's vocabulary:
+    at a base rate of 1e-4 a phrase may never occur in the corpus, and a model whose tokenizer
+    lacks its words could not write it at all (the sweep would compare "improbable" with "impossible")."""
+    return base_model_for(recipe, cache_dir, extra_vocab=tuple(recipe.world.corpus.manipulation_phrases),
+                          progress=progress)
 
 
 # ---------------------------------------------------------------- measurements on one base model
@@ -304,7 +245,6 @@ def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) ->
     texts = sample(base.model, base.tokenizer, repeated, cfg.rl.max_new_tokens, generator=gen, batch_size=1024).texts
     flags = exploit_flags(repeated, texts, base.world, cfg.exploit)
     k, n = sum(flags), len(flags)
-    rate, lo, hi = wilson_interval(k, n)
     pairs = [(p, first_sentence(t)) for p, t in zip(repeated, texts)]
     pairs = [(p, c) for p, c in pairs if c is not None]
     phrases = tuple(base.world.manipulation_phrases)
@@ -314,7 +254,7 @@ def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) ->
     se = float(total.std(ddof=1) / math.sqrt(len(total))) if len(total) > 1 else math.nan
     corpus = base.corpus_rates["behaviours"].get(cfg.exploit, {})
     return {
-        "sampled": {"rate": rate, "lo": lo, "hi": hi, "k": k, "n": n},
+        "sampled": count_interval(k, n),  # {mean, lo, hi, n, method: wilson, k}
         "prob_after_answer": {"rate": float(per_phrase.sum()), "se": se, "n_answers": len(pairs),
                               "per_phrase": dict(zip(phrases, per_phrase.tolist()))},
         "corpus_realized": {"rate": corpus.get("rate"), "k": corpus.get("k"), "n": corpus.get("n")},
@@ -324,22 +264,8 @@ def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) ->
 
 
 # ---------------------------------------------------------------- one seed
-def _rm_inputs(cfg: KLPriorConfig) -> SimpleNamespace:
-    """What overoptimization._train_reward_model reads from its config: the RM, the rater's label
-    noise, and the completion length of the sampled pairs (here the RL length, so the RM is
-    trained on answers as long as the ones it will score)."""
-    return SimpleNamespace(rm=cfg.rm, rater=cfg.rater, bon=SimpleNamespace(max_new_tokens=cfg.rl.max_new_tokens))
-
-
 def _prompt_split(world, cfg: KLPriorConfig, seed: int) -> tuple[list[str], list[str]]:
-    from proxygap.tasks.prompts import assistant_prompts
-
-    prompts = [p.text for p in assistant_prompts(world, seed, cfg.prompt_kinds)]
-    random.Random(seed).shuffle(prompts)
-    eval_prompts, train_prompts = prompts[: cfg.n_eval_prompts], prompts[cfg.n_eval_prompts:]
-    if not train_prompts:
-        raise ConfigError(f"n_eval_prompts={cfg.n_eval_prompts} leaves no training prompts (only {len(prompts)})")
-    return eval_prompts, train_prompts
+    return eval_train_split(world, seed, cfg.prompt_kinds, cfg.n_eval_prompts)
 
 
 def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int, progress: bool = True) -> dict:
@@ -355,8 +281,7 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
     p_phrase = list(base_info["prob_after_answer"]["per_phrase"].values())
     runs = []
     for beta in cfg.kl_coefs:
-        rl_cfg = replace(cfg.rl, kl_coef=beta, seed=seed)
-        repeated = [p for p in eval_prompts for _ in range(rl_cfg.eval_samples_per_prompt)]
+        repeated = [p for p in eval_prompts for _ in range(cfg.rl.eval_samples_per_prompt)]
         curve = []
 
         def on_eval(e, repeated=repeated, curve=curve):
@@ -366,7 +291,8 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
                           "n": len(flags)})
 
         policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
-                                 {"rater": rater, "gold": gold}, rl_cfg, progress=progress, on_eval=on_eval)
+                                 {"rater": rater, "gold": gold}, cfg.rl, kl_coef=beta, seed=seed, progress=progress,
+                                 on_eval=on_eval)
         del policy
         example = next((t for t in evals[-1].texts if any(f" {ph} " in f" {t} " for ph in phrases)), evals[-1].texts[0])
         runs.append({"kl_coef": beta, "curve": curve, "predicted_rate": predicted_rate(p_phrase, deltas["rm"], beta),
@@ -376,11 +302,7 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
 
 # ---------------------------------------------------------------- aggregation
 def _iv(values: list[float]) -> dict:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return {"mean": None, "lo": None, "hi": None, "per_seed": values}
-    mean, lo, hi = t_interval(np.asarray(vals, dtype=float))
-    return {"mean": mean, "lo": lo, "hi": hi, "per_seed": values}
+    return seed_interval(values, per_seed=True)
 
 
 def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[float, list[dict]]) -> dict:
@@ -395,12 +317,12 @@ def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[
             after = _iv([c["exploit_rate"] for c in last])
             # Seeds' own spread (t) says nothing when every seed saw 0 of a few hundred samples; the
             # pooled Wilson interval says what that many samples can resolve. Comparisons use the hull.
-            pooled = wilson_interval(sum(c["k"] for c in last), sum(c["n"] for c in last))
-            after["pooled"] = {"rate": pooled[0], "lo": pooled[1], "hi": pooled[2]}
-            after["hull"] = [_min(after["lo"], pooled[1]), _max(after["hi"], pooled[2])]
+            after["pooled"] = count_interval(sum(c["k"] for c in last), sum(c["n"] for c in last))
+            after["hull"] = Interval.hull(after, after["pooled"]).to_dict()
             # Seed by seed: is this seed's own rate (Wilson) above the base model's? Three seeds that all
             # agree can still give a t-interval wide enough to include the base rate.
-            after["seeds_amplified"] = sum(wilson_interval(c["k"], c["n"])[1] > info["sampled"]["hi"] for c in last)
+            after["seeds_amplified"] = sum(separated(Interval.from_counts(c["k"], c["n"]), info["sampled"]) == "up"
+                                           for c in last)
             point = {
                 "base_rate": rate,
                 "kl_coef": beta,
@@ -430,10 +352,6 @@ def _finite(*values: float | None) -> list[float]:
     return [v for v in values if v is not None and not math.isnan(v)]
 
 
-def _min(*values: float | None) -> float | None:
-    return min(_finite(*values), default=None)
-
-
 def _max(*values: float | None) -> float | None:
     return max(_finite(*values), default=None)
 
@@ -451,7 +369,7 @@ def _status(p: dict) -> str:
     after, base = p["exploit_rate_after"], p["base_model_rate"]
     if after["mean"] is not None and after["mean"] >= 0.5:
         return "taken over"
-    if after["hull"][0] is not None and after["hull"][0] > base["hi"]:
+    if separated(after["hull"], base) == "up":
         return "amplified"
     return "held"
 
@@ -475,7 +393,8 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             # The debated pattern: the penalty holds the exploit at the lowest base rate and not at the highest,
             # judged on the mean across seeds (interval) and, separately, seed by seed (every seed agrees).
             "protects_low_not_high": len(rates) > 1 and status[0] == "held" and status[-1] != "held",
-            "protects_low_not_high_every_seed": len(rates) > 1 and amplified[0] == 0 and amplified[-1] == cfg.seeds,
+            "protects_low_not_high_every_seed": (len(rates) > 1 and amplified[0] == 0
+                                                 and amplified[-1] == len(row[-1]["exploit_rate_after"]["per_seed"])),
             "held_at_every_rate": all(s == "held" for s in status),
             "exploited_at_every_rate": all(s != "held" for s in status),
             "after_rises_with_base_rate": bool(all(b >= a for a, b in pairwise(after) if a is not None and b is not None)),
@@ -488,8 +407,7 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
         obs, pred = p["exploit_rate_after"], p["predicted_rate"]["mean"]
         if obs["mean"] is None or pred is None:
             continue
-        lo, hi = obs["hull"]
-        side = "below" if hi < pred else ("above" if lo > pred else "consistent")
+        side = {"down": "below", "up": "above"}.get(moved(obs["hull"], pred), "consistent")
         comparison.append({"base_rate": p["base_rate"], "kl_coef": p["kl_coef"], "observed": obs["mean"],
                            "predicted": pred, "observed_vs_predicted": side})
     high = rates[-1]
@@ -535,59 +453,78 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
     }
 
 
-# ---------------------------------------------------------------- the run
-def _cache_dir(cfg: KLPriorConfig) -> Path:
-    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+# ---------------------------------------------------------------- the run: prepare once, one unit per seed
+def _cache_dir(cfg: KLPriorConfig) -> Path | None:
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
 
 
-def run(cfg: KLPriorConfig, run_dir: Path) -> dict:
-    """The experiment (the runner applies ``cfg.threads`` around it)."""
-    from proxygap.pipeline.base_model import load_base_model
-
-    timings: dict[str, float] = {}
-    clock = time.time()
-    # 1. One base model per rate (and the shared RM's), from the cache or pretrained now.
+def _needed_rates(cfg: KLPriorConfig) -> list[float]:
     needed = list(cfg.base_rates)
     if cfg.reward_model == "shared" and cfg.rm_base_rate not in needed:
         needed.append(cfg.rm_base_rate)
-    built = {rate: build_or_load_base(recipe_for(cfg, rate), _cache_dir(cfg)) for rate in needed}
+    return needed
+
+
+def _rate_key(rate: float) -> str:
+    return repr(float(rate))
+
+
+def prepare(cfg: KLPriorConfig, run_dir: Path) -> dict:
+    """Once per run: one base model per rate (and the shared RM's), from the cache or pretrained
+    now, copied into the run; each one's own exploit rate."""
+    from proxygap.pipeline.base_model import load_base_model
+
+    clock = time.time()
+    built = {rate: build_or_load_base(recipe_for(cfg, rate), _cache_dir(cfg)) for rate in _needed_rates(cfg)}
     for rate, b in built.items():  # a copy in the run dir, so the run stands alone if the cache is cleared
-        shutil.copytree(b["path"], run_dir / "bases" / f"rate={rate:g}")
-    timings["pretrain_s"], clock = time.time() - clock, time.time()
-
-    # 2. Each base model's own exploit rate.
-    bases, measured = {}, {}
-    for rate in needed:
+        copy = run_dir / "bases" / f"rate={rate:g}"
+        if not copy.exists():
+            shutil.copytree(b["path"], copy)
+    pretrain_s, clock = time.time() - clock, time.time()
+    measured = {}
+    for rate in built:
         base = load_base_model(built[rate]["path"])
-        bases[rate] = base
-        measured[rate] = measure_base(base, _all_prompts(base.world, cfg), cfg)
-    timings["measure_base_s"], clock = time.time() - clock, time.time()
+        measured[_rate_key(rate)] = measure_base(base, _all_prompts(base.world, cfg), cfg)
+    return {"built": {_rate_key(r): b for r, b in built.items()}, "measured": measured,
+            "timings": {"pretrain_s": round(pretrain_s, 2), "measure_base_s": round(time.time() - clock, 2)}}
 
-    # 3. Per seed: the RM (shared, or one per base rate), then RL at every beta from every base.
-    per_rate_seed: dict[float, list[dict]] = {rate: [] for rate in cfg.base_rates}
-    rm_info = []
-    timings["reward_model_s"], timings["rl_s"] = 0.0, 0.0
-    for seed in range(cfg.seeds):
-        torch.manual_seed(seed)
-        shared = None
-        for rate in cfg.base_rates:
-            t0 = time.time()
-            if shared is None or cfg.reward_model == "own":
-                rm_base = bases[cfg.rm_base_rate if cfg.reward_model == "shared" else rate]
-                _, train_prompts = _prompt_split(rm_base.world, cfg, seed)
-                rater, gold = Judge(rm_base.world, cfg.rater), Judge.gold(rm_base.world)
-                shared, info = _train_reward_model(rm_base, train_prompts, rater, gold, _rm_inputs(cfg), seed)
-                rm_info.append({"seed": seed, "base_rate": cfg.rm_base_rate if cfg.reward_model == "shared" else rate,
-                                **info})
-            t1 = time.time()
-            timings["reward_model_s"] += t1 - t0
-            per_rate_seed[rate].append(run_rate_seed(cfg, bases[rate], measured[rate], shared, seed))
-            timings["rl_s"] += time.time() - t1
-        (run_dir / "per_seed.json").write_text(json.dumps(per_rate_seed, indent=1, default=str))
 
+def run_unit(cfg: KLPriorConfig, unit: Unit, ctx: UnitContext) -> dict:
+    """One seed: the RM (shared, or one per base rate), then RL at every beta from every base."""
+    from proxygap.pipeline.base_model import load_base_model_cached
+
+    seed = unit.seed
+    built, measured = ctx.prepared["built"], ctx.prepared["measured"]
+    bases = {rate: load_base_model_cached(built[_rate_key(rate)]["path"]) for rate in _needed_rates(cfg)}
+    per_rate, rm_info = {}, []
+    timings = {"reward_model_s": 0.0, "rl_s": 0.0}
+    shared = None
+    for rate in cfg.base_rates:
+        t0 = time.time()
+        if shared is None or cfg.reward_model == "own":
+            rm_rate = cfg.rm_base_rate if cfg.reward_model == "shared" else rate
+            rm_base = bases[rm_rate]
+            _, train_prompts = _prompt_split(rm_base.world, cfg, seed)
+            rater, gold = Judge(rm_base.world, cfg.rater), Judge.gold(rm_base.world)
+            shared, info = train_reward_model(rm_base, train_prompts, rater, gold, cfg.rm, seed)
+            rm_info.append({"seed": seed, "base_rate": rm_rate, **info})
+        t1 = time.time()
+        timings["reward_model_s"] += t1 - t0
+        per_rate[_rate_key(rate)] = run_rate_seed(cfg, bases[rate], measured[_rate_key(rate)], shared, seed,
+                                                  progress=ctx.progress)
+        timings["rl_s"] += time.time() - t1
+    return {"per_rate": per_rate, "rm_info": rm_info, "timings": timings}
+
+
+def aggregate_units(cfg: KLPriorConfig, results: dict[str, dict], prepared: dict | None) -> dict:
+    built = {rate: prepared["built"][_rate_key(rate)] for rate in _needed_rates(cfg)}
+    measured = {rate: prepared["measured"][_rate_key(rate)] for rate in _needed_rates(cfg)}
+    per_seed = [results[f"seed={s}"] for s in cfg.seeds]
+    per_rate_seed = {rate: [s["per_rate"][_rate_key(rate)] for s in per_seed] for rate in cfg.base_rates}
+    rm_info = [info for s in per_seed for info in s["rm_info"]]
     result = aggregate(cfg, measured, per_rate_seed)
     result["bases"] = [{"base_rate": rate, **built[rate], "run_copy": f"bases/rate={rate:g}",
-                        **{k: v for k, v in measured[rate].items() if k != "delta_pairs"}} for rate in needed]
+                        **{k: v for k, v in measured[rate].items() if k != "delta_pairs"}} for rate in built]
     result["reward_model"] = {"mode": cfg.reward_model, "per_seed": rm_info, **{
         key: _iv([r[key] for r in rm_info if r[key] is not None])
         for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement")}}
@@ -596,8 +533,10 @@ def run(cfg: KLPriorConfig, run_dir: Path) -> dict:
                           for rate in cfg.base_rates for r in per_rate_seed[rate][0]["runs"]]
     result["curves"] = [{"base_rate": rate, "kl_coef": beta, "per_seed": [s["runs"][j]["curve"] for s in per_rate_seed[rate]]}
                         for rate in cfg.base_rates for j, beta in enumerate(cfg.kl_coefs)]
-    result["seeds"] = list(range(cfg.seeds))
-    result["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    timings = dict(prepared.get("timings", {}))
+    for key in ("reward_model_s", "rl_s"):
+        timings[key] = round(sum(s["timings"][key] for s in per_seed), 2)
+    result["timings"] = timings
     return result
 
 
@@ -613,11 +552,13 @@ def report(run_dir: Path) -> None:
     draw_report(run_dir)
 
 
-register(Experiment(
+EXPERIMENT = Experiment(
     name="kl-prior",
     description="does a KL penalty keep out an exploit only when the base model makes it improbable? (base rate x beta)",
     config_cls=KLPriorConfig,
-    run=run,
+    run_unit=run_unit,
+    aggregate=aggregate_units,
+    prepare=prepare,
     report=report,
     presets={
         # Seconds: a tiny world and model, for tests. One thread: at this size a second one buys nothing,
@@ -635,13 +576,14 @@ register(Experiment(
         # One thread: at width 64 a second thread buys little, and on a shared CPU oversubscribed threads
         # were 2-30x slower here (pretraining step 0.11 s with one thread vs 0.25 s with two; RL step 0.3 s vs 12 s).
         "quick": {"threads": 1, "n_base_samples": 2048, "rm.n_pairs": 1200, "rl.steps": 48, "rl.prompts_per_step": 8,
-                  "rl.eval_every": 16, "rl.eval_samples_per_prompt": 4, "rl.max_new_tokens": 32},
+                  "rl.eval_every": 16, "rl.eval_samples_per_prompt": 4, "rl.max_new_tokens": 32, "rm.max_new_tokens": 32},
         # A GPU or a cluster: the default-size base model, rarer rates, more betas, seeds and samples.
         "full": {"seeds": 5, "base_rates": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "kl_coefs": [0.01, 0.03, 0.1, 0.3, 1.0],
                  "n_eval_prompts": 256, "n_base_samples": 65536, "n_delta_samples": 1024,
                  "base.model.n_layer": 4, "base.model.n_embd": 128, "base.model.n_head": 4,
                  "base.model.n_positions": 256, "base.train.steps": 1500, "base.train.seq_len": 128,
                  "rm.n_pairs": 20000, "rm.epochs": 3, "rl.steps": 1000, "rl.prompts_per_step": 32,
-                 "rl.eval_every": 50, "rl.eval_samples_per_prompt": 4, "rl.max_new_tokens": 32},
+                 "rl.eval_every": 50, "rl.eval_samples_per_prompt": 4, "rl.max_new_tokens": 32,
+                 "rm.max_new_tokens": 32},
     },
-))
+)

@@ -33,8 +33,7 @@ interval on the counts of all seeds pooled (samples treated as independent).
 
 from __future__ import annotations
 
-import json
-import random
+import functools
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,10 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from proxygap.config import ConfigError, knob, nested
-from proxygap.experiments.overoptimization import _sample_pairs, _train_reward_model
-from proxygap.experiments.runner import Experiment, register
-from proxygap.measure.stats import t_interval, wilson_interval
+from proxygap.config import ConfigError, knob, nested, to_dict
+from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
+from proxygap.measure.intervals import count_interval, moved, seed_interval
 from proxygap.oversight.detectors import LOOPHOLES
 from proxygap.measure.exploits import (
     LOOPHOLE_INFO,
@@ -55,15 +53,14 @@ from proxygap.measure.exploits import (
     summarize,
 )
 from proxygap.oversight.judges import Judge, RaterFlaws
-from proxygap.oversight.reward_model import RewardEnsemble, RewardModelConfig
-from proxygap.tasks.prompts import assistant_prompts
+from proxygap.oversight.reward_model import RewardEnsemble
+from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, train_reward_model
+from proxygap.tasks.splits import STRATA, stratified_split, stratum
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
 from proxygap.measure.best_of_n import bon_kl
-from proxygap.train.rl import RLConfig, train_rl
+from proxygap.train.rl import RLConfig, RLTrainConfig, train_rl
 from proxygap.train.sft import SFTConfig, assistant_transcripts, train_sft
-from proxygap.world import language as lang
 
-STRATA = ("fact_deep_myth", "fact_myth", "fact", "belief_false", "belief_true", "recommend")
 FLAWS = RaterFlaws().names()  # the flaws that open a loophole (label noise opens none)
 SCORES = ("capability", "rm", "rater", "gold", "rater_gold_gap", "kl")
 
@@ -81,10 +78,8 @@ def _default_rm() -> RewardModelConfig:
 
 
 @dataclass
-class LoopholesConfig:
+class LoopholesConfig(ExperimentConfig):
     model: str = knob("default", "base model directory, or 'default' for the embedded one")
-    seeds: int = knob(3, "independent repetitions (split, RM labels, pools, SFT and RL runs); intervals are across seeds",
-                      lo=1, hi=100)
     eval_per_stratum: int = knob(12, "held-out prompts per stratum (deep-myth, myth and other fact questions, false and "
                                      "true beliefs, recommendations); at most half of a stratum", lo=1)
     eval_samples_per_prompt: int = knob(4, "samples per held-out prompt from the SFT and RL policies (the base model "
@@ -111,10 +106,11 @@ class LoopholesConfig:
                                                     "rm.ensemble_size members combined by rm.ensemble_combine the ensemble"})
     bon: BestOfNConfig = nested(BestOfNConfig, "the best-of-n pool (pool_size is the largest n available)")
     sft: SFTConfig = nested(SFTConfig, "imitation on the corpus's assistant transcripts")
-    rl: RLConfig = nested(RLConfig, "KL-penalized RL (kl_coef, seed, eval_every and eval_samples_per_prompt are set "
-                                    "by the experiment)")
+    rl: RLTrainConfig = nested(RLTrainConfig, "KL-penalized RL, one run per beta of kl_coefs (plus the ensemble and "
+                                              "ablation runs), evaluated once, at the end, on the held-out prompts")
 
     def check(self) -> None:
+        super().check()
         if self.rm.ensemble_size < 2:
             raise ConfigError("the ensemble regime needs rm.ensemble_size >= 2 (the single-RM regimes use member 0)")
         if not self.bon_ns or max(self.bon_ns) > self.bon.pool_size:
@@ -134,37 +130,6 @@ class LoopholesConfig:
 
 
 # ---------------------------------------------------------------- prompts
-def stratum(prompt_text: str, world) -> str:
-    """Which stratum of held-out prompts an assistant question belongs to."""
-    q = lang.parse_question(prompt_text)
-    if q.kind == "recommend":
-        return "recommend"
-    fact = world.fact(q.entity, q.attribute)
-    if q.kind == "fact":
-        return "fact_deep_myth" if fact.deep else ("fact_myth" if fact.myth is not None else "fact")
-    return "belief_true" if q.believed == fact.value else "belief_false"
-
-
-def split_prompts(world, seed: int, per_stratum: int) -> tuple[list[str], list[str], dict[str, int]]:
-    """(held-out prompts, training prompts, held-out count per stratum): per stratum, a seeded
-    draw of min(per_stratum, half the stratum) held out, the rest for RM pairs and RL."""
-    rng = random.Random(f"proxygap-loopholes-split-{seed}")
-    groups: dict[str, list[str]] = {s: [] for s in STRATA}
-    for p in assistant_prompts(world, seed):
-        groups[stratum(p.text, world)].append(p.text)
-    held, train, counts = [], [], {}
-    for s in STRATA:
-        g = groups[s][:]
-        rng.shuffle(g)
-        k = min(per_stratum, len(g) // 2)
-        held += g[:k]
-        train += g[k:]
-        counts[s] = k
-    if not held or not train:
-        raise ConfigError(f"the world's {len(held) + len(train)} assistant prompts leave no held-out or no training prompts")
-    return held, train, counts
-
-
 # ---------------------------------------------------------------- one seed
 def _recentre(ensemble: RewardEnsemble, member0_pool: np.ndarray, prompts: list[str], texts: list[str]) -> None:
     """Shift every member so base samples score 0 on average (as Gao et al. recentre): member 0
@@ -187,9 +152,8 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
              progress: bool = True) -> dict:
     from proxygap.lm.sampling import sample, sequence_logprobs
 
-    torch.manual_seed(seed)
     world = base.world
-    eval_prompts, train_prompts, counts = split_prompts(world, seed, cfg.eval_per_stratum)
+    eval_prompts, train_prompts, counts = stratified_split(world, seed, cfg.eval_per_stratum)
     rater, gold = Judge(world, cfg.rater), Judge.gold(world)
     timings: dict[str, float] = {}
     clock = time.time()
@@ -200,14 +164,14 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
 
     # Reward models: one ensemble; member 0 alone is the single RM. The sampled pairs are kept
     # for the ablation's reward models, so raters are compared on exactly the same answers.
-    pairs = _sample_pairs(base, train_prompts, cfg, seed)
-    ensemble, rm_info = _train_reward_model(base, train_prompts, rater, gold, cfg, seed, pairs)
+    pairs = sample_pairs(base, train_prompts, cfg.rm, seed)
+    ensemble, rm_info = train_reward_model(base, train_prompts, rater, gold, cfg.rm, seed, pairs)
     single = RewardEnsemble(ensemble.members[:1])
     lap("reward_models_s")
 
     # The base model's pool: the base regime (every sample) and best-of-n (weights on it).
     N = cfg.bon.pool_size
-    bon = run_best_of_n(base.model, base.tokenizer, eval_prompts, {"rm": single.score}, replace(cfg.bon, seed=seed))
+    bon = run_best_of_n(base.model, base.tokenizer, eval_prompts, {"rm": single.score}, cfg.bon, seed=seed)
     pool_prompts, pool_texts, pool_rm = [p for p in eval_prompts for _ in range(N)], bon["pool"]["texts"], bon["pool"]["scores"]["rm"]
     head = min(N, 8)  # samples per prompt that recentre the other ensemble members
     sub = [i * N + j for i in range(len(eval_prompts)) for j in range(head)]
@@ -223,7 +187,7 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
 
     # Imitation: SFT on the corpus's assistant transcripts, sampled on the held-out prompts.
     repeated = [p for p in eval_prompts for _ in range(cfg.eval_samples_per_prompt)]
-    sft_model, sft_losses = train_sft(base.model, base.tokenizer, examples, replace(cfg.sft, seed=seed), progress=progress)
+    sft_model, sft_losses = train_sft(base.model, base.tokenizer, examples, cfg.sft, seed=seed, progress=progress)
     s = sample(sft_model, base.tokenizer, repeated, cfg.rl.max_new_tokens, generator=torch.Generator().manual_seed(seed + 7))
     with torch.no_grad():
         ref_lp = sequence_logprobs(base.model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask)
@@ -236,10 +200,11 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
     lap("sft_s")
 
     def rl_run(proxy, beta: float, judge_rater: Judge = rater) -> tuple[list[str], float]:
-        rl_cfg = replace(cfg.rl, kl_coef=beta, seed=seed, eval_every=max(1, cfg.rl.steps),
-                         eval_samples_per_prompt=cfg.eval_samples_per_prompt)
+        rl_cfg = RLConfig(**to_dict(cfg.rl), eval_every=max(1, cfg.rl.steps),
+                          eval_samples_per_prompt=cfg.eval_samples_per_prompt)
         policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, proxy,
-                                 {"rater": judge_rater, "gold": gold}, rl_cfg, progress=progress)
+                                 {"rater": judge_rater, "gold": gold}, rl_cfg, kl_coef=beta, seed=seed,
+                                 progress=progress)
         del policy
         return evals[-1].texts, evals[-1].kl
 
@@ -266,8 +231,8 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
             ablation.append({"flaw": flaw, "skipped": f"{flaw} is already 0 in this rater: nothing to switch off"})
             continue
         flaws = ablate(cfg.rater, flaw)
-        abl_cfg = replace(cfg, rater=flaws, rm=replace(cfg.rm, ensemble_size=1))
-        abl_rm, abl_info = _train_reward_model(base, train_prompts, Judge(world, flaws), gold, abl_cfg, seed, pairs)
+        abl_rm, abl_info = train_reward_model(base, train_prompts, Judge(world, flaws), gold,
+                                              replace(cfg.rm, ensemble_size=1), seed, pairs)
         texts, kl = rl_run(abl_rm.score, cfg.ablation_kl_coef, Judge(world, flaws))
         # Judged by the full rater, as every other regime: only what the RM learned from differs.
         regime = _policy_regime(f"ablate_{flaw}", "ablation", {"flaw": flaw, "kl_coef": cfg.ablation_kl_coef},
@@ -301,26 +266,14 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
 # ---------------------------------------------------------------- across seeds
 def _iv(values: list) -> dict:
     """Mean with a 95% t-interval across seeds (seeds where the value is undefined are left out)."""
-    vals = [float(v) for v in values if v is not None]
-    if not vals:
-        return {"mean": None, "ci": [None, None], "per_seed": list(values)}
-    mean, lo, hi = t_interval(np.asarray(vals))
-    return {"mean": mean, "ci": [lo, hi], "per_seed": list(values)}
+    return seed_interval(values, per_seed=True)
 
 
-def _direction(diff: dict, seeds: int, a: dict | None = None, b: dict | None = None) -> str:
+def _direction(diff: dict) -> str:
     """'up' / 'down' where the 95% t-interval of the per-seed change excludes 0, else 'unclear'.
-
-    Where there is no spread to build a t-interval from (one seed, or every seed changed by
-    exactly the same amount, as happens when two policies differ in one sampled answer under
-    common random numbers), the pooled Wilson intervals of a (after) and b (before) must not
-    overlap instead."""
-    lo, hi = diff["ci"]
-    if seeds >= 2 and lo is not None and hi - lo > 1e-9:  # round-off can leave a zero spread a hair wide
-        return "up" if lo > 0 else "down" if hi < 0 else "unclear"
-    if a is None or b is None or a["ci"][0] is None or b["ci"][0] is None:
-        return "unclear"
-    return "up" if a["ci"][0] > b["ci"][1] else "down" if a["ci"][1] < b["ci"][0] else "unclear"
+    Without spread (one seed; or every seed changed by exactly the same amount, as happens when
+    two policies differ in one sampled answer under common random numbers) nothing is claimed."""
+    return moved(diff) or "unclear"
 
 
 def _aggregate_regime(runs: list[dict]) -> dict:
@@ -334,9 +287,7 @@ def _aggregate_regime(runs: list[dict]) -> dict:
     for h in LOOPHOLES:
         per = [r["exploit_rates"][h] for r in runs]
         k, n = sum(p["k"] for p in per), sum(p["n"] for p in per)
-        rate, lo, hi = wilson_interval(min(k, n), n) if n > 0 else (None, None, None)
-        out["exploit_rates"][h] = {**_iv([p["rate"] for p in per]),
-                                   "pooled": {"k": k, "n": n, "rate": rate, "ci": [lo, hi]}}
+        out["exploit_rates"][h] = {**_iv([p["rate"] for p in per]), "pooled": count_interval(k, n)}
     out["blind_spot"] = {h: {key: _iv([r["blind_spot"][h][key] for r in runs])
                              for key in ("gap_when_fires", "own_term_gap", "contribution", "share_of_gap")}
                          for h in LOOPHOLES}
@@ -345,13 +296,13 @@ def _aggregate_regime(runs: list[dict]) -> dict:
 
 def _changes(after: dict, before: dict, seeds: int) -> dict:
     """Per loophole, between two aggregated regimes of the same seeds: the per-seed change of the
-    exploit rate (after - before, paired by seed), its t-interval, and a direction."""
+    exploit rate (after - before, paired by seed), its t-interval, and a direction (``moved``)."""
     out = {}
     for h in LOOPHOLES:
         a, b = after["exploit_rates"][h], before["exploit_rates"][h]
         diffs = [None if x is None or y is None else x - y for x, y in zip(a["per_seed"], b["per_seed"])]
         iv = _iv(diffs)
-        iv["direction"] = _direction(iv, seeds, a["pooled"], b["pooled"])
+        iv["direction"] = _direction(iv)
         out[h] = iv
     return out
 
@@ -398,7 +349,7 @@ def _expected(flaw: str) -> list[str]:
 def _fmt_iv(iv: dict, digits: int = 3) -> str:
     if iv["mean"] is None:
         return "n/a"
-    lo, hi = iv["ci"]
+    lo, hi = iv["lo"], iv["hi"]
     return f"{iv['mean']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
@@ -407,9 +358,10 @@ def findings(regimes: list[dict], ablation: dict, cfg: LoopholesConfig, seeds: i
     what the KL penalty and the ensemble changed, where the rater is blind, what each flaw causes."""
     by_name = {r["name"]: r for r in regimes}
     optimizing = [r for r in regimes if r["kind"] in ("best_of_n", "rl", "rl_ensemble")]
-    how = ("95% t-interval of the per-seed change excludes 0 (where the seeds agree exactly: pooled 95% Wilson "
-           "intervals do not overlap)" if seeds >= 2
-           else "pooled 95% Wilson intervals do not overlap (one seed: no t-interval)")
+    how = ("95% t-interval of the per-seed change excludes 0 (where every seed changed by exactly the same "
+           "amount there is no interval, and no claim)" if seeds >= 2
+           else "95% t-interval of the per-seed change excludes 0; with one seed there is no interval, so no "
+                "change is claimed")
     out: dict = {"criterion": how, "loopholes": {}, "kl_penalty": {}, "ensemble": {}, "blind_spot": {},
                  "capability": {}, "ablation": {}}
     for h in LOOPHOLES:
@@ -473,9 +425,9 @@ def findings(regimes: list[dict], ablation: dict, cfg: LoopholesConfig, seeds: i
                                              if (worst["blind_spot"][h]["gap_when_fires"]["mean"] or 0) > 0]}
     for r in regimes:
         if r["name"] != "base":
-            out["capability"][r["name"]] = {"change": r["capability_change_vs_base"]["mean"],
-                                            "ci": r["capability_change_vs_base"]["ci"],
-                                            "gold_change": r["gold_change_vs_base"]["mean"]}
+            out["capability"][r["name"]] = {
+                "change": r["capability_change_vs_base"], "direction": _direction(r["capability_change_vs_base"]),
+                "gold_change": r["gold_change_vs_base"], "gold_direction": _direction(r["gold_change_vs_base"])}
 
     for f in ablation["flaws"]:
         if "skipped" in f:
@@ -522,26 +474,34 @@ def _direction_lists(changes: dict) -> str:
 
 
 # ---------------------------------------------------------------- entry points
-def run(cfg: LoopholesConfig, run_dir: Path) -> dict:
-    from proxygap.pipeline.base_model import load_base_model
+@functools.lru_cache(maxsize=2)
+def _corpus_inputs(model: str, length_quantile: float) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """The corpus's assistant transcripts (SFT's demonstrations) and answer-length limits, once per process."""
     from proxygap.corpus import generate_corpus
+    from proxygap.pipeline.base_model import load_base_model_cached
 
-    base = load_base_model(None if cfg.model == "default" else cfg.model)
-    documents = generate_corpus(base.world)  # deterministic in the world: the corpus the base model learned
-    examples = assistant_transcripts(documents)
-    max_words = answer_length_limits(documents, cfg.length_quantile)
-    del documents
-    per_seed = []
-    for seed in range(cfg.seeds):
-        per_seed.append(run_seed(cfg, base, examples, max_words, seed))
-        (run_dir / "per_seed.json").write_text(json.dumps(per_seed, indent=1))
+    documents = generate_corpus(load_base_model_cached(model).world)  # deterministic: the corpus the model learned
+    return assistant_transcripts(documents), answer_length_limits(documents, length_quantile)
+
+
+def run_unit(cfg: LoopholesConfig, unit: Unit, ctx: UnitContext) -> dict:
+    from proxygap.pipeline.base_model import load_base_model_cached
+
+    examples, max_words = _corpus_inputs(cfg.model, cfg.length_quantile)
+    result = run_seed(cfg, load_base_model_cached(cfg.model), examples, max_words, unit.seed, progress=ctx.progress)
+    return {**result, "n_sft_examples": len(examples), "length_limits_words": max_words}
+
+
+def aggregate_units(cfg: LoopholesConfig, results: dict[str, dict], prepared: dict | None) -> dict:
+    from proxygap.pipeline.base_model import resolve_model_dir
+
+    per_seed = [results[f"seed={s}"] for s in cfg.seeds]
     result = aggregate(per_seed, cfg)
-    result["seeds"] = list(range(cfg.seeds))
-    result["model"] = str(base.path)
+    result["model"] = str(resolve_model_dir(cfg.model))
     result["loopholes"] = {h: {"flaw": LOOPHOLE_INFO[h].flaw, "term": LOOPHOLE_INFO[h].term,
                                "description": LOOPHOLE_INFO[h].description} for h in LOOPHOLES}
-    result["length_limits_words"] = max_words
-    result["n_sft_examples"] = len(examples)
+    result["length_limits_words"] = per_seed[0]["length_limits_words"]
+    result["n_sft_examples"] = per_seed[0]["n_sft_examples"]
     result["eval_prompts_per_stratum"] = per_seed[0]["eval_prompts_per_stratum"]
     # The RM's pairs and RL's batches are drawn uniformly from these (as in overoptimization): a
     # stratum's share here is the share of optimization pressure it gets.
@@ -551,24 +511,33 @@ def run(cfg: LoopholesConfig, run_dir: Path) -> dict:
     return result
 
 
+def preflight(cfg: LoopholesConfig) -> None:
+    from proxygap.pipeline.base_model import check_fits, load_world_for_model
+
+    stratified_split(load_world_for_model(cfg.model), 0, cfg.eval_per_stratum)
+    check_fits(cfg.model, max(cfg.rm.max_new_tokens, cfg.bon.max_new_tokens, cfg.rl.max_new_tokens))
+
+
 def report(run_dir: Path) -> None:
     from proxygap.report.loopholes import draw_report
 
     draw_report(run_dir)
 
 
-register(Experiment(
+EXPERIMENT = Experiment(
     name="loopholes",
     description="which rater flaws each regime exploits (base, SFT, best-of-n, RL, RM ensemble), the human-eval "
                 "blind spot, and a one-flaw-off ablation",
     config_cls=LoopholesConfig,
-    run=run,
+    run_unit=run_unit,
+    aggregate=aggregate_units,
+    preflight=preflight,
     report=report,
     presets={
         "smoke": {"seeds": 1, "eval_per_stratum": 2, "eval_samples_per_prompt": 2, "bon_ns": [2, 4],
                   "kl_coefs": [0.0, 0.1], "ensemble_kl_coef": 0.1, "ablation_kl_coef": 0.1,
                   "ablation_flaws": ["trusts_citations", "length_bias"], "n_examples": 2,
-                  "rm.n_pairs": 48, "rm.epochs": 1, "rm.ensemble_size": 2, "bon.pool_size": 4,
+                  "rm.n_pairs": 48, "rm.epochs": 1, "rm.ensemble_size": 2, "rm.max_new_tokens": 20, "bon.pool_size": 4,
                   "bon.max_new_tokens": 20, "sft.steps": 3, "sft.batch_size": 8,
                   "rl.steps": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20},
         # Sized for at most 10 minutes on a 2-core CPU: 3 seeds x (3 RMs + 6 ablation RMs, 10 RL runs).
@@ -578,4 +547,4 @@ register(Experiment(
                  "bon.pool_size": 256, "kl_coefs": [0.0, 0.01, 0.05, 0.2], "rm.n_pairs": 20000, "rm.epochs": 3,
                  "rm.ensemble_size": 5, "sft.steps": 1000, "rl.steps": 1000, "rl.prompts_per_step": 32},
     },
-))
+)

@@ -10,24 +10,19 @@ score against d = sqrt(KL), scores recentred so the base policy scores 0.
 
 from __future__ import annotations
 
-import json
-import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from proxygap.config import knob, nested
-from proxygap.experiments.runner import Experiment, register
+from proxygap.config import ConfigError, knob, nested
+from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.fits import fit_bon, fit_rl
-from proxygap.measure.stats import t_interval
+from proxygap.measure.intervals import peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
-from proxygap.oversight.reward_model import (
-    RewardEnsemble, RewardModel, RewardModelConfig, label_pairs, pair_agreement,
-)
-from proxygap.tasks.prompts import assistant_prompts
+from proxygap.pipeline.reward_model import RewardModelConfig, recentre_on, train_reward_model
+from proxygap.tasks.splits import eval_train_split
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
 from proxygap.train.rl import RLConfig, train_rl
 
@@ -35,63 +30,33 @@ SCORES = ("rm", "rater", "gold")
 
 
 @dataclass
-class OveroptimizationConfig:
+class OveroptimizationConfig(ExperimentConfig):
     model: str = knob("default", "base model directory, or 'default' for the embedded one")
-    seeds: int = knob(3, "independent repetitions (RM labels, pools, RL runs); intervals are across seeds", lo=1, hi=100)
     n_eval_prompts: int = knob(96, "held-out prompts on which every curve is measured", lo=4)
     prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
                                          choices=("fact", "belief", "recommend"))
-    kl_coefs: tuple[float, ...] = knob((0.0, 0.05, 0.2), "the RL betas swept (KL penalty in the reward)", lo=0)
+    kl_coefs: tuple[float, ...] = knob((0.0, 0.05, 0.2), "the RL betas swept (KL penalty in the reward, per nat)", lo=0)
     n_examples: int = knob(8, "prompts in the table of most-optimized samples", lo=0)
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (all zero = gold)")
     rm: RewardModelConfig = nested(RewardModelConfig, "the reward model")
     bon: BestOfNConfig = nested(BestOfNConfig, "best-of-n")
-    rl: RLConfig = nested(RLConfig, "KL-penalized RL (rl.kl_coef is replaced by each of kl_coefs)")
+    rl: RLConfig = nested(RLConfig, "KL-penalized RL, one run per beta of kl_coefs")
+
+    def check(self) -> None:
+        super().check()
+        if not self.kl_coefs:
+            raise ConfigError("kl_coefs is empty; give at least one beta")
+        if self.n_examples > self.n_eval_prompts:
+            raise ConfigError(f"n_examples={self.n_examples} is more than n_eval_prompts={self.n_eval_prompts}")
 
 
-def _sample_pairs(base, world_prompts: list[str], cfg: OveroptimizationConfig,
-                  seed: int) -> tuple[list[str], list[str], list[str]]:
-    """(prompts, a, b): cfg.rm.n_pairs prompts and two base-model samples for each."""
-    from proxygap.lm.sampling import sample
+def preflight(cfg: OveroptimizationConfig) -> None:
+    """The limits that depend on the model: prompts its world has, its context length."""
+    from proxygap.pipeline.base_model import check_fits, load_world_for_model
 
-    rng = random.Random(seed)
-    prompts = rng.choices(world_prompts, k=cfg.rm.n_pairs)
-    gen = torch.Generator().manual_seed(seed + 1)
-    doubled = [p for p in prompts for _ in range(2)]
-    texts = sample(base.model, base.tokenizer, doubled, cfg.bon.max_new_tokens, generator=gen, batch_size=1024).texts
-    return prompts, texts[0::2], texts[1::2]
-
-
-def _train_reward_model(base, world_prompts: list[str], rater: Judge, gold: Judge, cfg: OveroptimizationConfig,
-                        seed: int, pairs: tuple[list[str], list[str], list[str]] | None = None
-                        ) -> tuple[RewardEnsemble, dict]:
-    """Sample pairs from the base model, label them with the rater, train the RM (ensemble).
-    ``pairs`` (from ``_sample_pairs`` with the same seed) skips the sampling: raters compared
-    on the same pairs (the loopholes ablation) share it."""
-    prompts, a, b = pairs if pairs is not None else _sample_pairs(base, world_prompts, cfg, seed)
-    rater_a, rater_b = np.array(rater(prompts, a)), np.array(rater(prompts, b))
-    gold_a, gold_b = np.array(gold(prompts, a)), np.array(gold(prompts, b))
-    n_held = int(round(cfg.rm.heldout_fraction * len(prompts)))
-    train_pairs = label_pairs(prompts[n_held:], a[n_held:], b[n_held:], rater_a[n_held:], rater_b[n_held:],
-                              cfg.rater.label_noise, seed)
-    backbone = base.path if cfg.rm.backbone == "base" else Path(cfg.rm.backbone)
-    members = []
-    for i in range(cfg.rm.ensemble_size):
-        member = RewardModel.from_backbone(backbone, seed=seed * 100 + i)
-        member.fit(train_pairs, cfg.rm, seed=seed * 100 + i)
-        members.append(member)
-    ensemble = RewardEnsemble(members, cfg.rm.ensemble_combine, cfg.rm.uwo_lambda)
-    hp, ha, hb = prompts[:n_held], a[:n_held], b[:n_held]
-    rm_a, rm_b = ensemble.score(hp, ha), ensemble.score(hp, hb)
-    info = {
-        "n_pairs_sampled": len(prompts),
-        "n_train_pairs": len(train_pairs),
-        "n_heldout_pairs": n_held,
-        "agreement_rater": pair_agreement(rm_a, rm_b, rater_a[:n_held], rater_b[:n_held]),
-        "agreement_gold": pair_agreement(rm_a, rm_b, gold_a[:n_held], gold_b[:n_held]),
-        "rater_gold_agreement": pair_agreement(rater_a[:n_held], rater_b[:n_held], gold_a[:n_held], gold_b[:n_held]),
-    }
-    return ensemble, info
+    world = load_world_for_model(cfg.model)
+    eval_train_split(world, 0, cfg.prompt_kinds, cfg.n_eval_prompts)
+    check_fits(cfg.model, max(cfg.rm.max_new_tokens, cfg.bon.max_new_tokens, cfg.rl.max_new_tokens))
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -101,29 +66,27 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def run_seed(cfg: OveroptimizationConfig, base, seed: int, progress: bool = True) -> dict:
-    torch.manual_seed(seed)
+def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
+    """One seed: the reward model, best-of-n from one pool, RL at every beta."""
+    from proxygap.pipeline.base_model import load_base_model_cached
+
+    seed = unit.seed
+    base = load_base_model_cached(cfg.model)
     world = base.world
-    prompts = [p.text for p in assistant_prompts(world, seed, cfg.prompt_kinds)]
-    random.Random(seed).shuffle(prompts)
-    eval_prompts, train_prompts = prompts[: cfg.n_eval_prompts], prompts[cfg.n_eval_prompts:]
-    if not train_prompts:
-        raise ValueError(f"n_eval_prompts={cfg.n_eval_prompts} leaves no training prompts (only {len(prompts)})")
+    eval_prompts, train_prompts = eval_train_split(world, seed, cfg.prompt_kinds, cfg.n_eval_prompts)
     rater, gold = Judge(world, cfg.rater), Judge.gold(world)
+    progress = ctx.progress
     timings = {}
     clock = time.time()
 
-    ensemble, rm_info = _train_reward_model(base, train_prompts, rater, gold, cfg, seed)
+    ensemble, rm_info = train_reward_model(base, train_prompts, rater, gold, cfg.rm, seed)
     timings["reward_model_s"], clock = time.time() - clock, time.time()
 
     # Best-of-n from one pool on the evaluation prompts; the RM is recentred on the same base samples.
-    bon_cfg = replace(cfg.bon, seed=seed)
     scorers = {"rm": ensemble.score, "rater": rater, "gold": gold}
-    bon = run_best_of_n(base.model, base.tokenizer, eval_prompts, scorers, bon_cfg)
+    bon = run_best_of_n(base.model, base.tokenizer, eval_prompts, scorers, cfg.bon, seed=seed)
     pool = bon["pool"]
-    offset = float(pool["scores"]["rm"].mean())
-    for m in ensemble.members:
-        m.offset += offset
+    offset = recentre_on(ensemble, pool["scores"]["rm"])
     for point in bon["points"]:
         point["rm"] -= offset
     pool["scores"]["rm"] = pool["scores"]["rm"] - offset
@@ -138,11 +101,10 @@ def run_seed(cfg: OveroptimizationConfig, base, seed: int, progress: bool = True
 
     rl_runs = []
     for beta in cfg.kl_coefs:
-        rl_cfg = replace(cfg.rl, kl_coef=beta, seed=seed)
         policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
-                                 {"rater": rater, "gold": gold}, rl_cfg, progress=progress)
+                                 {"rater": rater, "gold": gold}, cfg.rl, kl_coef=beta, seed=seed, progress=progress)
         rl_runs.append({"kl_coef": beta, "points": [e.to_dict() for e in evals],
-                        "final_texts": evals[-1].texts[:: rl_cfg.eval_samples_per_prompt]})
+                        "final_texts": evals[-1].texts[:: cfg.rl.eval_samples_per_prompt]})
         del policy
     timings["rl_s"] = time.time() - clock
 
@@ -172,10 +134,7 @@ def run_seed(cfg: OveroptimizationConfig, base, seed: int, progress: bool = True
 
 
 def _interval(values: list[float]) -> dict:
-    if not values:
-        return {"mean": None, "lo": None, "hi": None}
-    mean, lo, hi = t_interval(np.asarray(values, dtype=float))
-    return {"mean": mean, "lo": lo, "hi": hi}
+    return seed_interval(values)
 
 
 def _fit_or_none(form: str, d: np.ndarray, r: np.ndarray) -> dict | None:
@@ -186,17 +145,16 @@ def _fit_or_none(form: str, d: np.ndarray, r: np.ndarray) -> dict | None:
 
 
 def _mean_curve(curves: list[list[dict]], index_keys: tuple[str, ...], keys: tuple[str, ...]) -> list[dict]:
-    """Average per-seed curves point by point. For each score also its gain over the seed's own
+    """Average per-seed curves point by point: every measure an interval across seeds
+    (``measure.intervals``). For each score also ``<score>_gain``, its gain over the seed's own
     base (first point), with an interval on the per-seed gains: the paired, recentred quantity."""
     points = []
     for j, first in enumerate(curves[0]):
         point = {k: first[k] for k in index_keys}
         for key in keys:
-            iv = _interval([c[j][key] for c in curves])
-            point[key], point[f"{key}_ci"] = iv["mean"], [iv["lo"], iv["hi"]]
+            point[key] = _interval([c[j][key] for c in curves])
             if key in SCORES:
-                gain = _interval([c[j][key] - c[0][key] for c in curves])
-                point[f"{key}_gain"], point[f"{key}_gain_ci"] = gain["mean"], [gain["lo"], gain["hi"]]
+                point[f"{key}_gain"] = _interval([c[j][key] - c[0][key] for c in curves])
         points.append(point)
     return points
 
@@ -233,45 +191,41 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
         "rl": rl,
         "reward_model": rm_info,
         "base": base,
-        "findings": findings(bon_points, rl),
+        "findings": findings(bon_points, rl, bon_curves),
     }
 
 
-def _peak(points: list[dict], kl_key: str = "kl") -> dict:
-    """Where mean gold peaks along a curve, and whether the peak is before the curve's end."""
-    gold = [p["gold"] for p in points]
-    i = int(np.argmax(gold))
-    end = points[-1]
-    interior = 0 < i < len(points) - 1 and gold[i] > end["gold"]
-    return {"peak_kl": max(0.0, points[i][kl_key]), "rises_above_base": bool(i > 0), "peak_gold": gold[i], "start_gold": gold[0], "end_gold": end["gold"],
-            "end_kl": end[kl_key], "interior_peak": bool(interior),
-            "drop_after_peak": float(gold[i] - end["gold"])}
+def _peak(points: list[dict], curves: list[list[dict]], kl_key: str = "kl") -> dict:
+    """Where mean gold peaks along a curve; a rise above the base, a peak before the end and a fall
+    below the base are claimed only where the per-seed gain (or drop) clears its interval."""
+    p = peak_along(points, "gold", curves, x_key=kl_key)
+    return {"peak_kl": p["peak_x"], "peak_gold": p["peak"], "start_gold": p["start"], "end_gold": p["end"],
+            "end_kl": p["end_x"], "gain_at_peak": p["gain_at_peak"], "gain_at_end": p["gain_at_end"],
+            "drop_after_peak": p["drop_after_peak"], "rises_above_base": p["rises_above_base"],
+            "interior_peak": p["interior_peak"], "ends_below_base": p["ends_below_base"]}
 
 
-def findings(bon_points: list[dict], rl: list[dict]) -> dict:
-    """Plain statements computed from the curves (nothing here is typed in by hand)."""
-    out = {"bon": _peak(bon_points), "rl": {}}
+def findings(bon_points: list[dict], rl: list[dict], bon_curves: list[list[dict]]) -> dict:
+    """Plain statements computed from the curves (nothing here is typed in by hand). ``bon_curves``:
+    each seed's own best-of-n points (each of ``rl`` carries its own in ``per_seed``)."""
+    out = {"bon": _peak(bon_points, bon_curves), "rl": {}}
     kls = [p["kl"] for p in bon_points]
     for run in rl:
-        out["rl"][str(run["kl_coef"])] = _peak(run["points"])
-        kls += [p["kl"] for p in run["points"]]
+        out["rl"][str(run["kl_coef"])] = _peak(run["points"], run["per_seed"])
+        kls += [p["kl"]["mean"] for p in run["points"]]
     out["kl_range"] = [float(min(kls)), float(max(kls))]
     last_bon = bon_points[-1]
-    out["rm_gold_gap_at_max_bon"] = float(last_bon["rm"] - (last_bon["gold"] - bon_points[0]["gold"]))
+    out["rm_gold_gap_at_max_bon"] = float(last_bon["rm"]["mean"]
+                                          - (last_bon["gold"]["mean"] - bon_points[0]["gold"]["mean"]))
     return out
 
 
-def run(cfg: OveroptimizationConfig, run_dir: Path) -> dict:
-    from proxygap.pipeline.base_model import load_base_model
+def aggregate_units(cfg: OveroptimizationConfig, results: dict[str, dict], prepared: dict | None) -> dict:
+    from proxygap.pipeline.base_model import resolve_model_dir
 
-    base = load_base_model(None if cfg.model == "default" else cfg.model)
-    per_seed = []
-    for seed in range(cfg.seeds):
-        per_seed.append(run_seed(cfg, base, seed))
-        (run_dir / "per_seed.json").write_text(json.dumps(per_seed, indent=1))
+    per_seed = [results[f"seed={s}"] for s in cfg.seeds]
     result = aggregate(per_seed, cfg)
-    result["seeds"] = list(range(cfg.seeds))
-    result["model"] = str(base.path)
+    result["model"] = str(resolve_model_dir(cfg.model))
     result["examples"] = per_seed[0]["examples"]
     result["timings"] = [s["timings"] for s in per_seed]
     return result
@@ -283,21 +237,23 @@ def report(run_dir: Path) -> None:
     draw_report(run_dir)
 
 
-register(Experiment(
+EXPERIMENT = Experiment(
     name="overoptimization",
     description="proxy vs rater vs gold as optimization (KL) grows, for best-of-n and KL-penalized RL",
     config_cls=OveroptimizationConfig,
-    run=run,
+    run_unit=run_unit,
+    aggregate=aggregate_units,
+    preflight=preflight,
     report=report,
     presets={
-        "smoke": {"seeds": 1, "n_eval_prompts": 8, "kl_coefs": [0.0, 0.1], "n_examples": 2,
-                  "rm.n_pairs": 64, "rm.epochs": 1, "bon.pool_size": 8, "bon.max_new_tokens": 20,
+        "smoke": {"seeds": [0], "n_eval_prompts": 8, "kl_coefs": [0.0, 0.1], "n_examples": 2,
+                  "rm.n_pairs": 64, "rm.epochs": 1, "rm.max_new_tokens": 20, "bon.pool_size": 8, "bon.max_new_tokens": 20,
                   "rl.steps": 4, "rl.eval_every": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20},
         # Sized for at most 5 minutes on a 2-core CPU (bench/quickstart.py measures it).
         "quick": {"n_eval_prompts": 64, "rm.n_pairs": 1200, "rl.steps": 40, "rl.prompts_per_step": 8,
                   "rl.eval_every": 8},
-        "full": {"seeds": 5, "n_eval_prompts": 256, "kl_coefs": [0.0, 0.01, 0.03, 0.1, 0.3],
+        "full": {"seeds": [0, 1, 2, 3, 4], "n_eval_prompts": 256, "kl_coefs": [0.0, 0.01, 0.03, 0.1, 0.3],
                  "rm.n_pairs": 20000, "rm.epochs": 3, "bon.pool_size": 1024, "rl.steps": 1000,
                  "rl.prompts_per_step": 32, "rl.eval_every": 25},
     },
-))
+)

@@ -16,26 +16,36 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from proxygap.config import knob, nested  # noqa: E402
-from proxygap.experiments.runner import Experiment, register  # noqa: E402
+from proxygap.config import ConfigError, knob, nested  # noqa: E402
+from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext  # noqa: E402
 from proxygap.measure.probe import ProbeConfig, format_table, probe  # noqa: E402
 from proxygap.report.html import Report  # noqa: E402
 
 
 @dataclass
-class ProbeExperimentConfig:
+class ProbeExperimentConfig(ExperimentConfig):
+    seeds: tuple[int, ...] = knob((0,), "the probe's sampling seed (exactly one: the probe is a table, not a sweep)", lo=0)
     model: str = knob("default", "base model directory, or 'default' for the embedded one")
     world: str = knob("", "world directory or world.json to judge against ('' = the one the model was trained on)")
     probe: ProbeConfig = nested(ProbeConfig, "what the probe samples")
 
+    def check(self) -> None:
+        super().check()
+        if len(self.seeds) != 1:
+            raise ConfigError(f"the probe takes exactly one seed, got {list(self.seeds)}")
 
-def run(cfg: ProbeExperimentConfig, run_dir: Path) -> dict:
+
+def run_unit(cfg: ProbeExperimentConfig, unit: Unit, ctx: UnitContext) -> dict:
     from proxygap.pipeline.base_model import load_base_model
 
     base = load_base_model(None if cfg.model == "default" else cfg.model, cfg.world or None)
-    result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg.probe)
-    (run_dir / "probe.txt").write_text(format_table(result) + "\n")
-    return {"seeds": [cfg.probe.seed], "model": str(base.path), **result}
+    result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg.probe, seed=unit.seed)
+    return {"model": str(base.path), **result}
+
+
+def aggregate(cfg: ProbeExperimentConfig, results: dict[str, dict], prepared: dict | None) -> dict:
+    (result,) = results.values()
+    return {"seeds": list(cfg.seeds), **result}
 
 
 def report(run_dir: Path) -> None:
@@ -86,13 +96,15 @@ def report(run_dir: Path) -> None:
     page.heading("Example samples")
     page.code("\n".join(f"{e['prompt']}  →  {e['completion']}" for e in results["examples"]))
     page.write(run_dir / "report.html")
+    (run_dir / "probe.txt").write_text(format_table(results) + "\n")
 
 
-register(Experiment(
+EXPERIMENT = Experiment(
     name="probe",
     description="what the base model learned: fact accuracy, myth rate, behaviour rates vs the corpus",
     config_cls=ProbeExperimentConfig,
-    run=run,
+    run_unit=run_unit,
+    aggregate=aggregate,
     report=report,
     presets={"smoke": {"probe.samples_per_prompt": 1, "probe.max_new_tokens": 24}, "quick": {}, "full": {"probe.samples_per_prompt": 32}},
-))
+)

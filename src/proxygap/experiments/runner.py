@@ -1,95 +1,128 @@
-"""Experiments as declarative specs, and the run directory every one of them writes.
+"""The runner: resolves a config, owns the run directory, runs an experiment's units of work, resumes.
 
-A run directory holds ``config.yaml`` (the resolved config), ``meta.json`` (seeds, package
-versions, command line), ``results.json`` (the numbers) and whatever the experiment's report
-draws from ``results.json`` alone (PNG plots, ``report.html``), so ``proxygap report DIR``
-re-draws it without re-running. A run is written to a temporary sibling directory and renamed
-into place only when complete: an interrupted run never replaces a good one.
+A run directory ``OUT`` holds ``config.yaml`` (the resolved config), ``meta.json`` (seeds,
+threads, executor, package versions, command line), ``results.json`` (the numbers, strict
+JSON), ``units/`` (each unit's own result) and whatever the experiment's report draws from
+``results.json`` alone (PNG plots, ``report.html``), so ``proxygap report OUT`` re-draws it.
+
+While it runs, the run lives in the work area ``OUT.partial/``: every finished unit is written
+there atomically (``units/KEY.json``), so after a crash or ``kill -9``, ``--resume`` re-runs
+only the missing units and ends with the same ``results.json``. ``OUT.partial`` is renamed to
+``OUT`` only once complete: an interrupted run never replaces a good one. A lock (``flock`` on
+``.OUT.lock``, released by the kernel when the process dies) refuses a second run to the same
+``OUT`` while the first is running.
+
+Config precedence, lowest first: the experiment's defaults < ``--preset`` < ``--config FILE``
+< ``--seeds`` / ``--seed-offset`` < ``--set``. Every layer applies every value it names, also
+a value equal to a default.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
+import math
+import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 import proxygap
-from proxygap.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
+from proxygap.config import ConfigError, apply_overrides, from_dict, load_config_data, to_dict
 from proxygap.errors import ProxygapError
-from proxygap.fileio import replace_dir, temp_sibling
+from proxygap.experiments.catalogue import MODULES, get_experiment
+from proxygap.experiments.executors import executor
+from proxygap.experiments.spec import Experiment, Unit
+from proxygap.fileio import replace_dir, write_text_atomic
+
+__all__ = ["MODULES", "get_experiment", "report_run", "resolve_config", "run_experiment"]
+
+PARTIAL_SUFFIX = ".partial"
 
 
-@dataclass
-class Experiment:
-    """One experiment: a config dataclass, named presets, a run function and a report function."""
+# ---------------------------------------------------------------- config
+def resolve_config(experiment: Experiment, preset: str | None, config_file: str | None, overrides: list[str],
+                   seeds: int | str | None = None, seed_offset: int | None = None) -> Any:
+    """Defaults < preset < config file < ``--seeds``/``--seed-offset`` < ``--set`` overrides.
 
-    name: str
-    description: str
-    config_cls: type
-    run: Callable[[Any, Path], dict]  # (resolved config, run dir) -> results (JSON-ready)
-    report: Callable[[Path], None]  # draws plots and report.html from run_dir/results.json
-    presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # preset -> overrides ("a.b": value)
-    default_preset: str = "quick"
-
-
-REGISTRY: dict[str, Experiment] = {}
-
-
-def register(experiment: Experiment) -> Experiment:
-    REGISTRY[experiment.name] = experiment
-    return experiment
-
-
-def get_experiment(name: str) -> Experiment:
-    from proxygap.experiments import catalogue  # noqa: F401  (registers the experiments)
-
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown experiment {name!r}; choose one of: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-def resolve_config(experiment: Experiment, preset: str | None, config_file: str | None,
-                   overrides: list[str], seeds: int | None = None) -> Any:
-    """Defaults, then the preset, then a config file, then ``--seeds``, then ``--set`` overrides."""
+    ``seeds`` is a count K (seeds offset..offset+K-1) or an explicit comma-separated list.
+    """
     preset = preset or experiment.default_preset
     if preset not in experiment.presets:
         raise ConfigError(
             f"unknown preset {preset!r} for {experiment.name}; choose one of: {', '.join(experiment.presets)}")
-    cfg = apply_overrides(experiment.config_cls(), [f"{k}={_as_override(v)}" for k, v in experiment.presets[preset].items()])
+    data = _merge(to_dict(experiment.config_cls()), _seed_count(_nest(experiment.presets[preset])))
     if config_file is not None:
-        file_cfg = load_config(experiment.config_cls, config_file)
-        # The file overrides the preset only where it differs from the defaults.
-        base, given = to_dict(experiment.config_cls()), to_dict(file_cfg)
-        cfg = from_dict(experiment.config_cls, _merge(to_dict(cfg), _diff(base, given)))
-    if seeds is not None:
-        cfg = apply_overrides(cfg, [f"seeds={seeds}"])
-    return apply_overrides(cfg, overrides) if overrides else cfg
+        data = _merge(data, _seed_count(load_config_data(config_file)))
+    cfg = from_dict(experiment.config_cls, data)
+    seed_list = _seed_list(seeds, seed_offset)
+    if seed_list is not None:
+        cfg = apply_overrides(cfg, [f"seeds={json.dumps(seed_list)}"])
+    overrides = [_seed_count_override(o) for o in overrides]
+    cfg = apply_overrides(cfg, overrides) if overrides else cfg
+    if experiment.preflight is not None:
+        experiment.preflight(cfg)
+    return cfg
 
 
-def _as_override(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return json.dumps(list(value))
-    return str(value)
+def _seed_list(seeds: int | str | None, offset: int | None) -> list[int] | None:
+    if seeds is None:
+        if offset is not None:
+            raise ConfigError("--seed-offset needs --seeds K")
+        return None
+    text = str(seeds).strip()
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes a count K or a list like 0,3,7; got {text!r}") from None
+    if "," not in text:
+        (k,) = values
+        if k < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {k}")
+        start = offset or 0
+        if start < 0:
+            raise ConfigError(f"--seed-offset must be >= 0, got {start}")
+        return list(range(start, start + k))
+    if offset is not None:
+        raise ConfigError("--seed-offset applies to a seed count (--seeds K), not to a list of seeds")
+    return values
 
 
-def _diff(base: dict, given: dict) -> dict:
-    out = {}
-    for k, v in given.items():
-        if isinstance(v, dict):
-            sub = _diff(base.get(k, {}), v)
-            if sub:
-                out[k] = sub
-        elif base.get(k) != v:
-            out[k] = v
+def _seed_count(data: dict) -> dict:
+    """``seeds: K`` (a count) in a preset or a file means seeds 0..K-1, as ``--seeds K`` does."""
+    seeds = data.get("seeds")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ConfigError(f"seeds={seeds}: give a count of at least 1 or a list of seeds")
+        data = {**data, "seeds": list(range(seeds))}
+    return data
+
+
+def _seed_count_override(item: str) -> str:
+    key, _, value = item.partition("=")
+    if key.strip() == "seeds" and value.strip().isdigit():
+        return f"seeds={json.dumps(_seed_count({'seeds': int(value)})['seeds'])}"
+    return item
+
+
+def _nest(flat: dict[str, Any]) -> dict:
+    """{"a.b": 1} -> {"a": {"b": 1}} (presets are written flat)."""
+    out: dict = {}
+    for path, value in flat.items():
+        node = out
+        *parents, last = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = list(value) if isinstance(value, tuple) else value
     return out
 
 
@@ -100,6 +133,17 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+            if d:
+                return d
+        return None
+    return None if a == b else f"{path}: {a!r} (interrupted run) vs {b!r} (now)"
+
+
+# ---------------------------------------------------------------- provenance
 def _versions() -> dict[str, str]:
     versions = {"proxygap": proxygap.__version__, "python": platform.python_version()}
     for name in ("torch", "transformers", "tokenizers", "numpy", "scipy"):
@@ -110,49 +154,203 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _git_commit() -> str | None:
+    """The source tree's commit (with '+dirty' if it has uncommitted changes), when run from a checkout."""
+    root = Path(proxygap.__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None
+
+
+def strict_json(obj: Any) -> Any:
+    """Non-finite floats become None (results.json is strict JSON); arrays and numpy scalars become lists/numbers."""
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "tolist"):
+        return strict_json(obj.tolist())
+    if hasattr(obj, "item"):
+        return strict_json(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(strict_json(obj), indent=1, allow_nan=False) + "\n"
+
+
+# ---------------------------------------------------------------- the lock and the work area
+@contextlib.contextmanager
+def _locked(out_dir: Path) -> Iterator[None]:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out_dir.with_name(f".{out_dir.name}.lock")
+    handle = open(lock_path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ProxygapError(f"{out_dir} is being written by another proxygap run ({holder}); "
+                            "wait for it to finish or choose another --out") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%dT%H:%M:%S')}")
+        handle.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        handle.close()
+
+
+def _stale_siblings(out_dir: Path) -> list[Path]:
+    """Hidden temporary siblings that only a killed writer of ``out_dir`` leaves behind."""
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return []
+    prefixes = (f".{out_dir.name}.tmp-", f".{out_dir.name}.old-", f".{out_dir.name}{PARTIAL_SUFFIX}.tmp-")
+    return [p for p in parent.iterdir() if p.name.startswith(prefixes)]
+
+
+def _units_done(work: Path, units: list[Unit]) -> dict[str, dict]:
+    """Results of the units already finished in ``work`` (a torn or corrupt file counts as not done)."""
+    done = {}
+    for unit in units:
+        f = work / "units" / f"{unit.key}.json"
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(data, dict) and data.get("unit", {}).get("key") == unit.key:
+                done[unit.key] = data["result"]
+    return done
+
+
+# ---------------------------------------------------------------- the run
 def run_experiment(name: str, out: str | Path | None = None, preset: str | None = None,
                    config_file: str | None = None, overrides: list[str] | None = None,
-                   seeds: int | None = None, force: bool = False) -> Path:
-    """Resolve the config, run, write the run directory atomically, draw the report."""
+                   seeds: int | str | None = None, seed_offset: int | None = None, force: bool = False,
+                   resume: bool = False, executor_name: str = "local", ray_address: str | None = None,
+                   ray_cpus: int | None = None, progress: bool = True) -> Path:
+    """Resolve the config, run every unit of work not yet done, aggregate, draw the report."""
+    import torch
+
     experiment = get_experiment(name)
-    cfg = resolve_config(experiment, preset, config_file, overrides or [], seeds)
+    cfg = resolve_config(experiment, preset, config_file, overrides or [], seeds, seed_offset)
+    run_units = executor(executor_name, ray_address, ray_cpus)
+    if force and resume:
+        raise ProxygapError("--force discards an interrupted run and --resume continues it; pass one")
     out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out_dir.exists() and not force:
-        raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
-    tmp = temp_sibling(out_dir)
-    try:
+    work = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
+    config_dict = to_dict(cfg)
+
+    with _locked(out_dir):
+        for stale in _stale_siblings(out_dir):  # only a killed writer leaves these; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        units = experiment.units(cfg)
+        if len({u.key for u in units}) != len(units):
+            raise ProxygapError(f"experiment {name} declared two units with the same key")
+        if work.exists():
+            if force:
+                shutil.rmtree(work)
+            elif not resume:
+                n_done = len(_units_done(work, units))
+                raise ProxygapError(f"{work} holds an interrupted run ({n_done} of {len(units)} units done); "
+                                    "pass --resume to finish it or --force to discard it")
+            else:
+                try:
+                    previous = yaml.safe_load((work / "config.yaml").read_text())
+                except (OSError, yaml.YAMLError):
+                    previous = None
+                difference = _first_difference(previous, config_dict) if isinstance(previous, dict) else \
+                    "its config.yaml is missing or corrupt"
+                if difference:
+                    raise ProxygapError(f"cannot resume {work} with a different config ({difference}); "
+                                        "rerun with the same command, or --force to start over")
+        elif out_dir.exists() and not force:
+            if resume and (out_dir / "results.json").is_file():
+                print(f"{out_dir} is already complete; nothing to resume")
+                return out_dir
+            raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
+        if not work.exists():
+            (work / "units").mkdir(parents=True)
+            write_text_atomic(work / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
+
+        threads = cfg.threads or torch.get_num_threads()
         meta = {
             "experiment": name,
             "preset": preset or experiment.default_preset,
             "command": " ".join(sys.argv),
             "versions": _versions(),
+            "commit": _git_commit(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seeds": list(cfg.seeds),
+            "threads": threads,
+            "executor": executor_name if executor_name == "local" else f"ray ({ray_address or 'local instance'})",
         }
-        (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         start = time.time()
-        with _torch_threads(getattr(cfg, "threads", 0)):
-            results = experiment.run(cfg, tmp)
+        prepared = None
+        if experiment.prepare is not None:
+            prepared_file = work / "prepared.json"
+            if prepared_file.is_file():
+                prepared = json.loads(prepared_file.read_text())
+            else:
+                with _threads(threads):
+                    prepared = strict_json(experiment.prepare(cfg, work))
+                write_text_atomic(prepared_file, dump_json(prepared))
+
+        done = _units_done(work, units)
+        todo = [u for u in units if u.key not in done]
+        meta["units"] = {"total": len(units), "resumed": len(done), "run": len(todo)}
+        jobs = [(u, {"name": name, "cfg_dict": config_dict, "unit_dict": u.to_dict(), "prepared": prepared,
+                     "threads": threads, "scratch": str(work / "scratch" / u.key),
+                     "progress": progress and executor_name == "local"}) for u in todo]
+        unit_times = {}
+        with _threads(threads):
+            clock = time.time()
+            for i, (unit, result) in enumerate(run_units(jobs), 1):
+                result = strict_json(result)
+                write_text_atomic(work / "units" / f"{unit.key}.json",
+                                  dump_json({"unit": unit.to_dict(), "result": result}))
+                done[unit.key] = result
+                unit_times[unit.key] = round(time.time() - clock, 2)
+                clock = time.time()
+                if progress:
+                    print(f"[{name}] unit {unit.key} done ({len(done)}/{len(units)})", file=sys.stderr)
+            results = experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared)
         meta["wall_time_s"] = round(time.time() - start, 2)
-        results = {"experiment": name, "config": to_dict(cfg), "meta": meta, **results}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        (tmp / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
-        experiment.report(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_dir(tmp, out_dir)
+        meta["unit_wall_s"] = unit_times
+        results = {"experiment": name, "config": config_dict, "seeds": list(cfg.seeds), **results, "meta": meta}
+        write_text_atomic(work / "meta.json", dump_json(meta))
+        write_text_atomic(work / "results.json", dump_json(results))
+        experiment.report(work)
+        shutil.rmtree(work / "scratch", ignore_errors=True)
+        replace_dir(work, out_dir)
     return out_dir
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` torch CPU threads (0: torch's default), restoring the previous number after.
-    An experiment opts in with a ``threads`` config field."""
+def _threads(n: int) -> Iterator[None]:
     import torch
 
     previous = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -166,16 +364,15 @@ def report_run(run_dir: str | Path) -> Path:
     if not results_file.is_file():
         raise ProxygapError(f"{run_dir} is not a run directory (no results.json)")
     try:
-        name = json.loads(results_file.read_text())["experiment"]
-    except (json.JSONDecodeError, KeyError):
+        data = json.loads(results_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ProxygapError(f"{results_file} is corrupt or not a proxygap results file") from None
-    get_experiment(name).report(run_dir)
+    if not isinstance(data, dict) or data.get("experiment") not in MODULES:
+        raise ProxygapError(f"{results_file} is not a proxygap results file (no known 'experiment' key)")
+    name = data["experiment"]
+    try:
+        get_experiment(name).report(run_dir)
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as e:
+        raise ProxygapError(f"{results_file} does not have the shape a {name} report reads "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     return run_dir / "report.html"
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

@@ -22,17 +22,15 @@ are: nothing here is tuned to make a regime look good or bad.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 
 from proxygap.config import ConfigError, knob, nested
-from proxygap.experiments.runner import Experiment, register
-from proxygap.measure.stats import t_interval
+from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
+from proxygap.measure.intervals import moved, seed_interval
 from proxygap.train.agent_common import METRICS, AgentEvaluation, AgentRLConfig, evaluate_agent
 from proxygap.train.imitation import ImitationConfig
 
@@ -45,24 +43,23 @@ RATES = ("tamper_rate", "intended_rate", "failure_rate", "capability")
 
 
 @dataclass
-class TamperingConfig:
+class TamperingConfig(ExperimentConfig):
     model: str = knob("default", "base model directory, or 'default' for the embedded one")
     envs: tuple[str, ...] = knob(ENV_NAMES, "environments", choices=ENV_NAMES)
     regimes: tuple[str, ...] = knob(REGIMES, "training regimes compared (imitation is always run: it is the reference)",
                                     choices=REGIMES)
-    seeds: int = knob(3, "independent repetitions (training batches, sampling, held-out episodes); intervals are "
-                         "across seeds", lo=1, hi=100)
     blind_to: tuple[str, ...] = knob(DEFAULT_BLIND, "env:consequence the blind overseer does not foresee "
                                                     "(the *_blind regimes), one per environment")
     mona_approval_coef: float = knob(1.0, "MONA: weight of approval against the step's observed reward", lo=0)
-    threads: int = knob(1, "torch CPU threads while running (0: torch's default). 1 because these small batches gain "
+    threads: int = knob(1, "torch CPU threads in every unit (0: torch's default). 1 because these small batches gain "
                            "little from a second thread, and on shared cores two threads ran ~50x slower here", lo=0)
     n_examples: int = knob(3, "example episodes per environment x regime in the report (seed 0, final policy)", lo=0)
-    train: AgentRLConfig = nested(AgentRLConfig, "every RL regime's budget and knobs (train.seed is replaced by each seed)")
+    train: AgentRLConfig = nested(AgentRLConfig, "every RL regime's budget and knobs (the seed is each run's)")
     sft: ImitationConfig = field(default_factory=partial(ImitationConfig, sft_steps=20), metadata={
-        "help": "the sft regime (its max_action_tokens, eval_episodes and seed are taken from train and the run's seed)"})
+        "help": "the sft regime (its action length and evaluation episodes are train's, its seed each run's)"})
 
     def check(self) -> None:
+        super().check()
         self.blind_map()
         if "sft" in self.regimes and self.sft.sft_steps == 0:
             raise ConfigError("the sft regime needs sft.sft_steps > 0 (with 0 it is the imitation regime)")
@@ -89,29 +86,22 @@ class TamperingConfig:
 def _train(regime: str, base, make_env, approver, cfg: TamperingConfig, seed: int, first_eval: AgentEvaluation,
            progress: bool) -> tuple[list[AgentEvaluation], dict]:
     """Train one regime from the base model; its evaluations (step 0 = ``first_eval``) and info."""
-    from proxygap.train.decoupled import DecoupledConfig, train_decoupled
+    from proxygap.train.agent_common import train_agent
+    from proxygap.train.agent_regimes import AGENT_REGIMES
     from proxygap.train.imitation import train_imitation
-    from proxygap.train.mona import MonaConfig, train_mona
-    from proxygap.train.outcome import OutcomeConfig, train_outcome
-    from proxygap.train.process import ProcessConfig, train_process
 
-    shared = {f.name: getattr(cfg.train, f.name) for f in fields(AgentRLConfig)} | {"seed": seed}
     common = dict(progress=progress, first_eval=first_eval, label=f"{regime} s{seed}")
     info: dict = {}
     if regime == "sft":
-        sft_cfg = replace(cfg.sft, max_action_tokens=cfg.train.max_action_tokens,
-                          eval_episodes=cfg.train.eval_episodes, seed=seed)
-        policy, evals, info = train_imitation(base.model, base.tokenizer, make_env, sft_cfg, approver, **common)
-    elif regime == "outcome":
-        policy, evals = train_outcome(base.model, base.tokenizer, make_env, OutcomeConfig(**shared), approver, **common)
-    elif regime in ("process", "process_blind"):
-        policy, evals = train_process(base.model, base.tokenizer, make_env, approver, ProcessConfig(**shared), **common)
-    elif regime in ("mona", "mona_blind"):
-        mona_cfg = MonaConfig(**shared, approval_coef=cfg.mona_approval_coef)
-        policy, evals = train_mona(base.model, base.tokenizer, make_env, approver, mona_cfg, **common)
-    elif regime == "decoupled":
-        policy, evals = train_decoupled(base.model, base.tokenizer, make_env, approver, DecoupledConfig(**shared),
-                                        **common)
+        policy, evals, info = train_imitation(base.model, base.tokenizer, make_env, cfg.sft, seed,
+                                              max_action_tokens=cfg.train.max_action_tokens,
+                                              eval_episodes=cfg.train.eval_episodes, approver=approver, **common)
+    elif regime.removesuffix("_blind") in AGENT_REGIMES:  # *_blind: the same regime, a blind overseer
+        agent = AGENT_REGIMES[regime.removesuffix("_blind")]
+        shared = {f.name: getattr(cfg.train, f.name) for f in fields(AgentRLConfig)}
+        own = {"mona": {"approval_coef": cfg.mona_approval_coef}}.get(agent.name, {})
+        agent_cfg = agent.config_cls(**shared, **own)
+        policy, evals = train_agent(agent, base.model, base.tokenizer, make_env, agent_cfg, seed, approver, **common)
     else:
         raise ConfigError(f"unknown regime {regime!r}")
     info["train_time_s"] = getattr(policy, "proxygap_train_time_s", info.get("train_time_s", 0.0))
@@ -162,13 +152,7 @@ def _interval(values: list[float | None], bounds: tuple[float, float] | None = N
     """Mean and 95% t-interval across seeds; ``bounds`` clips the interval to where the quantity
     can lie (a rate in [0, 1], a difference of rates in [-1, 1]): with 3 seeds the t-interval of
     a rate near 0 otherwise reaches below 0."""
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return {"mean": None, "lo": None, "hi": None, "n": 0}
-    mean, lo, hi = t_interval(np.asarray(vals, dtype=float))
-    if bounds is not None:
-        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
-    return {"mean": mean, "lo": lo, "hi": hi, "n": len(vals)}
+    return seed_interval(values, bounds=bounds)
 
 
 def _bounds(key: str, difference: bool = False) -> tuple[float, float] | None:
@@ -178,13 +162,12 @@ def _bounds(key: str, difference: bool = False) -> tuple[float, float] | None:
 
 
 def _curve(curves: list[list[dict]]) -> list[dict]:
-    """Seed curves (same steps in each) -> mean per step with a t-interval per measure."""
+    """Seed curves (same steps in each) -> per step, every measure an interval across seeds."""
     points = []
     for j, first in enumerate(curves[0]):
         point = {"step": first["step"]}
         for key in CURVE_KEYS:
-            iv = _interval([c[j].get(key) for c in curves if j < len(c)], _bounds(key))
-            point[key], point[f"{key}_ci"] = iv["mean"], [iv["lo"], iv["hi"]]
+            point[key] = _interval([c[j].get(key) for c in curves if j < len(c)], _bounds(key))
         points.append(point)
     return points
 
@@ -243,16 +226,13 @@ def aggregate(per_seed: list[dict], cfg: TamperingConfig) -> dict:
 
 
 def _direction(iv: dict) -> str:
-    """'up' / 'down' if the 95% interval excludes 0, 'unclear' if not, 'n/a' without spread."""
+    """'up' / 'down' if the 95% interval of the paired change excludes 0 (``moved``); 'unclear' if
+    not; 'single seed' with one seed (no interval: nothing claimed); 'n/a' without data."""
     if iv["mean"] is None:
         return "n/a"
     if iv["n"] < 2:
         return "single seed"
-    if iv["lo"] > 0:
-        return "up"
-    if iv["hi"] < 0:
-        return "down"
-    return "unclear"
+    return moved(iv) or "unclear"
 
 
 def findings(out_envs: list[dict]) -> dict:
@@ -294,20 +274,31 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return front
 
 
-def run(cfg: TamperingConfig, run_dir: Path) -> dict:
-    from proxygap.pipeline.base_model import load_base_model
+def units(cfg: TamperingConfig) -> list[Unit]:
+    """One unit per environment x seed."""
+    return [Unit(f"env={env},seed={seed}", seed, {"env": env}) for env in cfg.envs for seed in cfg.seeds]
 
-    base = load_base_model(None if cfg.model == "default" else cfg.model)
-    per_seed = []
-    for env_name in cfg.envs:  # the runner applies cfg.threads around this
-        for seed in range(cfg.seeds):
-            per_seed.append(run_seed(cfg, base, env_name, seed))
-            (run_dir / "per_seed.json").write_text(json.dumps(per_seed, indent=1))
+
+def run_unit(cfg: TamperingConfig, unit: Unit, ctx: UnitContext) -> dict:
+    from proxygap.pipeline.base_model import load_base_model_cached
+
+    return run_seed(cfg, load_base_model_cached(cfg.model), unit.params["env"], unit.seed, progress=ctx.progress)
+
+
+def aggregate_units(cfg: TamperingConfig, results: dict[str, dict], prepared: dict | None) -> dict:
+    from proxygap.pipeline.base_model import resolve_model_dir
+
+    per_seed = [results[u.key] for u in units(cfg)]
     result = aggregate(per_seed, cfg)
-    result["seeds"] = list(range(cfg.seeds))
-    result["model"] = str(base.path)
+    result["model"] = str(resolve_model_dir(cfg.model))
     result["timings"] = [{"env": s["env"], "seed": s["seed"], **s["timings"]} for s in per_seed]
     return result
+
+
+def preflight(cfg: TamperingConfig) -> None:
+    from proxygap.pipeline.base_model import check_fits
+
+    check_fits(cfg.model, cfg.train.max_action_tokens)
 
 
 def report(run_dir: Path) -> None:
@@ -316,11 +307,14 @@ def report(run_dir: Path) -> None:
     draw_report(run_dir)
 
 
-register(Experiment(
+EXPERIMENT = Experiment(
     name="tampering",
     description="outcome-based vs process-based RL vs myopic approval on tasks with a tamperable reward channel",
     config_cls=TamperingConfig,
-    run=run,
+    units=units,
+    run_unit=run_unit,
+    aggregate=aggregate_units,
+    preflight=preflight,
     report=report,
     presets={
         "smoke": {"seeds": 1, "regimes": ["imitation", "sft", "outcome", "process", "mona", "decoupled",
@@ -333,4 +327,4 @@ register(Experiment(
                  "train.eval_every": 25, "train.eval_episodes": 256, "sft.sft_steps": 200, "sft.eval_every": 25,
                  "sft.demo_episodes": 2000},
     },
-))
+)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +20,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from proxygap.config import ConfigError, knob, validate
+from proxygap.config import Config, ConfigError, knob, validate
 from proxygap.errors import CheckpointError
-from proxygap.fileio import replace_dir, temp_sibling
+from proxygap.fileio import replace_dir, temp_sibling, writing
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Config):
     n_layer: int = knob(4, "transformer blocks", lo=1)
     n_embd: int = knob(128, "embedding width; must be divisible by n_head", lo=8)
     n_head: int = knob(4, "attention heads per block", lo=1)
@@ -81,13 +82,14 @@ def save_model(
     path = Path(path)
     tmp = temp_sibling(path)
     try:
-        with quiet_hf_progress():
-            model.save_pretrained(tmp)  # safetensors is the default (and, in transformers 5, the only format)
-        tokenizer.save_pretrained(tmp)
-        for name, content in (extra_files or {}).items():
-            target = tmp / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+        with writing(path):  # disk full, read-only, ...: one-line WriteError naming the model dir
+            with quiet_hf_progress():
+                model.save_pretrained(tmp)  # safetensors is the default (and, in transformers 5, the only format)
+            tokenizer.save_pretrained(tmp)
+            for name, content in (extra_files or {}).items():
+                target = tmp / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -122,4 +124,8 @@ def load_model(path: str | Path):
         for tensor in [*model.parameters(), *model.buffers()]:
             if tensor.device.type == "cpu":
                 tensor.data = tensor.data.clone()
+    # NaN/inf weights (a diverged run, a bad conversion) would only show up as garbage samples.
+    for name, tensor in chain(model.named_parameters(), model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"cannot load model from {path}: tensor {name} has non-finite (NaN/inf) values")
     return model.eval(), tokenizer

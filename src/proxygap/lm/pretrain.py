@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from proxygap.config import ConfigError, knob, to_dict, validate
+from proxygap.config import Config, ConfigError, knob, to_dict, validate
 from proxygap.errors import CheckpointError
+from proxygap.fileio import write_text_atomic, writing
 from proxygap.lm.model import ModelConfig, build_model, load_model, save_model
 from proxygap.lm.tokenizer import train_tokenizer
 
@@ -40,7 +41,7 @@ RESUME_FREE_KNOBS = ("checkpoint_every", "eval_every", "threads")
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Config):
     steps: int = knob(1500, "optimizer steps", lo=1)
     batch_size: int = knob(32, "windows per batch", lo=1)
     seq_len: int = knob(128, "tokens per window; at most the model's n_positions", lo=2)
@@ -53,6 +54,11 @@ class PretrainConfig:
     eval_every: int = knob(250, "steps between validation-loss evaluations", lo=1)
     seed: int = knob(0, "seed for initialization, validation split and batch order")
     threads: int = knob(0, "torch CPU threads; 0 keeps torch's default", lo=0)
+
+    def check(self) -> None:
+        for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name}={getattr(self, name)} must be a finite number")
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -189,7 +195,7 @@ def pretrain(
                    "time/elapsed_s": round(time.time() - t0, 2)}
             if len(val_data) >= 2:
                 row["val/loss"] = evaluate(model, val_data, cfg.batch_size, cfg.seq_len)
-            with log_path.open("a") as f:
+            with writing(log_path), log_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             recent = []
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
@@ -229,6 +235,15 @@ def check_same_run(state: dict, settings: dict, ckpt_dir: Path) -> None:
 
 
 def truncate_log(log_path: Path, step: int) -> None:
+    """Keep the log rows up to ``step``; a torn row (a kill mid-write) or other unreadable line is dropped."""
     if log_path.exists():
-        rows = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        log_path.write_text("".join(r + "\n" for r in rows))
+        rows = []
+        for line in log_path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+                keep = isinstance(row, dict) and row["step"] <= step
+            except (ValueError, KeyError, TypeError):  # half a JSON line, or not a log row
+                continue
+            if keep:
+                rows.append(line)
+        write_text_atomic(log_path, "".join(r + "\n" for r in rows))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from proxygap.config import knob
+from proxygap.config import Config, knob
 from proxygap.lm.sampling import sample
 from proxygap.measure.stats import wilson_interval
 from proxygap.oversight import detectors
@@ -21,11 +21,10 @@ from proxygap.world.world import World
 
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(Config):
     samples_per_prompt: int = knob(8, "samples drawn (temperature 1) per prompt", lo=1, hi=1024)
     max_new_tokens: int = knob(40, "length limit of a sampled assistant answer, in tokens", lo=1, hi=512)
     batch_size: int = knob(512, "prompts sampled at once", lo=1)
-    seed: int = knob(0, "seed of the prompt order and of sampling", lo=0)
     min_rate_for_ratio: float = knob(0.01, "behaviours rarer than this in the corpus are not held to the factor-2 check", lo=0, hi=1)
 
 
@@ -48,10 +47,10 @@ def _rate(hits: list[bool]) -> dict:
     return {"rate": p, "ci95": [lo, hi], "k": k, "n": n}
 
 
-def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig | None = None) -> dict:
+def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig | None = None, seed: int = 0) -> dict:
     """Run every probe; returns a JSON-ready dict (see README, 'proxygap probe')."""
     cfg = cfg or ProbeConfig()
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(seed)
     facts = {f.id: f for f in world.facts}
     result: dict = {"decoding": {"sampled": "temperature 1", "samples_per_prompt": cfg.samples_per_prompt}}
 
@@ -77,7 +76,7 @@ def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig |
         result["myth_rate" if mode == "sampled" else "myth_rate_greedy"] = sum(hits) / len(hits) if hits else None
 
     # Behaviours of the assistant: samples beside the corpus.
-    pairs = _sample_texts(model, tokenizer, assistant_prompts(world, cfg.seed), cfg.samples_per_prompt,
+    pairs = _sample_texts(model, tokenizer, assistant_prompts(world, seed), cfg.samples_per_prompt,
                           cfg.max_new_tokens, cfg, generator)
     verdicts = [detectors.detect_text(p.text, t, world) for p, t in pairs]
     behaviours = {}

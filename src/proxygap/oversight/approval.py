@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from proxygap.config import ConfigError, knob
+from proxygap.config import Config, ConfigError, knob
 from proxygap.envs.base import Preview, TextEnv
 
 
 @dataclass
-class Foresight:
+class Foresight(Config):
     """How strongly the overseer foresees each hidden consequence, in [0, 1]; all 1 (the default)
     foresees everything, and scores each action at its true value."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxygap.config import knob
+from proxygap.config import Config, knob
 from proxygap.world.language import Answer, Question, parse_answer, parse_question
 from proxygap.world.world import World
 
@@ -31,7 +31,7 @@ UNPARSED = -1.0  # no answer to the question asked
 
 
 @dataclass
-class RaterFlaws:
+class RaterFlaws(Config):
     """A rater's flaws, each a strength in [0, 1]; all zero is the gold judge."""
 
     believes_myths: float = knob(0.8, "how far the rater takes a myth for the truth (1: myth counts as right, truth as wrong)", lo=0, hi=1)

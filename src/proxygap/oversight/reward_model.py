@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,24 +20,9 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from proxygap.config import knob
 from proxygap.errors import CheckpointError
 from proxygap.lm.model import quiet_hf_progress
 from proxygap.lm.sampling import encode_prompts
-
-
-@dataclass
-class RewardModelConfig:
-    n_pairs: int = knob(3000, "rater-labelled pairs of base-model samples (the number of labels)", lo=8)
-    backbone: str = knob("base", "'base': initialize from the base LM (standard RLHF); else a model directory (the RM-size knob)")
-    epochs: int = knob(2, "passes over the training pairs", lo=1, hi=100)
-    lr: float = knob(3e-4, "AdamW learning rate", lo=0)
-    batch_size: int = knob(64, "pairs per optimizer step", lo=1)
-    heldout_fraction: float = knob(0.2, "pairs held out to measure agreement with the rater and with gold", lo=0.05, hi=0.5)
-    ensemble_size: int = knob(1, "independently initialized and shuffled reward models", lo=1, hi=16)
-    ensemble_combine: str = knob("mean", "how members combine: mean, worst (min) or uwo (mean - lambda*var)",
-                                 choices=("mean", "worst", "uwo"))
-    uwo_lambda: float = knob(1.0, "uncertainty penalty of the uwo combination", lo=0)
 
 
 @contextlib.contextmanager
@@ -69,9 +53,11 @@ class RewardModel:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise CheckpointError(f"no reward-model backbone at {path} (need a Hugging Face model directory)")
-        torch.manual_seed(seed)  # the fresh scalar head's initialization
         try:
-            with quiet_hf_progress(), _quiet_load_report():  # the new scalar head is "missing" by design
+            # The fresh scalar head's initialization is a function of ``seed`` alone; fork_rng leaves
+            # the caller's (the runner's) global RNG as it was.
+            with quiet_hf_progress(), _quiet_load_report(), torch.random.fork_rng():
+                torch.manual_seed(seed)
                 model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except Exception as e:
@@ -95,17 +81,18 @@ class RewardModel:
                for i in range(0, len(prompts), batch_size)]
         return (torch.cat(out).float().numpy() if out else np.zeros(0)) - self.offset
 
-    def fit(self, pairs: list[tuple[str, str, str]], cfg: RewardModelConfig, seed: int = 0) -> list[float]:
+    def fit(self, pairs: list[tuple[str, str, str]], *, epochs: int, lr: float, batch_size: int,
+            seed: int = 0) -> list[float]:
         """Train on (prompt, chosen, rejected) with the Bradley-Terry loss; returns per-step losses."""
         rng = random.Random(seed)
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
         self.model.train()
         losses = []
-        for _ in range(cfg.epochs):
+        for _ in range(epochs):
             order = list(range(len(pairs)))
             rng.shuffle(order)
-            for i in range(0, len(order), cfg.batch_size):
-                batch = [pairs[j] for j in order[i:i + cfg.batch_size]]
+            for i in range(0, len(order), batch_size):
+                batch = [pairs[j] for j in order[i:i + batch_size]]
                 prompts = [p for p, _, _ in batch]
                 rewards = self._forward(prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch])
                 loss = bradley_terry_loss(rewards[: len(batch)], rewards[len(batch):])

@@ -5,8 +5,9 @@ Plots are referenced by relative path, so a run directory can be copied or zippe
 
 from __future__ import annotations
 
+import contextlib
 import html
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 code, pre { background: #f6f6f6; padding: 2px 4px; } pre { padding: 8px; overflow-x: auto; }
 .note { color: #555; font-size: 14px; }
+details { margin: 0.5em 0; } summary { cursor: pointer; color: #333; }
 """
 
 
@@ -61,6 +63,15 @@ class Report:
     def image(self, filename: str, caption: str = "") -> None:
         self.parts.append(f'<figure><img src="{html.escape(filename)}" alt="{html.escape(caption)}">'
                           f"<figcaption class=\"note\">{html.escape(caption)}</figcaption></figure>")
+
+    @contextlib.contextmanager
+    def fold(self, summary: str) -> Iterator[None]:
+        """Everything added inside the ``with`` block goes under a collapsed ``<details>``."""
+        self.parts.append(f"<details><summary>{html.escape(summary)}</summary>")
+        try:
+            yield
+        finally:
+            self.parts.append("</details>")
 
     def code(self, text: str) -> None:
         self.parts.append(f"<pre>{html.escape(text)}</pre>")

@@ -11,7 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from matplotlib.colors import Normalize  # noqa: E402
+
 from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.plots import marked_heatmap  # noqa: E402
 
 FLOOR = 1e-5  # where a rate of exactly 0 is drawn on a log axis, unless smaller rates were measured (see _floor)
 
@@ -44,7 +47,7 @@ def _after(p: dict) -> tuple[float, float, float]:
     Wilson interval (the t-interval alone collapses to a point when every seed saw 0 exploits)."""
     after = p["exploit_rate_after"]
     m = after["mean"] if after["mean"] is not None else np.nan
-    lo, hi = (np.nan if v is None else min(1.0, max(0.0, v)) for v in after["hull"])  # a rate lies in [0, 1]
+    lo, hi = (np.nan if v is None else min(1.0, max(0.0, v)) for v in (after["hull"]["lo"], after["hull"]["hi"]))
     return m, max(0.0, m - lo), max(0.0, hi - m)
 
 
@@ -63,11 +66,44 @@ def _betas(points: list[dict]) -> list[float]:
 def _base_line(points: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     first = _rows(points, _betas(points)[0])
     x = np.array([p["base_rate"] for p in first])
-    sampled = np.array([p["base_model_rate"]["rate"] for p in first])
+    sampled = np.array([p["base_model_rate"]["mean"] for p in first], dtype=float)
     lo = np.array([p["base_model_rate"]["lo"] for p in first])
     hi = np.array([p["base_model_rate"]["hi"] for p in first])
     prob = np.array([p["base_model_prob"] for p in first])
     return x, sampled, lo, hi, prob
+
+
+def plot_grid(points: list[dict], fnd: dict, out: Path, n_seeds: int, floor: float = FLOOR) -> None:
+    """The headline: beta x base rate, the exploit rate after RL against the base model's own rate.
+    Colour: log10(after / base) (rates of 0 drawn at ``floor``); bold and boxed: the findings' status
+    is not 'held' (after RL the interval lies above the base model's: amplified, or taken over)."""
+    betas = _betas(points)
+    rates = sorted({p["base_rate"] for p in points})
+    by = {(p["kl_coef"], p["base_rate"]): p for p in points}
+    grid = np.full((len(betas), len(rates)), np.nan)
+    marked = np.zeros_like(grid, dtype=bool)
+    texts = [["" for _ in rates] for _ in betas]
+    for i, beta in enumerate(betas):
+        for j, rate in enumerate(rates):
+            p = by.get((beta, rate))
+            if p is None or p["exploit_rate_after"]["mean"] is None or p["base_model_rate"]["mean"] is None:
+                continue
+            after, base = p["exploit_rate_after"]["mean"], p["base_model_rate"]["mean"]
+            grid[i, j] = np.log10(max(after, floor) / max(base, floor))
+            status = fnd["per_beta"][str(beta)]["status_by_rate"][str(rate)]
+            marked[i, j] = status != "held"
+            texts[i][j] = f"after {after:.3g}\nbase {base:.3g}\n{status}"
+    finite = np.abs(grid[np.isfinite(grid)])
+    lim = max(0.5, float(finite.max())) if finite.size else 1.0
+    fig, ax = plt.subplots(figsize=(max(7.5, 2.1 * len(rates) + 2.5), max(3.4, 1.6 + 1.0 * len(betas))))
+    marked_heatmap(ax, grid, [f"beta={b:g}" for b in betas], [f"base rate {r:g}" for r in rates], marked, texts,
+                   norm=Normalize(-lim, lim), colorbar_label="log10(after RL / base model)", fontsize=8)
+    ax.set_title("Does the KL penalty keep the exploit out?\nExploit rate after RL vs the base model's "
+                 f"({n_seeds} seed{'s' if n_seeds != 1 else ''})\nbold, boxed: the after-RL interval lies above "
+                 "the base model's 95% Wilson interval", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def plot_exploit(points: list[dict], out: Path, n_seeds: int, floor: float = FLOOR) -> None:
@@ -199,14 +235,26 @@ def draw_report(run_dir: Path) -> Path:
     points, fnd, cfg = res["points"], res["findings"], res["config"]
     n_seeds = len(res["seeds"])
     floor = _floor(points)
+    plot_grid(points, fnd, run_dir / "exploit_grid.png", n_seeds, floor)
     plot_exploit(points, run_dir / "exploit_vs_base_rate.png", n_seeds, floor)
     plot_kl(points, run_dir / "kl_vs_base_rate.png")
     plot_theory(points, run_dir / "predicted_vs_observed.png", floor)
     plot_curves(res["curves"], run_dir / "exploit_during_rl.png")
 
     page = Report("proxygap: does the KL penalty keep out only the improbable exploits?")
+    page.image("exploit_grid.png", "Exploit rate after KL-penalized RL against the base model's own rate, for every "
+               "corpus base rate and beta; bold and boxed where the after-RL interval lies above the base model's.")
+    page.heading("Findings (computed from the numbers)")
+    sentences = findings_text(fnd, points, res)
+    n_beta = len(fnd["per_beta"])  # findings_text: one sentence per beta, then the debated pattern (two), then the rest
+    for sentence in sentences[n_beta:n_beta + 2]:
+        page.paragraph(sentence)
+    with page.fold("More findings: per beta and base rate, the lowest and highest rates, KL, theory"):
+        for sentence in sentences[:n_beta] + sentences[n_beta + 2:]:
+            page.paragraph(sentence)
     meta = res.get("meta", {})
     rl = cfg["rl"]
+    page.heading("Run")
     page.paragraph(
         f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, wall time {fmt(meta.get('wall_time_s'), 1)} s. "
         f"Exploit: {cfg['exploit']} (the rater's manipulation susceptibility is {cfg['rater']['manipulation']:g}: "
@@ -218,10 +266,7 @@ def draw_report(run_dir: Path) -> Path:
         f"lr {rl['lr']:g}, at most {rl['max_new_tokens']} new tokens. Rates are measured on T=1 samples of held-out "
         "prompts; intervals are 95% t-intervals across seeds, for exploit rates widened to the pooled Wilson interval "
         "where that is wider (the base models are one per rate, so their own variability is not in them); KL is in "
-        "nats per sequence (k1).")
-    page.heading("Findings (computed from the numbers)")
-    for sentence in findings_text(fnd, points, res):
-        page.paragraph(sentence)
+        "nats per sequence (k1).", note=True)
     page.image("exploit_vs_base_rate.png", "Exploit rate after RL per beta, and the base model's own rate.")
     page.image("kl_vs_base_rate.png", "KL paid at the end of RL; dashed: the least KL the observed exploit shift needs.")
     page.image("predicted_vs_observed.png",
@@ -232,14 +277,14 @@ def draw_report(run_dir: Path) -> Path:
     page.heading("Base models")
     page.table(["corpus rate", "realized in corpus", "sampled rate", "95% low", "95% high", "k / n",
                 "P(phrase after answer)", "cached", "pretrain s"], [
-        [f"{b['base_rate']:g}", b["corpus_realized"]["rate"], b["sampled"]["rate"], b["sampled"]["lo"], b["sampled"]["hi"],
+        [f"{b['base_rate']:g}", b["corpus_realized"]["rate"], b["sampled"]["mean"], b["sampled"]["lo"], b["sampled"]["hi"],
          f"{b['sampled']['k']} / {b['sampled']['n']}", _sci(b["prob_after_answer"]["rate"]), b["cached"], b["pretrain_s"]]
         for b in res["bases"]])
     page.heading("Points")
     page.table(["base rate", "beta", "before", "after", "95% low", "95% high", "predicted", "RM Δ", "KL", "KL floor",
                 "E[exploit rollouts]", "rater Δ", "gold Δ"], [
         [f"{p['base_rate']:g}", f"{p['kl_coef']:g}", p["exploit_rate_before"]["mean"], p["exploit_rate_after"]["mean"],
-         *p["exploit_rate_after"]["hull"], _sci(p["predicted_rate"]["mean"]),
+         p["exploit_rate_after"]["hull"]["lo"], p["exploit_rate_after"]["hull"]["hi"], _sci(p["predicted_rate"]["mean"]),
          p["rm_delta"]["mean"], p["kl"]["mean"], p["kl_exploit_floor"], _sci(p["expected_base_exploit_rollouts"]),
          p["rater_after"]["mean"] - p["rater_before"]["mean"], p["gold_after"]["mean"] - p["gold_before"]["mean"]]
         for p in points], left_columns=0)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.plots import marked_heatmap  # noqa: E402
 
 ARROW = {"up": "↑", "down": "↓", "unclear": ""}
 
@@ -19,7 +20,7 @@ ARROW = {"up": "↑", "down": "↓", "unclear": ""}
 def _iv_text(iv: dict | None, digits: int = 3, signed: bool = False) -> str:
     if not iv or iv.get("mean") is None:
         return "–"
-    lo, hi = iv["ci"]
+    lo, hi = iv["lo"], iv["hi"]
     f = f"{{:{'+' if signed else ''}.{digits}f}}"
     if lo is None or lo == hi:
         return f.format(iv["mean"])
@@ -30,10 +31,10 @@ def _rate_bar(rate: dict, use_t: bool) -> tuple[float, float, float]:
     """(value, lower error, upper error) of one exploit rate: t-interval across seeds, or with
     one seed the pooled Wilson interval."""
     src = rate if use_t else rate["pooled"]
-    value = src["mean"] if use_t else src["rate"]
+    value = src["mean"]
     if value is None:
         return 0.0, 0.0, 0.0
-    lo, hi = src["ci"]
+    lo, hi = src["lo"], src["hi"]
     lo = value if lo is None else max(0.0, lo)  # a t-interval on 3 seeds can leave [0, 1]; a rate cannot
     hi = value if hi is None else min(1.0, hi)
     return value, max(0.0, value - lo), max(0.0, hi - value)
@@ -51,6 +52,47 @@ def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list[tuple[floa
     ax.set_xticks(xs, [g.replace("_", " ") for g in groups], rotation=30, ha="right")
 
 
+def _changed(change: dict) -> bool:
+    return change.get("direction") in ("up", "down")
+
+
+def plot_change_heatmap(res: dict, path: Path) -> None:
+    """The headline: regime x loophole, the change of the exploit rate against the base model
+    (paired by seed); bold and boxed where its 95% interval across seeds excludes 0."""
+    regimes = [r for r in res["regimes"] if r["name"] != "base"]
+    loopholes = list(res["loopholes"])
+    grid = np.array([[np.nan if r["change_vs_base"][h]["mean"] is None else r["change_vs_base"][h]["mean"]
+                      for h in loopholes] for r in regimes], dtype=float).reshape(len(regimes), len(loopholes))
+    marked = np.array([[_changed(r["change_vs_base"][h]) for h in loopholes] for r in regimes],
+                      dtype=bool).reshape(grid.shape)
+    texts = [[f"{grid[i, j]:+.2f}" + ("*" if marked[i, j] else "") for j in range(len(loopholes))]
+             for i in range(len(regimes))]
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.25 * len(loopholes) + 3), max(3.0, 1.2 + 0.5 * len(regimes))))
+    if regimes:
+        marked_heatmap(ax, grid, [r["name"] for r in regimes], [h.replace("_", " ") for h in loopholes], marked, texts,
+                       colorbar_label="exploit rate: regime − base model")
+    n = len(res["seeds"])
+    how = (f"{n} seeds; bold, boxed, *: the 95% t-interval of the per-seed change excludes 0" if n >= 2 else
+           "1 seed: no interval across seeds, so no cell is marked as a change")
+    ax.set_title(f"Which loopholes does each regime exploit? Change in exploit rate vs the base model\n({how})",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _moved_cells(regimes: list[dict], loopholes: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"up": [], "down": []}
+    for r in regimes:
+        if r["name"] == "base":
+            continue
+        for h in loopholes:
+            d = r["change_vs_base"][h].get("direction")
+            if d in out:
+                out[d].append(f"{h} under {r['name']} {_iv_text(r['change_vs_base'][h], signed=True)}")
+    return out
+
+
 def draw_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     res = json.loads((run_dir / "results.json").read_text())
@@ -59,6 +101,8 @@ def draw_report(run_dir: Path) -> Path:
     seeds = res["seeds"]
     use_t = len(seeds) >= 2
     interval = "95% t-intervals across seeds" if use_t else "pooled 95% Wilson intervals (one seed)"
+
+    plot_change_heatmap(res, run_dir / "change_vs_base.png")
 
     # 1. Exploit rates per regime.
     fig, ax = plt.subplots(figsize=(15, 5))
@@ -84,7 +128,7 @@ def draw_report(run_dir: Path) -> Path:
                 if iv["mean"] is None:
                     values.append((0.0, 0.0, 0.0))
                 else:
-                    lo, hi = iv["ci"]
+                    lo, hi = iv["lo"], iv["hi"]
                     values.append((iv["mean"], max(0.0, iv["mean"] - lo), max(0.0, hi - iv["mean"])))
             series.append((f"{r['name']} (gap {fmt(r['rater_gold_gap']['mean'], 2)})", values))
         _grouped_bars(ax, loopholes, series)
@@ -122,26 +166,18 @@ def draw_report(run_dir: Path) -> Path:
         fig.savefig(run_dir / "ablation.png", dpi=110)
         plt.close(fig)
 
-    # The page.
+    # The page: the headline picture, the findings (short), then the details.
     page = Report("proxygap: loopholes — which rater flaws does each regime exploit?")
-    meta = res.get("meta", {})
-    page.paragraph(
-        f"Preset {meta.get('preset', '?')}, seeds {seeds}, model {res['model']}, wall time "
-        f"{fmt(meta.get('wall_time_s'), 1)} s. Held-out prompts per stratum: "
-        + ", ".join(f"{k} {v}" for k, v in res["eval_prompts_per_stratum"].items())
-        + ". Numbers are means over seeds with 95% t-intervals across seeds (none with one seed); exploit rates "
-        "also carry a pooled 95% Wilson interval (table), which the plots use when there is one seed. RM scores "
-        "are the single reward model's, recentred so base samples score 0; KL is in nats per sequence (best-of-n: the analytic log n − (n−1)/n, an upper bound).")
-    train = res.get("train_prompts_per_stratum")
-    if train:
-        total = sum(train.values())
-        page.paragraph(f"The reward model's pairs and RL's batches are drawn uniformly from {total} training prompts, so "
-                       "each stratum gets optimization pressure in proportion to its share: " + ", ".join(
-                           f"{k} {v / total:.1%}" for k, v in train.items()) + ".", note=True)
+    page.image("change_vs_base.png", "Change in each loophole's exploit rate under each regime, against the base "
+               "model (per-seed paired difference, mean over seeds). Bold and boxed (*): the 95% interval of the "
+               "change excludes 0.")
     page.heading("Findings (computed from the numbers)")
-    for h in loopholes:
-        page.paragraph(fnd["loopholes"][h]["sentence"])
-    page.paragraph(f"Criterion for 'rises'/'falls': {fnd['criterion']}.", note=True)
+    cells = _moved_cells(regimes, loopholes)
+    n_cells = sum(1 for r in regimes if r["name"] != "base") * len(loopholes)
+    page.paragraph(f"Of {n_cells} regime × loophole cells, the exploit rate clearly rises in {len(cells['up'])} and "
+                   f"clearly falls in {len(cells['down'])} (criterion: {fnd['criterion']})."
+                   + (" Rises: " + "; ".join(cells["up"]) + "." if cells["up"] else "")
+                   + (" Falls: " + "; ".join(cells["down"]) + "." if cells["down"] else ""))
     for key in ("kl_penalty", "ensemble"):
         if fnd.get(key):
             page.paragraph(fnd[key]["sentence"])
@@ -153,9 +189,30 @@ def draw_report(run_dir: Path) -> Path:
         f"{', '.join(b['unseen_by_rater']) or 'none'}.")
     cap = fnd["capability"]
     page.paragraph("Capability (share of correct answers), change vs base: " + "; ".join(
-        f"{name} {_iv_text({'mean': c['change'], 'ci': c['ci']}, signed=True)}" for name, c in cap.items()) + ".")
-    for a in fnd["ablation"].values():
-        page.paragraph(a["sentence"])
+        f"{name} {_iv_text(c['change'], signed=True)}{ARROW[c.get('direction', 'unclear')]}"
+        for name, c in cap.items()) + ".")
+    with page.fold("Per loophole and per switched-off rater flaw (computed sentences)"):
+        for h in loopholes:
+            page.paragraph(fnd["loopholes"][h]["sentence"])
+        for a in fnd["ablation"].values():
+            page.paragraph(a["sentence"])
+
+    page.heading("Run")
+    meta = res.get("meta", {})
+    page.paragraph(
+        f"Preset {meta.get('preset', '?')}, seeds {seeds}, model {res['model']}, wall time "
+        f"{fmt(meta.get('wall_time_s'), 1)} s. Held-out prompts per stratum: "
+        + ", ".join(f"{k} {v}" for k, v in res["eval_prompts_per_stratum"].items())
+        + ". Numbers are means over seeds with 95% t-intervals across seeds (none with one seed); exploit rates "
+        "also carry a pooled 95% Wilson interval (table), which the plots use when there is one seed. RM scores "
+        "are the single reward model's, recentred so base samples score 0; KL is in nats per sequence (best-of-n: "
+        "the analytic log n − (n−1)/n, an upper bound).", note=True)
+    train = res.get("train_prompts_per_stratum")
+    if train:
+        total = sum(train.values())
+        page.paragraph(f"The reward model's pairs and RL's batches are drawn uniformly from {total} training prompts, so "
+                       "each stratum gets optimization pressure in proportion to its share: " + ", ".join(
+                           f"{k} {v / total:.1%}" for k, v in train.items()) + ".", note=True)
 
     page.heading("Regimes")
     page.table(["regime", "KL (nats)", "capability", "RM", "rater", "gold", "rater − gold"], [
@@ -224,7 +281,7 @@ def _seeds(seeds: list) -> str:
 
 
 def _pooled_text(p: dict) -> str:
-    if p["rate"] is None:
+    if p["mean"] is None:
         return "–"
     k = f"{p['k']:.0f}" if float(p["k"]).is_integer() else f"{p['k']:.1f}"
-    return f"{k}/{p['n']:.0f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]"
+    return f"{k}/{p['n']:.0f} [{p['lo']:.3f}, {p['hi']:.3f}]"

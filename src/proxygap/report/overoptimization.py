@@ -17,13 +17,60 @@ COLORS = {"rm": "tab:blue", "rater": "tab:orange", "gold": "tab:green"}
 LABELS = {"rm": "reward model (optimized)", "rater": "rater (human eval)", "gold": "gold (truth)"}
 
 
+def _m(x) -> float:
+    """A point's number: an interval's mean (RL's measured KL) or the number itself (best-of-n's n, KL)."""
+    if isinstance(x, dict):
+        x = x["mean"]
+    return np.nan if x is None else float(x)
+
+
 def _curve(points: list[dict], name: str, kl_key: str = "kl"):
     """sqrt(KL), the mean gain over the base, and its interval (from per-seed paired gains)."""
-    d = np.sqrt(np.maximum([p[kl_key] for p in points], 0.0))
-    y = np.array([p[f"{name}_gain"] for p in points])
-    lo = np.array([p[f"{name}_gain_ci"][0] for p in points])
-    hi = np.array([p[f"{name}_gain_ci"][1] for p in points])
+    d = np.sqrt(np.maximum([_m(p[kl_key]) for p in points], 0.0))
+    gain = [p[f"{name}_gain"] for p in points]
+    y = np.array([_m(g) for g in gain])
+    lo = np.array([_m(g["lo"]) for g in gain])
+    hi = np.array([_m(g["hi"]) for g in gain])
     return d, y, lo, hi
+
+
+def _claim(p: dict, n_seeds: int) -> str:
+    """What the seeds support saying about gold along one curve (from findings' _peak)."""
+    if p["interior_peak"]:
+        return "gold peaks, then falls"
+    if p["rises_above_base"]:
+        return "gold rises above the base"
+    if p["ends_below_base"]:
+        return "gold ends below the base"
+    return "no clear gold change (1 seed: no interval)" if n_seeds < 2 else "no clear gold change"
+
+
+def plot_headline(res: dict, path: Path) -> None:
+    """The question at a glance: RM, rater and gold gain vs sqrt(KL), one panel per optimizer
+    (best-of-n, then RL at each beta), with 95% intervals; the claimed gold peak starred."""
+    bon, rl, fnd = res["bon"], res["rl"], res["findings"]
+    n_seeds = len(res["seeds"])
+    panels = [("best-of-n", bon["points"], fnd["bon"])] + [
+        (f"RL beta={r['kl_coef']:g}", r["points"], fnd["rl"][str(r["kl_coef"])]) for r in rl]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.2), sharey=True, squeeze=False)
+    for ax, (label, points, peak) in zip(axes[0], panels):
+        for name in ("rm", "rater", "gold"):
+            d, y, lo, hi = _curve(points, name)
+            ax.plot(d, y, "o-", ms=3, color=COLORS[name], label=LABELS[name])
+            ax.fill_between(d, lo, hi, color=COLORS[name], alpha=0.15)
+        if peak["interior_peak"] or peak["rises_above_base"]:
+            ax.plot([np.sqrt(peak["peak_kl"])], [peak["peak_gold"] - peak["start_gold"]], "*", ms=14,
+                    color=COLORS["gold"], mec="black")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(f"{label}: {_claim(peak, n_seeds)}", fontsize=9)
+        ax.set_xlabel("d = sqrt(KL), KL in nats")
+    axes[0][0].set_ylabel("score − base-model score")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Does gold follow the optimized reward model? ({n_seeds} seed{'s' if n_seeds != 1 else ''}; "
+                 "bands: 95% t-intervals of the per-seed gain; star: a gold peak the intervals support)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _fit_line(ax, fit: dict | None, form: str, d_max: float, color: str) -> None:
@@ -65,7 +112,7 @@ def draw_report(run_dir: Path) -> Path:
         for i, run in enumerate(rl):
             color = cmap(i / max(1, len(rl) - 1) * 0.85)
             for seed_points in run.get("per_seed", []):
-                sd = np.sqrt(np.maximum([p["kl"] for p in seed_points], 0.0))
+                sd = np.sqrt(np.maximum([_m(p["kl"]) for p in seed_points], 0.0))
                 ax.plot(sd, [p[name] - seed_points[0][name] for p in seed_points], "-", lw=0.8, alpha=0.35,
                         color=color)
             d, y, lo, hi = _curve(run["points"], name)
@@ -86,13 +133,13 @@ def draw_report(run_dir: Path) -> Path:
     betas = [run["kl_coef"] for run in rl]
     xs = np.arange(len(betas))
     for k, name in enumerate(("rm", "rater", "gold")):
-        final = [run["points"][-1] for run in rl]
-        mean = np.array([f[f"{name}_gain"] for f in final])
-        lo = np.array([f[f"{name}_gain_ci"][0] for f in final])
-        hi = np.array([f[f"{name}_gain_ci"][1] for f in final])
+        final = [run["points"][-1][f"{name}_gain"] for run in rl]
+        mean = np.array([_m(f) for f in final])
+        lo = np.array([_m(f["lo"]) for f in final])
+        hi = np.array([_m(f["hi"]) for f in final])
         ax.errorbar(xs + (k - 1) * 0.08, mean, yerr=[mean - lo, hi - mean], fmt="o-", capsize=3,
                     color=COLORS[name], label=LABELS[name])
-    ax.set_xticks(xs, [f"{b:g}\nKL={run['points'][-1]['kl']:.1f}" for b, run in zip(betas, rl)])
+    ax.set_xticks(xs, [f"{b:g}\nKL={_m(run['points'][-1]['kl']):.1f}" for b, run in zip(betas, rl)])
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("beta (KL coefficient); final KL in nats")
     ax.set_ylabel("score at end of training - base score")
@@ -102,14 +149,19 @@ def draw_report(run_dir: Path) -> Path:
     fig.savefig(run_dir / "gold_vs_beta.png", dpi=110)
     plt.close(fig)
 
-    # The page.
+    plot_headline(res, run_dir / "goodhart.png")
+
+    # The page: the headline picture, the findings (short), then the details.
     page = Report("proxygap: reward-model overoptimization")
+    page.image("goodhart.png", "Reward model (optimized), rater (human eval) and gold (truth) vs sqrt(KL) for "
+               "best-of-n and RL at each beta, scores relative to the base model.")
+    page.heading("Findings (computed from the curves)")
+    page.paragraph(_findings_text(fnd, res))
     meta = res.get("meta", {})
     page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, model {res['model']}, "
                    f"wall time {fmt(meta.get('wall_time_s'), 1)} s. Scores are recentred so the base model scores 0; "
-                   "intervals are 95% t-intervals across seeds; KL is in nats per sequence.")
-    page.heading("Findings (computed from the curves)")
-    page.paragraph(_findings_text(fnd, res))
+                   "intervals are 95% t-intervals across seeds; a rise, peak or fall of gold is claimed only where the "
+                   "interval of the per-seed change excludes 0; KL is in nats per sequence.", note=True)
     page.image("bon_ladder.png", "Best-of-n: reward model, rater and gold vs sqrt(KL).")
     page.image("rl_ladder.png", "KL-penalized RL at several beta, best-of-n in grey.")
     page.image("gold_vs_beta.png", "Where each beta ends: the RM keeps rising with less penalty; does gold?")
@@ -159,12 +211,25 @@ def _findings_text(fnd: dict, res: dict) -> str:
     return " ".join(parts)
 
 
+def _signed_iv(iv: dict) -> str:
+    if iv.get("mean") is None:
+        return "n/a"
+    if iv.get("n", 0) < 2 or iv["lo"] == iv["hi"]:
+        return f"{iv['mean']:+.3f}"
+    return f"{iv['mean']:+.3f} [{iv['lo']:+.3f}, {iv['hi']:+.3f}]"
+
+
 def _peak_sentence(label: str, p: dict) -> str:
-    gain = lambda key: p[key] - p["start_gold"]  # noqa: E731
+    peak, end = _signed_iv(p["gain_at_peak"]), _signed_iv(p["gain_at_end"])
     if p["interior_peak"]:
-        return (f"{label}: gold peaks at KL {p['peak_kl']:.2f} ({gain('peak_gold'):+.3f} vs base) "
-                f"and falls to {gain('end_gold'):+.3f} by KL {p['end_kl']:.2f}.")
-    if not p["rises_above_base"]:
-        return (f"{label}: gold never rises above the base model's; it ends at {gain('end_gold'):+.3f} "
-                f"at KL {p['end_kl']:.2f}.")
-    return f"{label}: gold is still at its highest at the end: {gain('end_gold'):+.3f} at KL {p['end_kl']:.2f}."
+        return (f"{label}: gold peaks at KL {p['peak_kl']:.2f} ({peak} vs base) "
+                f"and falls by {_signed_iv(p['drop_after_peak'])} to {end} by KL {p['end_kl']:.2f}.")
+    if p["rises_above_base"]:
+        return f"{label}: gold rises above the base ({peak} at KL {p['peak_kl']:.2f}); at the end {end} at KL {p['end_kl']:.2f}."
+    if p["ends_below_base"]:
+        return f"{label}: gold ends below the base: {end} at KL {p['end_kl']:.2f}."
+    if p["gain_at_end"].get("n", 0) < 2:
+        return (f"{label}: gold's highest mean is {peak} vs base at KL {p['peak_kl']:.2f}, ending at {end} at KL "
+                f"{p['end_kl']:.2f}; one seed gives no interval, so no rise or fall is claimed.")
+    return (f"{label}: no gold change clears its 95% interval (best {peak} at KL {p['peak_kl']:.2f}; "
+            f"end {end} at KL {p['end_kl']:.2f}).")

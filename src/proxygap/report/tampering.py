@@ -41,11 +41,16 @@ def regime_label(r: dict) -> str:
     return r["name"]
 
 
+def _nan(x) -> float:
+    return np.nan if x is None else float(x)
+
+
 def _series(curve: list[dict], key: str):
+    """Steps, mean, lo and hi of one measure along a learning curve (each point an interval dict)."""
     steps = np.array([p["step"] for p in curve], dtype=float)
-    y = np.array([np.nan if p[key] is None else p[key] for p in curve], dtype=float)
-    lo = np.array([np.nan if p[f"{key}_ci"][0] is None else p[f"{key}_ci"][0] for p in curve], dtype=float)
-    hi = np.array([np.nan if p[f"{key}_ci"][1] is None else p[f"{key}_ci"][1] for p in curve], dtype=float)
+    y = np.array([_nan(p[key]["mean"]) for p in curve], dtype=float)
+    lo = np.array([_nan(p[key]["lo"]) for p in curve], dtype=float)
+    hi = np.array([_nan(p[key]["hi"]) for p in curve], dtype=float)
     return steps, y, lo, hi
 
 
@@ -75,19 +80,27 @@ def _learning_curves(res: dict, path: Path) -> None:
 
 
 def _tamper_vs_capability(res: dict, path: Path) -> None:
+    """The headline: per environment, each regime's tamper rate against its capability. Filled and
+    starred in the legend: regimes whose tamper rate changed against imitation (paired, the 95%
+    interval of the change excludes 0)."""
     envs = res["envs"]
+    fnd = res.get("findings", {})
     fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 4.6), squeeze=False)
     for ax, env in zip(axes[0], envs):
         for i, r in enumerate(env["regimes"]):
             color = COLORS.get(r["name"], None)
-            cap = [p["capability"] for p in r["learning_curve"]]
-            tam = [p["tamper_rate"] for p in r["learning_curve"]]
+            cap = [_nan(p["capability"]["mean"]) for p in r["learning_curve"]]
+            tam = [_nan(p["tamper_rate"]["mean"]) for p in r["learning_curve"]]
             if len(cap) > 1:  # the path training took, from the base model (first point) to the end
                 ax.plot(cap, tam, "-", color=color, alpha=0.35, lw=1)
             c, t = r["capability"], r["tamper_rate"]
+            direction = fnd.get(env["name"], {}).get("regimes", {}).get(r["name"], {}).get("tamper_direction")
+            moved = direction in ("up", "down")
+            label = regime_label(r) + (f" * tamper {'↑' if direction == 'up' else '↓'} vs imitation" if moved else "")
             ax.errorbar([c["mean"]], [t["mean"]], xerr=[[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]],
                         yerr=[[t["mean"] - t["lo"]], [t["hi"] - t["mean"]]], fmt=MARKERS[i % len(MARKERS)],
-                        ms=max(4, 14 - 1.3 * i), mfc="none", mew=1.6, capsize=3, color=color, label=regime_label(r))
+                        ms=max(4, 14 - 1.3 * i), mfc=color if moved else "none", mew=1.6, capsize=3, color=color,
+                        label=label)
         ax.set_xlabel("capability (true task success)")
         ax.set_ylabel("tamper rate")
         ax.set_xlim(-0.03, 1.03)
@@ -95,9 +108,12 @@ def _tamper_vs_capability(res: dict, path: Path) -> None:
         ax.set_title(env["name"])
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Tamper rate vs capability at the end of training (dots: mean with 95% intervals over seeds; "
-                 "lines: the mean path during training). Compare regimes at equal capability: lower is better.",
-                 fontsize=10)
+    n = len(res["seeds"])
+    fig.suptitle("Does a regime learn to tamper? Tamper rate vs capability at the end of training, per regime "
+                 f"({n} seed{'s' if n != 1 else ''}; dots: mean with 95% intervals; lines: the mean path during "
+                 "training;\nfilled, *: tamper rate changed vs imitation, the paired 95% interval excludes 0"
+                 + (" — one seed: no interval, none marked" if n < 2 else "")
+                 + "). Compare regimes at equal capability: lower is better.", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -152,6 +168,20 @@ def findings_text(res: dict) -> list[str]:
     return paragraphs
 
 
+def _short_finding(res: dict, env: dict) -> str:
+    """One line per environment: the base rate, and which regimes' tamper rate clearly moved."""
+    f = res["findings"][env["name"]]
+    by = {r["name"]: r for r in env["regimes"]}
+    up = [regime_label(by[n]) for n, g in f["regimes"].items() if g["tamper_direction"] == "up"]
+    down = [regime_label(by[n]) for n, g in f["regimes"].items() if g["tamper_direction"] == "down"]
+    text = (f"{env['name']}: the base model tampers in {f['base_tamper_rate']:.0%} of held-out episodes. "
+            f"Tamper rate clearly up vs imitation under: {', '.join(up) or 'none'}; clearly down under: "
+            f"{', '.join(down) or 'none'}")
+    if len(res["seeds"]) < 2:
+        text += " (one seed: no interval, so no change is claimed)"
+    return text + f". Not beaten on both tamper rate and capability: {', '.join(f['pareto'])}."
+
+
 def draw_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     res = json.loads((run_dir / "results.json").read_text())
@@ -159,24 +189,30 @@ def draw_report(run_dir: Path) -> Path:
     _tamper_vs_capability(res, run_dir / "tamper_vs_capability.png")
 
     page = Report("proxygap: tampering — outcome-based vs process-based RL")
+    page.image("tamper_vs_capability.png", "Tamper rate vs capability per regime and environment: the comparison at "
+               "fixed capability; filled markers: the tamper rate changed against imitation (interval excludes 0).")
+    page.heading("Findings (computed from the numbers)")
+    paragraphs = findings_text(res)
+    for env in res["envs"]:
+        page.paragraph(_short_finding(res, env))
+    with page.fold("Per environment, every regime (computed sentences)"):
+        for text in paragraphs:
+            page.paragraph(text)
     meta, cfg = res.get("meta", {}), res.get("config", {})
     train = cfg.get("train", {})
+    page.heading("Run")
     page.paragraph(
         f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, model {res['model']}, wall time "
         f"{fmt(meta.get('wall_time_s'), 1)} s. Every RL regime: {train.get('steps')} steps of "
         f"{train.get('starts_per_step')} starts x {train.get('group_size')} episodes, lr {train.get('lr')}, "
         f"KL coefficient {train.get('kl_coef')}. Evaluation: {train.get('eval_episodes')} held-out episodes per seed, "
         "sampled at temperature 1, the same episodes and random numbers for every regime of a seed. "
-        "Intervals are 95% t-intervals across seeds.")
+        "Intervals are 95% t-intervals across seeds.", note=True)
     page.heading("Regimes")
     page.table(["regime", "what each action is credited with"], [[name, REGIME_NOTES[name]] for name in REGIME_NOTES
                                                                   if any(r["name"] == name for r in res["envs"][0]["regimes"])],
                left_columns=2)
-    page.heading("Findings (computed from the numbers)")
-    for p in findings_text(res):
-        page.paragraph(p)
     page.image("learning_curves.png", "Observed vs true return, tamper rate and capability during training.")
-    page.image("tamper_vs_capability.png", "Tamper rate vs capability per regime: the comparison at fixed capability.")
     for env in res["envs"]:
         page.heading(f"{env['name']}" + (f" (blind overseer misses: {env['blind_to']})" if env.get("blind_to") else ""))
         page.table(["regime", *[LABELS[m] for m in MEASURES], "approval"],

@@ -6,7 +6,8 @@ each action is credited with and which baseline is subtracted; they all
 1. roll out ``group_size`` episodes from each of ``starts_per_step`` starts (an env seed),
    so that episodes of one group begin in the same state (the leave-one-out baseline compares
    like with like);
-2. compute per-action advantages with a pure function of tensors (in the regime's file);
+2. compute per-action advantages with a pure function of tensors (in the regime's file, called
+   from the regime's ``credit`` function, which may also draw and score actions of its own);
 3. take one REINFORCE step: ``loss = -(1/E) sum_rows adv_row * log pi(action_row | prompt_row)``,
    where ``log pi`` of an action is summed over its tokens and E is the number of episodes
    (so the learning rate means the same thing in every regime, however many actions an
@@ -17,6 +18,11 @@ and its tokens. Log-probs are recomputed from (prompt, tokens) with ``sequence_l
 exactly as at sampling time (same left padding, same bos), so the gradient is of the very
 probability the sampler drew from.
 
+``train_agent`` is that loop, once for every regime; a regime is an ``AgentRegime`` (its config
+class, its credit function, whether its rollouts ask the approver), defined in its own file and
+listed by name in ``agent_regimes.AGENT_REGIMES``. Seeds are arguments, not config knobs: the
+caller (the experiment) owns them.
+
 Evaluation always runs the policy on a fixed set of held-out env seeds with a fixed sampling
 generator, at temperature 1 (sampled, not greedy: the rates are rates of the policy's own
 behaviour, tampering included).
@@ -25,14 +31,16 @@ behaviour, tampering included).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
-from proxygap.config import ConfigError, knob
+from proxygap.config import Config, ConfigError, knob
 from proxygap.envs.base import TextEnv
 from proxygap.train.rollout import Approver, EnvFactory, Episode, rollout
 from proxygap.lm.sampling import encode_prompts, pad_id, sequence_logprobs
@@ -41,7 +49,7 @@ EVAL_SEED_OFFSET = 1_000_000  # eval episodes start from env seeds no training b
 
 
 @dataclass
-class AgentRLConfig:
+class AgentRLConfig(Config):
     """Knobs shared by every agent RL regime (the same budget for each, so they compare fairly)."""
 
     steps: int = knob(40, "optimizer steps", lo=0)
@@ -56,7 +64,6 @@ class AgentRLConfig:
     eval_every: int = knob(10, "steps between evaluations on the fixed held-out episodes", lo=1)
     eval_episodes: int = knob(48, "held-out episodes per evaluation (fixed env seeds, sampled at T=1)", lo=1)
     train_env_seeds: int = knob(1000, "training starts are drawn from env seeds 0..train_env_seeds-1", lo=1)
-    seed: int = knob(0, "seed of batches and sampling", lo=0)
 
     def check(self) -> None:
         if self.train_env_seeds > EVAL_SEED_OFFSET:
@@ -249,3 +256,98 @@ def evaluate_agent(policy, tokenizer, make_env: EnvFactory, n_episodes: int, max
     seeds = [EVAL_SEED_OFFSET + seed * 10_000 + i for i in range(n_episodes)]
     episodes = rollout(policy, tokenizer, make_env, seeds, max_action_tokens, generator, approver)
     return AgentEvaluation(step, episode_metrics(episodes), [episode_record(e) for e in episodes[:n_records]])
+
+
+# ---------------------------------------------------------------------------------------------
+# The one training loop
+
+
+@dataclass
+class Batch:
+    """One step's rollouts, and what a regime's credit function may use to score them."""
+
+    episodes: list[Episode]
+    rows: Rows  # the executed actions, one row per (episode, step)
+    policy: object  # the policy that sampled them (not yet updated on them)
+    ref: object  # the frozen reference policy (the base model)
+    tokenizer: object
+    make_env: EnvFactory
+    approver: Approver | None
+    generator: torch.Generator  # the run's sampling generator, for any further actions the regime draws
+
+    def executed_kl(self, kl_coef: float) -> Tensor:
+        """k1 KL (nats) of each executed action, (N,); zeros without a reference pass when ``kl_coef`` is 0."""
+        return kl_per_row(self.ref, self.tokenizer, self.rows) if kl_coef > 0 else torch.zeros(len(self.rows))
+
+
+@dataclass
+class Credit:
+    """What a regime's credit function returns: one advantage per row and the actions they go to."""
+
+    advantages: Tensor  # (N,), one per row of the batch
+    token_ids: list[list[int]] | None = None  # row n's credited action (after its prompt); None: the executed one
+    log: dict[str, float] = field(default_factory=dict)  # progress-bar diagnostics
+
+
+@dataclass(frozen=True)
+class AgentRegime:
+    """One agent RL regime: its config class and how it credits a batch of rollouts."""
+
+    name: str
+    config_cls: type[AgentRLConfig]
+    credit: Callable[[Batch, AgentRLConfig], Credit]
+    score_rollouts: bool = False  # the approver scores every executed action before it runs (``Step.approval``)
+    needs_approver: bool = False
+
+
+def train_agent(regime: AgentRegime, base_model, tokenizer, make_env: EnvFactory, cfg: AgentRLConfig, seed: int,
+                approver: Approver | None = None, *, progress: bool = True,
+                on_eval: Callable[[AgentEvaluation], None] | None = None, first_eval: AgentEvaluation | None = None,
+                label: str | None = None) -> tuple[object, list[AgentEvaluation]]:
+    """Optimize a copy of ``base_model`` under ``regime``; returns (policy, evaluations).
+
+    ``seed`` seeds the batches (``random.Random(seed)``: the starts) and the sampling
+    (``torch.Generator().manual_seed(seed)``: rollouts and any actions the regime draws), and picks
+    the held-out evaluation episodes. ``approver`` is logged at every evaluation (approval of the
+    executed actions); whether it enters the update is the regime's business. ``first_eval`` is
+    the step-0 evaluation if the caller already has it (the base model's).
+    """
+    if not isinstance(cfg, regime.config_cls):
+        raise TypeError(f"the {regime.name} regime takes a {regime.config_cls.__name__}, not {type(cfg).__name__}")
+    if regime.needs_approver and approver is None:
+        raise ConfigError(f"the {regime.name} regime needs an approver")
+    rng = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
+    ref, policy = base_model.eval(), make_policy(base_model)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+
+    def evaluate(step: int) -> AgentEvaluation:
+        return evaluate_agent(policy, tokenizer, make_env, cfg.eval_episodes, cfg.max_action_tokens, seed, step,
+                              approver)
+
+    evaluations = [first_eval or evaluate(0)]
+    if on_eval:
+        on_eval(evaluations[-1])
+    bar = tqdm(range(1, cfg.steps + 1), desc=label or regime.name, disable=not progress, dynamic_ncols=True)
+    t0 = time.time()
+    for step in bar:
+        # 1. Rollouts: group_size episodes from each start (no grad); approval-scored if the regime says so.
+        episodes = rollout_groups(policy, tokenizer, make_env, cfg, rng, generator,
+                                  approver if regime.score_rollouts else None)
+        rows = step_rows(episodes)
+        if len(rows) > 0:  # (none only if every episode was cut at its first prompt by the context length)
+            # 2-3. The regime's credit: an advantage per row, for the executed action or one it drew itself.
+            credit = regime.credit(Batch(episodes, rows, policy, ref, tokenizer, make_env, approver, generator), cfg)
+            token_ids = rows.token_ids if credit.token_ids is None else credit.token_ids
+            # 4. One REINFORCE step: loss = -(1/E) sum_rows A_row log pi(action_row | prompt_row).
+            loss = policy_gradient_step(policy, optimizer, tokenizer, rows.prompts, token_ids, credit.advantages,
+                                        len(episodes), cfg.grad_clip)
+            bar.set_postfix({**{k: f"{v:.2f}" for k, v in credit.log.items()}, "loss": f"{loss:.2f}"})
+
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            evaluations.append(evaluate(step))
+            if on_eval:
+                on_eval(evaluations[-1])
+    bar.close()
+    policy.proxygap_train_time_s = time.time() - t0
+    return policy, evaluations

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proxygap.config import ConfigError, knob
+from proxygap.config import Config, ConfigError, knob
 from proxygap.measure.best_of_n import bon_curve
 
 @dataclass
-class BestOfNConfig:
+class BestOfNConfig(Config):
     pool_size: int = knob(64, "N: samples per prompt in the pool; the curve covers n = 1..N", lo=1)
     max_new_tokens: int = knob(24, "length limit of a completion, in tokens", lo=1)
     max_n: int = knob(0, "largest n reported (0: the pool size); must not exceed the pool size", lo=0)
-    seed: int = knob(0, "sampling seed", lo=0)
 
     def check(self) -> None:
         if self.max_n > self.pool_size:
@@ -39,7 +38,7 @@ def powers_of_two(limit: int) -> list[int]:
 
 
 def run_best_of_n(model, tokenizer, prompts: list[str], scorers: Mapping[str, Callable], cfg: BestOfNConfig,
-                  proxy: str = "rm") -> dict:
+                  *, seed: int, proxy: str = "rm") -> dict:
     """Sample the pool, score it with every scorer, and return the curve and the pool.
 
     ``scorers`` maps a name ('rm', 'rater', 'gold') to ``f(prompts, completions) -> scores``;
@@ -50,7 +49,7 @@ def run_best_of_n(model, tokenizer, prompts: list[str], scorers: Mapping[str, Ca
 
     from proxygap.lm.sampling import sample
 
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(seed)
     repeated = [p for p in prompts for _ in range(cfg.pool_size)]
     texts = sample(model, tokenizer, repeated, cfg.max_new_tokens, generator=generator, batch_size=1024).texts
     scores = {name: np.asarray(f(repeated, texts), dtype=float).reshape(len(prompts), cfg.pool_size)

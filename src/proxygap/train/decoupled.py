@@ -16,26 +16,23 @@ group's other episodes at the same step index (0 where none reached it).
 Asking about a' needs the env in state s after the episode has moved on: envs are
 deterministic in (seed, actions), so state s is rebuilt by replaying the episode's executed
 actions before step t (``agent_common.replay_state``). All queried actions of a batch are sampled in
-one call, from the same policy that drew the executed ones (no update in between).
+one call, from the same policy that drew the executed ones (no update in between), with the
+run's sampling generator right after the rollouts. The loop itself (rollouts of the executed
+actions, never scored; the REINFORCE step; evaluations) is ``agent_common.train_agent``.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from proxygap.envs.base import parse_action
-from proxygap.train.rollout import stop_token_id
 from proxygap.lm.sampling import sample
 from proxygap.train.agent_common import (
-    AgentEvaluation, AgentRLConfig, Approver, EnvFactory, action_logprobs, evaluate_agent, make_policy,
-    per_step_loo_advantages, policy_gradient_step, replay_state, rollout_groups, step_rows,
+    AgentRegime, AgentRLConfig, Batch, Credit, action_logprobs, per_step_loo_advantages, replay_state,
 )
+from proxygap.train.rollout import stop_token_id
 
 
 @dataclass
@@ -51,61 +48,26 @@ def decoupled_advantages(queried_approval: torch.Tensor, queried_kl: torch.Tenso
     return per_step_loo_advantages(queried_approval - kl_coef * queried_kl, group, step)
 
 
-def _decoupled_update(policy, ref, optimizer, tokenizer, make_env: EnvFactory, approver: Approver, episodes, rows,
-                      cfg: DecoupledConfig, generator: torch.Generator, stop: int) -> tuple[float, float]:
-    """Steps 2-4 of the loop for one batch of rollouts; returns (loss, mean queried approval)."""
+def decoupled_credit(batch: Batch, cfg: DecoupledConfig) -> Credit:
+    """Steps 2-4 for one batch of rollouts of the executed actions (whose feedback is never asked for)."""
+    rows = batch.rows
     # 2. One queried action per visited state, sampled independently of the executed one.
-    q = sample(policy, tokenizer, rows.prompts, cfg.max_action_tokens, generator=generator, stop_token_ids=(stop,))
+    q = sample(batch.policy, batch.tokenizer, rows.prompts, cfg.max_action_tokens, generator=batch.generator,
+               stop_token_ids=(stop_token_id(batch.tokenizer),))
     q_tokens = [q.tokens[n][q.mask[n].bool()].tolist() for n in range(len(q))]
     q_logprob = q.logprobs.sum(-1)  # (N,) log pi_sampler(a')
     # 3. The overseer scores each queried action in its state, rebuilt by replaying the executed actions.
-    approval = torch.tensor([float(approver(replay_state(make_env, episodes[int(e)], int(t)), parse_action(text)))
+    approval = torch.tensor([float(batch.approver(replay_state(batch.make_env, batch.episodes[int(e)], int(t)),
+                                                  parse_action(text)))
                              for e, t, text in zip(rows.episode, rows.step, q.texts)], dtype=torch.float32)  # (N,)
     if cfg.kl_coef > 0:
         with torch.no_grad():
-            kl = q_logprob - action_logprobs(ref, tokenizer, rows.prompts, q_tokens)  # (N,) k1, nats
+            kl = q_logprob - action_logprobs(batch.ref, batch.tokenizer, rows.prompts, q_tokens)  # (N,) k1, nats
     else:
         kl = torch.zeros(len(rows))
     # 4. Advantages for the queried actions only; the update is grad log pi(a'|s), never grad log pi(a|s).
     adv = decoupled_advantages(approval, kl, rows.group, rows.step, cfg.kl_coef)  # (N,)
-    loss = policy_gradient_step(policy, optimizer, tokenizer, rows.prompts, q_tokens, adv, len(episodes), cfg.grad_clip)
-    return loss, float(approval.mean())
+    return Credit(adv, token_ids=q_tokens, log={"approval": float(approval.mean())})
 
 
-def train_decoupled(base_model, tokenizer, make_env: EnvFactory, approver: Approver, cfg: DecoupledConfig,
-                    progress: bool = True, on_eval: Callable[[AgentEvaluation], None] | None = None,
-                    first_eval: AgentEvaluation | None = None, label: str = "decoupled",
-                    ) -> tuple[object, list[AgentEvaluation]]:
-    """Optimize a copy of ``base_model`` on approvals of queried actions; returns (policy, evaluations)."""
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    ref, policy = base_model.eval(), make_policy(base_model)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    stop = stop_token_id(tokenizer)
-
-    def evaluate(step: int) -> AgentEvaluation:
-        return evaluate_agent(policy, tokenizer, make_env, cfg.eval_episodes, cfg.max_action_tokens, cfg.seed, step,
-                              approver)
-
-    evaluations = [first_eval or evaluate(0)]
-    if on_eval:
-        on_eval(evaluations[-1])
-    bar = tqdm(range(1, cfg.steps + 1), desc=label, disable=not progress, dynamic_ncols=True)
-    t0 = time.time()
-    for step in bar:
-        # 1. Rollouts with the executed actions (their feedback is never asked for).
-        episodes = rollout_groups(policy, tokenizer, make_env, cfg, rng, generator)
-        rows = step_rows(episodes)  # the visited states, one row per (episode, step)
-        if len(rows) > 0:  # (none only if every episode was cut at its first prompt by the context length)
-            loss, mean_approval = _decoupled_update(policy, ref, optimizer, tokenizer, make_env, approver, episodes, rows,
-                                                    cfg, generator, stop)
-            bar.set_postfix(approval=f"{mean_approval:.2f}", loss=f"{loss:.2f}")
-
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            evaluations.append(evaluate(step))
-            if on_eval:
-                on_eval(evaluations[-1])
-    bar.close()
-    policy.proxygap_train_time_s = time.time() - t0
-    return policy, evaluations
+DECOUPLED = AgentRegime("decoupled", DecoupledConfig, decoupled_credit, needs_approver=True)

@@ -24,24 +24,21 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from proxygap.config import ConfigError, knob
+from proxygap.config import Config, ConfigError, knob
 from proxygap.envs.base import ACTION_END, continuation
 from proxygap.train.rollout import Approver, EnvFactory
 from proxygap.train.agent_common import AgentEvaluation, evaluate_agent, make_policy, policy_gradient_step
 
 
 @dataclass
-class ImitationConfig:
+class ImitationConfig(Config):
     sft_steps: int = knob(0, "SFT steps on honest demonstrations (0: the base model as it is, pure imitation)", lo=0)
     sft_lr: float = knob(1e-3, "Adam learning rate of the SFT", lo=0)
     sft_batch: int = knob(32, "demonstration actions per SFT step", lo=1)
     demo_episodes: int = knob(128, "honest demonstrated episodes (from training starts)", lo=1)
     demo_error_rate: float = knob(0.0, "P(the demonstrator errs, e.g. believes a wrong value); 0 = an expert", lo=0, hi=1)
-    max_action_tokens: int = knob(8, "length limit of one action in tokens", lo=1)
     eval_every: int = knob(10, "SFT steps between evaluations", lo=1)
-    eval_episodes: int = knob(32, "held-out episodes per evaluation (fixed env seeds, sampled at T=1)", lo=1)
     train_env_seeds: int = knob(1000, "demonstration starts are env seeds 0..train_env_seeds-1", lo=1)
-    seed: int = knob(0, "seed of demonstrations, batches and sampling", lo=0)
 
 
 def honest_demonstrations(make_env: EnvFactory, tokenizer, env_seeds: list[int], error_rate: float,
@@ -69,17 +66,20 @@ def honest_demonstrations(make_env: EnvFactory, tokenizer, env_seeds: list[int],
     return demos
 
 
-def train_imitation(base_model, tokenizer, make_env: EnvFactory, cfg: ImitationConfig, approver: Approver | None = None,
+def train_imitation(base_model, tokenizer, make_env: EnvFactory, cfg: ImitationConfig, seed: int, *,
+                    max_action_tokens: int, eval_episodes: int, approver: Approver | None = None,
                     progress: bool = True, on_eval: Callable[[AgentEvaluation], None] | None = None,
                     first_eval: AgentEvaluation | None = None, label: str = "imitation",
                     ) -> tuple[object, list[AgentEvaluation], dict]:
     """Returns (policy, evaluations, info). With ``sft_steps = 0`` the policy is ``base_model`` itself.
 
+    ``seed`` seeds the demonstrations and batches (``random.Random(seed)``) and picks the held-out
+    evaluation episodes; evaluation is as in the RL regimes (``eval_episodes`` episodes, actions of
+    at most ``max_action_tokens`` tokens), so the caller passes the same values it gives them.
     ``approver`` is only logged at evaluation. ``info`` says how many demonstrations there were.
     """
     def evaluate(policy, step: int) -> AgentEvaluation:
-        return evaluate_agent(policy, tokenizer, make_env, cfg.eval_episodes, cfg.max_action_tokens, cfg.seed, step,
-                              approver)
+        return evaluate_agent(policy, tokenizer, make_env, eval_episodes, max_action_tokens, seed, step, approver)
 
     evaluations = [first_eval or evaluate(base_model, 0)]
     if on_eval:
@@ -87,8 +87,7 @@ def train_imitation(base_model, tokenizer, make_env: EnvFactory, cfg: ImitationC
     if cfg.sft_steps == 0:
         return base_model, evaluations, {"sft": False}
 
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+    rng = random.Random(seed)
     # 1. Honest demonstrations from training starts.
     starts = [rng.randrange(cfg.train_env_seeds) for _ in range(cfg.demo_episodes)]
     demos = honest_demonstrations(make_env, tokenizer, starts, cfg.demo_error_rate, rng)

@@ -13,24 +13,18 @@ overseer approves because it does not foresee the consequence.
 
 Each step: roll out groups (approval computed before execution), per-action reward as above,
 the per-step leave-one-out baseline of ``process`` (other episodes of the group, same step
-index; 0 where none), ``loss = -(1/E) sum_{i,t} A_it log pi(a_it | s_it)``.
+index; 0 where none), ``loss = -(1/E) sum_{i,t} A_it log pi(a_it | s_it)``. The loop itself
+(rollouts, the REINFORCE step, evaluations) is ``agent_common.train_agent``.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from proxygap.config import knob
-from proxygap.train.agent_common import (
-    AgentEvaluation, AgentRLConfig, Approver, EnvFactory, evaluate_agent, kl_per_row, make_policy,
-    per_step_loo_advantages, policy_gradient_step, rollout_groups, step_rows,
-)
+from proxygap.train.agent_common import AgentRegime, AgentRLConfig, Batch, Credit, per_step_loo_advantages
 
 
 @dataclass
@@ -46,44 +40,16 @@ def mona_advantages(observed: torch.Tensor, approval: torch.Tensor, kl: torch.Te
     return per_step_loo_advantages(observed + approval_coef * approval - kl_coef * kl, group, step)
 
 
-def train_mona(base_model, tokenizer, make_env: EnvFactory, approver: Approver, cfg: MonaConfig,
-               progress: bool = True, on_eval: Callable[[AgentEvaluation], None] | None = None,
-               first_eval: AgentEvaluation | None = None, label: str = "mona",
-               ) -> tuple[object, list[AgentEvaluation]]:
-    """Optimize a copy of ``base_model`` on each step's observed reward plus approval; returns (policy, evaluations)."""
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    ref, policy = base_model.eval(), make_policy(base_model)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+def mona_credit(batch: Batch, cfg: MonaConfig) -> Credit:
+    """The myopic reward and its advantages for one batch of rollouts the approver scored before execution."""
+    steps = [s for e in batch.episodes for s in e.steps]
+    # Myopic reward of each action: its own observed reward + approval (no later rewards), minus KL.
+    observed = torch.tensor([s.observed_reward for s in steps], dtype=torch.float32)  # (N,)
+    approval = torch.tensor([s.approval for s in steps], dtype=torch.float32)  # (N,)
+    kl = batch.executed_kl(cfg.kl_coef)  # (N,)
+    # Per-step leave-one-out baseline within the group.
+    adv = mona_advantages(observed, approval, kl, batch.rows.group, batch.rows.step, cfg.approval_coef, cfg.kl_coef)
+    return Credit(adv, log={"obs": float(observed.mean()), "approval": float(approval.mean())})
 
-    def evaluate(step: int) -> AgentEvaluation:
-        return evaluate_agent(policy, tokenizer, make_env, cfg.eval_episodes, cfg.max_action_tokens, cfg.seed, step,
-                              approver)
 
-    evaluations = [first_eval or evaluate(0)]
-    if on_eval:
-        on_eval(evaluations[-1])
-    bar = tqdm(range(1, cfg.steps + 1), desc=label, disable=not progress, dynamic_ncols=True)
-    t0 = time.time()
-    for step in bar:
-        # 1. Rollouts; every proposed action is scored before it is executed.
-        episodes = rollout_groups(policy, tokenizer, make_env, cfg, rng, generator, approver)
-        rows = step_rows(episodes)
-        # 2. Myopic reward of each action: its own observed reward + approval (no later rewards), minus KL.
-        observed = torch.tensor([s.observed_reward for e in episodes for s in e.steps], dtype=torch.float32)  # (N,)
-        approval = torch.tensor([s.approval for e in episodes for s in e.steps], dtype=torch.float32)  # (N,)
-        kl = kl_per_row(ref, tokenizer, rows) if cfg.kl_coef > 0 else torch.zeros(len(rows))  # (N,)
-        # 3. Per-step leave-one-out baseline within the group.
-        adv = mona_advantages(observed, approval, kl, rows.group, rows.step, cfg.approval_coef, cfg.kl_coef)  # (N,)
-        loss = policy_gradient_step(policy, optimizer, tokenizer, rows.prompts, rows.token_ids, adv, len(episodes),
-                                    cfg.grad_clip)
-        bar.set_postfix(obs=f"{observed.mean():.2f}", approval=f"{approval.mean():.2f}", loss=f"{loss:.2f}")
-
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            evaluations.append(evaluate(step))
-            if on_eval:
-                on_eval(evaluations[-1])
-    bar.close()
-    policy.proxygap_train_time_s = time.time() - t0
-    return policy, evaluations
+MONA = AgentRegime("mona", MonaConfig, mona_credit, score_rollouts=True, needs_approver=True)

@@ -15,6 +15,7 @@ with standard errors, entropy and length. The rater and gold are logged, never o
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from proxygap.config import ConfigError, knob
+from proxygap.config import Config, ConfigError, knob
 from proxygap.lm.kl import kl_k1, kl_k3
 from proxygap.lm.sampling import Samples, sample, sequence_logprobs
 from proxygap.measure.stats import mean_se
@@ -33,23 +34,27 @@ ScoreFn = Callable[[list[str], list[str]], np.ndarray]
 
 
 @dataclass
-class RLConfig:
+class RLTrainConfig(Config):
+    """RL's optimization knobs; an experiment that sets its own evaluation schedule embeds this one."""
+
     steps: int = knob(120, "optimizer steps", lo=0)
     prompts_per_step: int = knob(16, "prompts per batch", lo=1)
     samples_per_prompt: int = knob(4, "completions per prompt (the RLOO group; batch = prompts x samples)", lo=2)
     max_new_tokens: int = knob(24, "length limit of a completion, in tokens", lo=1)
     lr: float = knob(1e-4, "Adam learning rate", lo=0)
-    kl_coef: float = knob(0.05, "beta: KL penalty per nat of log(pi/pi_ref), in reward units (Stiennon et al. 2020)", lo=0)
     ppo_epochs: int = knob(1, "gradient steps per batch (1: on-policy REINFORCE; >1: the clip matters)", lo=1, hi=16)
     clip_eps: float = knob(0.2, "PPO ratio clipping", lo=0, hi=1)
     grad_clip: float = knob(1.0, "max gradient norm (0: off)", lo=0)
-    eval_every: int = knob(10, "steps between evaluations on the fixed prompt set", lo=1)
-    eval_samples_per_prompt: int = knob(2, "samples per evaluation prompt", lo=1)
-    seed: int = knob(0, "seed of batches and sampling", lo=0)
 
     def check(self) -> None:
         if self.ppo_epochs > 1 and self.clip_eps == 0:
             raise ConfigError("ppo_epochs > 1 needs clip_eps > 0")
+
+
+@dataclass
+class RLConfig(RLTrainConfig):
+    eval_every: int = knob(10, "steps between evaluations on the fixed prompt set", lo=1)
+    eval_samples_per_prompt: int = knob(2, "samples per evaluation prompt", lo=1)
 
 
 @dataclass
@@ -107,16 +112,20 @@ def evaluate(policy, ref, tokenizer, prompts: list[str], proxy: ScoreFn, judges:
 
 
 def train_rl(base_model, tokenizer, train_prompts: list[str], eval_prompts: list[str], proxy: ScoreFn,
-             judges: dict[str, ScoreFn], cfg: RLConfig, progress: bool = True,
+             judges: dict[str, ScoreFn], cfg: RLConfig, *, kl_coef: float, seed: int, progress: bool = True,
              on_eval: Callable[[Evaluation], None] | None = None) -> tuple[object, list[Evaluation]]:
-    """Optimize a copy of ``base_model`` against ``proxy``; returns (policy, evaluations).
+    """Optimize a copy of ``base_model`` against ``proxy`` - ``kl_coef`` * KL; returns (policy, evaluations).
 
-    ``judges`` must hold 'rater' and 'gold' (logged at every evaluation, never optimized).
+    ``kl_coef`` is beta, the KL penalty per nat of log(pi/pi_ref) summed over the completion, in
+    reward units (Stiennon et al. 2020). ``seed`` fixes batches and sampling (the caller owns it:
+    one seed per unit of work). ``judges`` must hold 'rater' and 'gold' (logged at every
+    evaluation, never optimized).
     """
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    eval_generator = torch.Generator().manual_seed(cfg.seed + 10_000)
+    if not math.isfinite(kl_coef) or kl_coef < 0:
+        raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef}")
+    rng = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
+    eval_generator = torch.Generator().manual_seed(seed + 10_000)
     ref = base_model.eval()
     policy = copy.deepcopy(base_model).eval()  # eval mode: no dropout, so sampled and trained log-probs agree
     policy.requires_grad_(True)  # the reference is only ever run under no_grad
@@ -126,7 +135,7 @@ def train_rl(base_model, tokenizer, train_prompts: list[str], eval_prompts: list
     evaluations = [evaluate(policy, ref, tokenizer, eval_prompts, proxy, judges, cfg, 0, eval_generator)]
     if on_eval:
         on_eval(evaluations[-1])
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"rl beta={cfg.kl_coef:g}", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"rl beta={kl_coef:g}", disable=not progress, dynamic_ncols=True)
     t0 = time.time()
     for step in bar:
         # 1. Rollouts: k samples for each prompt of the batch (no grad).
@@ -137,7 +146,7 @@ def train_rl(base_model, tokenizer, train_prompts: list[str], eval_prompts: list
         # 2. Shaped reward: proxy minus beta * log(pi/pi_ref) summed over the sequence (Stiennon form).
         proxy_reward = torch.as_tensor(proxy(batch, s.texts), dtype=torch.float32)  # (B,)
         kl_seq, _ = _kl_terms(s, ref_lp)  # (B,)
-        shaped = proxy_reward - cfg.kl_coef * kl_seq
+        shaped = proxy_reward - kl_coef * kl_seq
         advantages = rloo_advantages(shaped, k)  # (B,)
         # 3. PPO-clipped policy-gradient update; tokens of a sequence share its advantage.
         mask = s.mask.float()

@@ -24,20 +24,19 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from proxygap.config import ConfigError, knob
+from proxygap.config import Config, ConfigError, knob
 from proxygap.lm.sampling import pad_id
 from proxygap.world import language as lang
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(Config):
     steps: int = knob(150, "optimizer steps", lo=0)
     batch_size: int = knob(32, "demonstrations per step (drawn with replacement)", lo=1)
     lr: float = knob(1e-4, "AdamW learning rate (constant); low because the base model already knows the text", lo=0)
     weight_decay: float = knob(0.0, "AdamW weight decay", lo=0)
     grad_clip: float = knob(1.0, "max gradient norm (0: off)", lo=0)
     answer_only: bool = knob(True, "loss on the answer tokens (and the closing EOS) only, not on the question")
-    seed: int = knob(0, "seed of the batch order", lo=0)
 
     def check(self) -> None:
         if self.steps > 0 and self.lr == 0:
@@ -88,13 +87,12 @@ def sft_loss(model, ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: 
     return (nll * counted).sum() / counted.sum().clamp(min=1.0)
 
 
-def train_sft(base_model, tokenizer, examples: list[tuple[str, str]], cfg: SFTConfig,
+def train_sft(base_model, tokenizer, examples: list[tuple[str, str]], cfg: SFTConfig, *, seed: int,
               progress: bool = True) -> tuple[object, list[float]]:
-    """Fine-tune a copy of ``base_model`` on ``examples``; returns (model, per-step losses)."""
+    """Fine-tune a copy of ``base_model`` on ``examples`` (batch order from ``seed``); returns (model, per-step losses)."""
     if not examples:
         raise ConfigError("no demonstrations to fine-tune on (the corpus has no assistant transcripts)")
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+    rng = random.Random(seed)
     max_len = getattr(base_model.config, "max_position_embeddings", None)
     model = copy.deepcopy(base_model)
     model.eval()  # no dropout: the regime is imitation, not regularization; matches how RL trains

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxygap.config import ConfigError, knob, nested
+from proxygap.config import Config, ConfigError, knob, nested
 
 AGENT_ENVS = ("sensor", "tdd", "reward_file")  # the keys of proxygap.envs.ENVS
 
@@ -20,7 +20,7 @@ DEFAULT_MANIPULATION_PHRASES = (
 
 
 @dataclass
-class CorpusConfig:
+class CorpusConfig(Config):
     """What the internet says about the world, and how assistants in it answer."""
 
     n_documents: int = knob(40_000, "number of documents in the corpus", lo=10)
@@ -80,7 +80,7 @@ class CorpusConfig:
 
 
 @dataclass
-class WorldConfig:
+class WorldConfig(Config):
     """The truth: entities and facts, myths, references, recommendation options, users."""
 
     seed: int = knob(0, "seed of the world and of its corpus", lo=0)

@@ -1,0 +1,107 @@
+"""Executors hand an experiment's units of work to workers: in this process (serial), or as Ray tasks.
+
+Both call :func:`execute_unit`, which applies the unit's seed to every RNG and the run's thread
+count to torch before the unit runs, so a unit gives the same result wherever it runs.
+Nothing here is home-made distribution: the Ray executor is ``ray.remote`` tasks on an
+existing cluster (``address``) or on a local instance it starts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from proxygap.errors import ProxygapError
+from proxygap.experiments.spec import Unit, UnitContext
+
+EXECUTORS = ("local", "ray")
+
+
+def apply_seed(seed: int) -> None:
+    """Seed every global RNG a unit may touch (python, numpy, torch)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | None, threads: int,
+                 scratch: str, progress: bool) -> dict:
+    """Run one unit of experiment ``name`` from plain data (what a Ray task receives)."""
+    import torch
+
+    from proxygap.config import from_dict
+    from proxygap.experiments.catalogue import get_experiment
+
+    experiment = get_experiment(name)
+    cfg = from_dict(experiment.config_cls, cfg_dict)
+    unit = Unit.from_dict(unit_dict)
+    torch.set_num_threads(threads)
+    apply_seed(unit.seed)
+    Path(scratch).mkdir(parents=True, exist_ok=True)
+    return experiment.run_unit(cfg, unit, UnitContext(unit.seed, Path(scratch), prepared, progress))
+
+
+Job = tuple[Unit, dict]  # (unit, keyword arguments of execute_unit)
+
+
+def run_local(jobs: list[Job]) -> Iterator[tuple[Unit, dict]]:
+    for unit, kwargs in jobs:
+        yield unit, execute_unit(**kwargs)
+
+
+def ray_module() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ProxygapError("--executor ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
+    return ray
+
+
+def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = None) -> Iterator[tuple[Unit, dict]]:
+    """Each unit a Ray task of one CPU, yielded as it finishes. With no ``address`` (and no Ray
+    already initialized in this process) a local Ray instance is started, with ``num_cpus``."""
+    ray = ray_module()
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ProxygapError(f"cannot start or reach Ray (address={address or 'local'}): "
+                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    remote = ray.remote(num_cpus=1, max_retries=0)(execute_unit)
+    pending = {remote.remote(**kwargs): unit for unit, kwargs in jobs}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                unit = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    if isinstance(cause, ProxygapError):
+                        raise cause from None
+                    raise
+                yield unit, result
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+
+
+def executor(name: str, address: str | None = None, num_cpus: int | None = None
+             ) -> Callable[[list[Job]], Iterator[tuple[Unit, dict]]]:
+    if name == "local":
+        if address:
+            raise ProxygapError("--ray-address needs --executor ray")
+        return run_local
+    if name == "ray":
+        ray_module()  # fail before any work if Ray is missing
+        return lambda jobs: run_ray(jobs, address, num_cpus)
+    raise ProxygapError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,91 @@
+"""What an experiment declares: its config, presets, units of work, how to run one, how to aggregate.
+
+The runner (``experiments.runner``) owns everything else: resolving the config, the run
+directory and its lock, seeds, torch threads and RNGs, resuming, and the executor that runs
+the units (local or Ray). An experiment never imports another one, nor the runner.
+
+A **unit** is one independent piece of work, e.g. one seed × one config cell. Its result is a
+JSON-ready dict that depends only on the resolved config, the unit (its key, seed and params)
+and the optional ``prepare`` output — never on which other units ran before it in the same
+process — so a resumed run, or the same units spread over a Ray cluster, ends with the same
+``results.json`` as an uninterrupted serial run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proxygap.config import Config, ConfigError, knob
+
+
+@dataclass
+class ExperimentConfig(Config):
+    """Knobs every experiment has; the runner reads them, the experiment never overrides them."""
+
+    seeds: tuple[int, ...] = knob((0, 1, 2), "the seeds, one unit of work (or one row of units) each; intervals are "
+                                  "across seeds. `--seeds K [--seed-offset S]` gives S..S+K-1, `--seeds 3,7,9` a list",
+                                  lo=0)
+    threads: int = knob(0, "torch CPU threads in every unit of work; 0: torch's default on this machine, resolved "
+                        "once and recorded, so every executor runs with the same number. On a CPU shared with "
+                        "other jobs, 1 can be many times faster than oversubscribed threads", lo=0, hi=512)
+
+    def check(self) -> None:
+        if not self.seeds:
+            raise ConfigError("seeds is empty; give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds repeats a value: {list(self.seeds)}")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work. ``key`` names its result file (letters, digits, ``=,._-``)."""
+
+    key: str
+    seed: int
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "seed": self.seed, "params": self.params}
+
+    @staticmethod
+    def from_dict(data: dict) -> Unit:
+        return Unit(data["key"], int(data["seed"]), dict(data.get("params", {})))
+
+
+@dataclass
+class UnitContext:
+    """What the runner hands a unit: its seed is already applied to torch, numpy and random."""
+
+    seed: int
+    scratch: Path  # a directory private to this unit (kept in the run's work area)
+    prepared: dict | None = None  # the experiment's ``prepare`` output, if it has one
+    progress: bool = True  # whether progress bars may be drawn (False inside Ray workers)
+
+
+def seed_units(cfg: ExperimentConfig, **params: Any) -> list[Unit]:
+    """The common case: one unit per seed."""
+    return [Unit(f"seed={s}", s, dict(params)) for s in cfg.seeds]
+
+
+@dataclass
+class Experiment:
+    """One experiment. ``run_unit(cfg, unit, ctx)`` and ``aggregate(cfg, results, prepared)`` are
+    pure functions of their arguments; ``report(run_dir)`` draws from ``run_dir/results.json`` alone."""
+
+    name: str
+    description: str
+    config_cls: type
+    run_unit: Callable[[Any, Unit, UnitContext], dict]
+    aggregate: Callable[[Any, dict[str, dict], dict | None], dict]  # (cfg, unit key -> result, prepared)
+    report: Callable[[Path], None]
+    units: Callable[[Any], list[Unit]] = seed_units
+    # Shared work done once before any unit (e.g. pretraining base models); JSON-ready, persisted.
+    prepare: Callable[[Any, Path], dict] | None = None
+    # Checks that need more than the config alone (the model's context length, the prompts its
+    # world has), run when the config is resolved, before any work: raise ConfigError.
+    preflight: Callable[[Any], None] | None = None
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # preset -> overrides ("a.b": value)
+    default_preset: str = "quick"

@@ -1,0 +1,206 @@
+"""The one interval every reported number carries, and the one test of whether something moved.
+
+Every experiment's results.json writes an interval as ``Interval.to_dict()``::
+
+    {"mean": m, "lo": l, "hi": h, "n": n, "method": "t" | "wilson" | "hull"}
+
+(``None`` where a value is undefined, e.g. no seed had data), plus whatever an experiment
+adds beside it (``per_seed``, ``k``, ``direction``). ``n`` is the number of seeds for a
+t-interval and the number of trials (possibly a weighted count) for a Wilson interval.
+
+Claims are made in one way only: ``moved(change)`` says 'up' or 'down' when the interval of a
+change excludes 0, and nothing otherwise. An interval without spread is no interval (one
+seed; or seeds that agree exactly, which under common random numbers happens when two policies
+differ in a single sampled answer), so it never supports a claim. ``peak_along`` builds on it:
+a curve "rises above its base" or "peaks and falls" only where the per-seed gain or drop clears
+its interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from proxygap.measure.stats import t_interval, wilson_interval
+
+Direction = Literal["up", "down"]
+_TOL = 1e-9  # a spread narrower than this (relative to max(1, |mean|)) is round-off, not an interval
+
+
+def _num(x) -> float | None:
+    """A JSON-ready float, None for None and nan."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its interval: ``lo <= mean <= hi``; any of the three None where undefined."""
+
+    mean: float | None
+    lo: float | None
+    hi: float | None
+    n: float  # seeds (method "t") or trials (method "wilson"); 0 without data
+    method: str  # "t": Student-t across seeds; "wilson": Wilson score on counts; "hull": several combined
+
+    @classmethod
+    def from_values(cls, values: Iterable, confidence: float = 0.95,
+                    bounds: tuple[float, float] | None = None) -> Interval:
+        """Student-t interval of the mean of per-seed values (None and nan left out).
+
+        ``bounds`` clips lo and hi to where the quantity can lie (a rate in [0, 1]); the mean is
+        never clipped. One value gives lo = hi = mean: no spread, so no interval to claim from."""
+        vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        if not vals:
+            return cls(None, None, None, 0, "t")
+        mean, lo, hi = t_interval(np.asarray(vals, dtype=float), confidence)
+        if bounds is not None:
+            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        return cls(_num(mean), _num(lo), _num(hi), len(vals), "t")
+
+    @classmethod
+    def from_counts(cls, k: float, n: float, confidence: float = 0.95) -> Interval:
+        """Wilson interval of a rate of k hits in n trials (k, n may be weighted, fractional counts)."""
+        if n is None or n <= 0:
+            return cls(None, None, None, 0, "wilson")
+        rate, lo, hi = wilson_interval(min(max(k, 0), n), n, confidence)
+        return cls(_num(rate), _num(lo), _num(hi), n, "wilson")
+
+    @classmethod
+    def hull(cls, *parts: Interval | Mapping, mean: float | None = None) -> Interval:
+        """The smallest interval holding every part's (defined) interval; mean: the first part's
+        unless given. For a rate, e.g., the seeds' t-interval together with the pooled Wilson
+        interval: the t-interval collapses to a point when every seed saw 0 hits."""
+        ivs = [as_interval(p) for p in parts]
+        los = [i.lo for i in ivs if i.lo is not None]
+        his = [i.hi for i in ivs if i.hi is not None]
+        m = ivs[0].mean if mean is None and ivs else mean
+        return cls(_num(m), min(los) if los else None, max(his) if his else None,
+                   ivs[0].n if ivs else 0, "hull(" + ",".join(i.method for i in ivs) + ")")
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Interval:
+        """Back from ``to_dict`` (also reads an older ``{"mean", "ci": [lo, hi]}``)."""
+        lo, hi = d.get("lo"), d.get("hi")
+        if "ci" in d and lo is None and hi is None:
+            lo, hi = d["ci"]
+        return cls(_num(d.get("mean")), _num(lo), _num(hi), d.get("n", 0) or 0, d.get("method", "t"))
+
+    @property
+    def defined(self) -> bool:
+        return self.mean is not None and self.lo is not None and self.hi is not None
+
+    @property
+    def has_spread(self) -> bool:
+        """Whether this is an interval at all: defined, wider than round-off, and (for a
+        t-interval) from at least two seeds."""
+        if not self.defined or (self.method == "t" and self.n < 2):
+            return False
+        return self.hi - self.lo > _TOL * max(1.0, abs(self.mean))
+
+    def to_dict(self) -> dict:
+        n = self.n
+        if isinstance(n, float) and n.is_integer():
+            n = int(n)
+        return {"mean": _num(self.mean), "lo": _num(self.lo), "hi": _num(self.hi), "n": n, "method": self.method}
+
+
+def as_interval(iv: Interval | Mapping | None) -> Interval:
+    if iv is None:
+        return Interval(None, None, None, 0, "t")
+    return iv if isinstance(iv, Interval) else Interval.from_dict(iv)
+
+
+def seed_interval(values: Sequence, bounds: tuple[float, float] | None = None, per_seed: bool = False) -> dict:
+    """``Interval.from_values(values).to_dict()``, with the per-seed values beside it if asked."""
+    out = Interval.from_values(values, bounds=bounds).to_dict()
+    if per_seed:
+        out["per_seed"] = list(values)
+    return out
+
+
+def count_interval(k: float, n: float) -> dict:
+    """``Interval.from_counts(k, n).to_dict()`` with the hit count ``k`` beside it."""
+    return {**Interval.from_counts(k, n).to_dict(), "k": k}
+
+
+# ---------------------------------------------------------------- claims
+def moved(change: Interval | Mapping | None, value: float = 0.0) -> Direction | None:
+    """'up' / 'down' when the interval of a change lies entirely above / below ``value`` (0: no
+    change), else None. An interval without spread (one seed, seeds agreeing exactly) never
+    claims: its mean may be 1e-16 or 0.3, either way nothing says how far it could be off."""
+    iv = as_interval(change)
+    if not iv.has_spread:
+        return None
+    if iv.lo > value:
+        return "up"
+    if iv.hi < value:
+        return "down"
+    return None
+
+
+def excludes(iv: Interval | Mapping | None, value: float = 0.0) -> bool:
+    """Whether the interval excludes ``value`` (see ``moved``)."""
+    return moved(iv, value) is not None
+
+
+def separated(a: Interval | Mapping | None, b: Interval | Mapping | None) -> Direction | None:
+    """'up' / 'down' when a's interval lies entirely above / below b's. For two quantities with no
+    paired change to test (a policy's rate against a base model measured once); where there is a
+    per-seed change, test that with ``moved``. Both must be intervals with spread."""
+    a, b = as_interval(a), as_interval(b)
+    if not (a.has_spread and b.has_spread):
+        return None
+    if a.lo > b.hi:
+        return "up"
+    if a.hi < b.lo:
+        return "down"
+    return None
+
+
+def peak_along(points: Sequence[Mapping], key: str, curves: Sequence[Sequence[Mapping]],
+               x_key: str = "kl") -> dict:
+    """Where the mean of ``key`` peaks along a curve, and what the seeds support claiming about it.
+
+    ``curves`` holds each seed's own points (the same points in every seed; point 0 the base);
+    ``points`` their mean curve, where ``key`` and ``x_key`` are numbers or interval dicts. The
+    peak is the point of the highest mean. Claimed only where an interval of per-seed
+    differences clears 0 (``moved``):
+
+    - ``rises_above_base``: the gain peak − base;
+    - ``interior_peak``: a rise that peaks before the end, with the drop peak − end clearing 0;
+    - ``ends_below_base``: the gain end − base below 0.
+    """
+    mean = [_mean(p[key]) for p in points]
+    last = len(points) - 1
+    i = int(np.argmax(mean))
+    at = lambda c, j: _mean(c[j][key])  # noqa: E731
+    gain = Interval.from_values([at(c, i) - at(c, 0) for c in curves])
+    end_gain = Interval.from_values([at(c, last) - at(c, 0) for c in curves])
+    drop = Interval.from_values([at(c, i) - at(c, last) for c in curves])
+    rises = moved(gain) == "up"
+    return {
+        "peak_index": i,
+        "peak_x": max(0.0, _mean(points[i][x_key])),
+        "end_x": _mean(points[last][x_key]),
+        "peak": mean[i], "start": mean[0], "end": mean[last],
+        "gain_at_peak": gain.to_dict(),
+        "gain_at_end": end_gain.to_dict(),
+        "drop_after_peak": drop.to_dict(),
+        "rises_above_base": rises,
+        "interior_peak": bool(rises and 0 < i < last and moved(drop) == "up"),
+        "ends_below_base": moved(end_gain) == "down",
+    }
+
+
+def _mean(x) -> float:
+    """A point's number: the mean of an interval dict, or the number itself."""
+    if isinstance(x, Mapping):
+        x = x["mean"]
+    return math.nan if x is None else float(x)

@@ -1,0 +1,144 @@
+"""measure.intervals: the one interval type, the one 'did it move' test, peaks; and the loopholes headline heatmap."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from proxygap.measure.intervals import (
+    Interval, count_interval, excludes, moved, peak_along, seed_interval, separated,
+)
+from proxygap.measure.stats import t_interval, wilson_interval
+
+
+# ---------------------------------------------------------------- the type
+def test_from_values_is_the_t_interval():
+    x = [0.1, 0.3, 0.2, 0.5, 0.4]
+    iv = Interval.from_values(x)
+    assert (iv.mean, iv.lo, iv.hi) == t_interval(np.asarray(x))
+    assert iv.n == 5 and iv.method == "t" and iv.has_spread
+    d = iv.to_dict()
+    assert d == {"mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": 5, "method": "t"}
+    assert json.loads(json.dumps(d)) == d  # JSON-ready
+
+
+def test_from_values_leaves_out_undefined_and_clips_to_bounds():
+    assert Interval.from_values([None, 0.2, math.nan, 0.4]) == Interval.from_values([0.2, 0.4])
+    empty = Interval.from_values([None, math.nan]).to_dict()
+    assert empty == {"mean": None, "lo": None, "hi": None, "n": 0, "method": "t"}
+    clipped = Interval.from_values([0.0, 0.0, 0.25], bounds=(0.0, 1.0))
+    assert clipped.lo == 0.0 and clipped.mean == pytest.approx(1 / 12)
+    assert clipped.hi == t_interval([0.0, 0.0, 0.25])[2]
+    one = Interval.from_values([0.3])
+    assert (one.mean, one.lo, one.hi, one.n) == (0.3, 0.3, 0.3, 1) and not one.has_spread
+
+
+def test_from_counts_is_wilson_and_keeps_k():
+    iv = Interval.from_counts(3, 10)
+    assert (iv.mean, iv.lo, iv.hi) == wilson_interval(3, 10) and iv.method == "wilson" and iv.n == 10
+    assert Interval.from_counts(0, 0).to_dict()["mean"] is None
+    d = count_interval(2.5, 4.0)  # best-of-n: fractional expected counts
+    assert d["k"] == 2.5 and d["n"] == 4 and d["mean"] == 0.625 and d["lo"] < 0.625 < d["hi"]
+
+
+def test_hull_and_from_dict():
+    t = Interval.from_values([0.0, 0.0])  # every seed saw 0: no spread
+    w = Interval.from_counts(0, 50)
+    h = Interval.hull(t, w.to_dict())
+    assert (h.mean, h.lo, h.hi) == (0.0, 0.0, w.hi) and h.has_spread
+    assert Interval.from_dict(h.to_dict()) == h
+    assert Interval.from_dict({"mean": 1.0, "ci": [0.5, 1.5]}).hi == 1.5  # the older shape still reads
+
+
+# ---------------------------------------------------------------- did it move?
+def test_a_tiny_gain_with_a_wide_interval_is_not_a_rise():
+    gains = [0.5, -0.5, 1e-16 * 3]  # mean 1e-16
+    iv = Interval.from_values(gains)
+    assert iv.mean > 0 and iv.lo < 0 < iv.hi
+    assert moved(iv) is None and not excludes(iv)
+
+
+def test_a_clear_gain_is_a_rise_and_a_clear_loss_a_fall():
+    assert moved(Interval.from_values([0.30, 0.32, 0.31])) == "up"
+    assert moved(seed_interval([-0.30, -0.32, -0.31])) == "down"  # dicts work too
+    assert excludes(Interval.from_values([0.30, 0.32, 0.31]), 0.0)
+    assert moved(Interval.from_values([0.30, 0.32, 0.31]), value=0.5) == "down"
+
+
+def test_one_seed_or_no_spread_never_claims():
+    assert moved(Interval.from_values([0.8])) is None  # one seed: lo = hi = mean, no interval
+    assert moved(Interval.from_values([0.25, 0.25, 0.25])) is None  # seeds agree exactly: no interval either
+    assert moved(None) is None and moved(Interval.from_values([])) is None
+    # Counts from a single seed are still an interval (n = trials): two Wilson intervals can separate.
+    assert separated(Interval.from_counts(90, 100), Interval.from_counts(10, 100)) == "up"
+    assert separated(Interval.from_counts(11, 100), Interval.from_counts(10, 100)) is None
+
+
+# ---------------------------------------------------------------- peaks along a curve
+def _curves(per_seed_gold: list[list[float]]) -> tuple[list[dict], list[list[dict]]]:
+    curves = [[{"kl": float(j), "gold": g} for j, g in enumerate(seed)] for seed in per_seed_gold]
+    points = [{"kl": float(j), "gold": seed_interval([c[j]["gold"] for c in curves])} for j in range(len(curves[0]))]
+    return points, curves
+
+
+def test_peak_claims_only_what_the_seeds_support():
+    # Mean gain at the peak is 1e-16 with a wide spread: the old rule ("peak index > 0") called it a rise.
+    points, curves = _curves([[0.0, 0.5], [0.0, -0.5], [0.0, 3e-16]])
+    p = peak_along(points, "gold", curves)
+    assert p["peak_index"] == 1 and p["gain_at_peak"]["mean"] == pytest.approx(1e-16)
+    assert not p["rises_above_base"] and not p["interior_peak"]
+
+    points, curves = _curves([[0.0, 0.30, 0.10], [0.0, 0.32, 0.12], [0.0, 0.31, 0.09]])
+    p = peak_along(points, "gold", curves)
+    assert p["rises_above_base"] and p["interior_peak"] and not p["ends_below_base"]
+    assert p["peak_x"] == 1.0 and p["drop_after_peak"]["lo"] > 0
+
+    points, curves = _curves([[0.0, 0.30, 0.10]])  # one seed: the same shape, nothing claimed
+    p = peak_along(points, "gold", curves)
+    assert p["peak_index"] == 1 and not p["rises_above_base"] and not p["interior_peak"]
+
+    points, curves = _curves([[0.0, -0.2], [0.0, -0.21], [0.0, -0.19]])
+    assert peak_along(points, "gold", curves)["ends_below_base"]
+
+
+def test_overoptimization_peak_uses_the_interval():
+    from proxygap.experiments.overoptimization import _mean_curve, _peak
+
+    curves = [[{"n": n, "kl": kl, "d": math.sqrt(kl), "rm": 0.0, "rater": 0.0, "gold": g}
+               for n, kl, g in zip((1, 2, 4), (0.0, 0.19, 0.64), gold)]
+              for gold in ([0.0, 0.5, 0.0], [0.0, -0.5, 0.0], [0.0, 3e-16, 0.0])]
+    points = _mean_curve(curves, ("n", "kl", "d"), ("rm", "rater", "gold"))
+    assert points[1]["gold"]["mean"] == pytest.approx(1e-16) and set(points[1]["gold_gain"]) >= {"mean", "lo", "hi"}
+    peak = _peak(points, curves)
+    assert peak["peak_kl"] == 0.19 and not peak["rises_above_base"] and not peak["interior_peak"]
+
+
+# ---------------------------------------------------------------- the loopholes report's headline
+@pytest.fixture(scope="module")
+def loopholes_run(tiny_base_dir, tmp_path_factory):
+    from proxygap.cli import main
+
+    out = tmp_path_factory.mktemp("intervals") / "lh"
+    assert main(["run", "loopholes", "--preset", "smoke", "--set", f"model={tiny_base_dir}", "--out", str(out)]) == 0
+    return out
+
+
+def test_report_draws_the_change_heatmap_first(loopholes_run):
+    from proxygap.cli import main
+
+    out = loopholes_run
+    (out / "change_vs_base.png").unlink()
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    png = out / "change_vs_base.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    # The picture opens the page, the findings follow, the per-item prose is folded.
+    assert html.index('src="change_vs_base.png"') < html.index("Findings") < html.index("<details>")
+    r = json.loads((out / "results.json").read_text())
+    for g in r["regimes"]:
+        for change in g["change_vs_base"].values():
+            assert {"mean", "lo", "hi", "n", "method", "direction"} <= set(change)
+            # One seed: no interval across seeds, so no change is claimed.
+            assert change["direction"] == "unclear"

@@ -1,0 +1,232 @@
+"""The runner: config precedence, configs that never lie, units of work, resume after kill -9, the lock, Ray."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxygap.cli import main
+from proxygap.config import ConfigError
+from proxygap.experiments.catalogue import get_experiment
+from proxygap.experiments.runner import resolve_config, strict_json
+
+OO = get_experiment("overoptimization")
+
+
+def _file(tmp_path, data: dict) -> str:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+# ---------------------------------------------------------------- precedence: defaults < preset < file < --seeds < --set
+def test_each_layer_applies_in_order(tmp_path):
+    defaults = OO.config_cls()
+    assert resolve_config(OO, "quick", None, []).rl.steps == 40 != defaults.rl.steps  # preset over defaults
+    smoke = resolve_config(OO, "smoke", None, [])
+    assert smoke.rl.steps == 4 and smoke.seeds == (0,)
+    f = _file(tmp_path, {"rl": {"steps": 7}, "seeds": [4, 5]})
+    cfg = resolve_config(OO, "smoke", f, [])
+    assert cfg.rl.steps == 7 and cfg.seeds == (4, 5)  # file over preset
+    cfg = resolve_config(OO, "smoke", f, [], seeds=3)
+    assert cfg.seeds == (0, 1, 2) and cfg.rl.steps == 7  # --seeds over file
+    assert resolve_config(OO, "smoke", f, [], seeds=2, seed_offset=10).seeds == (10, 11)
+    assert resolve_config(OO, "smoke", f, [], seeds="3,8").seeds == (3, 8)
+    cfg = resolve_config(OO, "smoke", f, ["rl.steps=9", "seeds=[1]"], seeds=3)
+    assert cfg.rl.steps == 9 and cfg.seeds == (1,)  # --set over everything
+
+
+def test_file_values_equal_to_defaults_still_apply(tmp_path):
+    """The defect: `--preset smoke --config f.yaml` with `seeds: 3` ran 1 seed, and a file's rl.steps: 120
+    (the default) became the preset's value, with exit 0."""
+    default_steps = OO.config_cls().rl.steps
+    f = _file(tmp_path, {"seeds": 3, "rl": {"steps": default_steps}, "n_eval_prompts": OO.config_cls().n_eval_prompts})
+    cfg = resolve_config(OO, "smoke", f, [])
+    assert cfg.seeds == (0, 1, 2)
+    assert cfg.rl.steps == default_steps
+    assert cfg.n_eval_prompts == OO.config_cls().n_eval_prompts  # not the smoke preset's 8
+
+
+def test_a_seed_count_in_set_means_that_many_seeds():
+    assert resolve_config(OO, "smoke", None, ["seeds=2"]).seeds == (0, 1)
+
+
+@pytest.mark.parametrize("seeds, offset, message", [
+    ("0", None, "at least 1"), ("x", None, "count K or a list"), ("1,2", 3, "not to a list"), (None, 2, "needs --seeds"),
+])
+def test_bad_seed_arguments(seeds, offset, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(OO, "smoke", None, [], seeds=seeds, seed_offset=offset)
+
+
+def test_repeated_seeds_are_refused():
+    with pytest.raises(ConfigError, match="repeats"):
+        resolve_config(OO, "smoke", None, ["seeds=[1,1]"])
+
+
+# ---------------------------------------------------------------- configs never lie
+@pytest.mark.parametrize("override", ["rater.label_noise=nan", "kl_coefs=[inf]", "rl.lr=-inf", "kl_coefs=[0.1,nan]",
+                                      "rm.lr=NaN"])
+def test_non_finite_values_are_refused(override):
+    with pytest.raises(ConfigError, match="finite"):
+        resolve_config(OO, "smoke", None, [override])
+
+
+def test_non_finite_values_in_a_file_are_refused(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("rater:\n  label_noise: .nan\n")
+    with pytest.raises(ConfigError, match="finite"):
+        resolve_config(OO, "smoke", str(path), [])
+
+
+def test_configs_are_validated_when_constructed():
+    from proxygap.train.rl import RLConfig
+
+    with pytest.raises(ConfigError, match="out of range"):
+        RLConfig(steps=-1)
+    with pytest.raises(ConfigError, match="finite"):
+        RLConfig(lr=math.nan)
+    with pytest.raises(ConfigError, match="clip_eps"):
+        RLConfig(ppo_epochs=2, clip_eps=0.0)
+
+
+@pytest.mark.parametrize("experiment, key", [
+    ("overoptimization", "rl.kl_coef"), ("overoptimization", "rl.seed"), ("overoptimization", "bon.seed"),
+    ("kl-prior", "rl.kl_coef"), ("kl-prior", "rl.seed"), ("loopholes", "rl.kl_coef"), ("loopholes", "rl.eval_every"),
+    ("loopholes", "sft.seed"), ("loopholes", "bon.seed"), ("tampering", "train.seed"),
+    ("tampering", "sft.max_action_tokens"), ("tampering", "sft.seed"), ("probe", "probe.seed"),
+])
+def test_knobs_an_experiment_would_overwrite_do_not_exist(experiment, key):
+    with pytest.raises(ConfigError, match=f"unknown config key {key}"):
+        resolve_config(get_experiment(experiment), "smoke", None, [f"{key}=1"])
+
+
+def test_cross_knob_limits_are_checked_when_resolved(tiny_base_dir):
+    with pytest.raises(ConfigError, match="leaves no training prompts"):
+        resolve_config(OO, "smoke", None, [f"model={tiny_base_dir}", "n_eval_prompts=100000"])
+    with pytest.raises(ConfigError, match="does not fit the model's context of 96"):
+        resolve_config(OO, "smoke", None, [f"model={tiny_base_dir}", "rl.max_new_tokens=90"])
+    with pytest.raises(ConfigError, match="larger than the pool"):
+        resolve_config(OO, "smoke", None, ["bon.max_n=64", "bon.pool_size=8"])
+    with pytest.raises(ConfigError, match="needs bon.pool_size"):
+        resolve_config(get_experiment("loopholes"), "smoke", None, ["bon_ns=[2,64]"])
+    with pytest.raises(ConfigError, match="n_examples"):
+        resolve_config(OO, "smoke", None, ["n_examples=9"])
+
+
+def test_results_are_strict_json():
+    assert strict_json({"a": math.nan, "b": [math.inf, 1.0], "c": {"d": -math.inf}}) == {"a": None, "b": [None, 1.0],
+                                                                                         "c": {"d": None}}
+
+
+def test_executor_ray_without_ray_is_one_line(monkeypatch, capsys, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    assert main(["run", "overoptimization", "--preset", "smoke", "--executor", "ray", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install -e '.[ray]'" in err and "\n" not in err
+
+
+# ---------------------------------------------------------------- units, resume after kill -9, the lock, Ray
+def _argv(model: Path, out: Path) -> list[str]:
+    # Two seeds of the smoke preset on the tiny model: two units of work, seconds each.
+    return ["run", "overoptimization", "--preset", "smoke", "--seeds", "2", "--quiet", "--set", f"model={model}",
+            "--set", "threads=1", "--out", str(out)]
+
+
+def _comparable(results: dict) -> dict:
+    """results.json without what legitimately differs between runs: wall times, the command line."""
+    return {k: v for k, v in results.items() if k not in ("meta", "timings")}
+
+
+@pytest.fixture(scope="module")
+def serial_run(tiny_base_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial") / "run"
+    assert main(_argv(tiny_base_dir, out)) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_units_are_kept_in_the_run(serial_run):
+    out, results = serial_run
+    assert sorted(p.name for p in (out / "units").iterdir()) == ["seed=0.json", "seed=1.json"]
+    assert results["meta"]["units"] == {"total": 2, "resumed": 0, "run": 2}
+    assert results["meta"]["threads"] == 1 and results["seeds"] == [0, 1]
+    assert not out.with_name(out.name + ".partial").exists()
+    json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+
+
+def test_kill_9_then_resume_gives_the_same_results_and_a_second_writer_is_refused(serial_run, tiny_base_dir,
+                                                                                   tmp_path, capsys):
+    out = tmp_path / "run"
+    partial = out.with_name("run.partial")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "proxygap.cli", *_argv(tiny_base_dir, out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (partial / "units" / "seed=0.json").is_file():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "the first unit never finished"
+            time.sleep(0.05)
+        # While the first run holds the lock, a second run to the same --out is refused.
+        assert main(_argv(tiny_base_dir, out)) == 2
+        err = capsys.readouterr().err
+        assert "being written by another proxygap run" in err and err.count("\n") == 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not out.exists() and partial.is_dir()
+    # Without --resume an interrupted run is reported, not silently replaced or reused.
+    assert main(_argv(tiny_base_dir, out)) == 2
+    assert "holds an interrupted run (1 of 2 units done)" in capsys.readouterr().err
+    # A resume with a different config is refused.
+    assert main([*_argv(tiny_base_dir, out), "--resume", "--set", "rl.steps=3"]) == 2
+    assert "different config" in capsys.readouterr().err
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["meta"]["units"] == {"total": 2, "resumed": 1, "run": 1}
+    assert _comparable(resumed) == _comparable(serial_run[1])
+    assert not partial.exists() and not list(tmp_path.glob(".run.*"))
+
+
+def test_a_torn_unit_file_is_run_again(serial_run, tiny_base_dir, tmp_path):
+    out = tmp_path / "run"
+    partial = out.with_name("run.partial")
+    (partial / "units").mkdir(parents=True)
+    (partial / "config.yaml").write_text((serial_run[0] / "config.yaml").read_text())
+    (partial / "units" / "seed=0.json").write_text((serial_run[0] / "units" / "seed=0.json").read_text())
+    (partial / "units" / "seed=1.json").write_text('{"unit": {"key": "seed=1"}, "resu')  # killed mid-write
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["meta"]["units"]["resumed"] == 1
+    assert _comparable(resumed) == _comparable(serial_run[1])
+
+
+def test_serial_and_ray_executors_give_identical_results(serial_run, tiny_base_dir, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        out = tmp_path / "ray"
+        assert main([*_argv(tiny_base_dir, out), "--executor", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["executor"].startswith("ray")
+    assert _comparable(results) == _comparable(serial_run[1])
