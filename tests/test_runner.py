@@ -54,12 +54,26 @@ def test_file_values_equal_to_defaults_still_apply(tmp_path):
     assert cfg.n_eval_prompts == OO.config_cls().n_eval_prompts  # not the smoke preset's 8
 
 
+def test_cross_knob_checks_see_the_final_config_not_a_layer(tmp_path):
+    """A file's kl_coefs that only --set makes consistent with ensemble/ablation betas is valid."""
+    f = _file(tmp_path, {"kl_coefs": [0.1, 0.5]})
+    cfg = resolve_config(get_experiment("loopholes"), "quick", f, ["ensemble_kl_coef=0.1", "ablation_kl_coef=0.1"])
+    assert cfg.kl_coefs == (0.1, 0.5) and cfg.ensemble_kl_coef == 0.1
+    f = _file(tmp_path, {"n_eval_prompts": 4})
+    assert resolve_config(OO, "quick", f, ["n_examples=2"]).n_examples == 2
+
+
+def test_resume_needs_an_out_directory(capsys):
+    assert main(["run", "overoptimization", "--preset", "smoke", "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+
+
 def test_a_seed_count_in_set_means_that_many_seeds():
     assert resolve_config(OO, "smoke", None, ["seeds=2"]).seeds == (0, 1)
 
 
 @pytest.mark.parametrize("seeds, offset, message", [
-    ("0", None, "at least 1"), ("x", None, "count K or a list"), ("1,2", 3, "not to a list"), (None, 2, "needs --seeds"),
+    ("0", None, "at least 1"), ("x", None, "count K or a list"), (" ", None, "empty"), ("1,2", 3, "not to a list"), (None, 2, "needs --seeds"),
 ])
 def test_bad_seed_arguments(seeds, offset, message):
     with pytest.raises(ConfigError, match=message):
@@ -203,14 +217,16 @@ def test_kill_9_then_resume_gives_the_same_results_and_a_second_writer_is_refuse
     resumed = json.loads((out / "results.json").read_text())
     assert resumed["meta"]["units"] == {"total": 2, "resumed": 1, "run": 1}
     assert _comparable(resumed) == _comparable(serial_run[1])
-    assert not partial.exists() and not list(tmp_path.glob(".run.*"))
+    assert not partial.exists()
+    assert [p.name for p in tmp_path.glob(".run.*")] == [".run.lock"]  # no temporary directory left behind
 
 
 def test_a_torn_unit_file_is_run_again(serial_run, tiny_base_dir, tmp_path):
     out = tmp_path / "run"
     partial = out.with_name("run.partial")
     (partial / "units").mkdir(parents=True)
-    (partial / "config.yaml").write_text((serial_run[0] / "config.yaml").read_text())
+    for name in ("config.yaml", "run.json"):
+        (partial / name).write_text((serial_run[0] / name).read_text())
     (partial / "units" / "seed=0.json").write_text((serial_run[0] / "units" / "seed=0.json").read_text())
     (partial / "units" / "seed=1.json").write_text('{"unit": {"key": "seed=1"}, "resu')  # killed mid-write
     assert main([*_argv(tiny_base_dir, out), "--resume"]) == 0

@@ -195,22 +195,24 @@ def validate(cfg: Any, prefix: str = "") -> None:
             raise ConfigError(f"{prefix[:-1]}: {e}" if prefix else str(e)) from None
 
 
-def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
-    """Apply ``path.to.field=value`` strings; returns a new, validated config."""
-    data = to_dict(cfg)
+def set_paths(cls: type, data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Write ``path.to.field=value`` strings into the raw mapping ``data`` of a ``cls`` config (keys
+    checked here, values coerced and validated when the mapping is built): several layers can be
+    stacked this way and validated once, so a cross-knob check sees the final config, not a step."""
+    data = json.loads(json.dumps(data))  # a deep copy of plain data
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects path.to.field=value, got {item!r}")
         path, raw = item.split("=", 1)
         keys = path.strip().split(".")
         node: Any = data
-        cls: Any = type(cfg)
+        section: Any = cls
         for i, key in enumerate(keys):
             prefix = ".".join(keys[:i]) + "." if i else ""
-            names = {f.name for f in dataclasses.fields(cls)}
+            names = {f.name for f in dataclasses.fields(section)}
             if key not in names:
-                raise _unknown_key(cls, key, prefix)
-            typ = _hints(cls)[key]
+                raise _unknown_key(section, key, prefix)
+            typ = _hints(section)[key]
             if i == len(keys) - 1:
                 if dataclasses.is_dataclass(typ):
                     raise ConfigError(f"{path} is a section; set one of its fields")
@@ -218,9 +220,16 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
             else:
                 if not dataclasses.is_dataclass(typ):
                     raise ConfigError(f"{'.'.join(keys[: i + 1])} is not a section")
+                if not isinstance(node.get(key), dict):
+                    node[key] = to_dict(typ())
                 node = node[key]
-                cls = typ
-    return from_dict(type(cfg), data)
+                section = typ
+    return data
+
+
+def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
+    """Apply ``path.to.field=value`` strings; returns a new, validated config."""
+    return from_dict(type(cfg), set_paths(type(cfg), to_dict(cfg), overrides))
 
 
 def load_config_data(path: str | Path) -> dict[str, Any]:

@@ -85,10 +85,13 @@ def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = 
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
-                    cause = e.cause if getattr(e, "cause", None) is not None else e
-                    if isinstance(cause, ProxygapError):
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, (ProxygapError, OSError)):  # one line, as in a serial run
                         raise cause from None
                     raise
+                except ray.exceptions.RayError as e:  # a worker that died (out of memory, killed)
+                    raise ProxygapError(f"unit {unit.key}'s Ray worker died ({type(e).__name__}); "
+                                        "--resume reruns the units not finished") from None
                 yield unit, result
     finally:
         for ref in pending:

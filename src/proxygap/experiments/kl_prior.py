@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from proxygap.config import apply_overrides, ConfigError, knob, nested
+from proxygap.fileio import replace_dir, temp_sibling
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.pipeline.base_model import BaseModelRecipe, base_model_for
 from proxygap.lm.model import ModelConfig
@@ -477,9 +478,10 @@ def prepare(cfg: KLPriorConfig, run_dir: Path) -> dict:
     clock = time.time()
     built = {rate: build_or_load_base(recipe_for(cfg, rate), _cache_dir(cfg)) for rate in _needed_rates(cfg)}
     for rate, b in built.items():  # a copy in the run dir, so the run stands alone if the cache is cleared
-        copy = run_dir / "bases" / f"rate={rate:g}"
-        if not copy.exists():
-            shutil.copytree(b["path"], copy)
+        copy = run_dir / "bases" / f"rate={_rate_key(rate)}"
+        tmp = temp_sibling(copy)  # copied whole or not at all: a kill mid-copy leaves no torn model
+        shutil.copytree(b["path"], tmp, dirs_exist_ok=True)
+        replace_dir(tmp, copy)
     pretrain_s, clock = time.time() - clock, time.time()
     measured = {}
     for rate in built:
@@ -523,7 +525,7 @@ def aggregate_units(cfg: KLPriorConfig, results: dict[str, dict], prepared: dict
     per_rate_seed = {rate: [s["per_rate"][_rate_key(rate)] for s in per_seed] for rate in cfg.base_rates}
     rm_info = [info for s in per_seed for info in s["rm_info"]]
     result = aggregate(cfg, measured, per_rate_seed)
-    result["bases"] = [{"base_rate": rate, **built[rate], "run_copy": f"bases/rate={rate:g}",
+    result["bases"] = [{"base_rate": rate, **built[rate], "run_copy": f"bases/rate={_rate_key(rate)}",
                         **{k: v for k, v in measured[rate].items() if k != "delta_pairs"}} for rate in built]
     result["reward_model"] = {"mode": cfg.reward_model, "per_seed": rm_info, **{
         key: _iv([r[key] for r in rm_info if r[key] is not None])

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 import proxygap
-from proxygap.config import ConfigError, apply_overrides, from_dict, load_config_data, to_dict
+from proxygap.config import ConfigError, from_dict, load_config_data, set_paths, to_dict
 from proxygap.errors import ProxygapError
 from proxygap.experiments.catalogue import MODULES, get_experiment
 from proxygap.experiments.executors import executor
@@ -60,15 +60,16 @@ def resolve_config(experiment: Experiment, preset: str | None, config_file: str 
     if preset not in experiment.presets:
         raise ConfigError(
             f"unknown preset {preset!r} for {experiment.name}; choose one of: {', '.join(experiment.presets)}")
-    data = _merge(to_dict(experiment.config_cls()), _seed_count(_nest(experiment.presets[preset])))
+    cls = experiment.config_cls
+    data = _merge(to_dict(cls()), _seed_count(_nest(experiment.presets[preset])))
     if config_file is not None:
         data = _merge(data, _seed_count(load_config_data(config_file)))
-    cfg = from_dict(experiment.config_cls, data)
     seed_list = _seed_list(seeds, seed_offset)
     if seed_list is not None:
-        cfg = apply_overrides(cfg, [f"seeds={json.dumps(seed_list)}"])
-    overrides = [_seed_count_override(o) for o in overrides]
-    cfg = apply_overrides(cfg, overrides) if overrides else cfg
+        data["seeds"] = seed_list
+    data = set_paths(cls, data, [_seed_count_override(o) for o in overrides])
+    # Validated once, on the final config: a cross-knob check never fires on an intermediate layer.
+    cfg = from_dict(cls, data)
     if experiment.preflight is not None:
         experiment.preflight(cfg)
     return cfg
@@ -84,6 +85,8 @@ def _seed_list(seeds: int | str | None, offset: int | None) -> list[int] | None:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"--seeds takes a count K or a list like 0,3,7; got {text!r}") from None
+    if not values:
+        raise ConfigError("--seeds is empty; give a count K or a list like 0,3,7")
     if "," not in text:
         (k,) = values
         if k < 1:
@@ -175,8 +178,8 @@ def strict_json(obj: Any) -> Any:
         return {str(k): strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [strict_json(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+    if isinstance(obj, float):  # also numpy.float64: a plain float, as a resumed run reads it back
+        return float(obj) if math.isfinite(obj) else None
     if hasattr(obj, "tolist"):
         return strict_json(obj.tolist())
     if hasattr(obj, "item"):
@@ -213,8 +216,8 @@ def _locked(out_dir: Path) -> Iterator[None]:
         handle.flush()
         yield
     finally:
-        with contextlib.suppress(OSError):
-            lock_path.unlink()
+        # The lock file stays: unlinking it would let a waiter lock the orphaned inode while a new
+        # process locks a fresh file of the same name. The kernel releases the lock itself.
         handle.close()
 
 
@@ -256,6 +259,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
     run_units = executor(executor_name, ray_address, ray_cpus)
     if force and resume:
         raise ProxygapError("--force discards an interrupted run and --resume continues it; pass one")
+    if resume and out is None:
+        raise ProxygapError("--resume needs --out DIR: the run directory to finish")
     out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     work = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
     config_dict = to_dict(cfg)
@@ -264,6 +269,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         for stale in _stale_siblings(out_dir):  # only a killed writer leaves these; we hold the lock
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         units = experiment.units(cfg)
+        if not units:
+            raise ProxygapError(f"experiment {name} has no units of work with this config (nothing to run)")
         if len({u.key for u in units}) != len(units):
             raise ProxygapError(f"experiment {name} declared two units with the same key")
         if work.exists():
@@ -291,8 +298,12 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         if not work.exists():
             (work / "units").mkdir(parents=True)
             write_text_atomic(work / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
-
-        threads = cfg.threads or torch.get_num_threads()
+            # Threads are resolved once, when the run starts: a resume elsewhere runs with the same.
+            write_text_atomic(work / "run.json", dump_json({"threads": cfg.threads or torch.get_num_threads()}))
+        try:
+            threads = int(json.loads((work / "run.json").read_text())["threads"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ProxygapError(f"{work}/run.json is missing or corrupt; --force to start over") from None
         meta = {
             "experiment": name,
             "preset": preset or experiment.default_preset,
@@ -308,9 +319,11 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         prepared = None
         if experiment.prepare is not None:
             prepared_file = work / "prepared.json"
-            if prepared_file.is_file():
-                prepared = json.loads(prepared_file.read_text())
-            else:
+            try:
+                prepared = json.loads(prepared_file.read_text()) if prepared_file.is_file() else None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                prepared = None  # torn by a kill: prepare again
+            if prepared is None:
                 with _threads(threads):
                     prepared = strict_json(experiment.prepare(cfg, work))
                 write_text_atomic(prepared_file, dump_json(prepared))
@@ -319,7 +332,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         todo = [u for u in units if u.key not in done]
         meta["units"] = {"total": len(units), "resumed": len(done), "run": len(todo)}
         jobs = [(u, {"name": name, "cfg_dict": config_dict, "unit_dict": u.to_dict(), "prepared": prepared,
-                     "threads": threads, "scratch": str(work / "scratch" / u.key),
+                     "threads": threads, "scratch": str((work / "scratch" / u.key).resolve()),
                      "progress": progress and executor_name == "local"}) for u in todo]
         unit_times = {}
         with _threads(threads):
