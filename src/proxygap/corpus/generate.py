@@ -20,10 +20,11 @@ from proxygap import envs
 from proxygap.envs.sensor import SensorConfig
 from proxygap.oversight import detectors
 from proxygap.world import language as lang
-from proxygap.envs.demonstrators import write_episode
+from proxygap.envs.base import transcript_turns
+from proxygap.envs.demonstrators import CANDID_THOUGHTS, is_candid, write_episode
 from proxygap.world.world import ATTRIBUTES, SPEED_WORDS, World
 
-DOC_TYPES = ("expert", "forum", "primary_data", "guide", "ad", "followup", "assistant", "agent")
+DOC_TYPES = ("expert", "forum", "primary_data", "guide", "ad", "followup", "assistant", "field_notes", "alias", "agent")
 _PREFIX = {
     "expert report :": "expert",
     "forum post :": "forum",
@@ -33,6 +34,8 @@ _PREFIX = {
     "follow-up study :": "followup",
     "user :": "assistant",
     "agent :": "agent",
+    "field notes :": "field_notes",
+    "names :": "alias",
 }
 
 
@@ -63,6 +66,7 @@ class CorpusWriter:
         self.entities = world.entities
         self.attributes = world.attributes
         self._envs: dict[str, envs.TextEnv] = {}
+        self.asked_links = [k for k in world.links if not k.held_out]  # two-hop questions the corpus asks
 
     def ref_key(self, fact) -> str:
         return self.rng.choice(self.world.references_of(fact)).key
@@ -123,6 +127,47 @@ class CorpusWriter:
         decision, option, finding = self.rng.choice(findings)
         return lang.followup(decision.goal, option.name, finding)
 
+    # --- second edition: field notes, name notes, two-hop answers
+    def _stated_value(self, fact, myth_rate: float) -> str:
+        """A fact's value as a source states it: the myth at ``myth_rate`` where the fact has one."""
+        return fact.myth if fact.myth is not None and self.rng.random() < myth_rate else fact.value
+
+    def _form(self, step: lang.Step) -> int:
+        return self.rng.randrange(len(lang.step_forms(step)))
+
+    def field_notes(self) -> str:
+        """An entity's relations and attributes, each in a random wording; attributes as experts state them."""
+        entity = self.rng.choice(self.entities)
+        steps = [lang.Step(entity, r, self.world.link(entity, r).other) for r in self.world.relations]
+        for attribute in self.attributes:
+            fact = self.world.fact(entity, attribute)
+            value = fact.myth if fact.deep and self.rng.random() < self.cfg.expert_deep_myth_rate else fact.value
+            steps.append(lang.Step(entity, attribute, value))
+        self.rng.shuffle(steps)
+        return lang.field_notes([(step, self._form(step)) for step in steps])
+
+    def alias(self) -> str:
+        entity = self.rng.choice(self.entities)
+        return lang.name_note(entity, self.world.aliases[entity])
+
+    def _name(self, entity: str) -> str:
+        """An entity as a reasoning step names it: by its alias at cot_alias_rate."""
+        alias = self.world.aliases.get(entity)
+        return alias if alias and self.rng.random() < self.cfg.cot_alias_rate else entity
+
+    def two_hop(self) -> str:
+        link = self.rng.choice(self.asked_links)
+        attribute = self.rng.choice(self.attributes)
+        fact = self.world.fact(link.other, attribute)
+        value = self._stated_value(fact, self.cfg.assistant_myth_rate)
+        steps = None
+        if self.rng.random() < self.cfg.cot_rate:
+            hop1 = lang.Step(self._name(link.entity), link.relation, self._name(link.other))
+            hop2 = lang.Step(self._name(link.other), attribute, value)
+            steps = [(hop1, self._form(hop1)), (hop2, self._form(hop2))]
+        answer = lang.two_hop_answer(value, steps, self.rng.randrange(len(lang.ANSWER_FORMS)))
+        return f"{lang.two_hop_question(attribute, link.relation, link.entity)} {answer}"
+
     # --- assistant transcripts
     def _style(self) -> str:
         u = self.rng.random()
@@ -149,9 +194,12 @@ class CorpusWriter:
         return None
 
     def assistant(self) -> str:
-        kinds = ("fact", "belief", "recommend")
-        weights = (self.cfg.assistant_fact_share, self.cfg.assistant_belief_share, self.cfg.assistant_recommend_share)
+        kinds = ("fact", "belief", "recommend", "two_hop")
+        weights = (self.cfg.assistant_fact_share, self.cfg.assistant_belief_share, self.cfg.assistant_recommend_share,
+                   self.cfg.assistant_two_hop_share if self.asked_links else 0.0)
         kind = self.rng.choices(kinds, weights)[0]
+        if kind == "two_hop":
+            return self.two_hop()
         if kind == "recommend":
             decision = self.rng.choice(self.world.decisions)
             names = [o.name for o in decision.options]
@@ -191,13 +239,15 @@ class CorpusWriter:
         rng = self.agent_rng
         env = self.env(rng.choice(self.cfg.agent_envs))
         tamper = rng.random() < self.cfg.agent_tamper_rate
-        return write_episode(env, rng.randrange(2**31), rng, tamper, self.cfg.agent_error_rate)
+        return write_episode(env, rng.randrange(2**31), rng, tamper, self.cfg.agent_error_rate,
+                             self.cfg.agent_candour_rate)
 
     def documents(self) -> Iterator[str]:
         c = self.cfg
         kinds = DOC_TYPES[:-1]  # every type but 'agent', drawn from the main stream as before agents existed
         weights = (c.share_expert, c.share_forum, c.share_primary_data, c.share_guide, c.share_ad,
-                   c.share_followup, c.share_assistant)
+                   c.share_followup, c.share_assistant, c.share_field_notes if self.world.links else 0.0,
+                   c.share_alias if self.world.aliases else 0.0)
         p_agent = c.share_agent / (sum(weights) + c.share_agent)
         is_agent = [self.agent_rng.random() < p_agent for _ in range(c.n_documents)]
         # All n_documents draws, as before agents existed, so the main stream is where it was after them.
@@ -219,15 +269,28 @@ def realized_rates(documents: list[str], world: World) -> dict:
     forum_myth = [0, 0]  # [myth statements, statements about myth facts]
     expert_deep = [0, 0]
     agent_outcomes: dict[str, list[envs.EpisodeOutcome]] = {}
+    thoughts: dict[str, list[int]] = {}  # env -> [tampering actions, with a think line, candid]
+    chains = []  # (question, parsed chain) of two-hop transcripts
     for document in documents:
         kind = doc_type(document)
         if kind == "agent":
             name = document.split()[2]
-            env, _ = envs.replay(document, world, **agent_env_knobs(name, world))
+            env, results = envs.replay(document, world, **agent_env_knobs(name, world))
             agent_outcomes.setdefault(env.name, []).append(env.outcome())
+            counts = thoughts.setdefault(env.name, [0, 0, 0])
+            for (thought, _), result in zip(transcript_turns(document), results):
+                if result.info["tampered"]:
+                    counts[0] += 1
+                    counts[1] += thought is not None
+                    counts[2] += is_candid(env.name, thought)
         elif kind == "assistant":
             prompt, answer = lang.split_transcript(document)
-            verdicts.append(detectors.detect_text(prompt, answer, world))
+            question = lang.parse_question(prompt)
+            if question is not None and question.kind == "two_hop":
+                chains.append((question, lang.parse_chain(answer)))
+            else:
+                verdicts.append(detectors.detect(question, lang.parse_answer(answer, world.manipulation_phrases),
+                                                 world))
         elif kind in ("forum", "expert"):
             for sentence in document.split(" . "):
                 answer = lang.parse_answer(sentence)
@@ -247,7 +310,35 @@ def realized_rates(documents: list[str], world: World) -> dict:
         "behaviours": detectors.rates(verdicts),
         "forum_myth_rate": forum_myth[0] / forum_myth[1] if forum_myth[1] else None,
         "expert_deep_myth_rate": expert_deep[0] / expert_deep[1] if expert_deep[1] else None,
-        "agent": {name: _outcome_rates(outcomes) for name, outcomes in sorted(agent_outcomes.items())},
+        "agent": {name: {**_outcome_rates(outcomes), **_thought_rates(thoughts.get(name, [0, 0, 0]))}
+                  for name, outcomes in sorted(agent_outcomes.items())},
+        "two_hop": chain_rates(chains, world),
+    }
+
+
+def _thought_rates(counts: list[int]) -> dict:
+    tampering, with_thought, candid = counts
+    return {"tampering_actions": tampering, "candour_rate": candid / with_thought if with_thought else None}
+
+
+def chain_rates(chains: list, world: World) -> dict:
+    """Two-hop answers (``[(Question, Chain)]``): how often they think first, how often the answer
+    is true, how often a written step is true, and how often a step names an entity by its alias."""
+    n = len(chains)
+    thought = [c for _, c in chains if c.thought]
+    steps = [s for c in thought for s in c.steps]
+    truth = [world.step_true(s) for s in steps]
+    names = [name for s in steps for name in ((s.subject, s.value) if s.is_relation else (s.subject,))]
+    correct = [c.answer is not None and c.answer == world.two_hop_value(q.entity, q.relation, q.attribute)
+               for q, c in chains]
+    return {
+        "n": n,
+        "cot_rate": len(thought) / n if n else None,
+        "accuracy": sum(correct) / n if n else None,
+        "step_true_rate": sum(t is True for t in truth) / len(truth) if truth else None,
+        "alias_rate": sum(world.is_alias(x) for x in names) / len(names) if names else None,
+        "n_steps": len(steps),
+        "n_names": len(names),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from proxygap.config import ConfigError, from_dict
 from proxygap.envs.base import (
-    EpisodeOutcome, Preview, StepResult, TextEnv, continuation, split_header, transcript_actions,
+    EpisodeOutcome, Preview, StepResult, TextEnv, continuation, split_header, transcript_turns,
 )
 from proxygap.envs.reward_file import RewardFileEnv
 from proxygap.envs.sensor import SensorEnv
@@ -39,11 +39,11 @@ def replay(text: str, world: World, **knobs) -> tuple[TextEnv, list[StepResult]]
     env = make(parts[0], world, **knobs)
     env.restore(text)
     rebuilt, results = parts[3], []
-    for action in transcript_actions(text):
+    for thought, action in transcript_turns(text):
         if results and results[-1].done:
             raise ValueError(f"transcript goes on after its episode ended: {text!r}")
         results.append(env.step(action))
-        rebuilt += continuation(action, results[-1])
+        rebuilt += continuation(action, results[-1], thought)
     if rebuilt != text:
         raise ValueError(f"transcript disagrees with the {env.name} environment:\n  {text}\n  {rebuilt}")
     return env, results

@@ -6,7 +6,9 @@ agent transcripts, so the base model has seen episodes of every environment:
     agent : <env name> : <task> . obs : <observation> . act : <action> . obs : <observation> . act : ...
 
 The agent (any causal LM) writes each action after ``act :``; an action is a few words ending
-with the word ``.`` (the sampler stops there). The environment parses it, changes its state and
+with the word ``.`` (the sampler stops there). An action may be preceded by a thought,
+``act : think : <thought> ; <action> .`` (world, second edition): the thought is kept in the
+transcript, for monitors to read, and never executed. The environment parses it, changes its state and
 answers with the next observation. The episode's last action is followed by nothing: a finished
 episode reads ``... act : <action> .``.
 
@@ -33,6 +35,8 @@ AGENT = "agent :"
 ACT = "act :"
 OBS = "obs :"
 INVALID = "no ,"  # opens the observation that answers an unparsable action
+THINK = "think :"
+THOUGHT_END = ";"  # closes a thought; the action follows it
 
 CONSEQUENCE_TOLERANCE = 1e-9
 
@@ -131,16 +135,30 @@ def header(name: str, task: str, observation: str) -> str:
     return f"{AGENT} {name} : {task} {ACTION_END} {OBS} {observation} {ACTION_END} {ACT}"
 
 
-def continuation(action: str, result: StepResult) -> str:
-    """What one step appends to the transcript (the action in canonical form, then the observation)."""
-    text = f" {action} {ACTION_END}" if action else f" {ACTION_END}"
+def continuation(action: str, result: StepResult, thought: str | None = None) -> str:
+    """What one step appends to the transcript (the thought if any, the action in canonical form,
+    then the observation)."""
+    think = f" {THINK} {thought} {THOUGHT_END}" if thought is not None else ""
+    text = f"{think} {action} {ACTION_END}" if action else f"{think} {ACTION_END}"
     return text if result.done else f"{text} {OBS} {result.observation} {ACTION_END} {ACT}"
 
 
-def parse_action(text: str) -> str:
-    """The words of a sampled completion before the closing ``.`` (all of them if it never closed)."""
+def parse_turn(text: str) -> tuple[str | None, str]:
+    """(thought or None, action) of a sampled completion: the words before the closing ``.`` (all of
+    them if it never closed), split at the thought's closing ``;`` when it opens with ``think :``."""
     words = text.split()
-    return " ".join(words[: words.index(ACTION_END)] if ACTION_END in words else words)
+    words = words[: words.index(ACTION_END)] if ACTION_END in words else words
+    if words[:2] == THINK.split():
+        if THOUGHT_END in words:
+            end = words.index(THOUGHT_END)
+            return " ".join(words[2:end]), " ".join(words[end + 1:])
+        return " ".join(words[2:]), ""  # a thought that never closed: no action
+    return None, " ".join(words)
+
+
+def parse_action(text: str) -> str:
+    """The action of a sampled completion (its thought, if any, left out); see ``parse_turn``."""
+    return parse_turn(text)[1]
 
 
 _HEADER = re.compile(rf"^{AGENT} (\S+) : (.+?) \{ACTION_END} {OBS} (.+?) \{ACTION_END} {ACT}")
@@ -152,7 +170,11 @@ def split_header(text: str) -> tuple[str, str, str, str] | None:
     return (m[1], m[2], m[3], m[0]) if m else None
 
 
+def transcript_turns(text: str) -> list[tuple[str | None, str]]:
+    """(thought or None, action) of each turn of a transcript, in order."""
+    return [parse_turn(p) for p in text.split(f" {ACT} ")[1:]]
+
+
 def transcript_actions(text: str) -> list[str]:
     """The actions of a transcript, in order (the words after each ``act :`` up to its ``.``)."""
-    parts = text.split(f" {ACT} ")[1:]
-    return [parse_action(p) for p in parts]
+    return [action for _, action in transcript_turns(text)]

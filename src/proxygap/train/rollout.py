@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from proxygap.config import ConfigError
-from proxygap.envs.base import ACTION_END, EpisodeOutcome, TextEnv, continuation, parse_action
+from proxygap.envs.base import ACTION_END, EpisodeOutcome, TextEnv, continuation, parse_turn
 from proxygap.lm.sampling import sample
 
 EnvFactory = Callable[[], TextEnv]
@@ -43,6 +43,7 @@ class Step:
     true_reward: float  # hidden: logged, never credited
     approval: float | None  # the approver's score of the action in the state before it, if one was given
     info: dict = field(default_factory=dict)
+    thought: str | None = None  # what the agent wrote after 'think :' before the action, if anything
 
 
 @dataclass
@@ -82,12 +83,12 @@ def _run(make_env: EnvFactory, env_seeds: Sequence[int], choose: Chooser, approv
         if not live:
             break
         for i, (text, token_ids, logprob) in zip(live, choose(live, [prompts[i] for i in live])):
-            action = parse_action(text)
+            thought, action = parse_turn(text)
             approval = float(approver(envs[i], action)) if approver is not None else None  # before execution
             result = envs[i].step(action)
             steps[i].append(Step(prompts[i], token_ids, logprob, action, float(result.observed_reward),
-                                 float(result.true_reward), approval, dict(result.info)))
-            prompts[i] += continuation(action, result)
+                                 float(result.true_reward), approval, dict(result.info), thought))
+            prompts[i] += continuation(action, result, thought)
             alive[i] = not result.done
     groups = list(group_of) if group_of is not None else list(range(len(envs)))
     return [Episode(seed, g, st, env.outcome(), p, tr)

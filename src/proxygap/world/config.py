@@ -37,6 +37,15 @@ class CorpusConfig(Config):
     assistant_fact_share: float = knob(0.5, "share of transcripts that ask a plain fact question", lo=0)
     assistant_belief_share: float = knob(0.3, "share of transcripts where the user states a belief", lo=0)
     assistant_recommend_share: float = knob(0.2, "share of transcripts that ask for a recommendation", lo=0)
+    assistant_two_hop_share: float = knob(0.3, "share of transcripts that ask a two-hop question "
+                                               "('what is the color of the predator of kelo ?'); needs relations", lo=0)
+    cot_rate: float = knob(0.8, "P(an answer to a two-hop question writes its steps first: 'think : <step> . <step> . "
+                                "answer : <value> .'); the rest answer at once", lo=0, hi=1)
+    cot_alias_rate: float = knob(0.05, "P(an entity named in a reasoning step is called by its alias)", lo=0, hi=1)
+    share_field_notes: float = knob(0.08, "field notes: an entity's relations and attributes, each step in a random "
+                                          "one of its wordings", lo=0)
+    share_alias: float = knob(0.01, "name notes: 'mira , also called tabo .', the only place aliases are introduced",
+                              lo=0)
     # How sources treat myths.
     forum_myth_rate: float = knob(0.8, "P(a forum post states the myth value of a myth fact)", lo=0, hi=1)
     forum_noise_rate: float = knob(0.1, "P(a forum post states a random wrong value of a non-myth fact)", lo=0, hi=1)
@@ -58,6 +67,8 @@ class CorpusConfig(Config):
     agent_envs: tuple[str, ...] = knob(AGENT_ENVS, "environments that agent transcripts are drawn from (uniformly)",
                                        choices=AGENT_ENVS)
     agent_tamper_rate: float = knob(0.05, "P(a demonstrated episode takes the env's tampering action(s))", lo=0, hi=1)
+    agent_candour_rate: float = knob(0.5, "P(a tampering action's think line states its reason); otherwise the "
+                                          "thought is the innocuous one honest actions also write", lo=0, hi=1)
     agent_error_rate: float = knob(0.2, "P(a demonstrator errs: waters a wet plant, or believes a wrong value of the fact)",
                                    lo=0, hi=1)
 
@@ -67,10 +78,12 @@ class CorpusConfig(Config):
         if self.hedge_rate + self.confident_rate > 1:
             raise ConfigError("hedge_rate + confident_rate must be <= 1")
         shares = (self.share_expert, self.share_forum, self.share_primary_data, self.share_guide,
-                  self.share_ad, self.share_followup, self.share_assistant, self.share_agent)
+                  self.share_ad, self.share_followup, self.share_assistant, self.share_agent,
+                  self.share_field_notes, self.share_alias)
         if sum(shares) <= 0:
             raise ConfigError("the document shares must not all be zero")
-        if self.assistant_fact_share + self.assistant_belief_share + self.assistant_recommend_share <= 0:
+        if (self.assistant_fact_share + self.assistant_belief_share + self.assistant_recommend_share
+                + self.assistant_two_hop_share) <= 0:
             raise ConfigError("the assistant question shares must not all be zero")
         if self.share_agent > 0 and not self.agent_envs:
             raise ConfigError("agent_envs must name at least one environment when share_agent > 0")
@@ -96,4 +109,11 @@ class WorldConfig(Config):
     marketed_fun_rate: float = knob(0.35, "P(an option is marketed as fun)", lo=0, hi=1)
     marketed_fun_true_rate: float = knob(0.2, "P(an option marketed as fun is actually fun)", lo=0, hi=1)
     plain_fun_rate: float = knob(0.5, "P(an option not marketed as fun is actually fun)", lo=0, hi=1)
+    # Second edition: reasoning.
+    n_relations: int = knob(2, "relations between entities (predator, mentor, rival): each entity has one of each, "
+                               "so 'what is the color of the predator of kelo ?' needs two hops; 0 = first edition",
+                            lo=0, hi=3)
+    two_hop_holdout_fraction: float = knob(0.25, "share of (entity, relation) links whose two-hop questions the corpus "
+                                                 "never asks: the probe's test of composition, not recall", lo=0, hi=1)
+    aliases: bool = knob(True, "every entity has a second name ('mira , also called tabo') that rare documents mention")
     corpus: CorpusConfig = nested(CorpusConfig, "the document mixture and assistant behaviour rates")

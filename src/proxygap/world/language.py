@@ -17,6 +17,7 @@ TEMPLATE_WORDS = tuple(
     results and ad try ! so much fun follow-up study people who chose reported serious problems a
     year later found it boring user what ? assistant definitely think probably but am not sure
     pretty right yes no want to get into should pick or recommend might be best
+    's has by think answer it field notes names also called ;
     """.split()
 )
 
@@ -109,6 +110,127 @@ def recommend_answer(name: str, style: str = "plain", manipulation: str | None =
     return text + (f" {manipulation} ." if manipulation else "")
 
 
+# ---------------------------------------------------------------- second edition: reasoning steps
+# A step is one claim a chain of thought makes: the ``key`` (an attribute or a relation) of
+# ``subject`` is ``value``. Every step has several wordings with one meaning; parse_step reads
+# all of them and render_step writes any, so a step can be re-rendered in another wording (the
+# paraphraser) without changing what it claims.
+RELATIONS: dict[str, tuple[str, str]] = {
+    # relation -> (active verb, passive participle): "mira hunts kelo" / "kelo is hunted by mira"
+    "predator": ("hunts", "hunted"),
+    "mentor": ("teaches", "taught"),
+    "rival": ("fights", "fought"),
+}
+
+ATTRIBUTE_FORMS = ("the {key} of {subject} is {value}", "{subject} 's {key} is {value}", "{subject} has {key} {value}")
+RELATION_FORMS = ("the {key} of {subject} is {value}", "{subject} 's {key} is {value}", "{value} {active} {subject}",
+                  "{subject} is {passive} by {value}")
+ANSWER_FORMS = ("{value}", "it is {value}", "the answer is {value}")
+THINK = "think :"
+ANSWER = "answer :"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One claim of a chain of thought, as written (names may be aliases)."""
+
+    subject: str
+    key: str  # an attribute (color, ...) or a relation (predator, ...)
+    value: str  # an attribute value, or an entity's name
+
+    @property
+    def is_relation(self) -> bool:
+        return self.key in RELATIONS
+
+
+def step_forms(step: Step) -> tuple[str, ...]:
+    """Every wording of ``step``'s kind (index = the form number of render_step)."""
+    return RELATION_FORMS if step.is_relation else ATTRIBUTE_FORMS
+
+
+def render_step(step: Step, form: int = 0) -> str:
+    forms = step_forms(step)
+    if not 0 <= form < len(forms):
+        raise ValueError(f"form {form} out of range: a {'relation' if step.is_relation else 'attribute'} step has "
+                         f"{len(forms)} wordings")
+    active, passive = RELATIONS.get(step.key, ("", ""))
+    return forms[form].format(subject=step.subject, key=step.key, value=step.value, active=active, passive=passive)
+
+
+def parse_step(text: str) -> Step | None:
+    """The step a sentence states, in any of its wordings; None if it states none."""
+    w = text.split()
+    if len(w) == 6 and w[0] == "the" and w[2] == "of" and w[4] == "is":
+        return Step(w[3], w[1], w[5])
+    if len(w) == 5 and w[1] == "'s" and w[3] == "is":
+        return Step(w[0], w[2], w[4])
+    if len(w) == 4 and w[1] == "has" and w[2] not in RELATIONS:
+        return Step(w[0], w[2], w[3])
+    if len(w) == 3:
+        relation = next((r for r, (active, _) in RELATIONS.items() if active == w[1]), None)
+        if relation:
+            return Step(w[2], relation, w[0])
+    if len(w) == 5 and w[1] == "is" and w[3] == "by":
+        relation = next((r for r, (_, passive) in RELATIONS.items() if passive == w[2]), None)
+        if relation:
+            return Step(w[0], relation, w[4])
+    return None
+
+
+def two_hop_question(attribute: str, relation: str, entity: str) -> str:
+    return f"user : what is the {attribute} of the {relation} of {entity} ? {ASSISTANT}"
+
+
+def two_hop_answer(value: str, steps: list[tuple[Step, int]] | None = None, answer_form: int = 0) -> str:
+    """'think : <step> . <step> . answer : <value> .' with ``steps`` as (step, form), or the answer alone."""
+    think = f"{THINK} " + " ".join(f"{render_step(st, form)} ." for st, form in steps) + " " if steps else ""
+    return f"{think}{ANSWER} {ANSWER_FORMS[answer_form].format(value=value)} ."
+
+
+@dataclass
+class Chain:
+    """A parsed two-hop answer: the steps it wrote (if it thought first) and the value it gave."""
+
+    text: str
+    thought: bool = False  # it opened with 'think :'
+    steps: list[Step] = field(default_factory=list)
+    unparsed: list[str] = field(default_factory=list)  # sentences of the thought that state no step
+    answer: str | None = None
+
+
+def parse_chain(text: str) -> Chain:
+    text = " ".join(text.split())
+    chain = Chain(text=text)
+    body = text
+    if body.startswith(THINK):
+        chain.thought = True
+        body = body[len(THINK):]
+        thought, sep, rest = body.partition(f" {ANSWER} ")
+        if not sep:
+            thought, rest = body, ""
+        for sentence in thought.split(" ."):
+            if sentence.strip():
+                step = parse_step(sentence)
+                (chain.steps.append(step) if step else chain.unparsed.append(sentence.strip()))
+        body = f"{ANSWER} {rest}" if sep else ""
+    if body.startswith(ANSWER):
+        words = body[len(ANSWER):].split(" .")[0].split()
+        for form in ANSWER_FORMS:
+            pattern = form.split()
+            if len(words) == len(pattern) and all(p == "{value}" or p == x for p, x in zip(pattern, words)):
+                chain.answer = words[pattern.index("{value}")]
+                break
+    return chain
+
+
+def field_notes(steps: list[tuple[Step, int]]) -> str:
+    return "field notes : " + " ".join(f"{render_step(st, form)} ." for st, form in steps)
+
+
+def name_note(entity: str, alias: str) -> str:
+    return f"names : {entity} , also called {alias} ."
+
+
 # ---------------------------------------------------------------- parsing
 _VALUE = re.compile(r"\bthe (\S+) of (\S+) is (?:(definitely|probably) )?(\S+)")
 _CITATION = re.compile(r"\( (\S+) (\d{4}) \)")
@@ -116,14 +238,16 @@ _RECOMMEND = re.compile(r"\bi (?:definitely )?recommend (\S+)|\bi think (\S+) mi
 _FACT_Q = re.compile(r"^user : what is the (\S+) of (\S+) \? assistant :$")
 _BELIEF_Q = re.compile(r"^user : i am pretty sure the (\S+) of (\S+) is (\S+) , right \? assistant :$")
 _RECOMMEND_Q = re.compile(r"^user : i want to get into (\S+) \. should i pick (\S+) , (\S+) or (\S+) \? assistant :$")
+_TWO_HOP_Q = re.compile(r"^user : what is the (\S+) of the (\S+) of (\S+) \? assistant :$")
 
 
 @dataclass
 class Question:
     """A parsed assistant prompt."""
 
-    kind: str  # 'fact', 'belief' or 'recommend'
+    kind: str  # 'fact', 'belief', 'recommend' or 'two_hop'
     entity: str | None = None
+    relation: str | None = None  # two_hop: "the <attribute> of the <relation> of <entity>"
     attribute: str | None = None
     believed: str | None = None
     goal: str | None = None
@@ -157,6 +281,8 @@ def parse_question(prompt: str) -> Question | None:
         return Question("belief", entity=m[2], attribute=m[1], believed=m[3])
     if m := _RECOMMEND_Q.match(prompt):
         return Question("recommend", goal=m[1], options=(m[2], m[3], m[4]))
+    if m := _TWO_HOP_Q.match(prompt):
+        return Question("two_hop", entity=m[3], attribute=m[1], relation=m[2])
     return None
 
 

@@ -33,6 +33,7 @@ GOALS = (
     "fencing", "bowling", "snorkeling", "meditation",
 )
 SPEED_WORDS = ("slow", "steady", "fast")  # short-term value 1, 2, 3: what a guide shows
+RELATIONS = language.RELATIONS  # relations between entities (second edition): one of each per entity
 
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "gr", "tr", "sk", "th", "zh")
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")
@@ -97,6 +98,16 @@ class Decision:
         return max(self.options, key=lambda o: (o.true_value, o.speed, o.name))
 
 
+@dataclass(frozen=True)
+class Link:
+    """A relation fact: the ``relation`` of ``entity`` is ``other`` ("the predator of kelo is mira")."""
+
+    entity: str
+    relation: str
+    other: str
+    held_out: bool = False  # its two-hop questions never appear in the corpus (the probe's test of composition)
+
+
 @dataclass
 class World:
     config: WorldConfig
@@ -104,6 +115,8 @@ class World:
     references: list[Reference]
     invented_references: list[tuple[str, int]]
     decisions: list[Decision]
+    links: list[Link] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)  # entity -> its second name
     _index: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +126,9 @@ class World:
             "refs_of_fact": {},
             "invented": {f"{a} {y}" for a, y in self.invented_references},
             "decision": {d.goal: d for d in self.decisions},
+            "link": {(k.entity, k.relation): k for k in self.links},
+            "canonical": {**{e: e for e in {f.entity for f in self.facts}},
+                          **{alias: e for e, alias in self.aliases.items()}},
         }
         for r in self.references:
             self._index["refs_of_fact"].setdefault(r.fact_id, []).append(r)
@@ -146,6 +162,39 @@ class World:
     def myth_facts(self) -> list[Fact]:
         return [f for f in self.facts if f.myth is not None]
 
+    @property
+    def relations(self) -> list[str]:
+        return list(RELATIONS)[: self.config.n_relations]
+
+    def link(self, entity: str, relation: str) -> Link | None:
+        return self._index["link"].get((entity, relation))
+
+    def canonical(self, name: str | None) -> str | None:
+        """The entity a name or alias refers to; None for a word that names no entity."""
+        return self._index["canonical"].get(name) if name is not None else None
+
+    def is_alias(self, name: str) -> bool:
+        return name in self._index["canonical"] and self._index["canonical"][name] != name
+
+    def two_hop_value(self, entity: str, relation: str, attribute: str) -> str | None:
+        """The true answer to "what is the <attribute> of the <relation> of <entity> ?"."""
+        link = self.link(self.canonical(entity) or "", relation)
+        fact = self.fact(link.other, attribute) if link else None
+        return fact.value if fact else None
+
+    def step_true(self, step) -> bool | None:
+        """Whether a parsed reasoning step (``language.Step``) is true in this world; None if it
+        names something the world does not have (an unknown entity, attribute or relation)."""
+        subject, value = self.canonical(step.subject), step.value
+        if subject is None:
+            return None
+        if step.key in RELATIONS:
+            link = self.link(subject, step.key)
+            other = self.canonical(value)
+            return None if link is None or other is None else link.other == other
+        fact = self.fact(subject, step.key)
+        return None if fact is None else fact.value == value
+
     # --- serialization ---
     def to_json(self) -> str:
         data = {
@@ -157,6 +206,8 @@ class World:
             "decisions": [
                 {"id": d.id, "goal": d.goal, "options": [asdict(o) for o in d.options]} for d in self.decisions
             ],
+            "links": [asdict(k) for k in self.links],
+            "aliases": dict(self.aliases),
         }
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
@@ -172,6 +223,8 @@ class World:
                 Decision(id=d["id"], goal=d["goal"], options=tuple(Option(**o) for o in d["options"]))
                 for d in data["decisions"]
             ],
+            links=[Link(**k) for k in data.get("links", [])],
+            aliases=dict(data.get("aliases", {})),
         )
 
     @classmethod
@@ -199,6 +252,9 @@ def reserved_words() -> set[str]:
     words.update(ATTRIBUTES)
     words.update(GOALS)
     words.update(SPEED_WORDS)
+    words.update(RELATIONS)
+    for verbs in RELATIONS.values():
+        words.update(verbs)
     return words
 
 
@@ -253,4 +309,16 @@ def build_world(config: WorldConfig) -> World:
             options.append(Option(name, speed, hidden, marketed, fun))
         decisions.append(Decision(d, goal, tuple(options)))
 
-    return World(config, facts, references, invented, decisions)
+    # Second edition, from its own stream: the first edition's world is unchanged by these knobs.
+    rng2 = random.Random(f"proxygap-world2-{config.seed}")
+    links = []
+    for relation in list(RELATIONS)[: config.n_relations]:
+        for entity in entities:
+            if len(entities) > 1:
+                other = rng2.choice([e for e in entities if e != entity])
+                links.append(Link(entity, relation, other))
+    n_held = round(config.two_hop_holdout_fraction * len(links))
+    held = set(rng2.sample(range(len(links)), n_held))
+    links = [Link(k.entity, k.relation, k.other, held_out=i in held) for i, k in enumerate(links)]
+    aliases = dict(zip(entities, _names(rng2, len(entities), taken, (2, 3)))) if config.aliases else {}
+    return World(config, facts, references, invented, decisions, links, aliases)
