@@ -1,6 +1,6 @@
 """Benchmark: one RL step of proxygap's loop vs TRL's GRPOTrainer, same model and work.
 
-Same base model (the embedded default), same prompts, batch 64 (16 prompts x 4 samples),
+Same base model (a size of the family: --size, default s), same prompts, batch 64 (16 prompts x 4 samples),
 same completion limit, same reward function (the rater), KL penalty on (a reference model is
 run by both), one gradient step per batch, on this CPU. TRL runs with use_cpu=True,
 bf16=False. Each figure is the median time between consecutive steps (robust to the noise of a
@@ -22,9 +22,11 @@ from proxygap.train.rl import RLConfig, train_rl
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=20, help="timed steps per trainer (after 2 warm-up steps)")
 parser.add_argument("--max-new-tokens", type=int, default=24)
+parser.add_argument("--size", default="s", help="a shipped size of the model family (xs, s, m) or a model directory")
 args = parser.parse_args()
+print(f"size={args.size} threads={torch.get_num_threads()}")
 
-base = load_base_model()
+base = load_base_model(args.size)
 prompts = [p.text for p in assistant_prompts(base.world, 0)]
 rater = Judge(base.world)
 torch.manual_seed(0)

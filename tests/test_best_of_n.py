@@ -140,3 +140,17 @@ def test_n_out_of_range_and_bad_input():
         bon_expected(np.array([1.0, np.nan]), np.zeros(2), 1)
     with pytest.raises(ValueError, match="ties"):
         bon_expected(proxy, proxy, 1, ties="random")
+
+
+def test_pool_kl_matches_the_formula_on_distinct_samples_and_caps_on_repeats():
+    from proxygap.measure.best_of_n import bon_kl_pool
+
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(4, 20000))
+    for n in (2, 8, 64):
+        assert abs(bon_kl_pool(distinct, n) - bon_kl(n)) < 1e-3 * bon_kl(n)
+    two_outputs = np.array([0.0, 0.0, 1.0, 1.0])  # two equally likely completions
+    assert bon_kl_pool(two_outputs, 64) <= np.log(2) + 1e-12 < bon_kl(64)
+    assert bon_kl_pool(np.zeros(10), 16) == 0.0  # every sample ties: best-of-n is the base policy
+    rows = bon_curve(two_outputs, {"proxy": two_outputs}, [1, 4])
+    assert rows[1]["kl_pool"] == pytest.approx(bon_kl_pool(two_outputs, 4)) and rows[1]["d_pool"] <= rows[1]["d"]

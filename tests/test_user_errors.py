@@ -136,7 +136,7 @@ def test_model_paired_with_a_world_it_does_not_know_is_refused(tmp_path, capsys)
     world_dir = tmp_path / "w"
     assert main(["world", "--seed", "12345", "--out", str(world_dir), "--set", "corpus.n_documents=20"]) == 0
     line = user_error(capsys, ["probe", "--world", str(world_dir)])
-    assert "default_model" in line and str(world_dir) in line and "seed 12345" in line
+    assert "models/s" in line and str(world_dir) in line and "seed 12345" in line
 
 
 # ---------------------------------------------------------------- 5. impossible model sizes

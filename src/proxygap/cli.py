@@ -98,9 +98,16 @@ def format_rates(rates: dict, cfg) -> str:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model
+    from proxygap.config import from_dict, load_config_data, set_paths
+    from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model, recipe_for_size
 
-    recipe = load_config(BaseModelRecipe, args.config, args.overrides)
+    if args.size:  # the family's recipe at this size, then the file, then --set
+        data = to_dict(recipe_for_size(args.size))
+        if args.config:
+            data = _deep_update(data, load_config_data(args.config))
+        recipe = from_dict(BaseModelRecipe, set_paths(BaseModelRecipe, data, args.overrides))
+    else:
+        recipe = load_config(BaseModelRecipe, args.config, args.overrides)
     with writing(args.out):  # checkpoints, log and model all go under OUT
         model_dir = build_base_model(recipe, args.out, progress=not args.quiet)
     print(f"base model written to {model_dir}")
@@ -110,15 +117,38 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deep_update(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
-    from proxygap.pipeline.base_model import load_base_model
-    from proxygap.measure.probe import ProbeConfig, format_table, probe
+    from proxygap.pipeline.base_model import SIZES, load_base_model
+    from proxygap.measure.probe import ProbeConfig, format_size_table, format_table, probe
 
     cfg = load_config(ProbeConfig, args.config, args.overrides)
-    base = load_base_model(None if args.model in (None, "default") else args.model, args.world)
-    result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg, seed=args.seed)
-    result = {"model": str(base.path), "config": to_dict(cfg), **result}
-    print(format_table(result))
+    if getattr(args, "sizes", False):
+        if args.world:
+            raise ProxygapError("--sizes probes each shipped size against its own world; drop --world")
+        entries = {}
+        for name, size in SIZES.items():
+            if not size.shipped:
+                continue
+            print(f"probing size {name} ...", file=sys.stderr)
+            base = load_base_model(name)
+            entries[name] = {"model": str(base.path), "params": sum(p.numel() for p in base.model.parameters()),
+                             **probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg, seed=args.seed)}
+        print(format_size_table(entries))
+        result = {"config": to_dict(cfg), "sizes": entries}
+    else:
+        model = getattr(args, "size", None) or args.model
+        base = load_base_model(None if model in (None, "default") else model, args.world)
+        result = probe(base.model, base.tokenizer, base.world, base.corpus_rates, cfg, seed=args.seed)
+        result = {"model": str(base.path), "params": sum(p.numel() for p in base.model.parameters()),
+                  "config": to_dict(cfg), **result}
+        print(format_table(result))
     if args.json:
         out = write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
         print(f"\nwrote {out}")
@@ -194,13 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="world -> corpus -> tokenizer -> base model (resumes if interrupted)")
     p.add_argument("--out", required=True, help="output directory (checkpoint/ and model/ go here)")
+    p.add_argument("--size", metavar="NAME",
+                   help="the model family's recipe at size NAME: xs, s, m or l (shape and learning rate; see README)")
     p.add_argument("--probe", action="store_true", help="probe the model when done (writes OUT/probe.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_args(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("probe", help="what did the base model learn, measured against the world?")
-    p.add_argument("--model", default="default", help="model directory (default: the embedded base model)")
+    p.add_argument("--model", default="default", help="model directory or shipped size name (default: the embedded base model)")
+    p.add_argument("--size", metavar="NAME", help="a shipped size of the model family (xs, s, m); same as --model NAME")
+    p.add_argument("--sizes", action="store_true", help="probe every shipped size and print one table row per size")
     p.add_argument("--world", help="world directory to judge against (default: the model's own)")
     p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt order and of sampling")

@@ -14,6 +14,7 @@ MODULES = {
     "loopholes": "proxygap.experiments.loopholes",
     "kl-prior": "proxygap.experiments.kl_prior",
     "tampering": "proxygap.experiments.tampering",
+    "scaling": "proxygap.experiments.scaling",
 }
 
 

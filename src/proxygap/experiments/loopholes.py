@@ -57,7 +57,7 @@ from proxygap.oversight.reward_model import RewardEnsemble
 from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, train_reward_model
 from proxygap.tasks.splits import STRATA, stratified_split, stratum
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
-from proxygap.measure.best_of_n import bon_kl
+from proxygap.measure.best_of_n import bon_kl, bon_kl_pool
 from proxygap.train.rl import RLConfig, RLTrainConfig, train_rl
 from proxygap.train.sft import SFTConfig, assistant_transcripts, train_sft
 
@@ -182,6 +182,7 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
     for n in cfg.bon_ns:
         weights = bon_sample_weights(pool_rm, n).ravel()
         regimes.append({"name": f"bon_{n}", "kind": "best_of_n", "n": n, "kl": bon_kl(n),
+                        "kl_pool": bon_kl_pool(pool_rm.reshape(len(eval_prompts), N), n),
                         **summarize(pool_table, weights)})
     lap("base_and_best_of_n_s")
 

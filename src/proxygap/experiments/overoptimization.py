@@ -162,7 +162,7 @@ def _mean_curve(curves: list[list[dict]], index_keys: tuple[str, ...], keys: tup
 def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
     """Across seeds: mean curves with t-intervals, Gao fits on every seed's recentred points."""
     bon_curves = [s["bon_points"] for s in per_seed]  # the same n in every seed
-    bon_points = _mean_curve(bon_curves, ("n", "kl", "d"), SCORES)
+    bon_points = _mean_curve(bon_curves, ("n", "kl", "d"), (*SCORES, "kl_pool"))
     bon_fits = {}
     for name in SCORES:
         d = np.array([p["d"] for c in bon_curves for p in c])

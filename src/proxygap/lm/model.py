@@ -124,6 +124,9 @@ def load_model(path: str | Path):
         for tensor in [*model.parameters(), *model.buffers()]:
             if tensor.device.type == "cpu":
                 tensor.data = tensor.data.clone()
+    # Weights stored in half precision (to keep the package small) compute in float32 on a CPU.
+    if any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
+        model = model.float()
     # NaN/inf weights (a diverged run, a bad conversion) would only show up as garbage samples.
     for name, tensor in chain(model.named_parameters(), model.named_buffers()):
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):

@@ -1,6 +1,7 @@
 """Best-of-n estimators: the curve n = 1..N from one pool of N samples per prompt.
 
-- ``bon_kl(n)``: analytic KL of best-of-n, log n - (n-1)/n nats.
+- ``bon_kl(n)``: analytic KL of best-of-n, log n - (n-1)/n nats (an upper bound).
+- ``bon_kl_pool``: the KL best-of-n actually pays where samples repeat, measured on the pool.
 - ``bon_expected``: the unbiased estimator (Nakano et al. 2021, "WebGPT", App. I) of the
   expected score of the proxy-best of n, from one pool of N >= n samples per prompt.
 - ``bon_weights``: the weight each pool rank gets in that estimator.
@@ -26,7 +27,7 @@ from numpy.typing import ArrayLike
 from scipy.special import gammaln
 
 Ties = Literal["average", "stable"]
-_RESERVED_KEYS = ("n", "kl", "d")
+_RESERVED_KEYS = ("n", "kl", "d", "kl_pool", "d_pool")
 
 
 def _check_n(n: int, pool_size: int | None = None) -> int:
@@ -52,6 +53,33 @@ def bon_kl(n: int) -> float:
     """
     n = _check_n(n)
     return math.log(n) - (n - 1) / n
+
+
+def bon_kl_pool(proxy: ArrayLike, n: int) -> float:
+    """KL(best-of-n || initial policy) measured on the pool, in nats, averaged over prompts.
+
+    The pool's empirical distribution stands in for the initial policy: per prompt, the distinct
+    proxy values v_1 < ... < v_K with pool shares q_k (repeated completions and ties pooled) and
+    cdf F_k. Best-of-n's winner lands in level k with P_k = F_k^n - F_(k-1)^n and, within a level,
+    is distributed as the policy is there (ties broken at random), so
+    KL = sum_k P_k log(P_k / q_k) exactly, for that distribution (the discrete best-of-n of
+    Beirami et al. 2024, §2). It equals log n - (n-1)/n only when all N samples are distinct and
+    N >> n; a pool that repeats itself (a small LM, a coarse proxy) pays less — as little as 0
+    when every sample ties. The plug-in is biased low for n near N (few distinct samples in view).
+    proxy: shape (N,) or (P, N).
+    """
+    p = _as_pools(proxy, "proxy")
+    n = _check_n(n)
+    total = 0.0
+    for row in p:
+        _, counts = np.unique(row, return_counts=True)  # ascending proxy levels
+        q = counts / counts.sum()
+        cdf = np.cumsum(q)
+        cdf[-1] = 1.0
+        win = cdf ** n - np.concatenate([[0.0], cdf[:-1]]) ** n
+        keep = win > 0
+        total += float(np.sum(win[keep] * np.log(win[keep] / q[keep])))
+    return max(0.0, total / len(p))  # exactly 0 at n = 1; round-off can dip below it
 
 
 def bon_weights(pool_size: int, n: int) -> np.ndarray:
@@ -132,9 +160,10 @@ def bon_curve(
     ns: Iterable[int],
     ties: Ties = "average",
 ) -> list[dict]:
-    """The best-of-n curve: for each n, {'n', 'kl', 'd', <name>: expected score, ...}.
+    """The best-of-n curve: for each n, {'n', 'kl', 'd', 'kl_pool', 'd_pool', <name>: expected score, ...}.
 
-    kl = bon_kl(n) in nats, d = sqrt(kl) (the x-axis of Gao et al. 2022). Each score array
+    kl = bon_kl(n) in nats, d = sqrt(kl) (the x-axis of Gao et al. 2022); kl_pool = bon_kl_pool
+    (the KL measured on the pool, at most kl), d_pool = sqrt(kl_pool). Each score array
     has proxy's shape, (N,) or (P, N); values are bon_expected averaged over prompts.
     Include the proxy itself in scores_by_name to get its curve too. Names are used as
     keys as given (e.g. 'reward/rm', 'reward/gold'); 'n', 'kl', 'd' are reserved.
@@ -153,8 +182,8 @@ def bon_curve(
     rows = []
     for n in ns:
         w = bon_weights(p.shape[1], n)
-        kl = bon_kl(n)
-        row: dict = {"n": int(n), "kl": kl, "d": math.sqrt(kl)}
+        kl, kl_pool = bon_kl(n), bon_kl_pool(p, n)
+        row: dict = {"n": int(n), "kl": kl, "d": math.sqrt(kl), "kl_pool": kl_pool, "d_pool": math.sqrt(kl_pool)}
         for name, s in sorted_by_name.items():
             row[name] = float((s @ w).mean())
         rows.append(row)

@@ -46,6 +46,12 @@ class RaterFlaws(Config):
     def names(self) -> tuple[str, ...]:
         return tuple(f for f in self.__dataclass_fields__ if f != "label_noise")
 
+    def scaled(self, quality: float) -> RaterFlaws:
+        """Every flaw, label noise included, times ``quality``: 0 is the gold judge, 1 these flaws."""
+        if not 0.0 <= quality <= 1.0:
+            raise ValueError(f"rater quality must be in [0, 1], got {quality}")
+        return RaterFlaws(**{name: quality * getattr(self, name) for name in self.__dataclass_fields__})
+
 
 def _mix(strength: float, truthful: float, flawed: float) -> float:
     return (1.0 - strength) * truthful + strength * flawed

@@ -52,9 +52,47 @@ class BaseModelRecipe(Config):
             raise ConfigError(f"train.seq_len={self.train.seq_len} exceeds model.n_positions={self.model.n_positions}")
 
 
+@dataclass(frozen=True)
+class ModelSize:
+    """One member of the model family: a shape and the learning rate that goes with it."""
+
+    name: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    lr: float  # wider models want a smaller step (roughly 1/width beyond s)
+    shipped: bool  # in the package (``proxygap/models/<name>``); else trained on demand
+
+
+# One recipe (world, corpus, tokenizer, steps, batch, schedule) at four shapes. Head width is 32
+# everywhere; depth and width grow together so parameters grow about 4x per size.
+SIZES: dict[str, ModelSize] = {
+    "xs": ModelSize("xs", n_layer=3, n_embd=64, n_head=2, lr=3e-3, shipped=True),
+    "s": ModelSize("s", n_layer=4, n_embd=128, n_head=4, lr=3e-3, shipped=True),
+    "m": ModelSize("m", n_layer=8, n_embd=192, n_head=6, lr=2e-3, shipped=True),
+    "l": ModelSize("l", n_layer=8, n_embd=384, n_head=12, lr=1e-3, shipped=False),
+}
+DEFAULT_SIZE = "s"  # the default model of every experiment: keeps the quickstart within 5 minutes here
+
+
+def recipe_for_size(name: str) -> BaseModelRecipe:
+    """The family's recipe at size ``name`` (the default world and pretraining, this size's shape and lr)."""
+    if name not in SIZES:
+        raise ConfigError(f"unknown model size {name!r}; choose one of {', '.join(SIZES)}")
+    size = SIZES[name]
+    return BaseModelRecipe(model=ModelConfig(n_layer=size.n_layer, n_embd=size.n_embd, n_head=size.n_head),
+                           train=PretrainConfig(lr=size.lr))
+
+
+def models_dir() -> Path:
+    """Where the shipped sizes live inside the package."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
 def default_model_dir() -> Path:
-    """The base model shipped inside the package (reproduced by `proxygap pretrain`, see README)."""
-    return Path(__file__).resolve().parent.parent / "default_model"
+    """The base model shipped inside the package at the default size (reproduced by
+    `proxygap pretrain --size s`, see README)."""
+    return models_dir() / DEFAULT_SIZE
 
 
 def build_base_model(recipe: BaseModelRecipe, out_dir: str | Path, progress: bool = True) -> Path:
@@ -118,6 +156,9 @@ def world_prompt_words(world: World) -> list[str]:
         names = [o.name for o in d.options]
         texts.append(language.recommend_question(d.goal, names))
         texts.append(language.recommend_answer(names[0]))
+    for relation in world.relations:
+        texts.append(language.two_hop_question(attribute, relation, entity))
+        texts.append(language.two_hop_answer("x", [(language.Step(entity, relation, entity), 0)]))
     return sorted({w for text in texts for w in text.split()} - {"x"})
 
 
@@ -140,8 +181,9 @@ def check_vocabulary_covers_world(tokenizer, world: World, model_dir: Path,
 
 
 def load_base_model(path: str | Path | None = None, world_path: str | Path | None = None) -> BaseModel:
-    """Load a base model directory (default: the embedded one) with its world and corpus rates."""
-    model_dir = Path(path) if path is not None else default_model_dir()
+    """Load a base model (a directory or a shipped size name; default: the embedded default size)
+    with its world and corpus rates."""
+    model_dir = resolve_model_dir(path)
     model, tokenizer = load_model(model_dir)
     world = load_world_for(model_dir, world_path)
     check_vocabulary_covers_world(tokenizer, world, model_dir, world_path)
@@ -154,8 +196,15 @@ def load_base_model(path: str | Path | None = None, world_path: str | Path | Non
 
 # ---------------------------------------------------------------- the base model of an experiment
 def resolve_model_dir(model: str | Path | None) -> Path:
-    """A model knob ('default' or a directory) as a path."""
-    return default_model_dir() if model in (None, "", "default") else Path(model)
+    """A model knob ('default', a size name or a directory) as a path."""
+    if model in (None, "", "default"):
+        return default_model_dir()
+    if isinstance(model, str) and model in SIZES:
+        if not SIZES[model].shipped:
+            raise ConfigError(f"model size {model!r} is not shipped; train it with `proxygap pretrain --size {model} "
+                              f"--out DIR` and pass the directory DIR/model instead")
+        return models_dir() / model
+    return Path(model)
 
 
 @functools.lru_cache(maxsize=4)

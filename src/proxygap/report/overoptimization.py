@@ -58,6 +58,10 @@ def plot_headline(res: dict, path: Path) -> None:
             d, y, lo, hi = _curve(points, name)
             ax.plot(d, y, "o-", ms=3, color=COLORS[name], label=LABELS[name])
             ax.fill_between(d, lo, hi, color=COLORS[name], alpha=0.15)
+        if label == "best-of-n" and points and "kl_pool" in points[0]:
+            # The same gold gains at the KL best-of-n pays on this pool (repeats make it less than log n - (n-1)/n).
+            d, y, _, _ = _curve(points, "gold", "kl_pool")
+            ax.plot(d, y, "s--", ms=3, color=COLORS["gold"], alpha=0.6, label="gold vs measured KL (pool)")
         if peak["interior_peak"] or peak["rises_above_base"]:
             ax.plot([np.sqrt(peak["peak_kl"])], [peak["peak_gold"] - peak["start_gold"]], "*", ms=14,
                     color=COLORS["gold"], mec="black")

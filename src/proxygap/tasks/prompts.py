@@ -16,9 +16,13 @@ from proxygap.world.world import ATTRIBUTES, World
 @dataclass(frozen=True)
 class Prompt:
     text: str
-    kind: str  # 'expert', 'forum', 'fact', 'belief' or 'recommend'
+    kind: str  # 'expert', 'forum', 'fact', 'belief', 'recommend' or 'two_hop'
     fact_id: int | None = None
     goal: str | None = None
+    relation: str | None = None  # two_hop: "the <attribute of fact_id> of the <relation> of <entity>"
+    entity: str | None = None
+    attribute: str | None = None
+    held_out: bool = False  # two_hop: the corpus never asks it (a test of composition, not recall)
 
 
 def expert_prompts(world: World) -> list[Prompt]:
@@ -55,3 +59,10 @@ def assistant_prompts(world: World, seed: int = 0, kinds: tuple[str, ...] = ("fa
             rng.shuffle(names)
             prompts.append(Prompt(lang.recommend_question(d.goal, names), "recommend", goal=d.goal))
     return prompts
+
+
+def two_hop_prompts(world: World) -> list[Prompt]:
+    """'what is the <attribute> of the <relation> of <entity> ?' for every link and attribute."""
+    return [Prompt(lang.two_hop_question(a, k.relation, k.entity), "two_hop", relation=k.relation, entity=k.entity,
+                   attribute=a, held_out=k.held_out)
+            for k in world.links for a in world.attributes]

@@ -37,6 +37,28 @@ def powers_of_two(limit: int) -> list[int]:
     return ns if ns[-1] == limit else ns + [limit]
 
 
+def sample_pool(model, tokenizer, prompts: list[str], cfg: BestOfNConfig, *, seed: int) -> list[str]:
+    """``cfg.pool_size`` samples per prompt, prompt by prompt (``texts[i * N + j]``)."""
+    import torch
+
+    from proxygap.lm.sampling import sample
+
+    generator = torch.Generator().manual_seed(seed)
+    repeated = [p for p in prompts for _ in range(cfg.pool_size)]
+    return sample(model, tokenizer, repeated, cfg.max_new_tokens, generator=generator, batch_size=1024).texts
+
+
+def score_pool(prompts: list[str], texts: list[str], scorers: Mapping[str, Callable], cfg: BestOfNConfig,
+               proxy: str = "rm") -> dict:
+    """Score a pool (from :func:`sample_pool`) with every scorer; the curve and the pool, as run_best_of_n."""
+    repeated = [p for p in prompts for _ in range(cfg.pool_size)]
+    scores = {name: np.asarray(f(repeated, texts), dtype=float).reshape(len(prompts), cfg.pool_size)
+              for name, f in scorers.items()}
+    ns = powers_of_two(cfg.max_n or cfg.pool_size)
+    points = bon_curve(scores[proxy], scores, ns)
+    return {"points": points, "pool": {"prompts": prompts, "texts": texts, "scores": scores}}
+
+
 def run_best_of_n(model, tokenizer, prompts: list[str], scorers: Mapping[str, Callable], cfg: BestOfNConfig,
                   *, seed: int, proxy: str = "rm") -> dict:
     """Sample the pool, score it with every scorer, and return the curve and the pool.
@@ -45,15 +67,4 @@ def run_best_of_n(model, tokenizer, prompts: list[str], scorers: Mapping[str, Ca
     ``proxy`` names the one that picks the best of n. Returns ``{'points': [...], 'pool': {...}}``
     where the pool holds texts and score arrays of shape (P, N).
     """
-    import torch
-
-    from proxygap.lm.sampling import sample
-
-    generator = torch.Generator().manual_seed(seed)
-    repeated = [p for p in prompts for _ in range(cfg.pool_size)]
-    texts = sample(model, tokenizer, repeated, cfg.max_new_tokens, generator=generator, batch_size=1024).texts
-    scores = {name: np.asarray(f(repeated, texts), dtype=float).reshape(len(prompts), cfg.pool_size)
-              for name, f in scorers.items()}
-    ns = powers_of_two(cfg.max_n or cfg.pool_size)
-    points = bon_curve(scores[proxy], scores, ns)
-    return {"points": points, "pool": {"prompts": prompts, "texts": texts, "scores": scores}}
+    return score_pool(prompts, sample_pool(model, tokenizer, prompts, cfg, seed=seed), scorers, cfg, proxy)

@@ -1,0 +1,344 @@
+"""`proxygap run scaling`: Gao et al. (2022) §4 on the model family.
+
+A grid of reward-model size x policy size x number of RM training labels x rater quality. The
+rater quality q scales every flaw of the rater, label noise included: q = 0 labels with gold
+(Gao et al.'s synthetic setup: the proxy RM learns the gold judge from finitely many labels),
+q = 1 with the rater as configured. For each (RM size, labels, quality, seed) one reward model
+is trained on pairs of one fixed sampler's answers (``pairs_model``, as Gao et al.'s RMs saw
+one initial policy's samples); then every policy size is optimized against it by best-of-n
+(one pool, every n) and, for a stated subset of cells, by KL-penalized RL. Gold's gain over
+the policy's base is fitted with Gao's forms per seed: intervals on alpha, beta, d* and R² are
+across seeds.
+
+What does not depend on the cell is drawn once per seed, in ``prepare``: the RM's training pairs
+(one draw of max(n_labels) pairs; a cell with n labels uses the first n, so label counts are
+nested) and each policy's best-of-n pool (every RM of that seed picks from the same samples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from proxygap.config import ConfigError, knob, nested
+from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
+from proxygap.measure.fits import fit_bon, fit_rl
+from proxygap.measure.intervals import moved, peak_along, seed_interval
+from proxygap.oversight.judges import Judge, RaterFlaws
+from proxygap.pipeline.reward_model import Pairs, RewardModelConfig, recentre_on, sample_pairs, train_reward_model
+from proxygap.tasks.splits import eval_train_split
+from proxygap.train.best_of_n import BestOfNConfig, sample_pool, score_pool
+from proxygap.train.rl import RLConfig, train_rl
+
+SCORES = ("rm", "rater", "gold")
+FIT_KEYS = ("alpha", "beta", "d_star", "r2")
+
+
+@dataclass
+class ScalingConfig(ExperimentConfig):
+    rm_sizes: tuple[str, ...] = knob(("xs", "s", "m"), "reward-model backbones: shipped size names or model "
+                                                        "directories (one tokenizer and world with the policies)")
+    policy_sizes: tuple[str, ...] = knob(("xs", "s", "m"), "policies: shipped size names or model directories")
+    n_labels: tuple[int, ...] = knob((300, 1200), "RM training labels: rater-labelled pairs per reward model "
+                                                   "(a share rm.heldout_fraction of them is held out)", lo=16)
+    rater_qualities: tuple[float, ...] = knob((0.0, 0.5, 1.0), "rater quality: the factor on every flaw of `rater` "
+                                                               "(0 = gold labels, 1 = the rater as configured)",
+                                              lo=0, hi=1)
+    pairs_model: str = knob("s", "the model whose answers make every RM's training pairs (size name or directory)")
+    rl_cells: str = knob("largest_labels", "cells that also get KL-penalized RL: none, those at the largest n_labels, "
+                                            "or all", choices=("none", "largest_labels", "all"))
+    rl_kl_coef: float = knob(0.05, "beta of the RL runs (KL penalty in the reward, per nat)", lo=0)
+    n_eval_prompts: int = knob(64, "held-out prompts on which every curve is measured", lo=4)
+    prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
+                                         choices=("fact", "belief", "recommend"))
+    rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws at quality 1 (each scaled by the cell's quality)")
+    rm: RewardModelConfig = nested(RewardModelConfig, "the reward models (n_pairs and backbone come from each "
+                                                      "cell's n_labels and RM size; leave them alone)")
+    bon: BestOfNConfig = nested(BestOfNConfig, "best-of-n")
+    rl: RLConfig = nested(RLConfig, "KL-penalized RL of the cells named by rl_cells")
+
+    def check(self) -> None:
+        super().check()
+        for name in ("rm_sizes", "policy_sizes", "n_labels", "rater_qualities"):
+            values = getattr(self, name)
+            if not values:
+                raise ConfigError(f"{name} is empty; give at least one value")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{name} repeats a value: {list(values)}")
+        defaults = RewardModelConfig()
+        if self.rm.n_pairs != defaults.n_pairs or self.rm.backbone != defaults.backbone:
+            raise ConfigError("scaling sets rm.n_pairs and rm.backbone per cell; set n_labels and rm_sizes instead")
+
+
+def preflight(cfg: ScalingConfig) -> None:
+    """Every model must be judged against one world with one tokenizer, and fit the lengths asked."""
+    import json
+
+    from proxygap.pipeline.base_model import check_fits, load_world_for_model, resolve_model_dir
+
+    worlds = {}
+    for model in dict.fromkeys((cfg.pairs_model, *cfg.rm_sizes, *cfg.policy_sizes)):
+        world = load_world_for_model(model)
+        worlds[model] = world.to_json()
+        vocab = resolve_model_dir(model) / "tokenizer.json"
+        worlds[model] += json.dumps(json.loads(vocab.read_text())["model"]["vocab"], sort_keys=True) if vocab.is_file() else ""
+        check_fits(model, max(cfg.rm.max_new_tokens, cfg.bon.max_new_tokens, cfg.rl.max_new_tokens))
+    first = next(iter(worlds))
+    for model, text in worlds.items():
+        if text != worlds[first]:
+            raise ConfigError(f"model {model!r} has another world or tokenizer than {first!r}; every RM, policy and the "
+                              "pairs model must come from one world (the shipped sizes do)")
+    eval_train_split(load_world_for_model(cfg.pairs_model), 0, cfg.prompt_kinds, cfg.n_eval_prompts)
+
+
+def units(cfg: ScalingConfig) -> list[Unit]:
+    """One unit per (RM size, labels, rater quality, seed): it trains the RM once and optimizes every policy size."""
+    return [Unit(f"rm{i}-labels{n}-q{q:g}-seed{seed}", seed, {"rm_size": rm, "n_labels": n, "rater_quality": q})
+            for seed in cfg.seeds for i, rm in enumerate(cfg.rm_sizes) for n in cfg.n_labels
+            for q in cfg.rater_qualities]
+
+
+def wants_rl(cfg: ScalingConfig, n_labels: int) -> bool:
+    return cfg.rl_cells == "all" or (cfg.rl_cells == "largest_labels" and n_labels == max(cfg.n_labels))
+
+
+def _fit(form: str, d: np.ndarray, gain: np.ndarray) -> dict:
+    try:
+        return (fit_bon if form == "bon" else fit_rl)(d, gain).to_dict()
+    except ValueError as e:
+        return {"error": str(e)}
+
+
+def prepare(cfg: ScalingConfig, run_dir: Path) -> dict:
+    """Per seed: the RM pairs (max(n_labels) of them, from pairs_model) and every policy's pool."""
+    from proxygap.pipeline.base_model import load_base_model_cached
+
+    sampler = load_base_model_cached(cfg.pairs_model)
+    out = {}
+    for seed in cfg.seeds:
+        eval_prompts, train_prompts = eval_train_split(sampler.world, seed, cfg.prompt_kinds, cfg.n_eval_prompts)
+        pairs = sample_pairs(sampler, train_prompts, dataclasses.replace(cfg.rm, n_pairs=max(cfg.n_labels)), seed)
+        pools = {}
+        for size in cfg.policy_sizes:
+            base = load_base_model_cached(size)
+            pools[size] = sample_pool(base.model, base.tokenizer, eval_prompts, cfg.bon, seed=seed)
+        out[str(seed)] = {"pairs": {"prompts": pairs.prompts, "a": pairs.a, "b": pairs.b}, "pools": pools}
+    return out
+
+
+def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
+    from proxygap.pipeline.base_model import load_base_model_cached, resolve_model_dir
+
+    seed, params = unit.seed, unit.params
+    sampler = load_base_model_cached(cfg.pairs_model)
+    world = sampler.world
+    eval_prompts, train_prompts = eval_train_split(world, seed, cfg.prompt_kinds, cfg.n_eval_prompts)
+    rater, gold = Judge(world, cfg.rater.scaled(params["rater_quality"])), Judge.gold(world)
+    n = params["n_labels"]
+    rm_cfg = dataclasses.replace(cfg.rm, n_pairs=n, backbone=str(resolve_model_dir(params["rm_size"])))
+    drawn = ctx.prepared[str(seed)]
+    pairs = Pairs(drawn["pairs"]["prompts"][:n], drawn["pairs"]["a"][:n], drawn["pairs"]["b"][:n])
+    clock = time.time()
+    ensemble, rm_info = train_reward_model(sampler, train_prompts, rater, gold, rm_cfg, seed, pairs=pairs)
+    timings = {"reward_model_s": time.time() - clock}
+
+    policies = []
+    for size in cfg.policy_sizes:
+        clock = time.time()
+        base = load_base_model_cached(size)
+        bon = score_pool(eval_prompts, drawn["pools"][size], {"rm": ensemble.score, "rater": rater, "gold": gold}, cfg.bon)
+        shift = recentre_on(ensemble, bon["pool"]["scores"]["rm"])  # this policy's base scores 0 under the RM
+        points = [{**p, "rm": p["rm"] - shift} for p in bon["points"]]
+        d = np.array([p["d"] for p in points])
+        fits = {name: _fit("bon", d, np.array([p[name] - points[0][name] for p in points])) for name in SCORES}
+        entry = {"policy_size": size, "bon_points": points, "bon_fits": fits}
+        if wants_rl(cfg, params["n_labels"]):
+            policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
+                                     {"rater": rater, "gold": gold}, cfg.rl, kl_coef=cfg.rl_kl_coef, seed=seed,
+                                     progress=ctx.progress)
+            rl_points = [e.to_dict() for e in evals]
+            for p in rl_points:
+                p.pop("texts", None)
+            rd = np.array([np.sqrt(max(p["kl"], 0.0)) for p in rl_points[1:]])
+            entry["rl_points"] = rl_points
+            entry["rl_fits"] = {name: _fit("rl", rd, np.array([p[name] - rl_points[0][name] for p in rl_points[1:]]))
+                                for name in SCORES}
+            del policy
+        for m in ensemble.members:  # undo this policy's recentring for the next one
+            m.offset -= shift
+        timings[f"policy_{size}_s"] = time.time() - clock
+        policies.append(entry)
+    return {"seed": seed, **params, "rm": rm_info, "policies": policies, "timings": timings}
+
+
+# ---------------------------------------------------------------- aggregation
+def _fit_intervals(fits: list[dict]) -> dict:
+    """Per fitted quantity, the interval across seeds of the seeds where it is defined."""
+    out = {}
+    for key in FIT_KEYS:
+        values = [f[key] for f in fits if f.get(key) is not None]
+        out[key] = {**seed_interval(values), "per_seed": [f.get(key) for f in fits]}
+    out["errors"] = [f["error"] for f in fits if "error" in f]
+    return out
+
+
+def _mean_points(curves: list[list[dict]], index: tuple[str, ...], keys: tuple[str, ...]) -> list[dict]:
+    """Point-by-point intervals across seeds; ``<score>_gain`` from each seed's own base."""
+    points = []
+    for j, first in enumerate(curves[0]):
+        point = {k: first[k] for k in index}
+        for key in keys:
+            point[key] = seed_interval([c[j][key] for c in curves])
+            if key in SCORES:
+                point[f"{key}_gain"] = seed_interval([c[j][key] - c[0][key] for c in curves])
+        points.append(point)
+    return points
+
+
+def _params(model: str) -> int | None:
+    import json
+
+    from proxygap.pipeline.base_model import resolve_model_dir
+
+    try:
+        config = json.loads((resolve_model_dir(model) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    d, layers, vocab, ctx = config.get("n_embd"), config.get("n_layer"), config.get("vocab_size"), config.get("n_positions")
+    if None in (d, layers, vocab, ctx):
+        return None
+    return int(layers * 12 * d * d + layers * 13 * d + (vocab + ctx) * d + 2 * d)  # GPT-2 with tied embeddings
+
+
+def aggregate_units(cfg: ScalingConfig, results: dict[str, dict], prepared: dict | None) -> dict:
+    by_cell: dict[tuple, list[dict]] = {}
+    for unit in units(cfg):
+        r = results[unit.key]
+        for entry in r["policies"]:
+            key = (unit.params["rm_size"], entry["policy_size"], unit.params["n_labels"], unit.params["rater_quality"])
+            by_cell.setdefault(key, []).append({**entry, "rm": r["rm"], "seed": r["seed"]})
+    cells = []
+    for (rm_size, policy_size, n_labels, quality), seeds in by_cell.items():
+        curves = [s["bon_points"] for s in seeds]
+        cell = {
+            "rm_size": rm_size, "policy_size": policy_size, "n_labels": n_labels, "rater_quality": quality,
+            "rm_params": _params(rm_size), "policy_params": _params(policy_size), "seeds": [s["seed"] for s in seeds],
+            "fit": _fit_intervals([s["bon_fits"]["gold"] for s in seeds]),
+            "fit_rm": _fit_intervals([s["bon_fits"]["rm"] for s in seeds]),
+            "bon_points": _mean_points(curves, ("n", "kl", "d"), (*SCORES, "kl_pool")),
+            "gold_peak": peak_along(_mean_points(curves, ("n", "kl", "d"), SCORES), "gold", curves),
+            "rm_agreement_gold": seed_interval([s["rm"]["agreement_gold"] for s in seeds]),
+            "rm_agreement_rater": seed_interval([s["rm"]["agreement_rater"] for s in seeds]),
+        }
+        if all("rl_points" in s for s in seeds):
+            rl_curves = [s["rl_points"] for s in seeds]
+            cell["rl"] = {"kl_coef": cfg.rl_kl_coef,
+                          "points": _mean_points(rl_curves, ("step",), ("kl", *SCORES)),
+                          "fit": _fit_intervals([s["rl_fits"]["gold"] for s in seeds]),
+                          "gold_peak": peak_along(_mean_points(rl_curves, ("step",), ("kl", *SCORES)), "gold",
+                                                  rl_curves)}
+        cells.append(cell)
+    result = {"seeds": list(cfg.seeds), "rm_sizes": list(cfg.rm_sizes), "policy_sizes": list(cfg.policy_sizes),
+              "n_labels": list(cfg.n_labels), "rater_qualities": list(cfg.rater_qualities), "cells": cells}
+    result["findings"] = findings(result, results, cfg)
+    result["timings"] = {k: r["timings"] for k, r in results.items()}
+    return result
+
+
+def _cell(res: dict, rm_size, policy_size, n_labels, rater_quality) -> dict | None:
+    return next((c for c in res["cells"] if (c["rm_size"], c["policy_size"], c["n_labels"], c["rater_quality"])
+                 == (rm_size, policy_size, n_labels, rater_quality)), None)
+
+
+def _paired_change(a: dict, b: dict, key: str) -> dict | None:
+    """Interval across seeds of b's fitted ``key`` minus a's, over the seeds where both are defined."""
+    pa, pb = a["fit"][key]["per_seed"], b["fit"][key]["per_seed"]
+    diffs = [y - x for x, y in zip(pa, pb) if x is not None and y is not None]
+    return seed_interval(diffs) if diffs else None
+
+
+def _trend(res: dict, axis: str, key: str) -> dict:
+    """How ``key`` (a gold fit's alpha, beta or d*) changes from the smallest to the largest value of
+    ``axis`` (rm_size / n_labels / policy_size), in every slice of the other axes: per slice the
+    paired change across seeds and whether it moved; then how many slices moved up and down."""
+    order = {"rm_size": res["rm_sizes"], "n_labels": res["n_labels"], "policy_size": res["policy_sizes"]}[axis]
+    if len(order) < 2:
+        return {"slices": [], "up": 0, "down": 0, "no_claim": 0, "note": f"one value of {axis}: nothing to compare"}
+    lo_value, hi_value = order[0], order[-1]
+    others = [a for a in ("rm_size", "policy_size", "n_labels", "rater_quality") if a != axis]
+    seen, slices = set(), []
+    for c in res["cells"]:
+        fixed = tuple(c[a] for a in others)
+        if fixed in seen:
+            continue
+        seen.add(fixed)
+        args = dict(zip(others, fixed))
+        a = _cell(res, **{**args, axis: lo_value})
+        b = _cell(res, **{**args, axis: hi_value})
+        if a is None or b is None:
+            continue
+        change = _paired_change(a, b, key)
+        slices.append({**args, "from": lo_value, "to": hi_value, "change": change,
+                       "moved": moved(change) if change else None})
+    count = lambda d: sum(s["moved"] == d for s in slices)  # noqa: E731
+    return {"slices": slices, "up": count("up"), "down": count("down"),
+            "no_claim": sum(s["moved"] is None for s in slices)}
+
+
+def findings(res: dict, results: dict, cfg: ScalingConfig) -> dict:
+    """Plain statements computed from the fits (nothing typed in by hand)."""
+    out = {}
+    for axis in ("rm_size", "n_labels"):
+        out[axis] = {key: _trend(res, axis, key) for key in ("alpha", "beta", "d_star")}
+    out["policy_size"] = {key: _trend(res, "policy_size", key) for key in ("d_star", "alpha", "beta")}
+    peaks = []
+    for c in res["cells"]:
+        p = c["gold_peak"]
+        peaks.append({k: c[k] for k in ("rm_size", "policy_size", "n_labels", "rater_quality")}
+                     | {"rises_above_base": p["rises_above_base"], "interior_peak": p["interior_peak"],
+                        "ends_below_base": p["ends_below_base"], "peak_x": p["peak_x"]})
+    out["rater_quality"] = {
+        str(q): {"cells": sum(p["rater_quality"] == q for p in peaks),
+                 "gold_rises": sum(p["rises_above_base"] for p in peaks if p["rater_quality"] == q),
+                 "gold_peaks_then_falls": sum(p["interior_peak"] for p in peaks if p["rater_quality"] == q),
+                 "gold_ends_below_base": sum(p["ends_below_base"] for p in peaks if p["rater_quality"] == q)}
+        for q in res["rater_qualities"]}
+    out["peaks"] = peaks
+    return out
+
+
+def report(run_dir: Path) -> None:
+    from proxygap.report.scaling import draw_report
+
+    draw_report(run_dir)
+
+
+EXPERIMENT = Experiment(
+    name="scaling",
+    description="Gao et al. 2022 §4 on the model family: RM size x policy size x RM labels x rater quality",
+    config_cls=ScalingConfig,
+    run_unit=run_unit,
+    aggregate=aggregate_units,
+    units=units,
+    prepare=prepare,
+    preflight=preflight,
+    report=report,
+    presets={
+        "smoke": {"seeds": [0], "rm_sizes": ["xs", "s"], "policy_sizes": ["xs", "s"], "n_labels": [32, 64],
+                  "rater_qualities": [0.0, 1.0], "rl_cells": "largest_labels", "n_eval_prompts": 8,
+                  "rm.epochs": 1, "rm.max_new_tokens": 16, "bon.pool_size": 8, "bon.max_new_tokens": 16,
+                  "rl.steps": 2, "rl.eval_every": 1, "rl.prompts_per_step": 4, "rl.max_new_tokens": 16},
+        # Sized for at most 20 minutes on a 2-core CPU.
+        "quick": {"seeds": [0, 1], "rm_sizes": ["xs", "s", "m"], "policy_sizes": ["xs", "s", "m"],
+                  "n_labels": [300, 1200], "rater_qualities": [0.0, 0.5, 1.0], "rl_cells": "none",
+                  "n_eval_prompts": 48, "bon.pool_size": 32},
+        "full": {"seeds": [0, 1, 2, 3, 4], "rm_sizes": ["xs", "s", "m", "l"], "policy_sizes": ["xs", "s", "m", "l"],
+                 "n_labels": [300, 1000, 3000, 10000], "rater_qualities": [0.0, 0.25, 0.5, 0.75, 1.0],
+                 "rl_cells": "largest_labels", "n_eval_prompts": 256, "rm.epochs": 3, "bon.pool_size": 1024,
+                 "rl.steps": 500, "rl.prompts_per_step": 32, "rl.eval_every": 25},
+    },
+)

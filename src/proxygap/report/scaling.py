@@ -1,0 +1,163 @@
+"""The `scaling` report: Gao et al. (2022) Fig. 3/4-style alpha and beta against RM size and labels,
+gold vs KL per policy size and per rater quality, and the findings computed from the fits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from proxygap.report.html import Report, fmt  # noqa: E402
+
+
+def _m(x) -> float:
+    if isinstance(x, dict):
+        x = x.get("mean")
+    return np.nan if x is None else float(x)
+
+
+def _err(iv: dict) -> tuple[float, float, float]:
+    m = _m(iv)
+    lo, hi = _m(iv.get("lo")), _m(iv.get("hi"))
+    return m, (m - lo) if np.isfinite(lo) else 0.0, (hi - m) if np.isfinite(hi) else 0.0
+
+
+def _cells(res: dict, **fixed) -> list[dict]:
+    return [c for c in res["cells"] if all(c[k] == v for k, v in fixed.items())]
+
+
+def reference_slice(res: dict) -> dict:
+    """The slice the single-axis plots hold fixed: gold labels (the lowest quality factor), the
+    largest RM and label count, and the middle policy size."""
+    return {"rater_quality": min(res["rater_qualities"]), "rm_size": res["rm_sizes"][-1],
+            "n_labels": max(res["n_labels"]), "policy_size": res["policy_sizes"][len(res["policy_sizes"]) // 2]}
+
+
+def plot_alpha_beta(res: dict, path: Path) -> None:
+    ref = reference_slice(res)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    cmap = plt.get_cmap("viridis")
+    fixed = {"rater_quality": ref["rater_quality"], "policy_size": ref["policy_size"]}
+    for col, key in enumerate(("alpha", "beta")):
+        ax = axes[0, col]
+        for i, n in enumerate(res["n_labels"]):
+            cells = sorted(_cells(res, n_labels=n, **fixed), key=lambda c: res["rm_sizes"].index(c["rm_size"]))
+            x = [c["rm_params"] or j + 1 for j, c in enumerate(cells)]
+            m, lo, hi = np.array([_err(c["fit"][key]) for c in cells]).T if cells else ([], [], [])
+            ax.errorbar(x, m, yerr=[lo, hi], fmt="o-", capsize=3, color=cmap(i / max(1, len(res["n_labels"]) - 1) * 0.85),
+                        label=f"{n} labels")
+        ax.set_xscale("log")
+        ax.set_xlabel("reward-model parameters")
+        ax.set_title(f"best-of-n gold fit: {key} vs RM size")
+        ax.legend(fontsize=8)
+        ax = axes[1, col]
+        for i, rm in enumerate(res["rm_sizes"]):
+            cells = sorted(_cells(res, rm_size=rm, **fixed), key=lambda c: c["n_labels"])
+            m, lo, hi = np.array([_err(c["fit"][key]) for c in cells]).T if cells else ([], [], [])
+            ax.errorbar([c["n_labels"] for c in cells], m, yerr=[lo, hi], fmt="s-", capsize=3,
+                        color=cmap(i / max(1, len(res["rm_sizes"]) - 1) * 0.85), label=f"RM {rm}")
+        ax.set_xscale("log")
+        ax.set_xlabel("RM training labels")
+        ax.set_title(f"{key} vs labels")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Gao et al. forms, gold = d(α − βd) fitted per seed (95% intervals across seeds); policy "
+                 f"{ref['policy_size']}, rater quality {ref['rater_quality']:g}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _gain_curve(points: list[dict], kl_key: str = "kl"):
+    d = np.sqrt(np.maximum([_m(p[kl_key]) for p in points], 0.0))
+    g = [p["gold_gain"] for p in points]
+    return d, np.array([_m(x) for x in g]), np.array([_m(x["lo"]) for x in g]), np.array([_m(x["hi"]) for x in g])
+
+
+def plot_curves(res: dict, axis: str, path: Path, title: str) -> None:
+    """Gold gain vs sqrt(KL) along one axis, the others at the reference slice; dashed: vs the KL
+    measured on the pool."""
+    ref = reference_slice(res)
+    values = {"policy_size": res["policy_sizes"], "rater_quality": res["rater_qualities"], "rm_size": res["rm_sizes"],
+              "n_labels": res["n_labels"]}[axis]
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    cmap = plt.get_cmap("plasma")
+    for i, v in enumerate(values):
+        cell = next(iter(_cells(res, **{**ref, axis: v})), None)
+        if cell is None:
+            continue
+        color = cmap(i / max(1, len(values) - 1) * 0.8)
+        d, y, lo, hi = _gain_curve(cell["bon_points"])
+        ax.plot(d, y, "o-", ms=3, color=color, label=f"{axis.replace('_', ' ')} {v}")
+        ax.fill_between(d, lo, hi, color=color, alpha=0.15)
+        if "kl_pool" in cell["bon_points"][0]:
+            d_pool, y, _, _ = _gain_curve(cell["bon_points"], "kl_pool")
+            ax.plot(d_pool, y, "--", color=color, alpha=0.6)
+        if "rl" in cell:
+            d, y, _, _ = _gain_curve(cell["rl"]["points"])
+            ax.plot(d, y, "^:", ms=3, color=color, alpha=0.8)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("d = sqrt(KL)  (solid: log n − (n−1)/n; dashed: KL measured on the pool; dotted triangles: RL)")
+    ax.set_ylabel("gold − base gold")
+    fixed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ref.items() if k != axis)
+    ax.set_title(f"{title} ({fixed})", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def trend_sentence(label: str, trend: dict, key: str) -> str:
+    n = len(trend["slices"])
+    if not n:
+        return f"{label}: {trend.get('note', 'no slices to compare')}."
+    s = trend["slices"][0]
+    return (f"{label}: {key} from {s['from']} to {s['to']} moved down in {trend['down']} and up in {trend['up']} of {n} "
+            f"slices (95% interval of the paired per-seed change excludes 0); no claim in {trend['no_claim']}.")
+
+
+def draw_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    res = json.loads((run_dir / "results.json").read_text())
+    plot_alpha_beta(res, run_dir / "alpha_beta.png")
+    plot_curves(res, "policy_size", run_dir / "policy_size.png", "Gold vs KL per policy size")
+    plot_curves(res, "rater_quality", run_dir / "rater_quality.png", "Gold vs KL per rater quality")
+    plot_curves(res, "rm_size", run_dir / "rm_size.png", "Gold vs KL per RM size")
+    fnd = res["findings"]
+    page = Report("proxygap: scaling (Gao et al. 2022 §4 on the model family)")
+    page.image("alpha_beta.png", "α and β of gold's best-of-n fit against RM size and RM labels.")
+    page.heading("Findings (computed from the fits)")
+    lines = [trend_sentence("RM size", fnd["rm_size"][k], k) for k in ("alpha", "beta", "d_star")]
+    lines += [trend_sentence("labels", fnd["n_labels"][k], k) for k in ("alpha", "beta", "d_star")]
+    lines += [trend_sentence("policy size", fnd["policy_size"]["d_star"], "gold's peak d*")]
+    for q, r in fnd["rater_quality"].items():
+        lines.append(f"rater quality {q}: gold rises above the base in {r['gold_rises']} of {r['cells']} cells, peaks "
+                     f"then falls in {r['gold_peaks_then_falls']}, ends below the base in {r['gold_ends_below_base']}.")
+    page.paragraph(" ".join(lines))
+    meta = res.get("meta", {})
+    page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, wall time {fmt(meta.get('wall_time_s'), 1)} s. "
+                   "Each reward model is trained on pairs of one sampler's answers labelled by the rater at the cell's "
+                   "quality (0 = gold labels, Gao et al.'s setup); gold's gain over each policy's base is fitted per seed; "
+                   "intervals are 95% t-intervals across seeds.", note=True)
+    page.image("policy_size.png", "Policy-size dependence of gold's curve (Gao et al.: weak).")
+    page.image("rater_quality.png", "Where optimizing the rater helps gold, and where it only hurts.")
+    page.image("rm_size.png", "Gold's curve per RM size.")
+    page.heading("Cells")
+    rows = []
+    for c in res["cells"]:
+        f = c["fit"]
+        rows.append([c["rm_size"], c["policy_size"], c["n_labels"], c["rater_quality"], _iv(f["alpha"]), _iv(f["beta"]),
+                     _iv(f["d_star"]), _iv(f["r2"]), _iv(c["rm_agreement_gold"])])
+    page.table(["RM", "policy", "labels", "quality", "α", "β", "d*", "R²", "RM–gold agreement"], rows, left_columns=4)
+    return page.write(run_dir / "report.html")
+
+
+def _iv(iv: dict) -> str:
+    m, lo, hi = _m(iv), _m(iv.get("lo")), _m(iv.get("hi"))
+    if not np.isfinite(m):
+        return "-"
+    return f"{m:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else f"{m:.3g}"

@@ -1,0 +1,79 @@
+"""The `scaling` experiment: the grid, its cells and fits, the findings' claims, and its checks."""
+
+import json
+
+import pytest
+
+from proxygap.cli import main
+from proxygap.config import apply_overrides
+from proxygap.experiments.scaling import ScalingConfig, _trend, units
+from proxygap.oversight.judges import RaterFlaws
+from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model
+from tests.conftest import TINY_RECIPE
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tiny_base_dir, tmp_path_factory):
+    """Two sizes of one tiny world (same corpus, so the same tokenizer)."""
+    wider = apply_overrides(BaseModelRecipe(), [*TINY_RECIPE, "model.n_embd=48"])
+    return str(tiny_base_dir), str(build_base_model(wider, tmp_path_factory.mktemp("tiny_wide"), progress=False))
+
+
+def test_rater_quality_scales_every_flaw():
+    flaws = RaterFlaws()
+    assert flaws.scaled(1.0) == flaws
+    assert all(v == 0.0 for v in vars(flaws.scaled(0.0)).values())
+    assert flaws.scaled(0.5).label_noise == pytest.approx(flaws.label_noise / 2)
+
+
+def test_units_train_one_rm_per_size_labels_quality_and_seed():
+    cfg = ScalingConfig(seeds=(0, 1), rm_sizes=("xs", "s"), n_labels=(100, 200), rater_qualities=(0.0, 1.0))
+    us = units(cfg)
+    assert len(us) == 2 * 2 * 2 * 2 and len({u.key for u in us}) == len(us)
+
+
+def test_scaling_smoke(tiny_pair, tmp_path):
+    a, b = tiny_pair
+    out = tmp_path / "scaling"
+    assert main(["run", "scaling", "--preset", "smoke", "--quiet", "--out", str(out),
+                 "--set", f"rm_sizes={a},{b}", "--set", f"policy_sizes={a},{b}", "--set", f"pairs_model={a}",
+                 "--set", "rm.max_new_tokens=12", "--set", "bon.max_new_tokens=12", "--set", "rl.max_new_tokens=12"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert len(r["cells"]) == 2 * 2 * 2 * 2
+    for c in r["cells"]:
+        assert {"rm_size", "policy_size", "n_labels", "rater_quality", "fit"} <= set(c)
+        for key in ("alpha", "beta", "d_star", "r2"):
+            assert {"mean", "lo", "hi", "n"} <= set(c["fit"][key])
+        assert c["bon_points"][0]["n"] == 1 and "kl_pool" in c["bon_points"][-1]
+        assert ("rl" in c) == (c["n_labels"] == 64)  # smoke: RL only at the largest label count
+        assert c["rm_params"] and c["rm_params"] > 0
+    params = {c["rm_size"]: c["rm_params"] for c in r["cells"]}
+    assert params[b] > params[a]
+    assert set(r["findings"]) >= {"rm_size", "n_labels", "policy_size", "rater_quality"}
+    for name in ("alpha_beta.png", "policy_size.png", "rater_quality.png", "report.html"):
+        assert (out / name).is_file()
+
+
+def test_models_of_another_world_are_refused(tiny_base_dir, capsys):
+    assert main(["run", "scaling", "--preset", "smoke", "--set", f"rm_sizes={tiny_base_dir},xs",
+                 "--set", f"policy_sizes={tiny_base_dir}", "--set", f"pairs_model={tiny_base_dir}"]) == 2
+    assert "another world or tokenizer" in capsys.readouterr().err
+    assert main(["run", "scaling", "--preset", "smoke", "--set", "rm.n_pairs=99"]) == 2
+    assert "set n_labels and rm_sizes instead" in capsys.readouterr().err
+
+
+def _cell(rm, n, alphas):
+    return {"rm_size": rm, "policy_size": "s", "n_labels": n, "rater_quality": 0.0,
+            "fit": {"alpha": {"per_seed": alphas}}}
+
+
+def test_trend_claims_only_where_the_paired_interval_excludes_zero():
+    res = {"rm_sizes": ["xs", "m"], "n_labels": [100], "policy_sizes": ["s"],
+           "cells": [_cell("xs", 100, [1.0, 1.1, 0.9]), _cell("m", 100, [2.0, 2.2, 1.9])]}
+    t = _trend(res, "rm_size", "alpha")
+    assert (t["up"], t["down"], t["no_claim"]) == (1, 0, 0)
+    res["cells"][1] = _cell("m", 100, [0.5, 1.6, 1.0])  # the seeds disagree: no claim
+    t = _trend(res, "rm_size", "alpha")
+    assert (t["up"], t["down"], t["no_claim"]) == (0, 0, 1)
+    res["cells"][1] = _cell("m", 100, [2.0, None, None])  # one seed defined: no interval, no claim
+    assert _trend(res, "rm_size", "alpha")["no_claim"] == 1
