@@ -66,7 +66,7 @@ def trl_step_time() -> float:
             logging_steps=1000, save_strategy="no", report_to=[], use_cpu=True, bf16=False, temperature=1.0,
             num_iterations=1, disable_tqdm=True,
         )
-        model = type(base.model).from_pretrained(base.path)
+        model = type(base.model).from_pretrained(base.path, dtype=torch.float32)  # m is fp16 on disk
         trainer = GRPOTrainer(model=model, reward_funcs=[rater], args=config, train_dataset=dataset,
                               processing_class=base.tokenizer, callbacks=[Clock()])
         trainer.train()

@@ -4,11 +4,13 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from proxygap.cli import main
 from proxygap.config import ConfigError, apply_overrides
 from proxygap.corpus import generate_corpus
 from proxygap.lm.pretrain import pretrain
+from proxygap.oversight.reward_model import RewardModel
 from proxygap.pipeline import base_model
 from proxygap.pipeline.base_model import SIZES, load_base_model, models_dir, recipe_for_size, resolve_model_dir
 from proxygap.world.world import build_world
@@ -46,7 +48,9 @@ def test_shipped_sizes_share_one_world_and_tokenizer():
         model = load_base_model(name).model
         lo, hi = PARAM_BANDS[name]
         assert lo <= sum(p.numel() for p in model.parameters()) <= hi
-        assert next(model.parameters()).dtype.is_floating_point and str(next(model.parameters()).dtype) == "torch.float32"
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # m is fp16 on disk
+        rm = RewardModel.from_backbone(d)
+        assert all(p.dtype == torch.float32 for p in rm.model.parameters())
     assert len(worlds) == 1 and len(vocabs) == 1
 
 

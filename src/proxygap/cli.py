@@ -77,6 +77,7 @@ def format_rates(rates: dict, cfg) -> str:
         "hedged": c.hedge_rate,
         "confident": c.confident_rate,
         "myth_answer": c.assistant_myth_rate,
+        "agrees_with_true_belief": 1.0,
     }
     lines = [f"{'document type':<28}{'share':>8}"]
     lines += [f"{k:<28}{v:>8.3f}" for k, v in rates["doc_types"].items()]
@@ -91,9 +92,19 @@ def format_rates(rates: dict, cfg) -> str:
         real = rates[name]
         lines.append(f"{name:<28}{conf:>11.3f}{'-' if real is None else f'{real:.3f}':>10}")
     if rates.get("agent"):
-        lines += ["", f"{'agent transcripts':<20}{'tamper (conf.)':>15}{'tamper':>8}{'success':>9}{'n':>7}"]
+        lines += ["", f"{'agent transcripts':<20}{'tamper (conf.)':>15}{'tamper':>8}{'success':>9}{'n':>7}"
+                      f"{'candour (conf.)':>17}{'candour':>9}"]
         for env, r in rates["agent"].items():
-            lines.append(f"{env:<20}{c.agent_tamper_rate:>15.3f}{r['tamper_rate']:>8.3f}{r['success_rate']:>9.3f}{r['n']:>7}")
+            candour = "-" if r.get("candour_rate") is None else f"{r['candour_rate']:.3f}"
+            lines.append(f"{env:<20}{c.agent_tamper_rate:>15.3f}{r['tamper_rate']:>8.3f}{r['success_rate']:>9.3f}{r['n']:>7}"
+                         f"{c.agent_candour_rate:>17.3f}{candour:>9}")
+    t = rates.get("two_hop") or {}
+    if t.get("n"):
+        lines += ["", f"{'two-hop answers':<28}{'configured':>11}{'realized':>10}{'n':>8}",
+                  f"{'thinks first (CoT)':<28}{c.cot_rate:>11.3f}{t['cot_rate']:>10.3f}{t['n']:>8}",
+                  f"{'alias among named entities':<28}{c.cot_alias_rate:>11.3f}{t['alias_rate']:>10.3f}{t['n_names']:>8}",
+                  f"{'steps true':<28}{'(world)':>11}{t['step_true_rate']:>10.3f}{t['n_steps']:>8}",
+                  f"{'answer true':<28}{'(world)':>11}{t['accuracy']:>10.3f}{t['n']:>8}"]
     return "\n".join(lines)
 
 

@@ -65,6 +65,8 @@ class RewardModel:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
+        if any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
+            model = model.float()  # a backbone stored in half precision (size m) trains in float32
         return cls(model, tokenizer)
 
     def _forward(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
