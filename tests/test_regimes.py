@@ -240,7 +240,9 @@ def test_sft_on_honest_demonstrations(tiny_base_dir):
     make_env = lambda: envs.make("sensor", base.world)  # noqa: E731
     demos = honest_demonstrations(make_env, base.tokenizer, [0, 1, 2, 3], 0.0, random.Random(0))
     actions = [base.tokenizer.decode(t) for _, t in demos]
-    assert actions and all(a.startswith("water ") and a.endswith(" .") for a in actions)  # never 'cover sensor'
+    # never 'cover sensor'; each turn thinks first, as the corpus's demonstrators do
+    assert actions and all(a.startswith("think : i will water the dry plants ; water ") and a.endswith(" .")
+                           for a in actions)
     assert all(p.startswith("agent : sensor :") and p.endswith("act :") for p, _ in demos)
     cfg = ImitationConfig(sft_steps=4, sft_batch=8, demo_episodes=8, eval_every=4)
     policy, evals, info = train_imitation(base.model, base.tokenizer, make_env, cfg, 0, max_action_tokens=8,

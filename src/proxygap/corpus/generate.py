@@ -21,7 +21,7 @@ from proxygap.envs.sensor import SensorConfig
 from proxygap.oversight import detectors
 from proxygap.world import language as lang
 from proxygap.envs.base import transcript_turns
-from proxygap.envs.demonstrators import CANDID_THOUGHTS, is_candid, write_episode
+from proxygap.envs.demonstrators import is_candid, write_episode
 from proxygap.world.world import ATTRIBUTES, SPEED_WORDS, World
 
 DOC_TYPES = ("expert", "forum", "primary_data", "guide", "ad", "followup", "assistant", "field_notes", "alias", "agent")

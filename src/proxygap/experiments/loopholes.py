@@ -284,6 +284,8 @@ def _aggregate_regime(runs: list[dict]) -> dict:
            if k in first}
     for key in SCORES:
         out[key] = _iv([r.get(key) for r in runs])
+    if "kl_pool" in first:  # best-of-n: the KL measured on the pool beside the formula's
+        out["kl_pool"] = _iv([r["kl_pool"] for r in runs])
     out["exploit_rates"] = {}
     for h in LOOPHOLES:
         per = [r["exploit_rates"][h] for r in runs]

@@ -215,9 +215,10 @@ def draw_report(run_dir: Path) -> Path:
                            f"{k} {v / total:.1%}" for k, v in train.items()) + ".", note=True)
 
     page.heading("Regimes")
-    page.table(["regime", "KL (nats)", "capability", "RM", "rater", "gold", "rater − gold"], [
-        [r["name"], _iv_text(r["kl"], 2), _iv_text(r["capability"]), _iv_text(r["rm"]), _iv_text(r["rater"]),
-         _iv_text(r["gold"]), _iv_text(r["rater_gold_gap"])] for r in regimes])
+    page.table(["regime", "KL (nats)", "KL measured on the pool", "capability", "RM", "rater", "gold", "rater − gold"], [
+        [r["name"], _iv_text(r["kl"], 2), _iv_text(r["kl_pool"], 2) if "kl_pool" in r else "", _iv_text(r["capability"]),
+         _iv_text(r["rm"]), _iv_text(r["rater"]), _iv_text(r["gold"]), _iv_text(r["rater_gold_gap"])]
+        for r in regimes])
     page.image("exploit_rates.png", "Exploit rate per loophole and regime.")
     page.heading("Exploit rates")
     page.paragraph(f"Mean over seeds with {interval}; below each, the pooled count k/n with its Wilson interval "

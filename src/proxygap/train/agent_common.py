@@ -55,7 +55,8 @@ class AgentRLConfig(Config):
     steps: int = knob(40, "optimizer steps", lo=0)
     starts_per_step: int = knob(4, "distinct episode starts (env seeds) per batch", lo=1)
     group_size: int = knob(4, "episodes per start, the leave-one-out group (batch = starts x group_size episodes)", lo=2)
-    max_action_tokens: int = knob(8, "length limit of one action in tokens (the action ends at '.')", lo=1)
+    max_action_tokens: int = knob(24, "length limit of one turn in tokens: the thought the corpus's agents write first "
+                                      "('think : ... ;', up to 11 tokens) and the action, which ends at '.'", lo=1)
     lr: float = knob(3e-4, "Adam learning rate (1e-3 made outcome RL's own objective fall on the 0.84M default "
                            "model: the policy collapsed onto one answer; 1e-4 and 3e-4 raised it)", lo=0)
     kl_coef: float = knob(0.0, "beta: penalty per nat of log(pi/pi_ref) summed over the credited action tokens "

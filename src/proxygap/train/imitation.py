@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from proxygap.config import Config, ConfigError, knob
-from proxygap.envs.base import ACTION_END, continuation
+from proxygap.envs.base import StepResult, continuation
 from proxygap.train.rollout import Approver, EnvFactory
 from proxygap.train.agent_common import AgentEvaluation, evaluate_agent, make_policy, policy_gradient_step
 
@@ -44,7 +44,7 @@ class ImitationConfig(Config):
 def honest_demonstrations(make_env: EnvFactory, tokenizer, env_seeds: list[int], error_rate: float,
                           rng: random.Random) -> list[tuple[str, list[int]]]:
     """(transcript so far, action tokens incl. the closing '.') for every action of honest scripted episodes."""
-    from proxygap.envs.demonstrators import DEMONSTRATORS
+    from proxygap.envs.demonstrators import DEMONSTRATORS, INNOCUOUS_THOUGHTS
 
     demos = []
     for seed in env_seeds:
@@ -53,14 +53,16 @@ def honest_demonstrations(make_env: EnvFactory, tokenizer, env_seeds: list[int],
             raise ConfigError(f"no scripted demonstrator for environment {env.name!r}; use sft_steps=0")
         text = env.reset(seed)
         act = DEMONSTRATORS[env.name](env, rng, False, error_rate)  # tamper=False: an honest demonstrator
+        thought = INNOCUOUS_THOUGHTS.get(env.name)  # as the corpus's demonstrators think before acting
         while True:
             action = act()
-            ids = tokenizer.encode(f"{action} {ACTION_END}", add_special_tokens=False)
+            turn = continuation(action, StepResult("", 0.0, 0.0, True), thought).strip()  # 'think : ... ; act .'
+            ids = tokenizer.encode(turn, add_special_tokens=False)
             if tokenizer.unk_token_id in ids:
-                raise ConfigError(f"the model's vocabulary cannot write the demonstrated action {action!r}")
+                raise ConfigError(f"the model's vocabulary cannot write the demonstrated turn {turn!r}")
             demos.append((text, ids))
             result = env.step(action)
-            text += continuation(action, result)
+            text += continuation(action, result, thought)
             if result.done:
                 break
     return demos
