@@ -77,3 +77,15 @@ def test_trend_claims_only_where_the_paired_interval_excludes_zero():
     assert (t["up"], t["down"], t["no_claim"]) == (0, 0, 1)
     res["cells"][1] = _cell("m", 100, [2.0, None, None])  # one seed defined: no interval, no claim
     assert _trend(res, "rm_size", "alpha")["no_claim"] == 1
+
+
+def test_rl_subsets():
+    from proxygap.experiments.scaling import wants_rl
+
+    cfg = ScalingConfig(rm_sizes=("xs", "m"), n_labels=(100, 200), rater_qualities=(0.0, 1.0), rl_cells="reference")
+    cells = [{"rm_size": r, "n_labels": n, "rater_quality": q} for r in cfg.rm_sizes for n in cfg.n_labels
+             for q in cfg.rater_qualities]
+    assert [c for c in cells if wants_rl(cfg, c)] == [{"rm_size": "m", "n_labels": 200, "rater_quality": 0.0}]
+    largest = ScalingConfig(rm_sizes=("xs", "m"), n_labels=(100, 200), rl_cells="largest_labels")
+    assert sum(wants_rl(largest, c) for c in cells) == 4
+    assert not any(wants_rl(ScalingConfig(rl_cells="none"), c) for c in cells)

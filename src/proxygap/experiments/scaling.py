@@ -49,8 +49,10 @@ class ScalingConfig(ExperimentConfig):
                                                                "(0 = gold labels, 1 = the rater as configured)",
                                               lo=0, hi=1)
     pairs_model: str = knob("s", "the model whose answers make every RM's training pairs (size name or directory)")
-    rl_cells: str = knob("largest_labels", "cells that also get KL-penalized RL: none, those at the largest n_labels, "
-                                            "or all", choices=("none", "largest_labels", "all"))
+    rl_cells: str = knob("reference", "cells that also get KL-penalized RL: none; reference (the largest RM and "
+                                       "label count at the lowest rater quality: the slice the report's curves hold "
+                                       "fixed, every policy size); largest_labels; or all",
+                         choices=("none", "reference", "largest_labels", "all"))
     rl_kl_coef: float = knob(0.05, "beta of the RL runs (KL penalty in the reward, per nat)", lo=0)
     n_eval_prompts: int = knob(64, "held-out prompts on which every curve is measured", lo=4)
     prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
@@ -102,8 +104,12 @@ def units(cfg: ScalingConfig) -> list[Unit]:
             for q in cfg.rater_qualities]
 
 
-def wants_rl(cfg: ScalingConfig, n_labels: int) -> bool:
-    return cfg.rl_cells == "all" or (cfg.rl_cells == "largest_labels" and n_labels == max(cfg.n_labels))
+def wants_rl(cfg: ScalingConfig, params: dict) -> bool:
+    largest = params["n_labels"] == max(cfg.n_labels)
+    if cfg.rl_cells == "reference":
+        return (largest and params["rm_size"] == cfg.rm_sizes[-1]
+                and params["rater_quality"] == min(cfg.rater_qualities))
+    return cfg.rl_cells == "all" or (cfg.rl_cells == "largest_labels" and largest)
 
 
 def _fit(form: str, d: np.ndarray, gain: np.ndarray) -> dict:
@@ -156,7 +162,7 @@ def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
         d = np.array([p["d"] for p in points])
         fits = {name: _fit("bon", d, np.array([p[name] - points[0][name] for p in points])) for name in SCORES}
         entry = {"policy_size": size, "bon_points": points, "bon_fits": fits}
-        if wants_rl(cfg, params["n_labels"]):
+        if wants_rl(cfg, params):
             policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
                                      {"rater": rater, "gold": gold}, cfg.rl, kl_coef=cfg.rl_kl_coef, seed=seed,
                                      progress=ctx.progress)
@@ -333,9 +339,10 @@ EXPERIMENT = Experiment(
                   "rm.epochs": 1, "rm.max_new_tokens": 16, "bon.pool_size": 8, "bon.max_new_tokens": 16,
                   "rl.steps": 2, "rl.eval_every": 1, "rl.prompts_per_step": 4, "rl.max_new_tokens": 16},
         # Sized for at most 20 minutes on a 2-core CPU.
-        "quick": {"seeds": [0, 1], "rm_sizes": ["xs", "s", "m"], "policy_sizes": ["xs", "s", "m"],
-                  "n_labels": [300, 1200], "rater_qualities": [0.0, 0.5, 1.0], "rl_cells": "none",
-                  "n_eval_prompts": 48, "bon.pool_size": 32},
+        "quick": {"seeds": [0, 1, 2], "rm_sizes": ["xs", "s", "m"], "policy_sizes": ["xs", "s", "m"],
+                  "n_labels": [300, 1200], "rater_qualities": [0.0, 0.5, 1.0], "rl_cells": "reference",
+                  "n_eval_prompts": 48, "bon.pool_size": 32, "rl.steps": 32, "rl.prompts_per_step": 8,
+                  "rl.eval_every": 8},
         "full": {"seeds": [0, 1, 2, 3, 4], "rm_sizes": ["xs", "s", "m", "l"], "policy_sizes": ["xs", "s", "m", "l"],
                  "n_labels": [300, 1000, 3000, 10000], "rater_qualities": [0.0, 0.25, 0.5, 0.75, 1.0],
                  "rl_cells": "largest_labels", "n_eval_prompts": 256, "rm.epochs": 3, "bon.pool_size": 1024,

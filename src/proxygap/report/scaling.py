@@ -52,6 +52,9 @@ def plot_alpha_beta(res: dict, path: Path) -> None:
             ax.errorbar(x, m, yerr=[lo, hi], fmt="o-", capsize=3, color=cmap(i / max(1, len(res["n_labels"]) - 1) * 0.85),
                         label=f"{n} labels")
         ax.set_xscale("log")
+        ref_cells = sorted(_cells(res, n_labels=res["n_labels"][-1], **fixed), key=lambda c: res["rm_sizes"].index(c["rm_size"]))
+        _ticks(ax, [c["rm_params"] or j + 1 for j, c in enumerate(ref_cells)],
+               [f"{c['rm_size']}\n{(c['rm_params'] or 0) / 1e6:.2f}M" for c in ref_cells])
         ax.set_xlabel("reward-model parameters")
         ax.set_title(f"best-of-n gold fit: {key} vs RM size")
         ax.legend(fontsize=8)
@@ -62,6 +65,7 @@ def plot_alpha_beta(res: dict, path: Path) -> None:
             ax.errorbar([c["n_labels"] for c in cells], m, yerr=[lo, hi], fmt="s-", capsize=3,
                         color=cmap(i / max(1, len(res["rm_sizes"]) - 1) * 0.85), label=f"RM {rm}")
         ax.set_xscale("log")
+        _ticks(ax, res["n_labels"], [str(n) for n in res["n_labels"]])
         ax.set_xlabel("RM training labels")
         ax.set_title(f"{key} vs labels")
         ax.legend(fontsize=8)
@@ -70,6 +74,12 @@ def plot_alpha_beta(res: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _ticks(ax, values, labels) -> None:
+    ax.set_xticks(values, labels)
+    ax.minorticks_off()
+    ax.axhline(0, color="grey", lw=0.5)
 
 
 def _gain_curve(points: list[dict], kl_key: str = "kl"):
