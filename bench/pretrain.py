@@ -26,6 +26,8 @@ parser.add_argument("--size", default="s", help="model family size: xs, s, m or 
 parser.add_argument("--steps", type=int, help="override train.steps (a shorter measurement)")
 parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 parser.add_argument("--out", help="where to write the model (default: a temporary directory, deleted)")
+parser.add_argument("--profile", type=int, default=0, metavar="K",
+                    help="also profile K training steps of this shape (torch.profiler) and print where the time goes")
 args = parser.parse_args()
 if args.threads:
     torch.set_num_threads(args.threads)
@@ -61,6 +63,28 @@ L, d, T = config["n_layer"], config["n_embd"], recipe.train.seq_len
 tokens = recipe.train.steps * recipe.train.batch_size * T
 flops_per_token = 6 * params + 12 * L * d * T
 peak = max(peak_before, matmul_peak())
+if args.profile:
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from proxygap.lm.model import load_model
+
+    model, _ = load_model(model_dir)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(3, config["vocab_size"], (recipe.train.batch_size, T + 1))
+
+    def train_step() -> None:
+        loss = F.cross_entropy(model(input_ids=x[:, :-1]).logits.flatten(0, 1), x[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    train_step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.profile):
+            train_step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 if not args.out:
     shutil.rmtree(out, ignore_errors=True)
 print(f"size={args.size} params={params} steps={recipe.train.steps} threads={torch.get_num_threads()}")
