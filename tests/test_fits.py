@@ -108,3 +108,11 @@ def test_bad_input_raises():
         fit_rl([1.0, np.nan, 2.0], [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="unknown form"):
         fit("ppo", [1.0, 2.0], [1.0, 2.0])
+
+
+def test_fit_dict_records_why_a_fit_failed():
+    from proxygap.measure.fits import fit_dict
+
+    good = fit_dict("bon", [0.0, 0.5, 1.0, 1.5], [0.0, 0.4, 0.6, 0.6])
+    assert {"alpha", "beta", "r2", "d_star"} <= set(good)
+    assert "error" in fit_dict("rl", [0.0], [0.0])

@@ -103,12 +103,13 @@ def test_peak_claims_only_what_the_seeds_support():
 
 
 def test_overoptimization_peak_uses_the_interval():
-    from proxygap.experiments.overoptimization import _mean_curve, _peak
+    from proxygap.experiments.overoptimization import _peak
+    from proxygap.measure.intervals import curve_intervals
 
     curves = [[{"n": n, "kl": kl, "d": math.sqrt(kl), "rm": 0.0, "rater": 0.0, "gold": g}
                for n, kl, g in zip((1, 2, 4), (0.0, 0.19, 0.64), gold)]
               for gold in ([0.0, 0.5, 0.0], [0.0, -0.5, 0.0], [0.0, 3e-16, 0.0])]
-    points = _mean_curve(curves, ("n", "kl", "d"), ("rm", "rater", "gold"))
+    points = curve_intervals(curves, ("n", "kl", "d"), ("rm", "rater", "gold"), ("rm", "rater", "gold"))
     assert points[1]["gold"]["mean"] == pytest.approx(1e-16) and set(points[1]["gold_gain"]) >= {"mean", "lo", "hi"}
     peak = _peak(points, curves)
     assert peak["peak_kl"] == 0.19 and not peak["rises_above_base"] and not peak["interior_peak"]
@@ -142,3 +143,14 @@ def test_report_draws_the_change_heatmap_first(loopholes_run):
             assert {"mean", "lo", "hi", "n", "method", "direction"} <= set(change)
             # One seed: no interval across seeds, so no change is claimed.
             assert change["direction"] == "unclear"
+
+
+def test_curve_intervals_pair_gains_by_seed():
+    from proxygap.measure.intervals import curve_intervals
+
+    curves = [[{"n": 1, "gold": 1.0}, {"n": 2, "gold": 1.5}], [{"n": 1, "gold": 3.0}, {"n": 2, "gold": 3.5}]]
+    points = curve_intervals(curves, ("n",), ("gold",), ("gold",))
+    assert [p["n"] for p in points] == [1, 2]
+    assert points[1]["gold"]["mean"] == 2.5 and points[1]["gold"]["lo"] < 2.5  # the seeds differ a lot
+    gain = points[1]["gold_gain"]
+    assert gain["mean"] == 0.5 and gain["lo"] == gain["hi"] == 0.5  # but gain the same: no spread, no claim

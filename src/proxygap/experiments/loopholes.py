@@ -545,7 +545,7 @@ EXPERIMENT = Experiment(
                   "rl.steps": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20},
         # Sized for at most 10 minutes on a 2-core CPU: 3 seeds x (3 RMs + 6 ablation RMs, 10 RL runs).
         "quick": {"eval_per_stratum": 6, "eval_samples_per_prompt": 3, "rm.n_pairs": 400, "bon.pool_size": 64,
-                  "sft.steps": 40, "rl.steps": 16, "rl.prompts_per_step": 8},
+                  "sft.steps": 40, "rl.steps": 64, "rl.prompts_per_step": 8},  # RL at beta 0 passes best-of-64's KL
         "full": {"seeds": 5, "eval_per_stratum": 40, "eval_samples_per_prompt": 16, "bon_ns": [4, 16, 64, 256],
                  "bon.pool_size": 256, "kl_coefs": [0.0, 0.01, 0.05, 0.2], "rm.n_pairs": 20000, "rm.epochs": 3,
                  "rm.ensemble_size": 5, "sft.steps": 1000, "rl.steps": 1000, "rl.prompts_per_step": 32},

@@ -18,8 +18,8 @@ import numpy as np
 
 from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.fits import fit_bon, fit_rl
-from proxygap.measure.intervals import peak_along, seed_interval
+from proxygap.measure.fits import fit_dict
+from proxygap.measure.intervals import curve_intervals, peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import RewardModelConfig, recentre_on, train_reward_model
 from proxygap.tasks.splits import eval_train_split
@@ -137,48 +137,26 @@ def _interval(values: list[float]) -> dict:
     return seed_interval(values)
 
 
-def _fit_or_none(form: str, d: np.ndarray, r: np.ndarray) -> dict | None:
-    try:
-        return (fit_bon if form == "bon" else fit_rl)(d, r).to_dict()
-    except ValueError as e:
-        return {"error": str(e)}
-
-
-def _mean_curve(curves: list[list[dict]], index_keys: tuple[str, ...], keys: tuple[str, ...]) -> list[dict]:
-    """Average per-seed curves point by point: every measure an interval across seeds
-    (``measure.intervals``). For each score also ``<score>_gain``, its gain over the seed's own
-    base (first point), with an interval on the per-seed gains: the paired, recentred quantity."""
-    points = []
-    for j, first in enumerate(curves[0]):
-        point = {k: first[k] for k in index_keys}
-        for key in keys:
-            point[key] = _interval([c[j][key] for c in curves])
-            if key in SCORES:
-                point[f"{key}_gain"] = _interval([c[j][key] - c[0][key] for c in curves])
-        points.append(point)
-    return points
-
-
 def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
     """Across seeds: mean curves with t-intervals, Gao fits on every seed's recentred points."""
     bon_curves = [s["bon_points"] for s in per_seed]  # the same n in every seed
-    bon_points = _mean_curve(bon_curves, ("n", "kl", "d"), (*SCORES, "kl_pool"))
+    bon_points = curve_intervals(bon_curves, ("n", "kl", "d"), (*SCORES, "kl_pool"), SCORES)
     bon_fits = {}
     for name in SCORES:
         d = np.array([p["d"] for c in bon_curves for p in c])
         r = np.array([p[name] - c[0][name] for c in bon_curves for p in c])
-        bon_fits[name] = _fit_or_none("bon", d, r)
+        bon_fits[name] = fit_dict("bon", d, r)
 
     rl = []
     for i, beta in enumerate(cfg.kl_coefs):
         curves = [s["rl"][i]["points"] for s in per_seed]  # the same steps in every seed
-        points = _mean_curve(curves, ("step",), ("kl", "kl_k3", "entropy", "length", *SCORES))
+        points = curve_intervals(curves, ("step",), ("kl", "kl_k3", "entropy", "length", *SCORES), SCORES)
         fits = {}
         for name in SCORES:
             # Every seed's own (d, gain) points; d = 0 at step 0 is where the form is not meant to hold.
             d = np.array([np.sqrt(max(p["kl"], 0.0)) for c in curves for p in c[1:]])
             r = np.array([p[name] - c[0][name] for c in curves for p in c[1:]])
-            fits[name] = _fit_or_none("rl", d, r)
+            fits[name] = fit_dict("rl", d, r)
         rl.append({"kl_coef": beta, "points": points, "per_seed": curves, "fit": fits["gold"], "fits": fits,
                    "final": {k: v for k, v in points[-1].items() if k != "step"}})
 

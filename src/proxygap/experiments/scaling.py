@@ -26,8 +26,8 @@ import numpy as np
 
 from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.fits import fit_bon, fit_rl
-from proxygap.measure.intervals import moved, peak_along, seed_interval
+from proxygap.measure.fits import fit_dict
+from proxygap.measure.intervals import curve_intervals, moved, peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import Pairs, RewardModelConfig, recentre_on, sample_pairs, train_reward_model
 from proxygap.tasks.splits import eval_train_split
@@ -112,13 +112,6 @@ def wants_rl(cfg: ScalingConfig, params: dict) -> bool:
     return cfg.rl_cells == "all" or (cfg.rl_cells == "largest_labels" and largest)
 
 
-def _fit(form: str, d: np.ndarray, gain: np.ndarray) -> dict:
-    try:
-        return (fit_bon if form == "bon" else fit_rl)(d, gain).to_dict()
-    except ValueError as e:
-        return {"error": str(e)}
-
-
 def prepare(cfg: ScalingConfig, run_dir: Path) -> dict:
     """Per seed: the RM pairs (max(n_labels) of them, from pairs_model) and every policy's pool."""
     from proxygap.pipeline.base_model import load_base_model_cached
@@ -160,7 +153,7 @@ def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
         shift = recentre_on(ensemble, bon["pool"]["scores"]["rm"])  # this policy's base scores 0 under the RM
         points = [{**p, "rm": p["rm"] - shift} for p in bon["points"]]
         d = np.array([p["d"] for p in points])
-        fits = {name: _fit("bon", d, np.array([p[name] - points[0][name] for p in points])) for name in SCORES}
+        fits = {name: fit_dict("bon", d, np.array([p[name] - points[0][name] for p in points])) for name in SCORES}
         entry = {"policy_size": size, "bon_points": points, "bon_fits": fits}
         if wants_rl(cfg, params):
             policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
@@ -171,7 +164,7 @@ def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
                 p.pop("texts", None)
             rd = np.array([np.sqrt(max(p["kl"], 0.0)) for p in rl_points[1:]])
             entry["rl_points"] = rl_points
-            entry["rl_fits"] = {name: _fit("rl", rd, np.array([p[name] - rl_points[0][name] for p in rl_points[1:]]))
+            entry["rl_fits"] = {name: fit_dict("rl", rd, np.array([p[name] - rl_points[0][name] for p in rl_points[1:]]))
                                 for name in SCORES}
             del policy
         for m in ensemble.members:  # undo this policy's recentring for the next one
@@ -190,19 +183,6 @@ def _fit_intervals(fits: list[dict]) -> dict:
         out[key] = {**seed_interval(values), "per_seed": [f.get(key) for f in fits]}
     out["errors"] = [f["error"] for f in fits if "error" in f]
     return out
-
-
-def _mean_points(curves: list[list[dict]], index: tuple[str, ...], keys: tuple[str, ...]) -> list[dict]:
-    """Point-by-point intervals across seeds; ``<score>_gain`` from each seed's own base."""
-    points = []
-    for j, first in enumerate(curves[0]):
-        point = {k: first[k] for k in index}
-        for key in keys:
-            point[key] = seed_interval([c[j][key] for c in curves])
-            if key in SCORES:
-                point[f"{key}_gain"] = seed_interval([c[j][key] - c[0][key] for c in curves])
-        points.append(point)
-    return points
 
 
 def _params(model: str) -> int | None:
@@ -235,17 +215,17 @@ def aggregate_units(cfg: ScalingConfig, results: dict[str, dict], prepared: dict
             "rm_params": _params(rm_size), "policy_params": _params(policy_size), "seeds": [s["seed"] for s in seeds],
             "fit": _fit_intervals([s["bon_fits"]["gold"] for s in seeds]),
             "fit_rm": _fit_intervals([s["bon_fits"]["rm"] for s in seeds]),
-            "bon_points": _mean_points(curves, ("n", "kl", "d"), (*SCORES, "kl_pool")),
-            "gold_peak": peak_along(_mean_points(curves, ("n", "kl", "d"), SCORES), "gold", curves),
+            "bon_points": curve_intervals(curves, ("n", "kl", "d"), (*SCORES, "kl_pool"), SCORES),
+            "gold_peak": peak_along(curve_intervals(curves, ("n", "kl", "d"), SCORES, SCORES), "gold", curves),
             "rm_agreement_gold": seed_interval([s["rm"]["agreement_gold"] for s in seeds]),
             "rm_agreement_rater": seed_interval([s["rm"]["agreement_rater"] for s in seeds]),
         }
         if all("rl_points" in s for s in seeds):
             rl_curves = [s["rl_points"] for s in seeds]
             cell["rl"] = {"kl_coef": cfg.rl_kl_coef,
-                          "points": _mean_points(rl_curves, ("step",), ("kl", *SCORES)),
+                          "points": curve_intervals(rl_curves, ("step",), ("kl", *SCORES), SCORES),
                           "fit": _fit_intervals([s["rl_fits"]["gold"] for s in seeds]),
-                          "gold_peak": peak_along(_mean_points(rl_curves, ("step",), ("kl", *SCORES)), "gold",
+                          "gold_peak": peak_along(curve_intervals(rl_curves, ("step",), ("kl", *SCORES), SCORES), "gold",
                                                   rl_curves)}
         cells.append(cell)
     result = {"seeds": list(cfg.seeds), "rm_sizes": list(cfg.rm_sizes), "policy_sizes": list(cfg.policy_sizes),

@@ -183,3 +183,12 @@ def fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
     if form not in ("bon", "rl"):
         raise ValueError(f"unknown form {form!r}; use 'bon' or 'rl'")
     return _fit(form, d, r)
+
+
+def fit_dict(form: Form, d: ArrayLike, r: ArrayLike) -> dict:
+    """``fit(form, d, r).to_dict()``, or ``{'error': why}`` where the points cannot be fitted (too
+    few, or no spread in d): an experiment records the reason in results.json instead of failing."""
+    try:
+        return fit(form, d, r).to_dict()
+    except ValueError as e:
+        return {"error": str(e)}

@@ -125,6 +125,22 @@ def seed_interval(values: Sequence, bounds: tuple[float, float] | None = None, p
     return out
 
 
+def curve_intervals(curves: Sequence[Sequence[Mapping]], index_keys: Sequence[str], keys: Sequence[str],
+                    gain_keys: Sequence[str] = ()) -> list[dict]:
+    """Per-seed curves (the same points in every seed) averaged point by point: each of ``keys`` an
+    interval across seeds; each of ``gain_keys`` also as ``<key>_gain``, its gain over the seed's own
+    first point (the base), with an interval on the per-seed gains: the paired, recentred quantity."""
+    points = []
+    for j, first in enumerate(curves[0]):
+        point = {k: first[k] for k in index_keys}
+        for key in keys:
+            point[key] = seed_interval([c[j][key] for c in curves])
+            if key in gain_keys:
+                point[f"{key}_gain"] = seed_interval([c[j][key] - c[0][key] for c in curves])
+        points.append(point)
+    return points
+
+
 def count_interval(k: float, n: float) -> dict:
     """``Interval.from_counts(k, n).to_dict()`` with the hit count ``k`` beside it."""
     return {**Interval.from_counts(k, n).to_dict(), "k": k}
