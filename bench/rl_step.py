@@ -23,7 +23,10 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=20, help="timed steps per trainer (after 2 warm-up steps)")
 parser.add_argument("--max-new-tokens", type=int, default=24)
 parser.add_argument("--size", default="s", help="a shipped size of the model family (xs, s, m) or a model directory")
+parser.add_argument("--threads", type=int, default=0, help="torch threads for both trainers (0: torch's default)")
 args = parser.parse_args()
+if args.threads:
+    torch.set_num_threads(args.threads)
 print(f"size={args.size} threads={torch.get_num_threads()}")
 
 base = load_base_model(args.size)
