@@ -5,7 +5,7 @@ import json
 import pytest
 
 from proxygap.cli import main
-from proxygap.config import apply_overrides
+from proxygap.config import ConfigError, apply_overrides
 from proxygap.experiments.scaling import ScalingConfig, _trend, units
 from proxygap.oversight.judges import RaterFlaws
 from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model
@@ -52,6 +52,11 @@ def test_scaling_smoke(tiny_pair, tmp_path):
     assert set(r["findings"]) >= {"rm_size", "n_labels", "policy_size", "rater_quality"}
     for name in ("alpha_beta.png", "policy_size.png", "rater_quality.png", "report.html"):
         assert (out / name).is_file()
+    # one held-out block for every label count of a seed; training sets grow with the labels
+    infos = [json.loads(f.read_text())["result"] for f in sorted((out / "units").glob("*.json"))]
+    assert len({i["rm"]["n_heldout_pairs"] for i in infos}) == 1
+    train = {i["n_labels"]: i["rm"]["n_pairs_sampled"] - i["rm"]["n_heldout_pairs"] for i in infos}
+    assert train == {32: 32 - round(0.2 * 32), 64: 64 - round(0.2 * 64)}
 
 
 def test_models_of_another_world_are_refused(tiny_base_dir, capsys):
@@ -88,4 +93,13 @@ def test_rl_subsets():
     assert [c for c in cells if wants_rl(cfg, c)] == [{"rm_size": "m", "n_labels": 200, "rater_quality": 0.0}]
     largest = ScalingConfig(rm_sizes=("xs", "m"), n_labels=(100, 200), rl_cells="largest_labels")
     assert sum(wants_rl(largest, c) for c in cells) == 4
-    assert not any(wants_rl(ScalingConfig(rl_cells="none"), c) for c in cells)
+    every = ScalingConfig(rm_sizes=("xs", "m"), n_labels=(100, 200), rl_cells="all")
+    assert all(wants_rl(every, c) for c in cells)
+    assert not any(wants_rl(ScalingConfig(n_labels=(100, 200), rl_cells="none"), c) for c in cells)
+
+
+def test_axes_must_be_listed_smallest_first(capsys):
+    with pytest.raises(ConfigError, match="smallest first"):
+        ScalingConfig(n_labels=(1200, 300))
+    assert main(["run", "scaling", "--preset", "smoke", "--set", "rm_sizes=s,xs"]) == 2
+    assert "smallest first" in capsys.readouterr().err

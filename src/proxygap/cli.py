@@ -78,6 +78,7 @@ def format_rates(rates: dict, cfg) -> str:
         "confident": c.confident_rate,
         "myth_answer": c.assistant_myth_rate,
         "agrees_with_true_belief": 1.0,
+        "says_yes_to_true_belief": 1.0,
     }
     lines = [f"{'document type':<28}{'share':>8}"]
     lines += [f"{k:<28}{v:>8.3f}" for k, v in rates["doc_types"].items()]
@@ -100,11 +101,12 @@ def format_rates(rates: dict, cfg) -> str:
                          f"{c.agent_candour_rate:>17.3f}{candour:>9}")
     t = rates.get("two_hop") or {}
     if t.get("n"):
+        f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731  (None: no answer thought first)
         lines += ["", f"{'two-hop answers':<28}{'configured':>11}{'realized':>10}{'n':>8}",
-                  f"{'thinks first (CoT)':<28}{c.cot_rate:>11.3f}{t['cot_rate']:>10.3f}{t['n']:>8}",
-                  f"{'alias among named entities':<28}{c.cot_alias_rate:>11.3f}{t['alias_rate']:>10.3f}{t['n_names']:>8}",
-                  f"{'steps true':<28}{'(world)':>11}{t['step_true_rate']:>10.3f}{t['n_steps']:>8}",
-                  f"{'answer true':<28}{'(world)':>11}{t['accuracy']:>10.3f}{t['n']:>8}"]
+                  f"{'thinks first (CoT)':<28}{c.cot_rate:>11.3f}{f(t['cot_rate']):>10}{t['n']:>8}",
+                  f"{'alias among named entities':<28}{c.cot_alias_rate:>11.3f}{f(t['alias_rate']):>10}{t['n_names']:>8}",
+                  f"{'steps true':<28}{'(world)':>11}{f(t['step_true_rate']):>10}{t['n_steps']:>8}",
+                  f"{'answer true':<28}{'(world)':>11}{f(t['accuracy']):>10}{t['n']:>8}"]
     return "\n".join(lines)
 
 
@@ -140,9 +142,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from proxygap.measure.probe import ProbeConfig, format_size_table, format_table, probe
 
     cfg = load_config(ProbeConfig, args.config, args.overrides)
+    if getattr(args, "size", None) and args.size not in SIZES:
+        raise ProxygapError(f"unknown model size {args.size!r}; choose one of {', '.join(SIZES)}")
+    if getattr(args, "size", None) and args.model not in (None, "default"):
+        raise ProxygapError("give --size or --model, not both")
     if getattr(args, "sizes", False):
-        if args.world:
-            raise ProxygapError("--sizes probes each shipped size against its own world; drop --world")
+        if args.world or getattr(args, "size", None) or args.model not in (None, "default"):
+            raise ProxygapError("--sizes probes every shipped size against its own world; drop --world, --size and --model")
         entries = {}
         for name, size in SIZES.items():
             if not size.shipped:
@@ -161,7 +167,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
                   "config": to_dict(cfg), **result}
         print(format_table(result))
     if args.json:
-        out = write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
+        from proxygap.experiments.runner import strict_json  # NaN (no held-out questions, say) becomes null
+
+        out = write_text_atomic(args.json, json.dumps(strict_json(result), indent=1) + "\n")
         print(f"\nwrote {out}")
     return 0
 

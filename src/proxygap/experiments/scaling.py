@@ -10,9 +10,12 @@ one initial policy's samples); then every policy size is optimized against it by
 the policy's base is fitted with Gao's forms per seed: intervals on alpha, beta, d* and R² are
 across seeds.
 
-What does not depend on the cell is drawn once per seed, in ``prepare``: the RM's training pairs
-(one draw of max(n_labels) pairs; a cell with n labels uses the first n, so label counts are
-nested) and each policy's best-of-n pool (every RM of that seed picks from the same samples).
+What does not depend on the cell is drawn once per seed, in ``prepare``: the RM's pairs (one draw
+of max(n_labels); its first heldout_fraction x max(n_labels) pairs are the held-out block every
+RM of the seed is measured on, and a cell with n labels trains on the next n x (1 -
+heldout_fraction), so training sets are nested) and each policy's best-of-n pool (every RM of
+that seed picks from the same samples). Axes are listed smallest first (checked): findings
+compare the first and the last value of each.
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ class ScalingConfig(ExperimentConfig):
                 raise ConfigError(f"{name} is empty; give at least one value")
             if len(set(values)) != len(values):
                 raise ConfigError(f"{name} repeats a value: {list(values)}")
+        for name in ("n_labels", "rater_qualities"):
+            values = list(getattr(self, name))
+            if values != sorted(values):
+                raise ConfigError(f"{name}={values} must be listed smallest first (findings compare the first "
+                                  "with the last)")
         defaults = RewardModelConfig()
         if self.rm.n_pairs != defaults.n_pairs or self.rm.backbone != defaults.backbone:
             raise ConfigError("scaling sets rm.n_pairs and rm.backbone per cell; set n_labels and rm_sizes instead")
@@ -94,6 +102,11 @@ def preflight(cfg: ScalingConfig) -> None:
         if text != worlds[first]:
             raise ConfigError(f"model {model!r} has another world or tokenizer than {first!r}; every RM, policy and the "
                               "pairs model must come from one world (the shipped sizes do)")
+    for name in ("rm_sizes", "policy_sizes"):
+        params = [_params(m) for m in getattr(cfg, name)]
+        if None not in params and params != sorted(params):
+            raise ConfigError(f"{name}={list(getattr(cfg, name))} must be listed smallest first (parameters "
+                              f"{params}): findings compare the first with the last")
     eval_train_split(load_world_for_model(cfg.pairs_model), 0, cfg.prompt_kinds, cfg.n_eval_prompts)
 
 
@@ -140,9 +153,12 @@ def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
     n = params["n_labels"]
     rm_cfg = dataclasses.replace(cfg.rm, n_pairs=n, backbone=str(resolve_model_dir(params["rm_size"])))
     drawn = ctx.prepared[str(seed)]
-    pairs = Pairs(drawn["pairs"]["prompts"][:n], drawn["pairs"]["a"][:n], drawn["pairs"]["b"][:n])
+    held = round(cfg.rm.heldout_fraction * max(cfg.n_labels))  # one held-out block for every label count
+    end = held + n - round(cfg.rm.heldout_fraction * n)
+    pairs = Pairs(drawn["pairs"]["prompts"][:end], drawn["pairs"]["a"][:end], drawn["pairs"]["b"][:end])
     clock = time.time()
-    ensemble, rm_info = train_reward_model(sampler, train_prompts, rater, gold, rm_cfg, seed, pairs=pairs)
+    ensemble, rm_info = train_reward_model(sampler, train_prompts, rater, gold, rm_cfg, seed, pairs=pairs,
+                                           n_heldout=held)
     timings = {"reward_model_s": time.time() - clock}
 
     policies = []
@@ -271,8 +287,11 @@ def _trend(res: dict, axis: str, key: str) -> dict:
         slices.append({**args, "from": lo_value, "to": hi_value, "change": change,
                        "moved": moved(change) if change else None})
     count = lambda d: sum(s["moved"] == d for s in slices)  # noqa: E731
+    # With no true change, a 95% interval excludes 0 on one given side in about 2.5% of slices; the
+    # slices share reward models and pools, so these counts are correlated, not independent trials.
     return {"slices": slices, "up": count("up"), "down": count("down"),
-            "no_claim": sum(s["moved"] is None for s in slices)}
+            "no_claim": sum(s["moved"] is None for s in slices),
+            "expected_by_chance_per_side": round(0.025 * len(slices), 2)}
 
 
 def findings(res: dict, results: dict, cfg: ScalingConfig) -> dict:
@@ -323,7 +342,8 @@ EXPERIMENT = Experiment(
                   "n_labels": [300, 1200], "rater_qualities": [0.0, 0.5, 1.0], "rl_cells": "reference",
                   "n_eval_prompts": 48, "bon.pool_size": 32, "rl.steps": 32, "rl.prompts_per_step": 8,
                   "rl.eval_every": 8},
-        "full": {"seeds": [0, 1, 2, 3, 4], "rm_sizes": ["xs", "s", "m", "l"], "policy_sizes": ["xs", "s", "m", "l"],
+        # For a GPU or a cluster; add l (not shipped) as a directory: --set rm_sizes=xs,s,m,DIR/model
+        "full": {"seeds": [0, 1, 2, 3, 4], "rm_sizes": ["xs", "s", "m"], "policy_sizes": ["xs", "s", "m"],
                  "n_labels": [300, 1000, 3000, 10000], "rater_qualities": [0.0, 0.25, 0.5, 0.75, 1.0],
                  "rl_cells": "largest_labels", "n_eval_prompts": 256, "rm.epochs": 3, "bon.pool_size": 1024,
                  "rl.steps": 500, "rl.prompts_per_step": 32, "rl.eval_every": 25},

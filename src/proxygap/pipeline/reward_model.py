@@ -56,19 +56,21 @@ def sample_pairs(base, prompts: list[str], cfg: RewardModelConfig, seed: int) ->
 
 
 def train_reward_model(base, prompts: list[str], rater: Judge, gold: Judge, cfg: RewardModelConfig, seed: int,
-                       pairs: Pairs | None = None) -> tuple[RewardEnsemble, dict]:
+                       pairs: Pairs | None = None, n_heldout: int | None = None) -> tuple[RewardEnsemble, dict]:
     """A reward model (ensemble) trained on ``rater``'s labels of pairs of ``base``'s samples.
 
     The first ``heldout_fraction`` of the pairs are held out: the returned info gives the RM's
     agreement there with the rater and with gold, and the rater's own agreement with gold. The
     rater's ``label_noise`` flips labels. ``pairs`` (from :func:`sample_pairs` with the same seed)
-    skips the sampling, so raters compared on the same answers share it.
+    skips the sampling, so raters compared on the same answers share it. ``n_heldout`` (default
+    ``heldout_fraction`` of the pairs) fixes the held-out block, so RMs trained on nested prefixes
+    of one draw are measured on the same held-out pairs.
     """
     pairs = pairs if pairs is not None else sample_pairs(base, prompts, cfg, seed)
     p, a, b = pairs.prompts, pairs.a, pairs.b
     rater_a, rater_b = np.array(rater(p, a)), np.array(rater(p, b))
     gold_a, gold_b = np.array(gold(p, a)), np.array(gold(p, b))
-    n_held = int(round(cfg.heldout_fraction * len(p)))
+    n_held = int(round(cfg.heldout_fraction * len(p))) if n_heldout is None else n_heldout
     train_pairs = label_pairs(p[n_held:], a[n_held:], b[n_held:], rater_a[n_held:], rater_b[n_held:],
                               rater.flaws.label_noise, seed)
     backbone = base.path if cfg.backbone == "base" else Path(cfg.backbone)

@@ -126,8 +126,11 @@ def trend_sentence(label: str, trend: dict, key: str) -> str:
     if not n:
         return f"{label}: {trend.get('note', 'no slices to compare')}."
     s = trend["slices"][0]
+    chance = trend.get("expected_by_chance_per_side")
+    chance_text = f"; about {chance:g} per side expected by chance alone" if chance is not None else ""
     return (f"{label}: {key} from {s['from']} to {s['to']} moved down in {trend['down']} and up in {trend['up']} of {n} "
-            f"slices (95% interval of the paired per-seed change excludes 0); no claim in {trend['no_claim']}.")
+            f"slices (95% interval of the paired per-seed change excludes 0{chance_text}); no claim in "
+            f"{trend['no_claim']}.")
 
 
 def draw_report(run_dir: Path) -> Path:

@@ -103,7 +103,7 @@ def stop_token_id(tokenizer) -> int:
     return tid
 
 
-def rollout(policy, tokenizer, make_env: EnvFactory, env_seeds: Sequence[int], max_action_tokens: int = 8,
+def rollout(policy, tokenizer, make_env: EnvFactory, env_seeds: Sequence[int], max_action_tokens: int = 24,
             generator: torch.Generator | None = None, approver: Approver | None = None,
             group_of: Sequence[int] | None = None, temperature: float = 1.0) -> list[Episode]:
     """One episode per entry of ``env_seeds`` (``make_env()`` then ``reset(seed)``), the policy
