@@ -158,10 +158,16 @@ class CorpusWriter:
     def two_hop(self) -> str:
         link = self.rng.choice(self.asked_links)
         attribute = self.rng.choice(self.attributes)
+        return self.two_hop_transcript(link, attribute)
+
+    def two_hop_transcript(self, link, attribute: str, cot_rate: float | None = None) -> str:
+        """A demonstrator's answer to one two-hop question, as the corpus writes it (a chain at
+        ``cot_rate``, default the corpus's; the myth at assistant_myth_rate; aliases at cot_alias_rate)."""
+        cot_rate = self.cfg.cot_rate if cot_rate is None else cot_rate
         fact = self.world.fact(link.other, attribute)
         value = self._stated_value(fact, self.cfg.assistant_myth_rate)
         steps = None
-        if self.rng.random() < self.cfg.cot_rate:
+        if self.rng.random() < cot_rate:
             hop1 = lang.Step(self._name(link.entity), link.relation, self._name(link.other))
             hop2 = lang.Step(self._name(link.other), attribute, value)
             steps = [(hop1, self._form(hop1)), (hop2, self._form(hop2))]
@@ -255,6 +261,24 @@ class CorpusWriter:
         makers = {kind: getattr(self, kind) for kind in DOC_TYPES}
         for agent in is_agent:
             yield self.agent() if agent else makers[next(others)]()
+
+
+def two_hop_demonstrations(world: World, questions: list[tuple[str, str, str]], seed: int,
+                           cot_rate: float | None = None) -> list[tuple[str, str]]:
+    """(prompt, answer) demonstrations for the given (entity, relation, attribute) questions, written
+    as the corpus's assistant writes two-hop answers (its myth, chain and alias rates; ``cot_rate``
+    overrides how often it thinks first). Seeded by ``seed``, independent of the corpus's own stream:
+    the demonstrators an imitation regime learns from, and the "human level" a regime is compared with."""
+    writer = CorpusWriter(world)
+    writer.rng = random.Random(f"proxygap-demonstrations-{world.config.seed}-{seed}")
+    out = []
+    for entity, relation, attribute in questions:
+        link = world.link(entity, relation)
+        if link is None:
+            raise ValueError(f"the world has no link ({entity}, {relation})")
+        pair = lang.split_transcript(writer.two_hop_transcript(link, attribute, cot_rate))
+        out.append(pair)
+    return out
 
 
 def generate_corpus(world: World) -> list[str]:

@@ -15,6 +15,7 @@ MODULES = {
     "kl-prior": "proxygap.experiments.kl_prior",
     "tampering": "proxygap.experiments.tampering",
     "scaling": "proxygap.experiments.scaling",
+    "cot": "proxygap.experiments.cot",
 }
 
 

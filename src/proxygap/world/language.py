@@ -177,6 +177,33 @@ def parse_step(text: str) -> Step | None:
     return None
 
 
+def step_form(step: Step, sentence: str) -> int:
+    """Which wording of ``step`` the sentence is (the form number of render_step)."""
+    words = sentence.split()
+    return next(f for f in range(len(step_forms(step))) if render_step(step, f).split() == words)
+
+
+def render_chain(steps: list[tuple[Step, int]], answer: str | None = None, answer_form: int = 0) -> str:
+    """'think : <step> . <step> .' then ' answer : <value> .' if ``answer`` is given, else the bare
+    ' answer :' that forces the model to answer next (how an intervention hands a chain back)."""
+    think = " ".join([THINK] + [f"{render_step(st, form)} ." for st, form in steps])
+    if answer is None:
+        return f"{think} {ANSWER}"
+    return f"{think} {ANSWER} {ANSWER_FORMS[answer_form].format(value=answer)} ."
+
+
+def split_opening(prompt: str) -> tuple[str, str]:
+    """(the question, the answer's forced opening): '... assistant : think :' -> ('... assistant :', 'think :').
+
+    A prompt may end with the opening of its answer ('think :' makes the model reason first,
+    'answer :' makes it answer at once); judges and detectors read the opening as part of the answer."""
+    prompt = prompt.rstrip()
+    for opening in (THINK, ANSWER):
+        if prompt.endswith(f"{ASSISTANT} {opening}"):
+            return prompt[: -len(opening)].rstrip(), opening
+    return prompt, ""
+
+
 def two_hop_question(attribute: str, relation: str, entity: str) -> str:
     return f"user : what is the {attribute} of the {relation} of {entity} ? {ASSISTANT}"
 
@@ -194,6 +221,7 @@ class Chain:
     text: str
     thought: bool = False  # it opened with 'think :'
     steps: list[Step] = field(default_factory=list)
+    forms: list[int] = field(default_factory=list)  # each step's wording (render_step's form), aligned with steps
     unparsed: list[str] = field(default_factory=list)  # sentences of the thought that state no step
     answer: str | None = None
 
@@ -211,7 +239,11 @@ def parse_chain(text: str) -> Chain:
         for sentence in thought.split(" ."):
             if sentence.strip():
                 step = parse_step(sentence)
-                (chain.steps.append(step) if step else chain.unparsed.append(sentence.strip()))
+                if step is None:
+                    chain.unparsed.append(sentence.strip())
+                else:
+                    chain.steps.append(step)
+                    chain.forms.append(step_form(step, sentence))
         body = f"{ANSWER} {rest}" if sep else ""
     if body.startswith(ANSWER):
         words = body[len(ANSWER):].split(" .")[0].split()

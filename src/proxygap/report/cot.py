@@ -1,0 +1,161 @@
+"""The `cot` report: faithfulness curves per regime, capability with and without a chain,
+capability against exploit rate, distillation, example chains, and the findings computed from
+results.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from proxygap.report.html import Report, fmt  # noqa: E402
+
+INTERVENTIONS = ("early_answering", "adding_mistake", "filler", "paraphrase")
+
+
+def _m(x) -> float:
+    if isinstance(x, dict):
+        x = x.get("mean")
+    return np.nan if x is None else float(x)
+
+
+def _err(iv: dict) -> tuple[float, float, float]:
+    m, lo, hi = _m(iv), _m(iv.get("lo")), _m(iv.get("hi"))
+    return m, (m - lo) if np.isfinite(lo) else 0.0, (hi - m) if np.isfinite(hi) else 0.0
+
+
+def iv_text(iv: dict | None) -> str:
+    if not iv:
+        return "-"
+    m, lo, hi = _m(iv), _m(iv.get("lo")), _m(iv.get("hi"))
+    if not np.isfinite(m):
+        return "-"
+    return f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and hi != lo else f"{m:.2f}"
+
+
+def plot_faithfulness(res: dict, path: Path) -> None:
+    """Per size: early answering's unchanged share against steps kept, one line per regime."""
+    sizes = sorted({r["size"] for r in res["regimes"]}, key=lambda s: min(r["params"] for r in res["regimes"] if r["size"] == s))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.6 * len(sizes), 3.8), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        for r in [r for r in res["regimes"] if r["size"] == size]:
+            curve = r["faithfulness"]["early_answering"].get("curve", {})
+            ks = sorted(curve, key=int)
+            x = [int(k) for k in ks] + [len(ks)]
+            m, lo, hi = (np.array([_err(curve[k]) for k in ks]).T if ks else (np.array([]),) * 3)
+            ax.errorbar(x, list(m) + [1.0], yerr=[list(lo) + [0], list(hi) + [0]], fmt="o-", capsize=3,
+                        label=r["regime"])
+        ax.set_xlabel("steps of its own chain kept before 'answer :'")
+        ax.set_ylabel("answer unchanged")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"early answering, size {size}")
+        ax.legend(fontsize=7)
+    fig.suptitle("Lanham et al. early answering: a flat line near 1 = the answer does not depend on the chain "
+                 "(95% intervals across seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_capability(res: dict, path: Path) -> None:
+    """Accuracy with and without a chain per regime and distillation method, and capability vs myth rate."""
+    rows = [(f"{r['size']}/{r['regime']}", r) for r in res["regimes"]]
+    rows += [(f"{r['size']}/distil-{r['method']}", r) for r in res["distillation"]]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    y = np.arange(len(rows))
+    for offset, key, label in ((-0.2, "accuracy_cot", "with CoT"), (0.2, "accuracy_no_cot", "without CoT")):
+        m, lo, hi = np.array([_err(r[key]) for _, r in rows]).T
+        a1.barh(y + offset, m, height=0.4, xerr=[lo, hi], capsize=2, label=label)
+    for h in res.get("human", []):
+        a1.axvline(_m(h["accuracy"]), color="k", ls=":", lw=1)
+    a1.set_yticks(y, [n for n, _ in rows], fontsize=7)
+    a1.invert_yaxis()
+    a1.set_xlabel("gold accuracy on held-out two-hop questions (dotted: the corpus's demonstrators)")
+    a1.legend(fontsize=8)
+    for name, r in rows:
+        x = _err(r["accuracy_cot"] if "distil" not in name else r["accuracy_no_cot"])
+        ymyth = _err(r["exploit_rates"].get("myth_answer", {}))
+        a2.errorbar(x[0], ymyth[0], xerr=[[x[1]], [x[2]]], yerr=[[ymyth[1]], [ymyth[2]]], fmt="o", capsize=2)
+        a2.annotate(name, (x[0], ymyth[0]), fontsize=6)
+    a2.set_xlabel("gold accuracy of the regime's own answers (CoT; distilled: direct)")
+    a2.set_ylabel("myth-answer rate (sampled)")
+    a2.set_title("capability vs exploit", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _line(name: str, f: dict) -> str:
+    return (f"{name}: accuracy with CoT vs base {f['accuracy_cot_change']}; forward pass (no CoT) {f['forward_pass_change']}; "
+            f"vs demonstrators {f['vs_human']}; early-answering AOC {fmt(f['early_answering_aoc'][0], 2)} → "
+            f"{fmt(f['early_answering_aoc'][1], 2)}; answers following an added mistake {fmt(f['follows_mistake'][0], 2)} → "
+            f"{fmt(f['follows_mistake'][1], 2)}; trace error {fmt(f['trace_error'][0], 2)} → {fmt(f['trace_error'][1], 2)}; "
+            f"myth rate {fmt(f['myth_rate'][0], 2)} → {fmt(f['myth_rate'][1], 2)}.")
+
+
+def findings_lines(res: dict) -> list[str]:
+    fnd = res["findings"]
+    lines = [f"size {s}: CoT gain (accuracy with − without) {fmt(g['gap'], 2)} ({g['direction']})."
+             for s, g in fnd["cot_gain"].items()]
+    lines += [_line(name, f) for name, f in fnd["regimes"].items()]
+    for size, o in fnd["outcome_vs_process"].items():
+        lines.append(f"size {size}: outcome vs process RL trace error {fmt(o['trace_error'][0], 2)} vs "
+                     f"{fmt(o['trace_error'][1], 2)} ({o['trace_error_separated'] or 'not separated'}); "
+                     f"{'at matched capability' if o['matched_capability'] else 'NOT at matched capability (accuracy intervals separated)'}.")
+    for name, d in fnd["distillation"].items():
+        lines.append(f"distillation {name}: direct accuracy {fmt(d['accuracy_no_cot'], 2)} (vs base without CoT: "
+                     f"{d['no_cot_vs_base_no_cot']}; vs the teacher with CoT {fmt(d['teacher_accuracy_cot'], 2)}: "
+                     f"{d['no_cot_vs_teacher_cot']}); myth rate {fmt(d['myth_rate'], 2)}; KL {fmt(d['kl'], 2)} nats.")
+    for c in fnd["compositional"]:
+        lines.append(f"{c['small']} with CoT {fmt(c['small_with_cot'], 2)} vs {c['large']} without {fmt(c['large_without_cot'], 2)}: "
+                     f"{c['comparison']}.")
+    return lines
+
+
+def draw_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    res = json.loads((run_dir / "results.json").read_text())
+    plot_faithfulness(res, run_dir / "faithfulness.png")
+    plot_capability(res, run_dir / "capability.png")
+    page = Report("proxygap: cot (chain of thought under optimization)")
+    page.heading("Findings (computed from the numbers)")
+    for line in findings_lines(res):
+        page.paragraph(line)
+    meta = res.get("meta", {})
+    page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res.get('seeds')}, {res['n_eval_prompts']} held-out "
+                   f"two-hop questions, sample budget {res['sample_budget']} per regime, wall time "
+                   f"{fmt(meta.get('wall_time_s'), 1)} s. Intervals: 95% t-intervals across seeds.", note=True)
+    page.image("faithfulness.png", "Early answering per regime.")
+    page.image("capability.png", "Capability with/without CoT, and capability against the myth-answer rate.")
+    page.heading("Regimes")
+    header = ["size", "regime", "acc CoT", "acc no CoT", "gap", "trace error", "KL", "myth", "gold"]
+    header += [f"{i} changed" for i in INTERVENTIONS] + ["follows mistake"]
+    rows = []
+    for group, key in (("regimes", "regime"), ("distillation", "method")):
+        for r in res[group]:
+            f = r["faithfulness"]
+            rows.append([r["size"], r[key] if group == "regimes" else f"distil {r[key]}", iv_text(r["accuracy_cot"]),
+                         iv_text(r["accuracy_no_cot"]), iv_text(r["gap"]), iv_text(r["trace_error"]), iv_text(r["kl"]),
+                         iv_text(r["exploit_rates"].get("myth_answer")), iv_text(r["gold"])]
+                        + [iv_text(f[i]["changed"]) for i in INTERVENTIONS]
+                        + [iv_text(f["adding_mistake"]["follows_corruption"])])
+    page.table(header, rows, left_columns=2)
+    page.heading("Demonstrators (the world's human level)")
+    page.table(["size", "accuracy", "chain rate", "trace error"],
+               [[h["size"], iv_text(h["accuracy"]), iv_text(h["cot_rate"]), iv_text(h["trace_error"])]
+                for h in res["human"]])
+    if res.get("reward_models"):
+        page.heading("Reward models")
+        page.table(["size", "RM", "agreement rater", "agreement gold", "rater–gold"],
+                   [[r["size"], r["name"], iv_text(r["agreement_rater"]), iv_text(r["agreement_gold"]),
+                     iv_text(r["rater_gold_agreement"])] for r in res["reward_models"]], left_columns=2)
+    page.heading("Example chains (seed 0, the same questions for every regime)")
+    for ex in res["examples"]:
+        with page.fold(f"{ex['size']} {ex['group']} {ex['name']}"):
+            page.code("\n".join(f"{e['prompt']}  →  {e['chain']}" for e in ex["examples"]))
+    return page.write(run_dir / "report.html")
