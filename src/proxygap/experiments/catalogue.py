@@ -16,6 +16,7 @@ MODULES = {
     "tampering": "proxygap.experiments.tampering",
     "scaling": "proxygap.experiments.scaling",
     "cot": "proxygap.experiments.cot",
+    "weak-to-strong": "proxygap.experiments.weak_to_strong",
 }
 
 

@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.chains import ChainMeasureConfig, measure_chains
@@ -274,6 +273,7 @@ def summary(m: dict, base: dict, human: dict) -> dict:
         out[f"{name}.changed"] = _rate(f["changed"])
         out[f"{name}.aoc"] = f["aoc"]
         out[f"{name}.follows_corruption"] = _rate(f["follows_corruption"])
+    out["filler.accuracy"] = _rate(m["faithfulness"]["filler"].get("accuracy"))
     out["early_answering.curve"] = m["faithfulness"]["early_answering"]["unchanged_by_steps_kept"]
     for name, r in m["exploit_rates"].items():
         out[f"exploit.{name}"] = _rate(r)
@@ -295,6 +295,7 @@ def entry(per_seed: list[dict]) -> dict:
                                     "vs_human_no_cot")}
     out["faithfulness"] = {name: {k: iv(f"{name}.{k}") for k in ("changed", "aoc", "follows_corruption")}
                            for name in INTERVENTIONS}
+    out["faithfulness"]["filler"]["accuracy"] = iv("filler.accuracy")  # gold accuracy with the chain replaced by filler
     steps = sorted({k for s in per_seed for k in s["early_answering.curve"]}, key=int)
     out["faithfulness"]["early_answering"]["curve"] = {
         k: _interval([s["early_answering.curve"].get(k) for s in per_seed]) for k in steps}
@@ -323,10 +324,12 @@ def aggregate_units(cfg: CotConfig, results: dict[str, dict], prepared: dict | N
     rm_info = [{"size": size, "name": name, **{k: _interval([r["rm_info"][name][k] for r in runs])
                                              for k in ("agreement_rater", "agreement_gold", "rater_gold_agreement")}}
                for size in cfg.sizes for name in by_size[size][0]["rm_info"]]
+    teacher = {size: _interval([r.get("teacher_answer_rate") for r in runs]) for size, runs in by_size.items()
+               if any("teacher_answer_rate" in r for r in runs)}
     timings = {size: {k: round(sum(r["timings"].get(k, 0) for r in runs), 1) for k in runs[0]["timings"]}
                for size, runs in by_size.items()}
     result = {"regimes": regimes, "distillation": distillation, "human": humans, "examples": examples,
-              "curves": curves, "reward_models": rm_info, "timings": timings,
+              "curves": curves, "reward_models": rm_info, "timings": timings, "teacher_answer_rate": teacher,
               "sample_budget": cfg.budget, "n_eval_prompts": cfg.n_eval_prompts}
     result["findings"] = findings(result, cfg)
     return result
@@ -344,6 +347,9 @@ def findings(result: dict, cfg: CotConfig) -> dict:
     for (size, name), r in reg.items():
         if name == "base":
             out["cot_gain"][size] = {"gap": r["gap"]["mean"], "direction": _dir(r["gap"]),
+                                     "accuracy_cot": r["accuracy_cot"]["mean"], "accuracy_no_cot": r["accuracy_no_cot"]["mean"],
+                                     # Lanham et al.: is the gain extra compute? Filler tokens in place of the chain.
+                                     "filler_accuracy": r["faithfulness"]["filler"]["accuracy"]["mean"],
                                      "faithfulness_aoc": {i: r["faithfulness"][i]["aoc"]["mean"] for i in INTERVENTIONS}}
             continue
         out["regimes"][f"{size}/{name}"] = {

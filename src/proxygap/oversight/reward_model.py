@@ -69,7 +69,8 @@ class RewardModel:
             model = model.float()  # a backbone stored in half precision (size m) trains in float32
         return cls(model, tokenizer)
 
-    def _forward(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
+    def forward(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
+        """(B,) scores of prompt + completion, with grad (no offset): what training differentiates."""
         texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions)]
         ids, mask = encode_prompts(self.tokenizer, texts)  # left-padded: every row ends at position -1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -79,7 +80,7 @@ class RewardModel:
     @torch.no_grad()
     def score(self, prompts: list[str], completions: list[str], batch_size: int = 256) -> np.ndarray:
         self.model.eval()
-        out = [self._forward(prompts[i:i + batch_size], completions[i:i + batch_size])
+        out = [self.forward(prompts[i:i + batch_size], completions[i:i + batch_size])
                for i in range(0, len(prompts), batch_size)]
         return (torch.cat(out).float().numpy() if out else np.zeros(0)) - self.offset
 
@@ -96,7 +97,7 @@ class RewardModel:
             for i in range(0, len(order), batch_size):
                 batch = [pairs[j] for j in order[i:i + batch_size]]
                 prompts = [p for p, _, _ in batch]
-                rewards = self._forward(prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch])
+                rewards = self.forward(prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch])
                 loss = bradley_terry_loss(rewards[: len(batch)], rewards[len(batch):])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -100,7 +100,9 @@ def _line(name: str, f: dict) -> str:
 
 def findings_lines(res: dict) -> list[str]:
     fnd = res["findings"]
-    lines = [f"size {s}: CoT gain (accuracy with − without) {fmt(g['gap'], 2)} ({g['direction']})."
+    lines = [f"size {s}: CoT gain (accuracy with − without) {fmt(g['gap'], 2)} ({g['direction']}): "
+             f"{fmt(g['accuracy_cot'], 2)} with a chain, {fmt(g['accuracy_no_cot'], 2)} without, "
+             f"{fmt(g['filler_accuracy'], 2)} with filler tokens in its place."
              for s, g in fnd["cot_gain"].items()]
     lines += [_line(name, f) for name, f in fnd["regimes"].items()]
     for size, o in fnd["outcome_vs_process"].items():
@@ -134,7 +136,7 @@ def draw_report(run_dir: Path) -> Path:
     page.image("capability.png", "Capability with/without CoT, and capability against the myth-answer rate.")
     page.heading("Regimes")
     header = ["size", "regime", "acc CoT", "acc no CoT", "gap", "trace error", "KL", "myth", "gold"]
-    header += [f"{i} changed" for i in INTERVENTIONS] + ["follows mistake"]
+    header += [f"{i} changed" for i in INTERVENTIONS] + ["follows mistake", "acc with filler"]
     rows = []
     for group, key in (("regimes", "regime"), ("distillation", "method")):
         for r in res[group]:
@@ -143,7 +145,7 @@ def draw_report(run_dir: Path) -> Path:
                          iv_text(r["accuracy_no_cot"]), iv_text(r["gap"]), iv_text(r["trace_error"]), iv_text(r["kl"]),
                          iv_text(r["exploit_rates"].get("myth_answer")), iv_text(r["gold"])]
                         + [iv_text(f[i]["changed"]) for i in INTERVENTIONS]
-                        + [iv_text(f["adding_mistake"]["follows_corruption"])])
+                        + [iv_text(f["adding_mistake"]["follows_corruption"]), iv_text(f["filler"].get("accuracy"))])
     page.table(header, rows, left_columns=2)
     page.heading("Demonstrators (the world's human level)")
     page.table(["size", "accuracy", "chain rate", "trace error"],

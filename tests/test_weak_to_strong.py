@@ -1,0 +1,98 @@
+"""weak-to-strong: PGR and per-error bookkeeping on hand-made labels, the confidence loss against a
+hand-computed value, the 50/50 split, the rater's error causes, and a smoke run's results.json."""
+
+import json
+
+import pytest
+import torch
+
+from proxygap.cli import main
+from proxygap.experiments.weak_to_strong import split_halves
+from proxygap.measure.pgr import accuracy, pgr, pgr_by_error
+from proxygap.oversight.judges import RaterFlaws
+from proxygap.oversight.labels import flip, rater_labels
+from proxygap.pipeline.base_model import load_world_for_model
+from proxygap.train.weak_to_strong import log_confidence_loss, xent_loss
+from proxygap.world import language as lang
+
+
+def test_pgr_is_the_share_of_the_gap_recovered():
+    assert pgr(0.6, 0.7, 0.8) == pytest.approx(0.5)
+    assert pgr(0.6, 0.9, 0.8) == pytest.approx(1.5)
+    assert pgr(0.8, 0.9, 0.8) is None  # no gap to recover
+
+
+def test_accuracy_hardens_predictions_and_skips_gold_ties():
+    assert accuracy([0.9, 0.2, 0.6, 0.4], [1.0, 0.0, 0.0, 0.5]) == pytest.approx(2 / 3)
+
+
+def test_pgr_by_error_counts_each_cause_on_its_own_items():
+    gold = [1.0, 1.0, 0.0, 0.0, 1.0, 0.5]
+    causes = ["believes_myths", "believes_myths", "noise", None, "noise", "noise"]  # the tie is left out
+    student = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+    ceiling = [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    out = pgr_by_error(student, ceiling, gold, causes)
+    assert out["believes_myths"] == {"n": 2, "student": 0.5, "ceiling": 1.0, "pgr": 0.5}
+    assert out["noise"] == {"n": 2, "student": 0.5, "ceiling": 0.5, "pgr": 1.0}
+
+
+def test_confidence_loss_matches_a_hand_computed_value():
+    z = torch.tensor([2.0, -1.0, 0.5, 0.0])
+    labels = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    # coef = 0.5 * (0.05 / 0.1) = 0.25. P(class 0) = 1 - sigmoid(z) = [.119, .731, .378, .5]; its quantile at the
+    # labels' mean (0.5) is 0.439, so the hardened predictions are [1, 0, 1, 0]; targets mix them with the labels:
+    # [0, 1], [.25, .75], [.75, .25], [1, 0].  Cross-entropies: .126928, 1.063262, .849077, .693147.
+    got = log_confidence_loss(z, labels, step_frac=0.05, warmup_frac=0.1, aux_coef=0.5)
+    assert got.item() == pytest.approx((0.126928 + 1.063262 + 0.849077 + 0.693147) / 4, abs=1e-5)
+    # After the warm-up the weight is aux_coef; with weight 0 the loss is plain cross-entropy.
+    assert log_confidence_loss(z, labels, 0.0, 0.1, 0.5).item() == pytest.approx(xent_loss(z, labels).item())
+
+
+def test_burns_split_is_fifty_fifty():
+    a, b = split_halves(11)
+    items = list(range(11))
+    assert items[a] == list(range(5)) and items[b] == list(range(5, 11))
+
+
+def test_label_noise_flips_at_its_rate():
+    labels, flipped = flip([1.0] * 4000, 0.2, seed=0)
+    assert sum(flipped) / 4000 == pytest.approx(0.2, abs=0.02)
+    assert all((y == 0.0) == f for y, f in zip(labels, flipped))
+
+
+def test_a_myth_answer_is_a_wrong_label_caused_by_the_myth_belief():
+    world = load_world_for_model("xs")
+    fact = next(f for f in world.facts if f.myth is not None)
+    prompt = lang.fact_question(fact.attribute, fact.entity)
+    examples = [(prompt, lang.fact_answer(fact.attribute, fact.entity, fact.myth)),
+                (prompt, lang.fact_answer(fact.attribute, fact.entity, fact.value))]
+    gold = [0.0, 1.0]
+    flaws = RaterFlaws(label_noise=0.0)
+    labels, causes = rater_labels(world, flaws, "correct", examples, gold, seed=0)
+    # A rater that believes the myth at 0.8 takes the myth for right and the truth for wrong: both its labels err.
+    assert labels == [1.0, 0.0] and causes == ["believes_myths", "believes_myths"]
+    labels, causes = rater_labels(world, RaterFlaws(label_noise=0.0, believes_myths=0.3), "correct", examples, gold, 0)
+    assert labels == [0.0, 1.0] and causes == [None, None]
+    pair = [(prompt, examples[0][1], examples[1][1])]
+    labels, causes = rater_labels(world, flaws, "preference", pair, [0.0], seed=0)
+    assert labels == [1.0] and causes == ["believes_myths"]  # it prefers the myth
+
+
+def test_weak_to_strong_smoke_results_hold_pairs_with_intervals(tmp_path):
+    out = tmp_path / "w2s"
+    assert main(["run", "weak-to-strong", "--preset", "smoke", "--quiet", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    keys = {(p["task"], p["supervisor"], p["confidence_loss"]) for p in res["pairs"]}
+    assert keys == {(t, s, c) for t in ("correct", "preference") for s in ("small_gold", "rater", "noise")
+                    for c in (False, True)}
+    for p in res["pairs"]:
+        assert {"weak", "strong", "pgr", "pgr_by_error"} <= set(p)
+        assert set(p["pgr"]) >= {"mean", "lo", "hi"}
+        for e in p["pgr_by_error"].values():
+            assert set(e) >= {"n", "pgr", "student", "ceiling"}
+    assert (out / "report.html").is_file() and (out / "pgr.png").is_file()
+
+
+def test_weak_to_strong_rejects_a_malformed_pair(capsys):
+    assert main(["run", "weak-to-strong", "--preset", "smoke", "--set", "pairs=xs-s"]) == 2
+    assert "weak:strong" in capsys.readouterr().err
