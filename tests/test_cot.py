@@ -8,6 +8,7 @@ import pytest
 
 from proxygap.cli import main
 from proxygap.corpus.generate import two_hop_demonstrations
+from proxygap.experiments.cot import CotConfig, aggregate_units
 from proxygap.measure.chains import trace_error
 from proxygap.measure.faithfulness import (Item, early_answering_prefixes, faithfulness, filler_prefix,
                                            mistake_prefixes, paraphrase_prefix)
@@ -107,6 +108,7 @@ def test_a_model_that_reasons_through_its_chain_is_measured_faithful(world):
     assert f["early_answering"]["aoc"] == pytest.approx(0.75)  # unchanged 0, 0, then 1 at the full chain
     assert f["adding_mistake"]["follows_corruption"]["rate"] == 1.0
     assert f["paraphrase"]["changed"]["rate"] == 0.0 and f["filler"]["changed"]["rate"] == 1.0
+    assert f["filler"]["no_answer"]["rate"] == 0.0  # it answered 'nothing': a changed answer, not a missing one
 
 
 def test_a_model_that_ignores_its_chain_is_measured_unfaithful(world):
@@ -216,6 +218,15 @@ def test_cot_smoke_results_hold_every_measure(tiny_base_dir, tmp_path):
     assert abs(res["regimes"][0]["kl"]["mean"]) < 1e-3  # the base model against itself
     assert (out / "report.html").is_file() and (out / "faithfulness.png").is_file()
     assert main(["report", str(out)]) == 0
+
+    # A size measured as a base model only sits beside the trained ones (its unit holds only "base").
+    trained = json.loads(next((out / "units").glob("*.json")).read_text())["result"]
+    base_only = {**trained, "regimes": {"base": trained["regimes"]["base"]}, "distillation": {}, "curves": {},
+                 "rm_info": {}, "timings": {"base": 0.0}}
+    cfg = CotConfig(seeds=(0,), sizes=("A",), base_only_sizes=("B",))
+    agg = aggregate_units(cfg, {"size=A-seed=0": trained, "size=B-seed=0": base_only}, None)
+    assert [(r["size"], r["regime"]) for r in agg["regimes"]][-1] == ("B", "base")
+    assert {c["size"] for c in agg["curves"]} == {"A"} and len(agg["findings"]["compositional"]) == 1
 
 
 def test_cot_rejects_a_size_listed_twice(capsys):

@@ -105,10 +105,17 @@ def preflight(cfg: CotConfig) -> None:
                           "two-hop questions; lower n_eval_prompts")
 
 
+def unit_key(cfg: CotConfig, size: str, seed: int) -> str:
+    """A size's unit key: its name if it is a shipped size name, else its position (a directory has slashes)."""
+    sizes = (*cfg.sizes, *cfg.base_only_sizes)
+    name = size if size.isalnum() else f"dir{sizes.index(size)}"
+    return f"size={name}-seed={seed}"
+
+
 def units(cfg: CotConfig) -> list[Unit]:
-    return ([Unit(f"size={size}-seed={seed}", seed, {"size": size, "train": True}) for size in cfg.sizes
+    return ([Unit(unit_key(cfg, size, seed), seed, {"size": size, "train": True}) for size in cfg.sizes
              for seed in cfg.seeds]
-            + [Unit(f"size={size}-seed={seed}", seed, {"size": size, "train": False}) for size in cfg.base_only_sizes
+            + [Unit(unit_key(cfg, size, seed), seed, {"size": size, "train": False}) for size in cfg.base_only_sizes
                for seed in cfg.seeds])
 
 
@@ -274,10 +281,24 @@ def summary(m: dict, base: dict, human: dict) -> dict:
         out[f"{name}.aoc"] = f["aoc"]
         out[f"{name}.follows_corruption"] = _rate(f["follows_corruption"])
     out["filler.accuracy"] = _rate(m["faithfulness"]["filler"].get("accuracy"))
+    for name in INTERVENTIONS:
+        out[f"{name}.no_answer"] = _rate(m["faithfulness"][name].get("no_answer"))
     out["early_answering.curve"] = m["faithfulness"]["early_answering"]["unchanged_by_steps_kept"]
     for name, r in m["exploit_rates"].items():
         out[f"exploit.{name}"] = _rate(r)
+    # Paired changes against the same seed's base model: what a claim that a regime moved something rests on.
+    b = summary_base(base)
+    for key in ("early_answering.aoc", "adding_mistake.follows_corruption", "trace_error", "exploit.myth_answer"):
+        out[f"{key}_change"] = None if out[key] is None or b[key] is None else out[key] - b[key]
     return out
+
+
+def summary_base(base: dict) -> dict:
+    """The base model's scalars that regimes are compared with, seed by seed."""
+    return {"early_answering.aoc": base["faithfulness"]["early_answering"]["aoc"],
+            "adding_mistake.follows_corruption": _rate(base["faithfulness"]["adding_mistake"]["follows_corruption"]),
+            "trace_error": _rate(base["trace_error"]),
+            "exploit.myth_answer": _rate(base["exploit_rates"].get("myth_answer"))}
 
 
 def _interval(values: list) -> dict:
@@ -296,6 +317,10 @@ def entry(per_seed: list[dict]) -> dict:
     out["faithfulness"] = {name: {k: iv(f"{name}.{k}") for k in ("changed", "aoc", "follows_corruption")}
                            for name in INTERVENTIONS}
     out["faithfulness"]["filler"]["accuracy"] = iv("filler.accuracy")  # gold accuracy with the chain replaced by filler
+    for name in INTERVENTIONS:
+        out["faithfulness"][name]["no_answer"] = iv(f"{name}.no_answer")
+    out["changes_vs_base"] = {key: iv(f"{key}_change") for key in (
+        "early_answering.aoc", "adding_mistake.follows_corruption", "trace_error", "exploit.myth_answer")}
     steps = sorted({k for s in per_seed for k in s["early_answering.curve"]}, key=int)
     out["faithfulness"]["early_answering"]["curve"] = {
         k: _interval([s["early_answering.curve"].get(k) for s in per_seed]) for k in steps}
@@ -306,7 +331,7 @@ def entry(per_seed: list[dict]) -> dict:
 
 def aggregate_units(cfg: CotConfig, results: dict[str, dict], prepared: dict | None) -> dict:
     all_sizes = (*cfg.sizes, *cfg.base_only_sizes)
-    by_size = {size: [results[f"size={size}-seed={s}"] for s in cfg.seeds] for size in all_sizes}
+    by_size = {size: [results[unit_key(cfg, size, s)] for s in cfg.seeds] for size in all_sizes}
     regimes, distillation, humans, examples = [], [], [], []
     for size, runs in by_size.items():
         humans.append({"size": size, "params": runs[0]["params"],
@@ -319,9 +344,9 @@ def aggregate_units(cfg: CotConfig, results: dict[str, dict], prepared: dict | N
                 key = "regime" if group == "regimes" else "method"
                 out.append({"size": size, key: name, "params": runs[0]["params"], **entry(per_seed)})
                 examples.append({"size": size, "group": group, "name": name, "examples": runs[0][group][name]["examples"]})
-    curves = [{"size": size, "name": name, "per_seed": [r["curves"][name] for r in runs]}
+    curves = [{"size": size, "name": name, "per_seed": [r["curves"][name] for r in by_size[size]]}
               for size in cfg.sizes for name in by_size[size][0]["curves"]]
-    rm_info = [{"size": size, "name": name, **{k: _interval([r["rm_info"][name][k] for r in runs])
+    rm_info = [{"size": size, "name": name, **{k: _interval([r["rm_info"][name][k] for r in by_size[size]])
                                              for k in ("agreement_rater", "agreement_gold", "rater_gold_agreement")}}
                for size in cfg.sizes for name in by_size[size][0]["rm_info"]]
     teacher = {size: _interval([r.get("teacher_answer_rate") for r in runs]) for size, runs in by_size.items()
@@ -356,6 +381,10 @@ def findings(result: dict, cfg: CotConfig) -> dict:
             "accuracy_cot_change": _dir(r["accuracy_cot_change"]),
             "forward_pass_change": _dir(r["forward_pass_change"]),
             "vs_human": _dir(r["vs_human"]),
+            "early_answering_aoc_change": _dir(r["changes_vs_base"]["early_answering.aoc"]),
+            "follows_mistake_change": _dir(r["changes_vs_base"]["adding_mistake.follows_corruption"]),
+            "trace_error_change": _dir(r["changes_vs_base"]["trace_error"]),
+            "myth_rate_change": _dir(r["changes_vs_base"]["exploit.myth_answer"]),
             "early_answering_aoc": [reg[(size, "base")]["faithfulness"]["early_answering"]["aoc"]["mean"],
                                     r["faithfulness"]["early_answering"]["aoc"]["mean"]],
             "follows_mistake": [reg[(size, "base")]["faithfulness"]["adding_mistake"]["follows_corruption"]["mean"],

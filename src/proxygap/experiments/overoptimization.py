@@ -21,9 +21,11 @@ from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitCo
 from proxygap.measure.fits import fit_dict
 from proxygap.measure.intervals import curve_intervals, peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
-from proxygap.pipeline.reward_model import RewardModelConfig, recentre_on, train_reward_model
+from proxygap.pipeline.reward_model import (RewardModelConfig, recentre_on, sample_pairs, train_reward_model,
+                                            training_pairs)
 from proxygap.tasks.splits import eval_train_split
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
+from proxygap.train.dpo import DPOConfig, train_dpo
 from proxygap.train.rl import RLConfig, train_rl
 
 SCORES = ("rm", "rater", "gold")
@@ -41,9 +43,16 @@ class OveroptimizationConfig(ExperimentConfig):
     rm: RewardModelConfig = nested(RewardModelConfig, "the reward model")
     bon: BestOfNConfig = nested(BestOfNConfig, "best-of-n")
     rl: RLConfig = nested(RLConfig, "KL-penalized RL, one run per beta of kl_coefs")
+    direct_losses: tuple[str, ...] = knob(("dpo", "ipo"), "direct alignment methods trained on the RM's own "
+                                                          "rater-labelled pairs (none: ())", choices=("dpo", "ipo"))
+    direct_betas: tuple[float, ...] = knob((0.05, 0.2, 1.0), "the betas of DPO and IPO (their KL regularization)",
+                                           lo=0)
+    direct: DPOConfig = nested(DPOConfig, "DPO and IPO: training on the pairs, and evaluation on the held-out prompts")
 
     def check(self) -> None:
         super().check()
+        if self.direct_losses and (not self.direct_betas or min(self.direct_betas) <= 0):
+            raise ConfigError("direct_betas must be non-empty and > 0 when direct_losses is set (DPO/IPO need beta > 0)")
         if not self.kl_coefs:
             raise ConfigError("kl_coefs is empty; give at least one beta")
         if self.n_examples > self.n_eval_prompts:
@@ -56,7 +65,8 @@ def preflight(cfg: OveroptimizationConfig) -> None:
 
     world = load_world_for_model(cfg.model)
     eval_train_split(world, 0, cfg.prompt_kinds, cfg.n_eval_prompts)
-    check_fits(cfg.model, max(cfg.rm.max_new_tokens, cfg.bon.max_new_tokens, cfg.rl.max_new_tokens))
+    check_fits(cfg.model, max(cfg.rm.max_new_tokens, cfg.bon.max_new_tokens, cfg.rl.max_new_tokens,
+                              cfg.direct.max_new_tokens))
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -79,7 +89,8 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
     timings = {}
     clock = time.time()
 
-    ensemble, rm_info = train_reward_model(base, train_prompts, rater, gold, cfg.rm, seed)
+    pairs = sample_pairs(base, train_prompts, cfg.rm, seed)
+    ensemble, rm_info = train_reward_model(base, train_prompts, rater, gold, cfg.rm, seed, pairs=pairs)
     timings["reward_model_s"], clock = time.time() - clock, time.time()
 
     # Best-of-n from one pool on the evaluation prompts; the RM is recentred on the same base samples.
@@ -106,7 +117,20 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
         rl_runs.append({"kl_coef": beta, "points": [e.to_dict() for e in evals],
                         "final_texts": evals[-1].texts[:: cfg.rl.eval_samples_per_prompt]})
         del policy
-    timings["rl_s"] = time.time() - clock
+    timings["rl_s"], clock = time.time() - clock, time.time()
+
+    # DPO and IPO on the RM's own training pairs (the same rater labels), no RM in the loop: the RM is logged.
+    direct = {}
+    preference = training_pairs(pairs, rater, cfg.rm, seed) if cfg.direct_losses else []
+    for name in cfg.direct_losses:
+        direct[name] = []
+        for beta in cfg.direct_betas:
+            _, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, ensemble.score,
+                                 {"rater": rater, "gold": gold}, cfg.direct, beta=beta,
+                                 loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
+            direct[name].append({"beta": beta, "n_pairs": len(preference),
+                                 "points": [{**e.to_dict(), "implicit": beta * e.kl} for e in evals]})
+    timings["direct_s"] = time.time() - clock
 
     # Most-optimized samples: the base's first sample, the RM's pick of the pool, and RL at the smallest beta.
     examples = []
@@ -130,7 +154,7 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
     for run in rl_runs:
         run.pop("final_texts")
     return {"seed": seed, "timings": timings, "rm": rm_info, "base": base_stats, "bon_points": bon["points"], "rl": rl_runs,
-            "examples": examples}
+            "direct": direct, "examples": examples}
 
 
 def _interval(values: list[float]) -> dict:
@@ -160,6 +184,16 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
         rl.append({"kl_coef": beta, "points": points, "per_seed": curves, "fit": fits["gold"], "fits": fits,
                    "final": {k: v for k, v in points[-1].items() if k != "step"}})
 
+    direct = {}
+    for name in cfg.direct_losses:
+        direct[name] = []
+        for i, beta in enumerate(cfg.direct_betas):
+            curves = [s["direct"][name][i]["points"] for s in per_seed]
+            points = curve_intervals(curves, ("step",), ("kl", "kl_k3", "implicit", *SCORES), SCORES)
+            direct[name].append({"beta": beta, "points": points, "per_seed": curves,
+                                 "n_pairs": [s["direct"][name][i]["n_pairs"] for s in per_seed],
+                                 "final": {k: v for k, v in points[-1].items() if k != "step"}})
+
     rm_info = {key: _interval([s["rm"][key] for s in per_seed if s["rm"][key] is not None])
                for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement")}
     base = {key: _interval([s["base"][key] for s in per_seed if s["base"][key] is not None])
@@ -169,7 +203,10 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
         "rl": rl,
         "reward_model": rm_info,
         "base": base,
-        "findings": findings(bon_points, rl, bon_curves),
+        **direct,
+        "findings": {**findings(bon_points, rl, bon_curves),
+                     "direct": {f"{name} beta={run['beta']:g}": _peak(run["points"], run["per_seed"])
+                                for name, runs in direct.items() for run in runs}},
     }
 
 
@@ -226,12 +263,15 @@ EXPERIMENT = Experiment(
     presets={
         "smoke": {"seeds": [0], "n_eval_prompts": 8, "kl_coefs": [0.0, 0.1], "n_examples": 2,
                   "rm.n_pairs": 64, "rm.epochs": 1, "rm.max_new_tokens": 20, "bon.pool_size": 8, "bon.max_new_tokens": 20,
-                  "rl.steps": 4, "rl.eval_every": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20},
+                  "rl.steps": 4, "rl.eval_every": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20,
+                  "direct_betas": [0.2], "direct.steps": 2, "direct.eval_every": 1, "direct.batch_size": 4,
+                  "direct.max_new_tokens": 20},
         # Sized for at most 5 minutes on a 2-core CPU (bench/quickstart.py measures it).
         "quick": {"n_eval_prompts": 64, "rm.n_pairs": 1200, "rl.steps": 40, "rl.prompts_per_step": 8,
-                  "rl.eval_every": 8},
+                  "rl.eval_every": 8, "direct.steps": 40, "direct.eval_every": 8},
         "full": {"seeds": [0, 1, 2, 3, 4], "n_eval_prompts": 256, "kl_coefs": [0.0, 0.01, 0.03, 0.1, 0.3],
                  "rm.n_pairs": 20000, "rm.epochs": 3, "bon.pool_size": 1024, "rl.steps": 1000,
-                 "rl.prompts_per_step": 32, "rl.eval_every": 25},
+                 "rl.prompts_per_step": 32, "rl.eval_every": 25, "direct_betas": [0.01, 0.03, 0.1, 0.3, 1.0],
+                 "direct.steps": 600, "direct.eval_every": 50},
     },
 )

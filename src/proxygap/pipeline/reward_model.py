@@ -70,7 +70,7 @@ def train_reward_model(base, prompts: list[str], rater: Judge, gold: Judge, cfg:
     p, a, b = pairs.prompts, pairs.a, pairs.b
     rater_a, rater_b = np.array(rater(p, a)), np.array(rater(p, b))
     gold_a, gold_b = np.array(gold(p, a)), np.array(gold(p, b))
-    n_held = int(round(cfg.heldout_fraction * len(p))) if n_heldout is None else n_heldout
+    n_held = _n_heldout(cfg, len(p), n_heldout)
     train_pairs = label_pairs(p[n_held:], a[n_held:], b[n_held:], rater_a[n_held:], rater_b[n_held:],
                               rater.flaws.label_noise, seed)
     backbone = base.path if cfg.backbone == "base" else Path(cfg.backbone)
@@ -91,6 +91,21 @@ def train_reward_model(base, prompts: list[str], rater: Judge, gold: Judge, cfg:
         "rater_gold_agreement": pair_agreement(rater_a[:n_held], rater_b[:n_held], gold_a[:n_held], gold_b[:n_held]),
     }
     return ensemble, info
+
+
+def _n_heldout(cfg: RewardModelConfig, n_pairs: int, n_heldout: int | None) -> int:
+    return int(round(cfg.heldout_fraction * n_pairs)) if n_heldout is None else n_heldout
+
+
+def training_pairs(pairs: Pairs, rater: Judge, cfg: RewardModelConfig, seed: int,
+                   n_heldout: int | None = None) -> list[tuple[str, str, str]]:
+    """The (prompt, chosen, rejected) pairs ``train_reward_model`` trains on, labelled the same way
+    (the rater's preference, ties dropped, its label noise applied with the same seed): what a direct
+    alignment method (DPO, IPO) trains on in place of the reward model."""
+    p, a, b = pairs.prompts, pairs.a, pairs.b
+    n_held = _n_heldout(cfg, len(p), n_heldout)
+    return label_pairs(p[n_held:], a[n_held:], b[n_held:], np.array(rater(p[n_held:], a[n_held:])),
+                       np.array(rater(p[n_held:], b[n_held:])), rater.flaws.label_noise, seed)
 
 
 def recentre_on(ensemble: RewardEnsemble, base_scores: np.ndarray) -> float:

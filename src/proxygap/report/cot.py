@@ -93,9 +93,10 @@ def plot_capability(res: dict, path: Path) -> None:
 def _line(name: str, f: dict) -> str:
     return (f"{name}: accuracy with CoT vs base {f['accuracy_cot_change']}; forward pass (no CoT) {f['forward_pass_change']}; "
             f"vs demonstrators {f['vs_human']}; early-answering AOC {fmt(f['early_answering_aoc'][0], 2)} → "
-            f"{fmt(f['early_answering_aoc'][1], 2)}; answers following an added mistake {fmt(f['follows_mistake'][0], 2)} → "
-            f"{fmt(f['follows_mistake'][1], 2)}; trace error {fmt(f['trace_error'][0], 2)} → {fmt(f['trace_error'][1], 2)}; "
-            f"myth rate {fmt(f['myth_rate'][0], 2)} → {fmt(f['myth_rate'][1], 2)}.")
+            f"{fmt(f['early_answering_aoc'][1], 2)} ({f['early_answering_aoc_change']}); answers following an added "
+            f"mistake {fmt(f['follows_mistake'][0], 2)} → {fmt(f['follows_mistake'][1], 2)} ({f['follows_mistake_change']}); "
+            f"trace error {fmt(f['trace_error'][0], 2)} → {fmt(f['trace_error'][1], 2)} ({f['trace_error_change']}); "
+            f"myth rate {fmt(f['myth_rate'][0], 2)} → {fmt(f['myth_rate'][1], 2)} ({f['myth_rate_change']}).")
 
 
 def findings_lines(res: dict) -> list[str]:

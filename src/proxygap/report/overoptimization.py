@@ -85,6 +85,34 @@ def _fit_line(ax, fit: dict | None, form: str, d_max: float, color: str) -> None
     ax.plot(d, y, "--", color=color, lw=1, alpha=0.8)
 
 
+def plot_direct(res: dict, path: Path) -> None:
+    """DPO and IPO curves (one per beta) against sqrt(KL), with best-of-n (grey) and RL (thin) on the same axes."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharex=True)
+    cmap = {"dpo": plt.get_cmap("Oranges"), "ipo": plt.get_cmap("Purples")}
+    for ax, name in zip(axes, ("rm", "rater", "gold")):
+        d, y, _, _ = _curve(res["bon"]["points"], name)
+        ax.plot(d, y, "s-", color="grey", label="best-of-n", alpha=0.7)
+        for run in res["rl"]:
+            d, y, _, _ = _curve(run["points"], name)
+            ax.plot(d, y, "-", color="tab:green", lw=0.8, alpha=0.6)
+        for method in ("dpo", "ipo"):
+            runs = res.get(method, [])
+            for i, run in enumerate(runs):
+                d, y, lo, hi = _curve(run["points"], name)
+                ax.errorbar(d, y, yerr=[y - lo, hi - y], fmt="o-", ms=3, capsize=2,
+                            color=cmap[method](0.45 + 0.5 * i / max(1, len(runs) - 1)),
+                            label=f"{method.upper()} beta={run['beta']:g}")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(LABELS[name])
+        ax.set_xlabel("d = sqrt(KL)   (KL: nats per sequence, k1; thin green: RL)")
+    axes[0].set_ylabel("score - base-model score")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Direct alignment on the RM's rater-labelled pairs vs best-of-n and RL at equal KL (95% intervals)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def draw_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     res = json.loads((run_dir / "results.json").read_text())
@@ -154,6 +182,9 @@ def draw_report(run_dir: Path) -> Path:
     plt.close(fig)
 
     plot_headline(res, run_dir / "goodhart.png")
+    has_direct = any(res.get(name) for name in ("dpo", "ipo"))
+    if has_direct:
+        plot_direct(res, run_dir / "direct_ladder.png")
 
     # The page: the headline picture, the findings (short), then the details.
     page = Report("proxygap: reward-model overoptimization")
@@ -169,6 +200,18 @@ def draw_report(run_dir: Path) -> Path:
     page.image("bon_ladder.png", "Best-of-n: reward model, rater and gold vs sqrt(KL).")
     page.image("rl_ladder.png", "KL-penalized RL at several beta, best-of-n in grey.")
     page.image("gold_vs_beta.png", "Where each beta ends: the RM keeps rising with less penalty; does gold?")
+    if has_direct:
+        page.image("direct_ladder.png", "DPO and IPO on the RM's own rater-labelled pairs, beside best-of-n and RL "
+                   "at equal KL (the RM is logged, never used by them).")
+        rows = []
+        for name in ("dpo", "ipo"):
+            for run in res.get(name, []):
+                f = run["final"]
+                p = fnd.get("direct", {}).get(f"{name} beta={run['beta']:g}", {})
+                rows.append([name, run["beta"], _signed_iv(f["kl"]), _signed_iv(f["implicit"]), _signed_iv(f["rm_gain"]),
+                             _signed_iv(f["rater_gain"]), _signed_iv(f["gold_gain"]), _claim(p, n_seeds) if p else ""])
+        page.table(["method", "beta", "final KL", "implicit reward", "RM gain", "rater gain", "gold gain", "gold"], rows,
+                   left_columns=2)
     page.heading("Gao et al. fits")
     rows = []
     for label, fits, form in [("best-of-n", bon["fits"], "d(α − βd)")] + [

@@ -1,0 +1,138 @@
+"""Direct preference optimization (DPO) and IPO, readable top to bottom, as TRL's DPOTrainer defines them.
+
+Trained on the same rater-labelled pairs as the reward model, with no reward model and no
+sampling: the policy's log-probabilities of the chosen and the rejected answer, summed over the
+completion's tokens (its closing EOS included), against a frozen reference (the base model):
+
+    h = [log pi(y_w) - log pi_ref(y_w)] - [log pi(y_l) - log pi_ref(y_l)]
+    DPO ("sigmoid"):  loss = -log sigmoid(beta * h)                         (Rafailov et al. 2023)
+    IPO:              loss = (h_norm - 1 / (2 beta))^2, with each log-ratio divided by its
+                      completion's token count before the difference (TRL's length-normalized
+                      form, which its authors confirmed is what the IPO paper's results used)
+
+The implicit reward of an answer is beta * log(pi(y) / pi_ref(y)); on the policy's own samples its
+mean is beta times the KL in nats per sequence. Every ``eval_every`` steps the policy is evaluated
+as RL is (``train.rl.evaluate``): KL from the reference, the proxy (the reward model, logged here,
+never optimized), rater and gold, on held-out prompts.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from proxygap.config import Config, knob
+from proxygap.lm.sampling import encode_prompts, pad_id, sequence_logprobs
+from proxygap.train.rl import Evaluation, ScoreFn, evaluate
+
+LOSSES = ("sigmoid", "ipo")
+
+
+@dataclass
+class DPOConfig(Config):
+    steps: int = knob(60, "optimizer steps", lo=0)
+    batch_size: int = knob(32, "pairs per step (drawn with replacement, seeded)", lo=1)
+    lr: float = knob(1e-4, "Adam learning rate", lo=0)
+    grad_clip: float = knob(1.0, "max gradient norm (0: off)", lo=0)
+    eval_every: int = knob(20, "steps between evaluations on the fixed prompt set", lo=1)
+    eval_samples_per_prompt: int = knob(2, "samples per evaluation prompt", lo=1)
+    max_new_tokens: int = knob(24, "length limit of the evaluation samples, in tokens", lo=1)
+
+
+def encode_completions(tokenizer, completions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (tokens, mask), each (B, T): each completion's tokens and the closing EOS."""
+    rows = [tokenizer.encode(c, add_special_tokens=False) + [tokenizer.eos_token_id] for c in completions]
+    T = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), T), pad_id(tokenizer), dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, :len(r)] = 1
+    return tokens, mask
+
+
+def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
+             ref_rejected_logps: torch.Tensor, beta: float, loss_type: str = "sigmoid",
+             chosen_lengths: torch.Tensor | None = None, rejected_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pair loss (B,) from sequence log-probs (B,) each; IPO needs the completion lengths."""
+    chosen = chosen_logps - ref_chosen_logps
+    rejected = rejected_logps - ref_rejected_logps
+    if loss_type == "sigmoid":
+        return -F.logsigmoid(beta * (chosen - rejected))
+    if loss_type == "ipo":
+        if chosen_lengths is None or rejected_lengths is None:
+            raise ValueError("the IPO loss needs the completions' token counts")
+        delta = chosen / chosen_lengths.clamp(min=1) - rejected / rejected_lengths.clamp(min=1)
+        return (delta - 1 / (2 * beta)) ** 2
+    raise ValueError(f"loss_type must be one of {LOSSES}, got {loss_type!r}")
+
+
+def pair_logps(model, tokenizer, pairs: list[tuple[str, str, str]]) -> tuple[torch.Tensor, ...]:
+    """(chosen log-probs, rejected log-probs, chosen lengths, rejected lengths), each (B,), with grad."""
+    prompts = [p for p, _, _ in pairs]
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts + prompts)
+    tokens, mask = encode_completions(tokenizer, [c for _, c, _ in pairs] + [r for _, _, r in pairs])
+    logps = sequence_logprobs(model, prompt_ids, prompt_mask, tokens, mask).sum(-1)  # (2B,)
+    lengths = mask.sum(-1).float()
+    B = len(pairs)
+    return logps[:B], logps[B:], lengths[:B], lengths[B:]
+
+
+def train_dpo(base_model, tokenizer, pairs: list[tuple[str, str, str]], eval_prompts: list[str], proxy: ScoreFn,
+              judges: dict[str, ScoreFn], cfg: DPOConfig, *, beta: float, loss_type: str, seed: int,
+              progress: bool = True, on_eval: Callable[[Evaluation], None] | None = None):
+    """Optimize a copy of ``base_model`` on (prompt, chosen, rejected) pairs; returns (policy, evaluations).
+    With no pairs (a rater that tied every pair) the policy stays the base model, evaluated on the same schedule."""
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0 for DPO/IPO, got {beta}")
+    if loss_type not in LOSSES:
+        raise ValueError(f"loss_type must be one of {LOSSES}, got {loss_type!r}")
+    rng = random.Random(seed)
+    eval_generator = torch.Generator().manual_seed(seed + 10_000)
+    ref = base_model.eval()
+    policy = copy.deepcopy(base_model).eval()  # eval mode: no dropout, as in RL
+    policy.requires_grad_(True)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    with torch.no_grad():  # the reference is frozen: its log-probs of every pair, once
+        ref_logps = {}
+        for i in range(0, len(pairs), 256):
+            chunk = pairs[i:i + 256]
+            c, r, _, _ = pair_logps(ref, tokenizer, chunk)
+            ref_logps.update({id_: (float(a), float(b)) for id_, a, b in zip(range(i, i + len(chunk)), c, r)})
+
+    evaluations = [evaluate(policy, ref, tokenizer, eval_prompts, proxy, judges, cfg, 0, eval_generator)]
+    if on_eval:
+        on_eval(evaluations[-1])
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"{loss_type} beta={beta:g}", disable=not progress, dynamic_ncols=True)
+    t0 = time.time()
+    for step in bar:
+        if not pairs:  # every pair was a tie: nothing to learn; the policy is evaluated as it stands
+            bar.set_postfix(loss="no pairs")
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                evaluations.append(evaluate(policy, ref, tokenizer, eval_prompts, proxy, judges, cfg, step, eval_generator))
+            continue
+        idx = rng.choices(range(len(pairs)), k=cfg.batch_size)
+        chosen, rejected, len_c, len_r = pair_logps(policy, tokenizer, [pairs[i] for i in idx])
+        ref_c = torch.tensor([ref_logps[i][0] for i in idx])
+        ref_r = torch.tensor([ref_logps[i][1] for i in idx])
+        loss = dpo_loss(chosen, rejected, ref_c, ref_r, beta, loss_type, len_c, len_r).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        optimizer.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            evaluations.append(evaluate(policy, ref, tokenizer, eval_prompts, proxy, judges, cfg, step, eval_generator))
+            if on_eval:
+                on_eval(evaluations[-1])
+    bar.close()
+    policy.proxygap_train_time_s = time.time() - t0
+    return policy, evaluations
