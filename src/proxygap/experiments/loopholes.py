@@ -8,7 +8,9 @@ For each seed, the same held-out assistant prompts are answered under every regi
   samples per prompt (each pool sample weighted by its probability of being picked);
 - ``rl_beta_B``: KL-penalized RL against the reward model, one run per beta;
 - ``rl_ensemble_beta_B``: the same RL against an ensemble of reward models (worst case or
-  uncertainty-weighted), a proposed mitigation (Coste et al. 2023).
+  uncertainty-weighted), a proposed mitigation (Coste et al. 2023);
+- ``dpo_beta_B``, ``ipo_beta_B``: direct alignment (train/dpo.py) on the single RM's own
+  rater-labelled training pairs, with no reward model in the loop.
 
 The reward model of the single-RM regimes is member 0 of the ensemble, so the ensemble run
 differs from the single-RM run at the same beta only in the extra members. Every answer is
@@ -54,9 +56,10 @@ from proxygap.measure.exploits import (
 )
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.oversight.reward_model import RewardEnsemble
-from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, train_reward_model
+from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, train_reward_model, training_pairs
 from proxygap.tasks.splits import STRATA, stratified_split, stratum
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
+from proxygap.train.dpo import DPOConfig, train_dpo
 from proxygap.measure.best_of_n import bon_kl, bon_kl_pool
 from proxygap.train.rl import RLConfig, RLTrainConfig, train_rl
 from proxygap.train.sft import SFTConfig, assistant_transcripts, train_sft
@@ -108,6 +111,11 @@ class LoopholesConfig(ExperimentConfig):
     sft: SFTConfig = nested(SFTConfig, "imitation on the corpus's assistant transcripts")
     rl: RLTrainConfig = nested(RLTrainConfig, "KL-penalized RL, one run per beta of kl_coefs (plus the ensemble and "
                                               "ablation runs), evaluated once, at the end, on the held-out prompts")
+    direct_losses: tuple[str, ...] = knob(("dpo", "ipo"), "direct alignment regimes, trained on the single RM's own "
+                                                          "rater-labelled pairs (none: ())", choices=("dpo", "ipo"))
+    direct_beta: float = knob(0.2, "beta of the DPO and IPO regimes (their KL regularization)", lo=0)
+    direct: DPOConfig = nested(DPOConfig, "DPO and IPO training (evaluated once, at the end, on the held-out prompts "
+                                          "with eval_samples_per_prompt samples of rl.max_new_tokens)")
 
     def check(self) -> None:
         super().check()
@@ -125,6 +133,8 @@ class LoopholesConfig(ExperimentConfig):
             raise ConfigError(f"ensemble_kl_coef={self.ensemble_kl_coef} must be one of kl_coefs={list(self.kl_coefs)}")
         if self.ablation_flaws and self.ablation_kl_coef not in self.kl_coefs:
             raise ConfigError(f"ablation_kl_coef={self.ablation_kl_coef} must be one of kl_coefs={list(self.kl_coefs)}")
+        if self.direct_losses and self.direct_beta <= 0:
+            raise ConfigError(f"direct_beta={self.direct_beta} must be > 0 for DPO/IPO (or set direct_losses=[])")
         if len(set(self.ablation_flaws)) != len(self.ablation_flaws):
             raise ConfigError(f"ablation_flaws lists a flaw twice: {list(self.ablation_flaws)}")
 
@@ -224,6 +234,21 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
                                single.score, max_words)
     regimes.append(regime)
     lap("rl_ensemble_s")
+
+    # Direct alignment on the single RM's own training pairs (the same rater labels), no RM in the loop.
+    preference = training_pairs(pairs, rater, cfg.rm, seed) if cfg.direct_losses else []
+    direct_cfg = replace(cfg.direct, eval_every=max(1, cfg.direct.steps),
+                                     eval_samples_per_prompt=cfg.eval_samples_per_prompt,
+                                     max_new_tokens=cfg.rl.max_new_tokens)
+    for name in cfg.direct_losses:
+        _, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, single.score,
+                             {"rater": rater, "gold": gold}, direct_cfg, beta=cfg.direct_beta,
+                             loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
+        regime = _policy_regime(f"{name}_beta_{cfg.direct_beta:g}", "direct", {"method": name, "beta": cfg.direct_beta},
+                                repeated, evals[-1].texts, evals[-1].kl, world, rater, gold, single.score, max_words)
+        regime["n_pairs"] = len(preference)
+        regimes.append(regime)
+    lap("direct_s")
 
     # Rater-flaw ablation: one flaw off, a new single RM on the same pairs, RL at one beta.
     ablation = []
@@ -360,7 +385,7 @@ def findings(regimes: list[dict], ablation: dict, cfg: LoopholesConfig, seeds: i
     """Statements computed from the numbers: what rose, what did not where it was expected to,
     what the KL penalty and the ensemble changed, where the rater is blind, what each flaw causes."""
     by_name = {r["name"]: r for r in regimes}
-    optimizing = [r for r in regimes if r["kind"] in ("best_of_n", "rl", "rl_ensemble")]
+    optimizing = [r for r in regimes if r["kind"] in ("best_of_n", "rl", "rl_ensemble", "direct")]
     how = ("95% t-interval of the per-seed change excludes 0 (where every seed changed by exactly the same "
            "amount there is no interval, and no claim)" if seeds >= 2
            else "95% t-interval of the per-seed change excludes 0; with one seed there is no interval, so no "
@@ -542,10 +567,12 @@ EXPERIMENT = Experiment(
                   "ablation_flaws": ["trusts_citations", "length_bias"], "n_examples": 2,
                   "rm.n_pairs": 48, "rm.epochs": 1, "rm.ensemble_size": 2, "rm.max_new_tokens": 20, "bon.pool_size": 4,
                   "bon.max_new_tokens": 20, "sft.steps": 3, "sft.batch_size": 8,
-                  "rl.steps": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20},
+                  "rl.steps": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20,
+                  "direct.steps": 2, "direct.batch_size": 4},
         # Sized for at most 10 minutes on a 2-core CPU: 3 seeds x (3 RMs + 6 ablation RMs, 10 RL runs).
         "quick": {"eval_per_stratum": 6, "eval_samples_per_prompt": 3, "rm.n_pairs": 400, "bon.pool_size": 64,
-                  "sft.steps": 40, "rl.steps": 64, "rl.prompts_per_step": 8},  # RL at beta 0 passes best-of-64's KL
+                  "sft.steps": 40, "rl.steps": 64, "rl.prompts_per_step": 8,  # RL at beta 0 passes best-of-64's KL
+                  "direct.steps": 64, "direct.batch_size": 16},  # DPO/IPO draw 1,024 pairs (RL: 2,048 samples)
         "full": {"seeds": 5, "eval_per_stratum": 40, "eval_samples_per_prompt": 16, "bon_ns": [4, 16, 64, 256],
                  "bon.pool_size": 256, "kl_coefs": [0.0, 0.01, 0.05, 0.2], "rm.n_pairs": 20000, "rm.epochs": 3,
                  "rm.ensemble_size": 5, "sft.steps": 1000, "rl.steps": 1000, "rl.prompts_per_step": 32},
