@@ -26,7 +26,6 @@ def test_dpo_and_ipo_losses_match_hand_computed_values():
 
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
 def test_losses_match_trl_dpotrainer_on_the_same_batch(loss_type):
-    pytest.importorskip("trl")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig as TRLConfig, DPOTrainer

@@ -62,8 +62,8 @@ def test_loopholes_smoke(tiny_base_dir, tmp_path):
     r = json.loads((out / "results.json").read_text())
     assert r["seeds"] == [0] and r["config"]["seeds"] == [0]
     names = [g["name"] for g in r["regimes"]]
-    assert names == ["base", "bon_2", "bon_4", "sft", "rl_beta_0", "rl_beta_0.1", "rl_ensemble_beta_0.1", "dpo_beta_0.2",
-                     "ipo_beta_0.2"]
+    assert names == ["base", "bon_2", "bon_4", "sft", "rl_beta_0", "rl_beta_0.1", "rl_ensemble_beta_0.1",
+                     "expert_iteration", "dpo_beta_0.2", "ipo_beta_0.2"]
     for g in r["regimes"]:
         for key in ("capability", "rm", "rater", "gold", "kl"):
             assert {"mean", "lo", "hi", "n"} <= set(g[key]), (g["name"], key)

@@ -39,12 +39,15 @@ def test_pgr_by_error_counts_each_cause_on_its_own_items():
 def test_confidence_loss_matches_a_hand_computed_value():
     z = torch.tensor([2.0, -1.0, 0.5, 0.0])
     labels = torch.tensor([1.0, 1.0, 0.0, 0.0])
-    # coef = 0.5 * (0.05 / 0.1) = 0.25. P(class 0) = 1 - sigmoid(z) = [.119, .731, .378, .5]; its quantile at the
-    # labels' mean (0.5) is 0.439, so the hardened predictions are [1, 0, 1, 0]; targets mix them with the labels:
-    # [0, 1], [.25, .75], [.75, .25], [1, 0].  Cross-entropies: .126928, 1.063262, .849077, .693147.
+    # P(class 0) = 1 - sigmoid(z) = [.119, .731, .378, .5]; its quantile at the labels' mean (0.5) is 0.439, so the
+    # hardened predictions are classes [1, 0, 1, 0]. In the warm-up (openai's schedule) coef = 0.05 * 0.5 = 0.025:
+    # targets [0, 1], [.025, .975], [.975, .025], [1, 0]; cross-entropies .126928, 1.288262, .961577, .693147.
     got = log_confidence_loss(z, labels, step_frac=0.05, warmup_frac=0.1, aux_coef=0.5)
-    assert got.item() == pytest.approx((0.126928 + 1.063262 + 0.849077 + 0.693147) / 4, abs=1e-5)
-    # After the warm-up the weight is aux_coef; with weight 0 the loss is plain cross-entropy.
+    assert got.item() == pytest.approx((0.126928 + 1.288262 + 0.961577 + 0.693147) / 4, abs=1e-5)
+    # After the warm-up coef = aux_coef = 0.5: targets [0, 1], [.5, .5], [.5, .5], [1, 0].
+    after = log_confidence_loss(z, labels, step_frac=0.5, warmup_frac=0.1, aux_coef=0.5)
+    assert after.item() == pytest.approx((0.126928 + 0.813262 + 0.724077 + 0.693147) / 4, abs=1e-5)
+    # With weight 0 the loss is plain cross-entropy.
     assert log_confidence_loss(z, labels, 0.0, 0.1, 0.5).item() == pytest.approx(xent_loss(z, labels).item())
 
 
@@ -58,6 +61,8 @@ def test_label_noise_flips_at_its_rate():
     labels, flipped = flip([1.0] * 4000, 0.2, seed=0)
     assert sum(flipped) / 4000 == pytest.approx(0.2, abs=0.02)
     assert all((y == 0.0) == f for y, f in zip(labels, flipped))
+    other, _ = flip([1.0] * 4000, 0.2, seed=0, stream="rater")  # another supervisor of the seed flips independently
+    assert other != labels
 
 
 def test_a_myth_answer_is_a_wrong_label_caused_by_the_myth_belief():
@@ -86,10 +91,13 @@ def test_weak_to_strong_smoke_results_hold_pairs_with_intervals(tmp_path):
     assert keys == {(t, s, c) for t in ("correct", "preference") for s in ("small_gold", "rater", "noise")
                     for c in (False, True)}
     for p in res["pairs"]:
-        assert {"weak", "strong", "pgr", "pgr_by_error"} <= set(p)
+        assert {"weak", "strong", "pgr", "pgr_by_error", "pgr_of_means", "pgr_undefined_seeds"} <= set(p)
         assert set(p["pgr"]) >= {"mean", "lo", "hi"}
+        for key in ("weak_accuracy", "student_accuracy", "ceiling_accuracy"):
+            assert 0.0 <= p[key]["mean"] <= 1.0
         for e in p["pgr_by_error"].values():
             assert set(e) >= {"n", "pgr", "student", "ceiling"}
+    assert any(p["pgr"]["mean"] is not None for p in res["pairs"])
     assert (out / "report.html").is_file() and (out / "pgr.png").is_file()
 
 

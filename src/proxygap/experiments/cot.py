@@ -31,7 +31,7 @@ from pathlib import Path
 from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.chains import ChainMeasureConfig, measure_chains
-from proxygap.measure.intervals import moved, seed_interval, separated
+from proxygap.measure.intervals import Interval, moved, seed_interval, separated
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import RewardModelConfig, train_reward_model
 from proxygap.train.rl import RLConfig
@@ -53,7 +53,8 @@ class CotConfig(ExperimentConfig):
     distillation: tuple[str, ...] = knob(DISTILLATION, "distillation methods (direct answers from a CoT teacher of "
                                                        "the same size: the base model with CoT)",
                                          choices=DISTILLATION)
-    n_eval_prompts: int = knob(96, "two-hop questions held out for every measurement (the rest train)", lo=8)
+    n_eval_prompts: int = knob(96, "two-hop questions held out for every measurement, whole links at a time (every "
+                                   "attribute of a held-out (entity, relation)); the rest train", lo=8)
     n_curve_prompts: int = knob(32, "of those, the ones RL evaluates on during training (its curve)", lo=1)
     kl_coef: float = knob(0.05, "beta of every RL run (KL penalty in the reward, per nat)", lo=0)
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (believes_myths is the one two-hop answers meet)")
@@ -126,12 +127,20 @@ def _two_hop(world):
 
 
 def split(world, seed: int, n_eval: int):
-    """(evaluation prompts, training prompts): a seeded shuffle of every two-hop question."""
+    """(evaluation prompts, training prompts), split by link: a seeded shuffle of the links (entity,
+    relation), whose questions (one per attribute) go to evaluation until it holds ``n_eval``; the
+    rest train. So no training question shares an evaluation question's first hop."""
     import random
 
-    prompts = _two_hop(world)
-    random.Random(f"proxygap-cot-split-{seed}").shuffle(prompts)
-    return prompts[:n_eval], prompts[n_eval:]
+    by_link: dict[tuple[str, str], list] = {}
+    for p in _two_hop(world):
+        by_link.setdefault((p.entity, p.relation), []).append(p)
+    links = list(by_link)
+    random.Random(f"proxygap-cot-split-{seed}").shuffle(links)
+    eval_prompts, train_prompts = [], []
+    for link in links:
+        (eval_prompts if len(eval_prompts) < n_eval else train_prompts).extend(by_link[link])
+    return eval_prompts, train_prompts
 
 
 def demonstrator_level(world, prompts, seed: int) -> dict:
@@ -396,9 +405,12 @@ def findings(result: dict, cfg: CotConfig) -> dict:
     for size in cfg.sizes:
         if (size, "outcome_rl") in reg and (size, "process_rl") in reg:
             o, p = reg[(size, "outcome_rl")], reg[(size, "process_rl")]
+            # Matched capability: the paired per-seed accuracy difference has an interval that includes 0
+            # ("unknown" without spread: one seed, or seeds that agree exactly).
+            diff = Interval.from_values([a - b for a, b in zip(o["accuracy_cot"]["per_seed"], p["accuracy_cot"]["per_seed"])])
             out["outcome_vs_process"][size] = {
-                # Compared at matched capability only where the two accuracy intervals are not separated.
-                "matched_capability": separated(o["accuracy_cot"], p["accuracy_cot"]) is None,
+                "matched_capability": ("unknown" if not diff.has_spread else moved(diff) is None),
+                "accuracy_difference": diff.to_dict(),
                 "trace_error": [o["trace_error"]["mean"], p["trace_error"]["mean"]],
                 "trace_error_separated": separated(o["trace_error"], p["trace_error"]),
                 "early_answering_aoc": [o["faithfulness"]["early_answering"]["aoc"]["mean"],

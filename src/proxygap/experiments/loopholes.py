@@ -9,6 +9,8 @@ For each seed, the same held-out assistant prompts are answered under every regi
 - ``rl_beta_B``: KL-penalized RL against the reward model, one run per beta;
 - ``rl_ensemble_beta_B``: the same RL against an ensemble of reward models (worst case or
   uncertainty-weighted), a proposed mitigation (Coste et al. 2023);
+- ``expert_iteration``: sample, keep the reward model's best answer to each prompt, fine-tune on
+  the kept answers, repeat (train/expert_iteration.py), at RL's sample budget;
 - ``dpo_beta_B``, ``ipo_beta_B``: direct alignment (train/dpo.py) on the single RM's own
   rater-labelled training pairs, with no reward model in the loop.
 
@@ -60,6 +62,7 @@ from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, trai
 from proxygap.tasks.splits import STRATA, stratified_split, stratum
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
 from proxygap.train.dpo import DPOConfig, train_dpo
+from proxygap.train.expert_iteration import ExpertIterationConfig, train_expert_iteration
 from proxygap.measure.best_of_n import bon_kl, bon_kl_pool
 from proxygap.train.rl import RLConfig, RLTrainConfig, train_rl
 from proxygap.train.sft import SFTConfig, assistant_transcripts, train_sft
@@ -111,11 +114,15 @@ class LoopholesConfig(ExperimentConfig):
     sft: SFTConfig = nested(SFTConfig, "imitation on the corpus's assistant transcripts")
     rl: RLTrainConfig = nested(RLTrainConfig, "KL-penalized RL, one run per beta of kl_coefs (plus the ensemble and "
                                               "ablation runs), evaluated once, at the end, on the held-out prompts")
+    expert_iteration: bool = knob(True, "add the expert-iteration regime (sample, keep the RM's best of each "
+                                        "prompt's samples, fine-tune, repeat), at RL's sample budget")
+    ei: ExpertIterationConfig = nested(ExpertIterationConfig, "expert iteration (rounds x prompts_per_round x "
+                                                              "samples_per_prompt samples; max_new_tokens: rl's)")
     direct_losses: tuple[str, ...] = knob(("dpo", "ipo"), "direct alignment regimes, trained on the single RM's own "
                                                           "rater-labelled pairs (none: ())", choices=("dpo", "ipo"))
     direct_beta: float = knob(0.2, "beta of the DPO and IPO regimes (their KL regularization)", lo=0)
-    direct: DPOConfig = nested(DPOConfig, "DPO and IPO training (evaluated once, at the end, on the held-out prompts "
-                                          "with eval_samples_per_prompt samples of rl.max_new_tokens)")
+    direct: DPOConfig = nested(DPOConfig, "DPO and IPO training; its evaluation knobs are set as RL's (once, at the "
+                                          "end, eval_samples_per_prompt samples of rl.max_new_tokens)")
 
     def check(self) -> None:
         super().check()
@@ -235,6 +242,23 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
     regimes.append(regime)
     lap("rl_ensemble_s")
 
+    # Expert iteration against the single RM, sampled on the held-out prompts like SFT.
+    if cfg.expert_iteration:
+        ei_cfg = replace(cfg.ei, max_new_tokens=cfg.rl.max_new_tokens)
+        ei_model, ei_log = train_expert_iteration(base.model, base.tokenizer, train_prompts, single.score, ei_cfg,
+                                                  seed=seed, progress=progress)
+        s = sample(ei_model, base.tokenizer, repeated, cfg.rl.max_new_tokens,
+                   generator=torch.Generator().manual_seed(seed + 8))
+        with torch.no_grad():
+            ref_lp = sequence_logprobs(base.model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask)
+        ei_kl = float(((s.logprobs - ref_lp) * s.mask).sum(-1).mean())  # k1, nats per sequence
+        regime = _policy_regime("expert_iteration", "expert_iteration", {"rounds": cfg.ei.rounds}, repeated, s.texts,
+                                ei_kl, world, rater, gold, single.score, max_words)
+        regime["rounds_log"] = ei_log
+        regimes.append(regime)
+        del ei_model
+        lap("expert_iteration_s")
+
     # Direct alignment on the single RM's own training pairs (the same rater labels), no RM in the loop.
     preference = training_pairs(pairs, rater, cfg.rm, seed) if cfg.direct_losses else []
     direct_cfg = replace(cfg.direct, eval_every=max(1, cfg.direct.steps),
@@ -305,8 +329,10 @@ def _direction(diff: dict) -> str:
 def _aggregate_regime(runs: list[dict]) -> dict:
     """One regime over seeds: every score as mean and t-interval; exploit rates also pooled (Wilson)."""
     first = runs[0]
-    out = {k: first[k] for k in ("name", "kind", "n", "kl_coef", "steps", "flaw", "ensemble_size", "ensemble_combine")
-           if k in first}
+    out = {k: first[k] for k in ("name", "kind", "n", "kl_coef", "steps", "flaw", "ensemble_size", "ensemble_combine",
+                                 "method", "beta", "rounds") if k in first}
+    if "n_pairs" in first:
+        out["n_pairs"] = [r["n_pairs"] for r in runs]
     for key in SCORES:
         out[key] = _iv([r.get(key) for r in runs])
     if "kl_pool" in first:  # best-of-n: the KL measured on the pool beside the formula's
@@ -385,7 +411,7 @@ def findings(regimes: list[dict], ablation: dict, cfg: LoopholesConfig, seeds: i
     """Statements computed from the numbers: what rose, what did not where it was expected to,
     what the KL penalty and the ensemble changed, where the rater is blind, what each flaw causes."""
     by_name = {r["name"]: r for r in regimes}
-    optimizing = [r for r in regimes if r["kind"] in ("best_of_n", "rl", "rl_ensemble", "direct")]
+    optimizing = [r for r in regimes if r["kind"] in ("best_of_n", "rl", "rl_ensemble", "direct", "expert_iteration")]
     how = ("95% t-interval of the per-seed change excludes 0 (where every seed changed by exactly the same "
            "amount there is no interval, and no claim)" if seeds >= 2
            else "95% t-interval of the per-seed change excludes 0; with one seed there is no interval, so no "
@@ -568,11 +594,13 @@ EXPERIMENT = Experiment(
                   "rm.n_pairs": 48, "rm.epochs": 1, "rm.ensemble_size": 2, "rm.max_new_tokens": 20, "bon.pool_size": 4,
                   "bon.max_new_tokens": 20, "sft.steps": 3, "sft.batch_size": 8,
                   "rl.steps": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20,
-                  "direct.steps": 2, "direct.batch_size": 4},
+                  "direct.steps": 2, "direct.batch_size": 4, "ei.rounds": 1, "ei.prompts_per_round": 4,
+                  "ei.samples_per_prompt": 2, "ei.steps_per_round": 2, "ei.batch_size": 4},
         # Sized for at most 10 minutes on a 2-core CPU: 3 seeds x (3 RMs + 6 ablation RMs, 10 RL runs).
         "quick": {"eval_per_stratum": 6, "eval_samples_per_prompt": 3, "rm.n_pairs": 400, "bon.pool_size": 64,
                   "sft.steps": 40, "rl.steps": 64, "rl.prompts_per_step": 8,  # RL at beta 0 passes best-of-64's KL
-                  "direct.steps": 64, "direct.batch_size": 16},  # DPO/IPO draw 1,024 pairs (RL: 2,048 samples)
+                  "direct.steps": 64, "direct.batch_size": 16,  # DPO/IPO draw 1,024 pairs (RL: 2,048 samples)
+                  "ei.rounds": 4, "ei.prompts_per_round": 128, "ei.samples_per_prompt": 4},  # EI: RL's 2,048 samples
         "full": {"seeds": 5, "eval_per_stratum": 40, "eval_samples_per_prompt": 16, "bon_ns": [4, 16, 64, 256],
                  "bon.pool_size": 256, "kl_coefs": [0.0, 0.01, 0.05, 0.2], "rm.n_pairs": 20000, "rm.epochs": 3,
                  "rm.ensemble_size": 5, "sft.steps": 1000, "rl.steps": 1000, "rl.prompts_per_step": 32},

@@ -10,6 +10,7 @@ score against d = sqrt(KL), scores recentred so the base policy scores 0.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,8 @@ class OveroptimizationConfig(ExperimentConfig):
                                                           "rater-labelled pairs (none: ())", choices=("dpo", "ipo"))
     direct_betas: tuple[float, ...] = knob((0.05, 0.2, 1.0), "the betas of DPO and IPO (their KL regularization)",
                                            lo=0)
-    direct: DPOConfig = nested(DPOConfig, "DPO and IPO: training on the pairs, and evaluation on the held-out prompts")
+    direct: DPOConfig = nested(DPOConfig, "DPO and IPO training (evaluated on the held-out prompts as RL is: "
+                                          "rl.max_new_tokens, rl.eval_samples_per_prompt)")
 
     def check(self) -> None:
         super().check()
@@ -65,8 +67,7 @@ def preflight(cfg: OveroptimizationConfig) -> None:
 
     world = load_world_for_model(cfg.model)
     eval_train_split(world, 0, cfg.prompt_kinds, cfg.n_eval_prompts)
-    check_fits(cfg.model, max(cfg.rm.max_new_tokens, cfg.bon.max_new_tokens, cfg.rl.max_new_tokens,
-                              cfg.direct.max_new_tokens))
+    check_fits(cfg.model, max(cfg.rm.max_new_tokens, cfg.bon.max_new_tokens, cfg.rl.max_new_tokens))
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -122,14 +123,20 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
     # DPO and IPO on the RM's own training pairs (the same rater labels), no RM in the loop: the RM is logged.
     direct = {}
     preference = training_pairs(pairs, rater, cfg.rm, seed) if cfg.direct_losses else []
+    # Evaluated as RL is (same sample length and count), so every curve shares the x-axis's meaning.
+    direct_cfg = dataclasses.replace(cfg.direct, max_new_tokens=cfg.rl.max_new_tokens,
+                                     eval_samples_per_prompt=cfg.rl.eval_samples_per_prompt)
     for name in cfg.direct_losses:
         direct[name] = []
         for beta in cfg.direct_betas:
             _, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, ensemble.score,
-                                 {"rater": rater, "gold": gold}, cfg.direct, beta=beta,
+                                 {"rater": rater, "gold": gold}, direct_cfg, beta=beta,
                                  loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
             direct[name].append({"beta": beta, "n_pairs": len(preference),
-                                 "points": [{**e.to_dict(), "implicit": beta * e.kl} for e in evals]})
+                                 # DPO's implicit reward beta * log(pi/pi_ref); its mean on the policy's samples
+                                 # is beta * KL. IPO's objective is on length-normalized ratios: no such reward.
+                                 "points": [{**e.to_dict(), "implicit": beta * e.kl if name == "dpo" else None}
+                                            for e in evals]})
     timings["direct_s"] = time.time() - clock
 
     # Most-optimized samples: the base's first sample, the RM's pick of the pool, and RL at the smallest beta.
@@ -189,7 +196,8 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
         direct[name] = []
         for i, beta in enumerate(cfg.direct_betas):
             curves = [s["direct"][name][i]["points"] for s in per_seed]
-            points = curve_intervals(curves, ("step",), ("kl", "kl_k3", "implicit", *SCORES), SCORES)
+            keys = ("kl", "kl_k3", "implicit", *SCORES) if name == "dpo" else ("kl", "kl_k3", *SCORES)
+            points = curve_intervals(curves, ("step",), keys, SCORES)
             direct[name].append({"beta": beta, "points": points, "per_seed": curves,
                                  "n_pairs": [s["direct"][name][i]["n_pairs"] for s in per_seed],
                                  "final": {k: v for k, v in points[-1].items() if k != "step"}})
@@ -264,8 +272,7 @@ EXPERIMENT = Experiment(
         "smoke": {"seeds": [0], "n_eval_prompts": 8, "kl_coefs": [0.0, 0.1], "n_examples": 2,
                   "rm.n_pairs": 64, "rm.epochs": 1, "rm.max_new_tokens": 20, "bon.pool_size": 8, "bon.max_new_tokens": 20,
                   "rl.steps": 4, "rl.eval_every": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20,
-                  "direct_betas": [0.2], "direct.steps": 2, "direct.eval_every": 1, "direct.batch_size": 4,
-                  "direct.max_new_tokens": 20},
+                  "direct_betas": [0.2], "direct.steps": 2, "direct.eval_every": 1, "direct.batch_size": 4},
         # Sized for at most 5 minutes on a 2-core CPU (bench/quickstart.py measures it).
         "quick": {"n_eval_prompts": 64, "rm.n_pairs": 1200, "rl.steps": 40, "rl.prompts_per_step": 8,
                   "rl.eval_every": 8, "direct.steps": 40, "direct.eval_every": 8},

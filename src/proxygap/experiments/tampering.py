@@ -11,7 +11,9 @@ the same held-out episodes (fixed env seeds, sampled at temperature 1):
 - ``mona``: RL on each step's observed reward plus the overseer's approval (gamma = 0);
 - ``decoupled``: RL on approvals of independently sampled, queried actions (Uesato et al. 2020);
 - ``process_blind`` / ``mona_blind``: the same with an overseer blind to one hidden
-  consequence per environment (``blind_to``): what process supervision does not prevent.
+  consequence per environment (``blind_to``): what process supervision does not prevent;
+- ``expert_iteration``: imitation of each group's best episode by observed return (the regime of
+  Sycophancy-to-Subterfuge), same budget.
 
 Per environment x regime: observed return, true return, tamper rate, intended-behaviour rate,
 failure rate and capability (true task success), each a t-interval over seeds; paired
@@ -35,8 +37,9 @@ from proxygap.train.agent_common import METRICS, AgentEvaluation, AgentRLConfig,
 from proxygap.train.imitation import ImitationConfig
 
 ENV_NAMES = ("sensor", "tdd", "reward_file")
-REGIMES = ("imitation", "sft", "outcome", "process", "mona", "decoupled", "process_blind", "mona_blind")
-RL_REGIMES = ("outcome", "process", "mona", "decoupled", "process_blind", "mona_blind")
+REGIMES = ("imitation", "sft", "outcome", "process", "mona", "decoupled", "process_blind", "mona_blind",
+           "expert_iteration")
+RL_REGIMES = ("outcome", "process", "mona", "decoupled", "process_blind", "mona_blind", "expert_iteration")
 DEFAULT_BLIND = ("sensor:fools_sensor", "tdd:softball_test", "reward_file:edits_reward")
 CURVE_KEYS = (*METRICS, "approval")
 RATES = ("tamper_rate", "intended_rate", "failure_rate", "capability")

@@ -175,6 +175,7 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
     if "noise" in cfg.supervisors:
         train_labels, _ = flip(gold_b, cfg.noise_rate, seed)
         test_labels, flipped = flip(gold_test, cfg.noise_rate, seed + 10_000)
+        # Which test labels the flip made wrong (a flipped gold tie stays a tie, and is no error).
         causes = ["noise" if f and g != 0.5 else None for f, g in zip(flipped, gold_test)]
         supervisors["noise"] = {"weak": "noise", "labels": train_labels, "test": test_labels, "causes": causes}
     if "small_gold" in cfg.supervisors:
@@ -192,7 +193,8 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
         weak_acc = accuracy(sup["test"], gold_test)
         for conf in cfg.confidence_loss:
             t1 = time.time()
-            student = fit(strong, b, sup["labels"], conf, 200 + 10 * j + int(conf))
+            # The same initialization and batch order with and without the confidence loss: a paired comparison.
+            student = fit(strong, b, sup["labels"], conf, 200 + 10 * j)
             pred = predict(student, task, test)
             acc = accuracy(pred, gold_test)
             students.append({
@@ -217,10 +219,17 @@ def aggregate_units(cfg: WeakToStrongConfig, results: dict[str, dict], prepared:
     pairs = []
     for (task, weak, strong, supervisor, conf), per_seed in rows.items():
         causes = sorted({c for s in per_seed for c in s["pgr_by_error"]})
+        accs = {k: seed_interval([s[k] for s in per_seed if s[k] is not None], per_seed=True)
+                for k in ("weak_accuracy", "student_accuracy", "ceiling_accuracy", "training_label_accuracy")}
         pairs.append({
             "task": task, "weak": weak, "strong": strong, "supervisor": supervisor, "confidence_loss": conf,
-            **{k: seed_interval([s[k] for s in per_seed if s[k] is not None], per_seed=True)
-               for k in ("pgr", "weak_accuracy", "student_accuracy", "ceiling_accuracy", "training_label_accuracy")},
+            # Per seed, then across seeds; seeds where the ceiling does not beat the supervisor have no PGR.
+            "pgr": seed_interval([s["pgr"] for s in per_seed if s["pgr"] is not None], per_seed=True),
+            "pgr_undefined_seeds": sum(s["pgr"] is None for s in per_seed),
+            # From the seed-mean accuracies: steadier where the gap (ceiling - weak) is small in some seed.
+            "pgr_of_means": pgr(accs["weak_accuracy"]["mean"], accs["student_accuracy"]["mean"],
+                                accs["ceiling_accuracy"]["mean"]),
+            **accs,
             "pgr_by_error": {c: {
                 "n": sum(s["pgr_by_error"].get(c, {}).get("n", 0) for s in per_seed),
                 **{k: seed_interval([s["pgr_by_error"][c][k] for s in per_seed
@@ -234,9 +243,10 @@ def aggregate_units(cfg: WeakToStrongConfig, results: dict[str, dict], prepared:
 
 
 def findings(pairs: list[dict]) -> dict:
-    """Per task and strong size: whether the confidence loss moved PGR (paired by config, across seeds is
-    not possible here, so by interval separation), which error types the student corrected most and least."""
-    from proxygap.measure.intervals import separated
+    """Per task, pair and supervisor: whether the confidence loss moved the student's accuracy (paired
+    per seed: both students share labels, test set, initialization and batch order), and which error
+    types the student corrected most and least."""
+    from proxygap.measure.intervals import Interval
 
     out = {"confidence_loss": [], "error_types": []}
     index = {(p["task"], p["weak"], p["strong"], p["supervisor"], p["confidence_loss"]): p for p in pairs}
@@ -245,10 +255,13 @@ def findings(pairs: list[dict]) -> dict:
             continue
         with_conf = index.get((task, weak, strong, sup, True))
         if with_conf is not None:
+            diff = Interval.from_values([a - b for a, b in zip(with_conf["student_accuracy"]["per_seed"],
+                                                               p["student_accuracy"]["per_seed"])])
             out["confidence_loss"].append({
                 "task": task, "weak": weak, "strong": strong, "supervisor": sup,
-                "pgr_without": p["pgr"]["mean"], "pgr_with": with_conf["pgr"]["mean"],
-                "effect": separated(with_conf["pgr"], p["pgr"]) or "not separated"})
+                "pgr_without": p["pgr_of_means"], "pgr_with": with_conf["pgr_of_means"],
+                "accuracy_change": diff.to_dict(),
+                "effect": moved(diff) or ("no clear change" if diff.has_spread else "no interval (one seed)")})
         typed = {c: e for c, e in p["pgr_by_error"].items() if e["pgr"]["mean"] is not None and e["n"] >= 10}
         if typed:
             ranked = sorted(typed, key=lambda c: typed[c]["pgr"]["mean"])

@@ -35,9 +35,10 @@ def labels_of(judge: Judge, task: str, examples: list[tuple]) -> list[float]:
     raise ValueError(f"task must be 'correct' or 'preference', got {task!r}")
 
 
-def flip(labels: list[float], rate: float, seed: int) -> tuple[list[float], list[bool]]:
-    """Each label flipped (1 - label) with probability ``rate``; also which ones were."""
-    rng = random.Random(f"proxygap-label-noise-{seed}")
+def flip(labels: list[float], rate: float, seed: int, stream: str = "noise") -> tuple[list[float], list[bool]]:
+    """Each label flipped (1 - label) with probability ``rate``; also which ones were. ``stream``
+    names the random stream, so two noisy supervisors of one seed flip independently."""
+    rng = random.Random(f"proxygap-label-noise-{stream}-{seed}")
     flipped = [rng.random() < rate for _ in labels]
     return [1.0 - y if f else y for y, f in zip(labels, flipped)], flipped
 
@@ -52,14 +53,14 @@ def rater_labels(world, flaws: RaterFlaws, task: str, examples: list[tuple], gol
                  seed: int) -> tuple[list[float], list[str | None]]:
     """(the rater's labels with its label noise, each label's error cause or None where it matches gold)."""
     clean = labels_of(Judge(world, dataclasses.replace(flaws, label_noise=0.0)), task, examples)
-    noisy, flipped = flip(clean, flaws.label_noise, seed)
+    noisy, flipped = flip(clean, flaws.label_noise, seed, stream="rater")
     per_flaw = {name: labels_of(Judge(world, single_flaw(flaws, name)), task, examples)
                 for name in flaws.names() if getattr(flaws, name) > 0}
     causes: list[str | None] = []
     for i, (y, g) in enumerate(zip(noisy, gold)):
         if y == g:
             causes.append(None)
-        elif flipped[i]:
+        elif flipped[i] and clean[i] == g:  # a right label made wrong by the flip (a flipped tie stays a tie)
             causes.append("noise")
         else:
             alone = [name for name, labels in per_flaw.items() if labels[i] != g]

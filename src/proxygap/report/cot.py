@@ -109,7 +109,9 @@ def findings_lines(res: dict) -> list[str]:
     for size, o in fnd["outcome_vs_process"].items():
         lines.append(f"size {size}: outcome vs process RL trace error {fmt(o['trace_error'][0], 2)} vs "
                      f"{fmt(o['trace_error'][1], 2)} ({o['trace_error_separated'] or 'not separated'}); "
-                     f"{'at matched capability' if o['matched_capability'] else 'NOT at matched capability (accuracy intervals separated)'}.")
+                     + {True: "at matched capability (the paired accuracy difference includes 0).",
+                        False: "NOT at matched capability (the paired accuracy difference excludes 0).",
+                        "unknown": "capability match unknown (no spread across seeds)."}[o["matched_capability"]])
     for name, d in fnd["distillation"].items():
         lines.append(f"distillation {name}: direct accuracy {fmt(d['accuracy_no_cot'], 2)} (vs base without CoT: "
                      f"{d['no_cot_vs_base_no_cot']}; vs the teacher with CoT {fmt(d['teacher_accuracy_cot'], 2)}: "

@@ -208,7 +208,8 @@ def draw_report(run_dir: Path) -> Path:
             for run in res.get(name, []):
                 f = run["final"]
                 p = fnd.get("direct", {}).get(f"{name} beta={run['beta']:g}", {})
-                rows.append([name, run["beta"], _signed_iv(f["kl"]), _signed_iv(f["implicit"]), _signed_iv(f["rm_gain"]),
+                rows.append([name, run["beta"], _signed_iv(f["kl"]), _signed_iv(f["implicit"]) if "implicit" in f else "n/a",
+                             _signed_iv(f["rm_gain"]),
                              _signed_iv(f["rater_gain"]), _signed_iv(f["gold_gain"]), _claim(p, n_seeds) if p else ""])
         page.table(["method", "beta", "final KL", "implicit reward", "RM gain", "rater gain", "gold gain", "gold"], rows,
                    left_columns=2)

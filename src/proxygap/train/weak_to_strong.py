@@ -11,11 +11,12 @@ Losses, on the two-class logits [0, z] (so softmax gives [1 - sigmoid(z), sigmoi
 
 - ``xent``: cross-entropy with the (possibly soft) weak labels;
 - ``logconf``: the auxiliary confidence loss of the openai/weak-to-strong code
-  (``log_confidence_loss``): the target mixes the weak label with the student's own hardened
-  prediction, coefficient ``aux_coef`` (0.5) reached linearly over the first ``warmup_frac``
-  (10%) of the steps; a prediction is hardened by thresholding the student's probability of
-  class 0 at the quantile equal to the weak labels' mean in the batch, so the hardened labels
-  keep the weak labels' class balance.
+  (``weak_to_strong/loss.py``, ``logconf_loss_fn``; here ``log_confidence_loss``): the target mixes
+  the weak label with the student's own hardened prediction with weight ``aux_coef`` (0.5) after a
+  warm-up over the first ``warmup_frac`` (10%) of the steps — during which, as in that code, the
+  weight is ``step_frac * aux_coef`` (so it rises to 0.05, then jumps to 0.5); a prediction is
+  hardened by thresholding the student's probability of class 0 at the quantile equal to the weak
+  labels' mean in the batch, so the hardened labels keep the weak labels' class balance.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class StudentConfig(Config):
     batch_size: int = knob(32, "examples per step", lo=2)
     aux_coef: float = knob(0.5, "the confidence loss's final weight on the student's own hardened predictions",
                            lo=0, hi=1)
-    warmup_frac: float = knob(0.1, "share of the steps over which the confidence weight rises from 0 to aux_coef",
-                              lo=0, hi=1)
+    warmup_frac: float = knob(0.1, "share of the steps before the confidence weight is aux_coef (during it: "
+                                   "step_frac * aux_coef, as in openai/weak-to-strong)", lo=0, hi=1)
 
 
 def two_class(z: torch.Tensor) -> torch.Tensor:
@@ -58,7 +59,9 @@ def log_confidence_loss(z: torch.Tensor, labels: torch.Tensor, step_frac: float,
     """openai/weak-to-strong's ``logconf`` loss on binary logits ``z`` with weak ``labels``."""
     logits = two_class(z.float())
     labels = labels.float()
-    coef = aux_coef * min(1.0, step_frac / warmup_frac) if warmup_frac > 0 else aux_coef
+    # openai/weak-to-strong's schedule, as written there: the weight follows step_frac (not step_frac /
+    # warmup_frac) during the warm-up, so it reaches only aux_coef * warmup_frac, then jumps to aux_coef.
+    coef = (1.0 if step_frac > warmup_frac else step_frac) * aux_coef
     preds = torch.softmax(logits, dim=-1)
     threshold = torch.quantile(preds[:, 0], labels.mean())
     strong_preds = torch.stack([(preds[:, 0] >= threshold), (preds[:, 0] < threshold)], dim=1).float()
