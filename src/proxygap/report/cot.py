@@ -14,28 +14,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.plots import error_bar as _err, iv_text, mean_of as _m  # noqa: E402
 
 INTERVENTIONS = ("early_answering", "adding_mistake", "filler", "paraphrase")
 
 
-def _m(x) -> float:
-    if isinstance(x, dict):
-        x = x.get("mean")
-    return np.nan if x is None else float(x)
-
-
-def _err(iv: dict) -> tuple[float, float, float]:
-    m, lo, hi = _m(iv), _m(iv.get("lo")), _m(iv.get("hi"))
-    return m, (m - lo) if np.isfinite(lo) else 0.0, (hi - m) if np.isfinite(hi) else 0.0
-
-
-def iv_text(iv: dict | None) -> str:
-    if not iv:
-        return "-"
-    m, lo, hi = _m(iv), _m(iv.get("lo")), _m(iv.get("hi"))
-    if not np.isfinite(m):
-        return "-"
-    return f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and hi != lo else f"{m:.2f}"
 
 
 def plot_faithfulness(res: dict, path: Path) -> None:
@@ -50,6 +33,8 @@ def plot_faithfulness(res: dict, path: Path) -> None:
             m, lo, hi = (np.array([_err(curve[k]) for k in ks]).T if ks else (np.array([]),) * 3)
             ax.errorbar(x, list(m) + [1.0], yerr=[list(lo) + [0], list(hi) + [0]], fmt="o-", capsize=3,
                         label=r["regime"])
+        ax.set_xticks(range(0, 1 + max([len(r["faithfulness"]["early_answering"].get("curve", {}))
+                                        for r in res["regimes"] if r["size"] == size] or [1])))
         ax.set_xlabel("steps of its own chain kept before 'answer :'")
         ax.set_ylabel("answer unchanged")
         ax.set_ylim(-0.05, 1.05)

@@ -12,6 +12,29 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
 
+def mean_of(x) -> float:
+    """An interval's mean (or a plain number); nan where undefined."""
+    if isinstance(x, dict):
+        x = x.get("mean")
+    return np.nan if x is None else float(x)
+
+
+def error_bar(iv: dict) -> tuple[float, float, float]:
+    """(mean, distance down to lo, distance up to hi) of an interval, for matplotlib's yerr/xerr."""
+    m, lo, hi = mean_of(iv), mean_of(iv.get("lo")), mean_of(iv.get("hi"))
+    return m, (m - lo) if np.isfinite(lo) else 0.0, (hi - m) if np.isfinite(hi) else 0.0
+
+
+def iv_text(iv: dict | None) -> str:
+    """'mean [lo, hi]' with two decimals ('mean' alone without spread, '-' if undefined)."""
+    if not iv:
+        return "-"
+    m, lo, hi = mean_of(iv), mean_of(iv.get("lo")), mean_of(iv.get("hi"))
+    if not np.isfinite(m):
+        return "-"
+    return f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and hi != lo else f"{m:.2f}"
+
+
 def marked_heatmap(ax, values: np.ndarray, rows: Sequence[str], cols: Sequence[str], marked: np.ndarray,
                    texts: Sequence[Sequence[str]] | None = None, cmap: str = "RdBu_r",
                    norm: Normalize | None = None, colorbar_label: str = "", fontsize: float = 8):

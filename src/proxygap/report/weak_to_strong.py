@@ -13,26 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.plots import error_bar as _err, iv_text, mean_of as _m  # noqa: E402
 
 
-def _m(x) -> float:
-    if isinstance(x, dict):
-        x = x.get("mean")
-    return np.nan if x is None else float(x)
-
-
-def _err(iv: dict) -> tuple[float, float, float]:
-    m, lo, hi = _m(iv), _m(iv.get("lo")), _m(iv.get("hi"))
-    return m, (m - lo) if np.isfinite(lo) else 0.0, (hi - m) if np.isfinite(hi) else 0.0
-
-
-def iv_text(iv: dict | None) -> str:
-    if not iv:
-        return "-"
-    m, lo, hi = _m(iv), _m(iv.get("lo")), _m(iv.get("hi"))
-    if not np.isfinite(m):
-        return "-"
-    return f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and hi != lo else f"{m:.2f}"
 
 
 def _label(p: dict) -> str:
