@@ -205,8 +205,13 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
                 "training_label_accuracy": accuracy(sup["labels"], gold_b),
             })
             timings[f"student_{name}_{'conf' if conf else 'xent'}_s"] = round(time.time() - t1, 2)
+    decided = [g for g in gold_test if g != 0.5]
+    majority = max(sum(decided), len(decided) - sum(decided)) / len(decided) if decided else None
     return {"students": students, "timings": timings, "n_train_b": len(b), "n_test": len(test),
-            "gold_positive_rate": sum(g == 1.0 for g in gold_test) / len(gold_test)}
+            "gold_positive_rate": sum(g == 1.0 for g in gold_test) / len(gold_test),
+            # The accuracy of always answering the commoner gold label: a student or ceiling at this level
+            # learned only the class balance, and its PGR says nothing about what it learned from the labels.
+            "majority_accuracy": majority}
 
 
 def aggregate_units(cfg: WeakToStrongConfig, results: dict[str, dict], prepared: dict | None) -> dict:
@@ -237,7 +242,13 @@ def aggregate_units(cfg: WeakToStrongConfig, results: dict[str, dict], prepared:
                    for k in ("pgr", "student", "ceiling")}} for c in causes},
         })
     timings = {key: r["timings"] for key, r in results.items()}
-    result = {"pairs": pairs, "timings": timings}
+    majority = {task: seed_interval([results[f"task={task}-strong=0-seed={seed}"]["majority_accuracy"]
+                                     for seed in cfg.seeds], per_seed=True) for task in cfg.tasks}
+    for p in pairs:
+        # Whether the ceiling learned more than the class balance (per-seed paired excess over the majority rate).
+        excess = [c - m for c, m in zip(p["ceiling_accuracy"]["per_seed"], majority[p["task"]]["per_seed"])]
+        p["ceiling_above_majority"] = moved(seed_interval(excess)) == "up"
+    result = {"pairs": pairs, "timings": timings, "majority_accuracy": majority}
     result["findings"] = findings(pairs)
     return result
 

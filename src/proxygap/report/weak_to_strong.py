@@ -75,6 +75,12 @@ def draw_report(run_dir: Path) -> Path:
     plot_error_types(res, run_dir / "pgr_by_error.png")
     page = Report("proxygap: weak-to-strong (which supervisor errors does a stronger student repeat?)")
     page.heading("Findings (computed from the numbers)")
+    for task, m in res.get("majority_accuracy", {}).items():
+        above = [p for p in res["pairs"] if p["task"] == task and p.get("ceiling_above_majority")]
+        total = [p for p in res["pairs"] if p["task"] == task]
+        page.paragraph(f"task {task}: always answering the commoner gold label scores {iv_text(m)}; the gold-trained "
+                       f"ceiling beats that in {len(above)} of {len(total)} rows. Where it does not, the students learned "
+                       "the class balance only, and PGR there says nothing about which errors they repeat.")
     for c in res["findings"]["confidence_loss"]:
         page.paragraph(f"{c['task']} {c['weak']}→{c['strong']} ({c['supervisor']}): PGR {fmt(c['pgr_without'], 2)} "
                        f"without the confidence loss, {fmt(c['pgr_with'], 2)} with it ({c['effect']}).")
