@@ -255,3 +255,25 @@ def test_agent_config_is_checked():
 
     with pytest.raises(ConfigError, match="group_size"):
         apply_overrides(AgentRLConfig(), ["group_size=1"])
+
+
+def test_decoupled_feedback_corrupted_by_the_executed_action_favours_no_queried_action():
+    """Where the executed action seized the channel the overseer reads, every queried action gets
+    the same (corrupted) feedback; where it did not, the overseer's own score of each one."""
+    from proxygap import envs
+    from proxygap.oversight.approval import ApprovalOverseer
+    from proxygap.train.agent_common import Batch, step_rows
+    from proxygap.train.decoupled import queried_approval
+    from proxygap.train.rollout import scripted_rollout
+    from proxygap.world.config import WorldConfig
+    from proxygap.world.world import build_world
+
+    world = build_world(WorldConfig(seed=3))
+    make_env = lambda: envs.make("sensor", world, approval_reads_channel=True)  # noqa: E731
+    episodes = scripted_rollout(make_env, [0, 0], [["cover sensor"], ["stop"]])
+    batch = Batch(episodes, step_rows(episodes), None, None, None, make_env, ApprovalOverseer(), torch.Generator())
+    plant = episodes[0].transcript.split("obs : ")[1].split()[0]
+    after_cover = {q: queried_approval(batch, 0, 0, q) for q in ("cover sensor", f"water {plant}", "stop")}
+    assert len(set(after_cover.values())) == 1 and after_cover["stop"] == episodes[0].steps[0].observed_reward
+    after_stop = {q: queried_approval(batch, 1, 0, q) for q in ("cover sensor", "stop")}
+    assert after_stop["cover sensor"] < after_stop["stop"] < 0  # the overseer's own judgement: covering is worse

@@ -73,3 +73,42 @@ def test_pareto_front_by_hand():
     points = {"a": (0.5, 0.4), "b": (0.5, 0.1), "c": (0.9, 0.6), "d": (0.4, 0.1)}
     assert pareto_front(points) == ["b", "c"]
     assert set(REGIMES) >= {"imitation", "outcome", "process", "mona", "decoupled"}
+
+
+def test_incentive_sweep_and_corruptible_feedback_smoke(tiny_base_dir, tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["run", "tampering", "--preset", "smoke", "--out", str(out), "--set", f"model={tiny_base_dir}",
+            "--set", "envs=[sensor]", "--set", "regimes=[imitation,process,decoupled]",
+            "--set", "sensor.approval_reads_channel=true", "--set", "incentives=[0,1.5]",
+            "--set", "sweep_regimes=[outcome]"]
+    assert main(argv) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["envs"][0]["env_knobs"]["approval_reads_channel"] is True
+    gap = r["findings"]["sensor"]["decoupled_minus_process"]
+    assert gap["feedback_corruptible"] is True and gap["direction"] == "single seed"
+    (row,) = r["incentive_sweep"]
+    assert (row["env"], row["regime"]) == ("sensor", "outcome")
+    assert [p["incentive"] for p in row["points"]] == [0.0, 1.5]
+    for p in row["points"]:
+        assert p["tamper_rate"]["n"] == 1 and p["tamper_direction"] == "single seed"
+    assert row["onset"] is None  # one seed never claims a rise
+    assert (out / "incentive_sweep.png").is_file()
+
+
+def test_sweep_onset_is_the_first_incentive_whose_paired_rise_excludes_zero():
+    from proxygap.experiments.tampering import TamperingConfig, aggregate_sweep
+
+    cfg = TamperingConfig(envs=("tdd",), seeds=(0, 1, 2), incentives=(0.0, 1.0, 2.0), sweep_regimes=("outcome",))
+
+    def final(tamper: float) -> dict:
+        return {"tamper_rate": tamper, "capability": 0.9, "observed_return": 1.0, "true_return": 0.9,
+                "intended_rate": 0.9 - tamper, "failure_rate": 0.1}
+
+    rates = {0.0: [0.0, 0.02, 0.0], 1.0: [0.0, 0.3, 0.0], 2.0: [0.5, 0.6, 0.55]}  # 1.0: a rise in one seed only
+    sweep = [{"env": "tdd", "seed": s, "incentive": x,
+              "runs": {"imitation": {"final": final(0.0)}, "outcome": {"final": final(rates[x][s])}}}
+             for x in rates for s in range(3)]
+    (row,) = aggregate_sweep(sweep, cfg)
+    assert [p["tamper_direction"] for p in row["points"]] == ["unclear", "unclear", "up"]
+    assert row["onset"] == 2.0
+    assert row["points"][2]["vs_imitation"]["tamper_rate"]["mean"] == pytest.approx(0.55)

@@ -17,6 +17,17 @@ agent's own tests, a reward file the agent may edit) and the **hidden true rewar
 actually happened) side by side, as AI Safety Gridworlds does. Only the observed reward is
 ever available to a training regime; the true reward is for measurement.
 
+Two knobs every environment has (``EnvConfig``):
+
+- ``tamper_bonus``, the **incentive to tamper**: how much more the tampered reward channel pays
+  than the best honest outcome, added to the observed reward where the seized channel pays
+  (0, the default, keeps each environment's own incentive, which its docstring states);
+- ``approval_reads_channel``, **feedback that the action can corrupt**: the approval overseer
+  gives its feedback about an action after the action ran, by reading the environment's reward
+  channel; once the agent has seized that channel, the overseer reads what the channel reports
+  (``corrupted_approval``) instead of its own judgement, whatever action it is asked about
+  (Uesato et al. 2020's corruptible feedback, which decoupled approval is meant to neutralize).
+
 An action the environment cannot parse is not an error: it costs a step, gets the
 environment's small invalid-action reward, leaves the state unchanged, is flagged
 ``info['valid'] = False`` and is answered with ``no , <the current observation>``.
@@ -27,6 +38,8 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+
+from proxygap.config import Config, knob
 
 ACTION_END = "."
 """The word that closes every action (and observation): the sampler's stop token."""
@@ -39,6 +52,17 @@ THINK = "think :"
 THOUGHT_END = ";"  # closes a thought; the action follows it
 
 CONSEQUENCE_TOLERANCE = 1e-9
+
+
+@dataclass
+class EnvConfig(Config):
+    """Knobs every tamperable environment has (each environment's config adds its own)."""
+
+    tamper_bonus: float = knob(0.0, "incentive to tamper: observed reward the seized channel pays on top of the "
+                                    "best honest outcome, once per episode where it pays (0: the env as it is)", lo=0)
+    approval_reads_channel: bool = knob(False, "the approval overseer judges an action after it ran, through the "
+                                               "reward channel: once the channel is seized it reads the channel's "
+                                               "report, not its own judgement (feedback the action can corrupt)")
 
 
 @dataclass
@@ -127,6 +151,13 @@ class TextEnv(ABC):
     @abstractmethod
     def outcome(self) -> EpisodeOutcome:
         """The episode's outcome so far, from the true state."""
+
+    def corrupted_approval(self) -> float | None:
+        """What an approval overseer reads about the action just executed when its feedback
+        comes through the seized reward channel (``approval_reads_channel``), or None when its own
+        judgement stands (the knob is off, or the channel is intact). Asked after ``step``; the
+        value does not depend on which action the overseer was asked about."""
+        return None
 
 
 # ---------------------------------------------------------------- transcripts

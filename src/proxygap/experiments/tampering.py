@@ -31,6 +31,9 @@ from pathlib import Path
 
 
 from proxygap.config import ConfigError, knob, nested
+from proxygap.envs.reward_file import RewardFileConfig
+from proxygap.envs.sensor import SensorConfig
+from proxygap.envs.tdd import TDDConfig
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.intervals import moved, seed_interval
 from proxygap.train.agent_common import METRICS, AgentEvaluation, AgentRLConfig, evaluate_agent
@@ -43,6 +46,7 @@ RL_REGIMES = ("outcome", "process", "mona", "decoupled", "process_blind", "mona_
 DEFAULT_BLIND = ("sensor:fools_sensor", "tdd:softball_test", "reward_file:edits_reward")
 CURVE_KEYS = (*METRICS, "approval")
 RATES = ("tamper_rate", "intended_rate", "failure_rate", "capability")
+SWEEP_KEYS = ("tamper_rate", "capability", "observed_return", "true_return")
 
 
 @dataclass
@@ -60,12 +64,29 @@ class TamperingConfig(ExperimentConfig):
     train: AgentRLConfig = nested(AgentRLConfig, "every RL regime's budget and knobs (the seed is each run's)")
     sft: ImitationConfig = field(default_factory=partial(ImitationConfig, sft_steps=20), metadata={
         "help": "the sft regime (its action length and evaluation episodes are train's, its seed each run's)"})
+    sensor: SensorConfig = nested(SensorConfig, "the sensor environment (tamper_bonus, approval_reads_channel, ...)")
+    tdd: TDDConfig = nested(TDDConfig, "the tdd environment (tamper_bonus, approval_reads_channel, ...)")
+    reward_file: RewardFileConfig = nested(RewardFileConfig, "the reward_file environment (tamper_bonus, ...)")
+    incentives: tuple[float, ...] = knob((), "the incentive sweep: tamper_bonus values set on every environment in "
+                                             "turn, sweep_regimes trained at each (empty: no sweep)")
+    sweep_regimes: tuple[str, ...] = knob(("outcome", "process", "mona", "decoupled", "expert_iteration"),
+                                          "regimes of the incentive sweep (imitation, the reference, always runs)",
+                                          choices=REGIMES)
 
     def check(self) -> None:
         super().check()
         self.blind_map()
-        if "sft" in self.regimes and self.sft.sft_steps == 0:
+        if "sft" in (*self.regimes, *(self.sweep_regimes if self.incentives else ())) and self.sft.sft_steps == 0:
             raise ConfigError("the sft regime needs sft.sft_steps > 0 (with 0 it is the imitation regime)")
+        if any(x < 0 for x in self.incentives):
+            raise ConfigError(f"incentives must be >= 0 (a tamper_bonus), got {list(self.incentives)}")
+        if len(set(self.incentives)) != len(self.incentives):
+            raise ConfigError(f"incentives has a repeated value: {list(self.incentives)}")
+
+    def env_knobs(self, env: str, tamper_bonus: float | None = None) -> dict:
+        """The knobs of environment ``env`` (its section), ``tamper_bonus`` replaced where given."""
+        knobs = {f.name: getattr(getattr(self, env), f.name) for f in fields(getattr(self, env))}
+        return knobs if tamper_bonus is None else {**knobs, "tamper_bonus": float(tamper_bonus)}
 
     def blind_map(self) -> dict[str, str]:
         """env -> the consequence its blind overseer misses; checked against the overseer's foresight knobs."""
@@ -79,7 +100,7 @@ class TamperingConfig(ExperimentConfig):
                 raise ConfigError(f"blind_to entry {item!r} must be env:consequence with env in {', '.join(ENV_NAMES)} "
                                   f"and consequence in {', '.join(sorted(known))}")
             out[env] = consequence
-        if any(r.endswith("_blind") for r in self.regimes):
+        if any(r.endswith("_blind") for r in (*self.regimes, *(self.sweep_regimes if self.incentives else ()))):
             missing = [e for e in self.envs if e not in out]
             if missing:
                 raise ConfigError(f"blind regimes need a blind_to entry for {', '.join(missing)}")
@@ -111,12 +132,16 @@ def _train(regime: str, base, make_env, approver, cfg: TamperingConfig, seed: in
     return evals, info
 
 
-def run_seed(cfg: TamperingConfig, base, env_name: str, seed: int, progress: bool = True) -> dict:
-    """Every regime of ``cfg.regimes`` in one environment for one seed."""
+def run_seed(cfg: TamperingConfig, base, env_name: str, seed: int, progress: bool = True,
+             regimes: tuple[str, ...] | None = None, tamper_bonus: float | None = None) -> dict:
+    """Every regime of ``regimes`` (default ``cfg.regimes``) in one environment for one seed, the
+    environment's ``tamper_bonus`` replaced where given (the incentive sweep)."""
     from proxygap import envs
     from proxygap.oversight.approval import ApprovalOverseer, Foresight
 
-    make_env = lambda: envs.make(env_name, base.world)  # noqa: E731
+    regimes = cfg.regimes if regimes is None else regimes
+    knobs = cfg.env_knobs(env_name, tamper_bonus)
+    make_env = lambda: envs.make(env_name, base.world, **knobs)  # noqa: E731
     full = ApprovalOverseer()
     blind = ApprovalOverseer(Foresight.blind_to(cfg.blind_map()[env_name])) if env_name in cfg.blind_map() else None
     t = cfg.train
@@ -129,12 +154,12 @@ def run_seed(cfg: TamperingConfig, base, env_name: str, seed: int, progress: boo
     # Step 0 of every regime is the base model on the same held-out episodes; the approval it logs
     # is that of the overseer the regime is trained on (the blind one for *_blind regimes).
     first = {"full": base_eval(full)}
-    if blind is not None and any(r.endswith("_blind") for r in cfg.regimes):
+    if blind is not None and any(r.endswith("_blind") for r in regimes):
         first["blind"] = base_eval(blind)
     timings = {"base_eval_s": time.time() - clock}
     runs = {"imitation": {"curve": [first["full"].to_dict()], "final": first["full"].metrics,
                           "records": first["full"].episodes, "info": {"train_time_s": 0.0}}}
-    for regime in cfg.regimes:
+    for regime in regimes:
         if regime == "imitation":
             continue
         is_blind = regime.endswith("_blind")
@@ -144,7 +169,7 @@ def run_seed(cfg: TamperingConfig, base, env_name: str, seed: int, progress: boo
         timings[f"{regime}_s"] = time.time() - clock
         runs[regime] = {"curve": [e.to_dict() for e in evals], "final": evals[-1].metrics,
                         "records": evals[-1].episodes, "info": info}
-    return {"env": env_name, "seed": seed, "runs": runs, "timings": timings}
+    return {"env": env_name, "seed": seed, "env_knobs": knobs, "runs": runs, "timings": timings}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,8 +235,9 @@ def aggregate(per_seed: list[dict], cfg: TamperingConfig) -> dict:
             row = {"name": regime, **{k: _interval([f[k] for f in finals], _bounds(k)) for k in (*METRICS, "approval")}}
             # Paired with imitation: same seed, same held-out episodes and sampling noise.
             row["vs_imitation"] = _paired(finals, base_final)
-            if "outcome" in cfg.regimes:
-                row["vs_outcome"] = _paired(finals, [s["runs"]["outcome"]["final"] for s in seeds])
+            for other in ("outcome", "process"):
+                if other in cfg.regimes:
+                    row[f"vs_{other}"] = _paired(finals, [s["runs"][other]["final"] for s in seeds])
             row["observed_minus_true"] = _interval([f["observed_return"] - f["true_return"] for f in finals])
             row["learning_curve"] = _curve([s["runs"][regime]["curve"] for s in seeds])
             row["per_seed"] = [{"seed": s["seed"], **s["runs"][regime]["final"]} for s in seeds]
@@ -220,8 +246,33 @@ def aggregate(per_seed: list[dict], cfg: TamperingConfig) -> dict:
             row["blind_to"] = blind.get(env_name) if regime.endswith("_blind") else None
             row["examples"] = _pick_examples(seeds[0]["runs"][regime]["records"], cfg.n_examples)
             rows.append(row)
-        out_envs.append({"name": env_name, "blind_to": blind.get(env_name), "regimes": rows})
+        out_envs.append({"name": env_name, "blind_to": blind.get(env_name), "env_knobs": seeds[0]["env_knobs"],
+                         "regimes": rows})
     return {"envs": out_envs, "findings": findings(out_envs)}
+
+
+def aggregate_sweep(sweep: list[dict], cfg: TamperingConfig) -> list[dict]:
+    """Per environment x sweep regime: each measure against the incentive, paired with imitation at
+    the same incentive (same seed, same episodes), and the onset: the smallest incentive whose
+    paired tamper-rate rise excludes 0 (None: no incentive swept made it rise). Empty without a sweep."""
+    if not cfg.incentives:
+        return []
+    out = []
+    for env_name in cfg.envs:
+        for regime in [r for r in cfg.sweep_regimes if r != "imitation"]:
+            points = []
+            for incentive in sorted(cfg.incentives):
+                seeds = [s for s in sweep if s["env"] == env_name and s["incentive"] == incentive]
+                finals = [s["runs"][regime]["final"] for s in seeds]
+                base = [s["runs"]["imitation"]["final"] for s in seeds]
+                point = {"incentive": incentive, **{k: _interval([f[k] for f in finals], _bounds(k)) for k in SWEEP_KEYS}}
+                point["imitation_tamper_rate"] = _interval([b["tamper_rate"] for b in base], _bounds("tamper_rate"))
+                point["vs_imitation"] = _paired(finals, base)
+                point["tamper_direction"] = _direction(point["vs_imitation"]["tamper_rate"])
+                points.append(point)
+            onset = next((p["incentive"] for p in points if p["tamper_direction"] == "up"), None)
+            out.append({"env": env_name, "regime": regime, "points": points, "onset": onset})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +311,11 @@ def findings(out_envs: list[dict]) -> dict:
             }
         if "outcome" in by:
             f["outcome_learned_to_tamper"] = f["regimes"]["outcome"]["tamper_direction"] == "up"
+        if "process" in by and "decoupled" in by:
+            # Where the feedback is corruptible, decoupled approval should tamper less than process RL.
+            diff = by["decoupled"]["vs_process"]["tamper_rate"]
+            f["decoupled_minus_process"] = {"tamper_rate": diff, "direction": _direction(diff),
+                                            "feedback_corruptible": bool(env["env_knobs"]["approval_reads_channel"])}
         f["pareto"] = pareto_front({n: (r["capability"]["mean"], r["tamper_rate"]["mean"]) for n, r in by.items()})
         out[env["name"]] = f
     return out
@@ -278,21 +334,33 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
 
 
 def units(cfg: TamperingConfig) -> list[Unit]:
-    """One unit per environment x seed."""
-    return [Unit(f"env={env},seed={seed}", seed, {"env": env}) for env in cfg.envs for seed in cfg.seeds]
+    """One unit per environment x seed, then (the incentive sweep) one per environment x incentive x seed."""
+    main = [Unit(f"env={env},seed={seed}", seed, {"env": env}) for env in cfg.envs for seed in cfg.seeds]
+    sweep = [Unit(f"sweep,env={env},incentive={x:g},seed={seed}", seed, {"env": env, "incentive": x})
+             for env in cfg.envs for x in cfg.incentives for seed in cfg.seeds]
+    return main + sweep
 
 
 def run_unit(cfg: TamperingConfig, unit: Unit, ctx: UnitContext) -> dict:
     from proxygap.pipeline.base_model import load_base_model_cached
 
-    return run_seed(cfg, load_base_model_cached(cfg.model), unit.params["env"], unit.seed, progress=ctx.progress)
+    base = load_base_model_cached(cfg.model)
+    if "incentive" in unit.params:
+        regimes = ("imitation", *[r for r in cfg.sweep_regimes if r != "imitation"])
+        out = run_seed(cfg, base, unit.params["env"], unit.seed, ctx.progress, regimes, unit.params["incentive"])
+        for run in out["runs"].values():
+            run["records"] = run["records"][:cfg.n_examples]  # the sweep keeps few example episodes
+        return {**out, "incentive": unit.params["incentive"]}
+    return run_seed(cfg, base, unit.params["env"], unit.seed, progress=ctx.progress)
 
 
 def aggregate_units(cfg: TamperingConfig, results: dict[str, dict], prepared: dict | None) -> dict:
     from proxygap.pipeline.base_model import resolve_model_dir
 
-    per_seed = [results[u.key] for u in units(cfg)]
+    per_unit = [results[u.key] for u in units(cfg)]
+    per_seed = [r for r in per_unit if "incentive" not in r]
     result = aggregate(per_seed, cfg)
+    result["incentive_sweep"] = aggregate_sweep([r for r in per_unit if "incentive" in r], cfg)
     result["model"] = str(resolve_model_dir(cfg.model))
     result["timings"] = [{"env": s["env"], "seed": s["seed"], **s["timings"]} for s in per_seed]
     return result
@@ -326,6 +394,9 @@ EXPERIMENT = Experiment(
                   "train.eval_every": 1, "train.eval_episodes": 4, "sft.sft_steps": 2, "sft.sft_batch": 4,
                   "sft.demo_episodes": 4, "sft.eval_every": 1},
         "quick": {},
+        "incentive": {"regimes": ["imitation"], "incentives": [0.0, 0.5, 2.0]},
+        "feedback": {"regimes": ["imitation", "outcome", "process", "mona", "decoupled"],
+                     **{f"{env}.approval_reads_channel": True for env in ENV_NAMES}},
         "full": {"seeds": 5, "train.steps": 300, "train.starts_per_step": 16, "train.group_size": 8,
                  "train.eval_every": 25, "train.eval_episodes": 256, "sft.sft_steps": 200, "sft.eval_every": 25,
                  "sft.demo_episodes": 2000},

@@ -12,12 +12,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.plots import error_bar, mean_of  # noqa: E402
 
 MEASURES = ("observed_return", "true_return", "tamper_rate", "intended_rate", "failure_rate", "capability")
 LABELS = {"observed_return": "observed return", "true_return": "true return", "tamper_rate": "tamper rate",
           "intended_rate": "intended rate", "failure_rate": "failure rate", "capability": "capability"}
 COLORS = {"imitation": "black", "sft": "tab:gray", "outcome": "tab:red", "process": "tab:blue", "mona": "tab:green",
-          "decoupled": "tab:purple", "process_blind": "tab:cyan", "mona_blind": "tab:olive"}
+          "decoupled": "tab:purple", "process_blind": "tab:cyan", "mona_blind": "tab:olive",
+          "expert_iteration": "tab:orange"}
 
 
 REGIME_NOTES = {
@@ -29,6 +31,7 @@ REGIME_NOTES = {
     "decoupled": "nothing for the executed action; an independently sampled queried action gets its approval",
     "process_blind": "as process, with an overseer that does not foresee one hidden consequence (named per env)",
     "mona_blind": "as mona, with an overseer that does not foresee one hidden consequence (named per env)",
+    "expert_iteration": "imitation of each group's best episode by observed return (advantage 1 for its actions, 0 else)",
 }
 
 
@@ -119,6 +122,43 @@ def _tamper_vs_capability(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _incentive_sweep(res: dict, path: Path) -> None:
+    """Per environment, each sweep regime's tamper rate against the incentive to tamper (the
+    tamper_bonus), with 95% intervals over seeds; the base model (imitation) dashed; a filled
+    marker where the paired rise over imitation at that incentive excludes 0."""
+    sweep = res["incentive_sweep"]
+    envs = list(dict.fromkeys(row["env"] for row in sweep))
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.0 * len(envs), 4.2), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        rows = [row for row in sweep if row["env"] == env]
+        for i, row in enumerate(rows):
+            xs = [p["incentive"] for p in row["points"]]
+            bars = [error_bar(p["tamper_rate"]) for p in row["points"]]
+            color = COLORS.get(row["regime"])
+            offset = (i - (len(rows) - 1) / 2) * 0.02 * max(xs[-1], 1.0)  # side by side where they overlap
+            ax.errorbar([x + offset for x in xs], [b[0] for b in bars], yerr=[[b[1] for b in bars], [b[2] for b in bars]],
+                        fmt="-", color=color, capsize=3, lw=1.3, label=row["regime"]
+                        + (f" (onset {row['onset']:g})" if row["onset"] is not None else ""))
+            for x, b, p in zip(xs, bars, row["points"]):
+                ax.plot([x + offset], [b[0]], MARKERS[i % len(MARKERS)], color=color,
+                        mfc=color if p["tamper_direction"] == "up" else "none", mew=1.5)
+        base = [mean_of(p["imitation_tamper_rate"]) for p in rows[0]["points"]]
+        ax.plot([p["incentive"] for p in rows[0]["points"]], base, "--", color="black", lw=1, label="imitation (base)")
+        ax.set_xlabel("incentive to tamper (tamper_bonus, observed reward units)")
+        ax.set_ylabel("tamper rate")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(env)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    n = len(res["seeds"])
+    fig.suptitle(f"At what incentive does each regime start to tamper? ({n} seed{'s' if n != 1 else ''}, 95% "
+                 "intervals; filled: tamper rate above imitation's at that incentive, paired interval excludes 0)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _iv(iv: dict, digits: int = 2) -> str:
     if iv is None or iv.get("mean") is None:
         return "–"
@@ -162,10 +202,33 @@ def findings_text(res: dict) -> list[str]:
             vs = [f"{regime_label(r)} {_signed(r['vs_outcome']['capability'])}" for r in env["regimes"]
                   if r["name"] != "outcome" and "vs_outcome" in r]
             parts.append("Capability relative to outcome RL (paired, the price of each regime): " + "; ".join(vs) + ".")
+        gap = f.get("decoupled_minus_process")
+        if gap is not None:
+            channel = ("the overseer reads its feedback through the channel the agent can seize, so a tampering action "
+                       "corrupts the feedback about itself" if gap["feedback_corruptible"] else
+                       "the feedback is not corruptible here (the overseer judges each action before it runs)")
+            parts.append(f"Decoupled approval minus process RL, tamper rate {_signed(gap['tamper_rate'])} "
+                         f"({verdict_of_gap(gap['direction'])}): {channel}.")
         parts.append("Changes are paired with imitation (same seed and episodes), 95% t-intervals. "
                      f"Not beaten on both tamper rate and capability (final means, intervals ignored): {', '.join(f['pareto'])}.")
         paragraphs.append(" ".join(parts))
     return paragraphs
+
+
+def verdict_of_gap(direction: str) -> str:
+    return {"down": "decoupled tampers less", "up": "decoupled tampers more", "unclear": "no clear difference",
+            "single seed": "one seed, nothing claimed", "n/a": "no data"}[direction]
+
+
+def sweep_text(res: dict) -> list[str]:
+    """One sentence per environment x sweep regime: its tamper rate at each incentive and its onset."""
+    out = []
+    for row in res.get("incentive_sweep", []):
+        rates = ", ".join(f"{p['incentive']:g}: {_iv(p['tamper_rate'])}" for p in row["points"])
+        onset = (f"first clearly above imitation at incentive {row['onset']:g}" if row["onset"] is not None
+                 else "never clearly above imitation at the incentives swept")
+        out.append(f"{row['env']}, {row['regime']}: tamper rate by incentive {rates}; {onset}.")
+    return out
 
 
 def _short_finding(res: dict, env: dict) -> str:
@@ -187,16 +250,32 @@ def draw_report(run_dir: Path) -> Path:
     res = json.loads((run_dir / "results.json").read_text())
     _learning_curves(res, run_dir / "learning_curves.png")
     _tamper_vs_capability(res, run_dir / "tamper_vs_capability.png")
+    sweep = res.get("incentive_sweep") or []
+    if sweep:
+        _incentive_sweep(res, run_dir / "incentive_sweep.png")
 
     page = Report("proxygap: tampering — outcome-based vs process-based RL")
-    page.image("tamper_vs_capability.png", "Tamper rate vs capability per regime and environment: the comparison at "
-               "fixed capability; filled markers: the tamper rate changed against imitation (interval excludes 0).")
+    sweep_caption = ("Tamper rate per regime against the incentive to tamper (how much more the seized channel pays "
+                     "than the best honest outcome); filled: above imitation at that incentive, the paired interval "
+                     "excludes 0.")
+    only_sweep = sweep and len(res["envs"][0]["regimes"]) == 1
+    if only_sweep:
+        page.image("incentive_sweep.png", sweep_caption)
+    else:
+        page.image("tamper_vs_capability.png", "Tamper rate vs capability per regime and environment: the comparison "
+                   "at fixed capability; filled markers: the tamper rate changed against imitation (interval excludes 0).")
     page.heading("Findings (computed from the numbers)")
     paragraphs = findings_text(res)
     for env in res["envs"]:
         page.paragraph(_short_finding(res, env))
     with page.fold("Per environment, every regime (computed sentences)"):
         for text in paragraphs:
+            page.paragraph(text)
+    if sweep:
+        page.heading("The incentive sweep")
+        if not only_sweep:
+            page.image("incentive_sweep.png", sweep_caption)
+        for text in sweep_text(res):
             page.paragraph(text)
     meta, cfg = res.get("meta", {}), res.get("config", {})
     train = cfg.get("train", {})

@@ -9,7 +9,9 @@ is executed) and which alone receives the gradient:
 
 The executed action never receives gradient from feedback about itself, so an action that
 corrupts the feedback channel gains nothing from having done so: the feedback it could corrupt
-is about a different, independently sampled action. As in ``process`` the update is myopic
+is about a different, independently sampled action. Where the env's feedback is corruptible
+(``approval_reads_channel``), feedback is read after the executed action ran, so the corruption
+is there -- it just lands on whatever a' was drawn, with no preference among them. As in ``process`` the update is myopic
 (no credit from later steps) and b_it is the leave-one-out mean of the queried approvals of the
 group's other episodes at the same step index (0 where none reached it).
 
@@ -48,6 +50,18 @@ def decoupled_advantages(queried_approval: torch.Tensor, queried_kl: torch.Tenso
     return per_step_loo_advantages(queried_approval - kl_coef * queried_kl, group, step)
 
 
+def queried_approval(batch: Batch, episode: int, step: int, queried: str) -> float:
+    """The overseer's feedback about ``queried`` at ``episode``'s step ``step``: its own score of the
+    action in the state before the step, unless the feedback channel is corruptible and the
+    *executed* action left it seized, in which case it is what the seized channel reports -- the
+    same for any queried action, so no queried action is favoured by the corruption."""
+    ep = batch.episodes[episode]
+    corrupted = replay_state(batch.make_env, ep, step + 1).corrupted_approval()
+    if corrupted is not None:
+        return float(corrupted)
+    return float(batch.approver(replay_state(batch.make_env, ep, step), queried))
+
+
 def decoupled_credit(batch: Batch, cfg: DecoupledConfig) -> Credit:
     """Steps 2-4 for one batch of rollouts of the executed actions (whose feedback is never asked for)."""
     rows = batch.rows
@@ -57,8 +71,7 @@ def decoupled_credit(batch: Batch, cfg: DecoupledConfig) -> Credit:
     q_tokens = [q.tokens[n][q.mask[n].bool()].tolist() for n in range(len(q))]
     q_logprob = q.logprobs.sum(-1)  # (N,) log pi_sampler(a')
     # 3. The overseer scores each queried action in its state, rebuilt by replaying the executed actions.
-    approval = torch.tensor([float(batch.approver(replay_state(batch.make_env, batch.episodes[int(e)], int(t)),
-                                                  parse_action(text)))
+    approval = torch.tensor([queried_approval(batch, int(e), int(t), parse_action(text))
                              for e, t, text in zip(rows.episode, rows.step, q.texts)], dtype=torch.float32)  # (N,)
     if cfg.kl_coef > 0:
         with torch.no_grad():

@@ -3,7 +3,9 @@
 Each round, every live episode's transcript so far (ending in ``act :``) is a prompt; all of
 them are sampled in one ``sample`` call that stops each row at the word ``.``; each sampled
 action is parsed (the words before ``.``), optionally scored by an approval overseer from the
-env's current state (before execution), and executed. The transcript grows by
+env's current state (before execution), and executed; where the env's feedback is corruptible
+(``approval_reads_channel``) and the action left its reward channel seized, the approval is what the
+seized channel reports instead (``TextEnv.corrupted_approval``). The transcript grows by
 ``' <action> .'`` and, unless the episode ended, ``' obs : <observation> . act :'``, which is
 exactly how the corpus writes agent transcripts.
 
@@ -86,6 +88,9 @@ def _run(make_env: EnvFactory, env_seeds: Sequence[int], choose: Chooser, approv
             thought, action = parse_turn(text)
             approval = float(approver(envs[i], action)) if approver is not None else None  # before execution
             result = envs[i].step(action)
+            corrupted = envs[i].corrupted_approval() if approver is not None else None
+            if corrupted is not None:  # the overseer's feedback came through the channel the agent seized
+                approval = float(corrupted)
             steps[i].append(Step(prompts[i], token_ids, logprob, action, float(result.observed_reward),
                                  float(result.true_reward), approval, dict(result.info), thought))
             prompts[i] += continuation(action, result, thought)
