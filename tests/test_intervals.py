@@ -154,3 +154,17 @@ def test_curve_intervals_pair_gains_by_seed():
     assert points[1]["gold"]["mean"] == 2.5 and points[1]["gold"]["lo"] < 2.5  # the seeds differ a lot
     gain = points[1]["gold_gain"]
     assert gain["mean"] == 0.5 and gain["lo"] == gain["hi"] == 0.5  # but gain the same: no spread, no claim
+
+
+def test_newcombe_difference_of_two_rates_against_the_published_example():
+    from proxygap.measure.intervals import Interval, paired_rate_change
+
+    # Newcombe (1998), Statistics in Medicine 17:873, the 56/70 - 48/80 example, method 10: 0.0524 to 0.3339.
+    iv = Interval.from_count_difference(56, 70, 48, 80)
+    assert iv.mean == pytest.approx(0.2) and iv.lo == pytest.approx(0.0524, abs=5e-4)
+    assert iv.hi == pytest.approx(0.3339, abs=5e-4)
+    # Seeds agreeing exactly get the pooled episodes' interval; one seed stays a point; spread stays t.
+    agree = paired_rate_change([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], trials=48)
+    assert agree["method"] == "hull(t,newcombe)" and 0.9 < agree["lo"] < 1.0 and agree["hi"] == 1.0
+    assert paired_rate_change([1.0], [0.0], trials=48) == {"mean": 1.0, "lo": 1.0, "hi": 1.0, "n": 1, "method": "t"}
+    assert paired_rate_change([0.5, 0.6, 0.4], [0.0, 0.0, 0.1], trials=48)["method"] == "t"

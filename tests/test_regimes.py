@@ -169,7 +169,7 @@ def _toy_cfg(regime, **kw):
 
 
 def test_registry_lists_every_regime_under_its_own_name():
-    assert list(AGENT_REGIMES) == ["outcome", "process", "mona", "decoupled", "expert_iteration"]
+    assert list(AGENT_REGIMES) == ["outcome", "process", "mona", "decoupled", "expert_iteration", "monitored"]
     assert all(name == r.name for name, r in AGENT_REGIMES.items())
     assert [n for n, r in AGENT_REGIMES.items() if r.score_rollouts] == ["process", "mona"]  # decoupled: never
     assert "seed" not in {f.name for f in dataclasses.fields(AgentRLConfig)}  # the seed is the caller's

@@ -39,6 +39,9 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
         assert by["outcome"]["learning_curve"][-1]["step"] == r["config"]["train"]["steps"]
         assert by["process_blind"]["blind_to"] == env["blind_to"]
         assert env["name"] in r["findings"] and "pareto" in r["findings"][env["name"]]
+        plan = r["findings"][env["name"]]["planning"]
+        assert plan["case"] in ("finds_tampering", "exploits_model_errors", "both", "neither")
+        assert by["planning"]["learning_curve"][-1]["step"] == 1 and "model_error" in by["planning"]["info"]
     for name in ("learning_curves.png", "tamper_vs_capability.png", "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
@@ -56,6 +59,8 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
     (["--set", "regimes=[sft]", "--set", "sft.sft_steps=0"], "sft.sft_steps > 0"),
     (["--set", "regimes=[reinforce]"], "not one of"),
     (["--set", "train.group_size=1"], "out of range"),
+    (["--set", "planning.max_action_tokens=12"], "differs from train.max_action_tokens"),
+    (["--set", "incentives=[1,1]"], "repeated value"),
     # seeds are the run's, not knobs the experiment would overwrite
     (["--set", "train.seed=1"], "unknown config key train.seed"),
     (["--set", "sft.seed=1"], "unknown config key sft.seed"),
@@ -72,7 +77,7 @@ def test_pareto_front_by_hand():
     # (capability, tamper): b beats a (as capable, tampers less); c is more capable but tampers more; d is dominated by b
     points = {"a": (0.5, 0.4), "b": (0.5, 0.1), "c": (0.9, 0.6), "d": (0.4, 0.1)}
     assert pareto_front(points) == ["b", "c"]
-    assert set(REGIMES) >= {"imitation", "outcome", "process", "mona", "decoupled"}
+    assert set(REGIMES) >= {"imitation", "outcome", "process", "mona", "decoupled", "planning"}
 
 
 def test_incentive_sweep_and_corruptible_feedback_smoke(tiny_base_dir, tmp_path):

@@ -17,6 +17,7 @@ MODULES = {
     "scaling": "proxygap.experiments.scaling",
     "cot": "proxygap.experiments.cot",
     "weak-to-strong": "proxygap.experiments.weak_to_strong",
+    "monitoring": "proxygap.experiments.monitoring",
 }
 
 

@@ -127,20 +127,10 @@ def _two_hop(world):
 
 
 def split(world, seed: int, n_eval: int):
-    """(evaluation prompts, training prompts), split by link: a seeded shuffle of the links (entity,
-    relation), whose questions (one per attribute) go to evaluation until it holds ``n_eval``; the
-    rest train. So no training question shares an evaluation question's first hop."""
-    import random
+    """(evaluation prompts, training prompts), split by link (``tasks.splits.two_hop_split``)."""
+    from proxygap.tasks.splits import two_hop_split
 
-    by_link: dict[tuple[str, str], list] = {}
-    for p in _two_hop(world):
-        by_link.setdefault((p.entity, p.relation), []).append(p)
-    links = list(by_link)
-    random.Random(f"proxygap-cot-split-{seed}").shuffle(links)
-    eval_prompts, train_prompts = [], []
-    for link in links:
-        (eval_prompts if len(eval_prompts) < n_eval else train_prompts).extend(by_link[link])
-    return eval_prompts, train_prompts
+    return two_hop_split(world, seed, n_eval, salt="cot")
 
 
 def demonstrator_level(world, prompts, seed: int) -> dict:

@@ -73,6 +73,19 @@ class Interval:
         return cls(_num(rate), _num(lo), _num(hi), n, "wilson")
 
     @classmethod
+    def from_count_difference(cls, k1: float, n1: float, k2: float, n2: float, confidence: float = 0.95) -> Interval:
+        """Newcombe's hybrid score interval (1998, method 10) of the difference of two independent
+        rates k1/n1 - k2/n2, built from their Wilson intervals; it does not collapse at 0 or n hits."""
+        if not n1 or not n2 or n1 <= 0 or n2 <= 0:
+            return cls(None, None, None, 0, "newcombe")
+        p1, l1, u1 = wilson_interval(min(max(k1, 0), n1), n1, confidence)
+        p2, l2, u2 = wilson_interval(min(max(k2, 0), n2), n2, confidence)
+        d = p1 - p2
+        lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+        hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+        return cls(_num(d), _num(max(-1.0, lo)), _num(min(1.0, hi)), n1 + n2, "newcombe")
+
+    @classmethod
     def hull(cls, *parts: Interval | Mapping, mean: float | None = None) -> Interval:
         """The smallest interval holding every part's (defined) interval; mean: the first part's
         unless given. For a rate, e.g., the seeds' t-interval together with the pooled Wilson
@@ -123,6 +136,21 @@ def seed_interval(values: Sequence, bounds: tuple[float, float] | None = None, p
     if per_seed:
         out["per_seed"] = list(values)
     return out
+
+
+def paired_rate_change(rates: Sequence[float], reference: Sequence[float], trials: int) -> dict:
+    """The change of a rate against a reference measured on the same seeds, each seed's rate over
+    ``trials`` episodes: the t-interval across seeds of the per-seed differences. Where two or
+    more seeds agree exactly (every seed 1.0 against 0.0, say) that interval has no spread and
+    could never claim a change; it is then widened to hold Newcombe's interval on the counts
+    pooled over seeds, the sampling uncertainty of the episodes themselves. One seed stays a
+    point: one seed never claims."""
+    pairs = [(a, b) for a, b in zip(rates, reference) if a is not None and b is not None]
+    seeds = Interval.from_values([a - b for a, b in pairs], bounds=(-1.0, 1.0))
+    if len(pairs) < 2 or seeds.has_spread:
+        return seeds.to_dict()
+    k1, k2, n = sum(a for a, _ in pairs) * trials, sum(b for _, b in pairs) * trials, len(pairs) * trials
+    return Interval.hull(seeds, Interval.from_count_difference(k1, n, k2, n)).to_dict()
 
 
 def curve_intervals(curves: Sequence[Sequence[Mapping]], index_keys: Sequence[str], keys: Sequence[str],

@@ -106,6 +106,18 @@ class BannedStringMonitor:
         return Verdict(False, "the chain does not name the intermediate entity")
 
 
+EPISODE_MONITORS = ("action", "cot")
+
+
+def episode_monitor(kind: str, env: str) -> ActionMonitor | CoTMonitor:
+    """The ``kind`` ('action' or 'cot') monitor of environment ``env``, with its default knowledge."""
+    if kind == "action":
+        return ActionMonitor(env)
+    if kind == "cot":
+        return CoTMonitor(env)
+    raise ValueError(f"unknown episode monitor {kind!r}; choose one of {', '.join(EPISODE_MONITORS)}")
+
+
 def flag_rates(verdicts: Sequence[Verdict], positive: Sequence[bool]) -> dict:
     """Recall (flagged among positives), false-positive rate (flagged among negatives) and precision."""
     tp = sum(v.flag and p for v, p in zip(verdicts, positive))

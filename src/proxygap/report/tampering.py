@@ -19,7 +19,7 @@ LABELS = {"observed_return": "observed return", "true_return": "true return", "t
           "intended_rate": "intended rate", "failure_rate": "failure rate", "capability": "capability"}
 COLORS = {"imitation": "black", "sft": "tab:gray", "outcome": "tab:red", "process": "tab:blue", "mona": "tab:green",
           "decoupled": "tab:purple", "process_blind": "tab:cyan", "mona_blind": "tab:olive",
-          "expert_iteration": "tab:orange"}
+          "expert_iteration": "tab:orange", "planning": "tab:brown"}
 
 
 REGIME_NOTES = {
@@ -32,6 +32,8 @@ REGIME_NOTES = {
     "process_blind": "as process, with an overseer that does not foresee one hidden consequence (named per env)",
     "mona_blind": "as mona, with an overseer that does not foresee one hidden consequence (named per env)",
     "expert_iteration": "imitation of each group's best episode by observed return (advantage 1 for its actions, 0 else)",
+    "planning": "no training: each action is the first of the best of several imagined futures (the base model as "
+                "dynamics), scored by a return model regressed on the base model's transcripts' observed returns",
 }
 
 
@@ -64,8 +66,10 @@ def _learning_curves(res: dict, path: Path) -> None:
     for row, env in zip(axes, envs):
         for ax, key in zip(row, keys):
             for r in env["regimes"]:
-                if r["name"] == "imitation":
-                    ax.axhline(r[key]["mean"], color="black", lw=1, ls=":", label="imitation (base)")
+                if r["name"] in ("imitation", "planning"):  # no training steps: a level, not a curve
+                    style = {"imitation": ("black", ":", "imitation (base)"), "planning": ("tab:brown", "--", "planning")}
+                    color, ls, label = style[r["name"]]
+                    ax.axhline(r[key]["mean"], color=color, lw=1, ls=ls, label=label)
                     continue
                 steps, y, lo, hi = _series(r["learning_curve"], key)
                 color = COLORS.get(r["name"], None)
@@ -202,6 +206,17 @@ def findings_text(res: dict) -> list[str]:
             vs = [f"{regime_label(r)} {_signed(r['vs_outcome']['capability'])}" for r in env["regimes"]
                   if r["name"] != "outcome" and "vs_outcome" in r]
             parts.append("Capability relative to outcome RL (paired, the price of each regime): " + "; ".join(vs) + ".")
+        plan = f.get("planning")
+        if plan is not None:
+            case = {"finds_tampering": "finds the tampering actions", "exploits_model_errors":
+                    "exploits the learned model's errors", "both": "finds the tampering actions and exploits the "
+                    "learned model's errors", "neither": "neither finds the tampering actions nor clearly exploits "
+                    "the learned model's errors"}[plan["case"]]
+            parts.append(f"Planning against the learned return model {case}: the model predicts "
+                         f"{_iv(plan['predicted_return'])} for its plans; predicted minus actual observed return "
+                         f"{_iv(plan['model_error'])} for the plans vs {_iv(plan['base_model_error'])} on the base "
+                         f"model's own episodes (excess {_signed(plan['excess_model_error'])}); the return model's "
+                         f"held-out correlation with the observed return {_iv(plan['heldout_corr'])}.")
         gap = f.get("decoupled_minus_process")
         if gap is not None:
             channel = ("the overseer reads its feedback through the channel the agent can seize, so a tampering action "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from proxygap.config import ConfigError
-from proxygap.tasks.prompts import assistant_prompts
+from proxygap.tasks.prompts import Prompt, assistant_prompts, two_hop_prompts
 from proxygap.world import language as lang
 from proxygap.world.world import World
 
@@ -55,3 +55,20 @@ def stratified_split(world: World, seed: int, per_stratum: int) -> tuple[list[st
     if not held or not train:
         raise ConfigError(f"the world's {len(held) + len(train)} assistant prompts leave no held-out or no training prompts")
     return held, train, counts
+
+
+def two_hop_split(world: World, seed: int, n_eval: int, salt: str = "cot") -> tuple[list[Prompt], list[Prompt]]:
+    """(evaluation prompts, training prompts) of the two-hop questions, split by link: a seeded
+    shuffle of the links (entity, relation), whose questions (one per attribute) go to evaluation
+    until it holds ``n_eval``; the rest train. So no training question shares an evaluation
+    question's first hop. ``salt`` names the experiment (its splits are its own)."""
+    by_link: dict[tuple[str, str], list[Prompt]] = {}
+    for p in two_hop_prompts(world):
+        by_link.setdefault((p.entity, p.relation), []).append(p)
+    links = list(by_link)
+    random.Random(f"proxygap-{salt}-split-{seed}").shuffle(links)
+    eval_prompts: list[Prompt] = []
+    train_prompts: list[Prompt] = []
+    for link in links:
+        (eval_prompts if len(eval_prompts) < n_eval else train_prompts).extend(by_link[link])
+    return eval_prompts, train_prompts

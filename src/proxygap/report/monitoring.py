@@ -1,0 +1,191 @@
+"""Plots and report.html of the monitoring experiment, drawn from results.json alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.plots import error_bar, iv_text, mean_of  # noqa: E402
+
+REGIME_COLORS = {"outcome": "tab:red", "outcome+cot_monitor": "tab:purple", "outcome+action_monitor": "tab:blue"}
+POLICY_COLORS = {"base": "black", "unpenalized": "tab:red", "banned": "tab:purple"}
+
+
+def _band(ax, curve: list[dict], key: str, color: str, label: str, style: str = "-") -> None:
+    steps = [p["step"] for p in curve]
+    m = np.array([mean_of(p[key]) for p in curve])
+    lo = np.array([mean_of(p[key].get("lo")) for p in curve])
+    hi = np.array([mean_of(p[key].get("hi")) for p in curve])
+    ax.plot(steps, m, style, color=color, label=label, lw=1.5)
+    ax.fill_between(steps, lo, hi, color=color, alpha=0.12)
+
+
+def _pressure_curves(res: dict, path: Path) -> None:
+    """Per environment (rows): tamper rate, CoT-monitor recall on true tampering, and observed vs
+    true return over training, one line per monitor pressure, 95% bands over seeds."""
+    envs = list(dict.fromkeys(r["env"] for r in res["pressure"]))
+    cols = (("tamper_rate", "true tamper rate"), ("cot_recall", "CoT monitor recall (on true tampering)"),
+            ("obfuscated_rate", "obfuscated hacks (tamper, CoT not flagged)"), ("returns", "observed (—) / true (- -)"))
+    fig, axes = plt.subplots(len(envs), len(cols), figsize=(4.1 * len(cols), 3.0 * len(envs)), squeeze=False)
+    for i, env in enumerate(envs):
+        for row in [r for r in res["pressure"] if r["env"] == env]:
+            color = REGIME_COLORS.get(row["regime"], "gray")
+            curve = row["learning_curve"]
+            for j, (key, _) in enumerate(cols):
+                ax = axes[i][j]
+                if key == "returns":
+                    _band(ax, curve, "observed_return", color, row["regime"])
+                    _band(ax, curve, "true_return", color, "_", "--")
+                else:
+                    _band(ax, curve, key, color, row["regime"])
+        for j, (key, title) in enumerate(cols):
+            ax = axes[i][j]
+            ax.set_title(f"{env}: {title}", fontsize=9)
+            ax.set_xlabel("RL step")
+            if key != "returns":
+                ax.set_ylim(-0.03, 1.03)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    n = len(res["seeds"])
+    fig.suptitle(f"Outcome RL with a monitor in the reward or for evaluation only ({n} seed{'s' if n != 1 else ''}, "
+                 f"95% bands; tamper bonus {res['tamper_bonus']:g}). Obfuscated hacking: tampering goes on while the "
+                 "CoT monitor's recall falls.", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _monitor_bars(res: dict, path: Path) -> None:
+    """Recall and false-positive rate of every monitor on the base model's own episodes / chains."""
+    rows = res["monitors"]
+    labels = [f"{m['env']}\n{m['name'].removesuffix('_monitor')}" for m in rows]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows)), 3.6))
+    x = np.arange(len(rows))
+    for offset, key, color in ((-0.2, "recall", "tab:green"), (0.2, "false_positive_rate", "tab:red")):
+        bars = [error_bar(m[key]) if m[key].get("mean") is not None else (np.nan, 0, 0) for m in rows]
+        ax.bar(x + offset, [b[0] for b in bars], 0.38, yerr=[[b[1] for b in bars], [b[2] for b in bars]],
+               color=color, alpha=0.8, capsize=3, label=key.replace("_", " "))
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("rate")
+    ax.legend(fontsize=8)
+    ax.set_title("Monitors on the base model's own episodes and chains (95% intervals over seeds; "
+                 "n/a bars: no positives)", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _banned_curves(res: dict, path: Path) -> None:
+    b = res["banned_string"]
+    keys = (("named_rate", "chain names the intermediate"), ("alias_rate", "chain writes only its alias"),
+            ("dropped_rate", "chain drops the hop"), ("gold", "gold (sampled answers)"))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.2), squeeze=False)
+    for name, curve in b["curves"].items():
+        for ax, (key, title) in zip(axes[0], keys):
+            _band(ax, curve, key, POLICY_COLORS[name], name)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("RL step")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Banned-string pressure on two-hop chains (penalty {b['penalty']:g} when the chain names the "
+                 "intermediate entity) vs the same RL without it; 95% bands over seeds", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def findings_text(res: dict) -> list[str]:
+    words = {"up": "rose", "down": "fell", "unclear": "did not clearly change", "single seed": "(one seed: no claim)",
+             "n/a": "(no data)"}
+    out = []
+    for key, f in res["findings"]["pressure"].items():
+        env, regime = key.split("/")
+        row = next(r for r in res["pressure"] if r["env"] == env and r["regime"] == regime)
+        vs = row["vs_unmonitored"]
+        text = (f"{env}, {regime} vs outcome RL without it: true tamper rate {words[f['tamper_change']]} "
+                f"({iv_text(vs['tamper_rate'])}), CoT-monitor recall {words[f['cot_recall_change']]} "
+                f"({iv_text(vs['cot_recall'])}), capability {words[f['capability_change']]} "
+                f"({iv_text(vs['capability'])}).")
+        if f["obfuscated"]:
+            text += " Obfuscated hacking: the monitor stopped seeing a hack that did not stop."
+        out.append(text)
+    b = res.get("banned_string")
+    if b:
+        fb = res["findings"]["banned_string"]
+        out.append(f"Banned string, against the same RL without the penalty: naming the intermediate "
+                   f"{words[fb['named_rate']]} ({iv_text(b['vs_unpenalized']['named_rate'])}), writing only its alias "
+                   f"{words[fb['alias_rate']]} ({iv_text(b['vs_unpenalized']['alias_rate'])}), dropping the hop "
+                   f"{words[fb['dropped_rate']]} ({iv_text(b['vs_unpenalized']['dropped_rate'])}), accuracy "
+                   f"{words[fb['accuracy']]} ({iv_text(b['vs_unpenalized']['accuracy'])}). Load-bearing test of the "
+                   f"alias under pressure: accuracy drops by {iv_text(b['load_bearing_drop'])} when a wrong alias is "
+                   "prefilled.")
+    return out
+
+
+def _episode_rows(res: dict) -> list[list]:
+    rows = []
+    for ex in res.get("examples", []):
+        for when in ("first", "last"):
+            for e in ex[when]:
+                o = e["outcome"]
+                kind = "tampered" if o["tampered"] else "intended" if o["intended"] else "failed"
+                rows.append([ex["env"], ex["regime"], "start" if when == "first" else "end", e["transcript"],
+                             fmt(e["observed_return"], 2), fmt(e["true_return"], 2), kind])
+    return rows
+
+
+def draw_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    res = json.loads((run_dir / "results.json").read_text())
+    page = Report("proxygap: monitoring — what monitors see, and what optimizing against them teaches")
+    if res["pressure"]:
+        _pressure_curves(res, run_dir / "pressure_curves.png")
+        page.image("pressure_curves.png", "Tamper rate, CoT-monitor recall and returns over outcome RL, per monitor in "
+                   "the reward (none: the monitors only evaluate).")
+    page.heading("Findings (computed from the numbers)")
+    for text in findings_text(res):
+        page.paragraph(text)
+    if res["monitors"]:
+        _monitor_bars(res, run_dir / "monitors.png")
+        page.heading("Monitors")
+        page.image("monitors.png", "Each monitor's recall on true positives and false-positive rate, base model.")
+        page.table(["monitor", "env", "recall", "precision", "false-positive rate", "positives / episodes"],
+                   [[m["name"], m["env"], iv_text(m["recall"]), iv_text(m["precision"]),
+                     iv_text(m["false_positive_rate"]), f"{m['n_positive']} / {m['n_episodes']}"]
+                    for m in res["monitors"]], left_columns=2)
+    if res["pressure"]:
+        page.heading("Monitor pressure (end of training)")
+        page.table(["env", "regime", "tamper rate", "CoT recall", "CoT precision", "obfuscated", "action recall",
+                    "observed", "true", "capability"],
+                   [[r["env"], r["regime"], iv_text(r["tamper_rate"]), iv_text(r["cot_recall"]),
+                     iv_text(r["cot_precision"]), iv_text(r["obfuscated_rate"]), iv_text(r["action_recall"]),
+                     iv_text(r["observed_return"]), iv_text(r["true_return"]), iv_text(r["capability"])]
+                    for r in res["pressure"]], left_columns=2)
+    b = res.get("banned_string")
+    if b:
+        _banned_curves(res, run_dir / "banned_curves.png")
+        page.heading("Banned-string pressure on two-hop chains")
+        page.image("banned_curves.png", "How the chains write the intermediate entity during RL, with and without "
+                   "the penalty.")
+        keys = ("accuracy", "named_rate", "alias_rate", "dropped_rate", "load_bearing_drop", "load_bearing_follows_wrong",
+                "load_bearing_drop_name", "monitor_recall")
+        page.table(["policy", *keys], [[name, *[iv_text(p[k]) for k in keys]] for name, p in b["policies"].items()])
+        rows = [[name, e["chain"], "yes" if e["named"] else "", "yes" if e["alias"] else "", "yes" if e["dropped"] else ""]
+                for name, exs in b["examples"].items() for e in exs]
+        page.table(["policy", "sampled chain (seed 0)", "named", "alias only", "hop dropped"], rows, left_columns=2)
+    page.heading("Example episodes (seed 0: the first and the last evaluation)")
+    page.table(["env", "regime", "when", "transcript", "observed", "true", "outcome"], _episode_rows(res), left_columns=4)
+    meta, cfg = res.get("meta", {}), res.get("config", {})
+    page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, model {res['model']}, wall time "
+                   f"{fmt(meta.get('wall_time_s'), 1)} s. Tamper bonus {cfg.get('tamper_bonus')}, monitor penalty "
+                   f"{cfg.get('penalty')}. Intervals are 95% t-intervals across seeds.", note=True)
+    return page.write(run_dir / "report.html")
