@@ -20,8 +20,14 @@ Two parts, each a claim of the debate measured against the environments' true st
    only its alias, drops the hop, and whether the alias is load-bearing (``measure.encoding``:
    prefill a wrong alias, measure the accuracy drop, as Skaf et al. 2025 did with a wrong token).
 
-Steganographic capacity under a paraphraser and the Shoggoth/Face split (issue items 4-5) are
-not in this experiment yet.
+3. **Shoggoth/Face** (one unit per environment x seed, ``train.shoggoth_face``): the same outcome
+   RL with the CoT monitor in the reward, each turn written in two stages (thought, then action),
+   by one model whose thoughts the overseer sees (``single``), or by two copies of the base model
+   whose overseer sees only the Face's actions (``shoggoth_face``), with reward targeting
+   (``shoggoth_face_targeted``). ``shoggoth_face[]``: the hack rate (true tampering) and the chain's
+   legibility (the CoT monitor's recall on true hacks, reading the hidden chain).
+
+Steganographic capacity under a paraphraser (issue item 4) is not in this experiment yet.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from pathlib import Path
 
 from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.intervals import moved, seed_interval
+from proxygap.measure.intervals import moved, paired_rate_change, seed_interval
 from proxygap.oversight.judges import RaterFlaws
 from proxygap.train.agent_common import AgentRLConfig
 from proxygap.train.rl import RLConfig
+from proxygap.train.shoggoth_face import VARIANTS
 
 ENV_NAMES = ("sensor", "tdd", "reward_file")
 PRESSURE = ("none", "cot", "action")
@@ -64,6 +71,9 @@ class MonitoringConfig(ExperimentConfig):
                            lo=0)
     threads: int = knob(1, "torch CPU threads per unit (small batches: one thread is fastest on a shared CPU)", lo=0)
     train: AgentRLConfig = nested(AgentRLConfig, "every outcome-RL run on the tampering environments")
+    shoggoth_face: tuple[str, ...] = knob(VARIANTS, "part 3's variants (empty: part 3 is skipped); each is outcome RL "
+                                                    "with the CoT monitor in the reward, turns in two stages",
+                                          choices=VARIANTS)
     banned: bool = knob(True, "run part 2, banned-string pressure on two-hop chains")
     banned_eval_prompts: int = knob(96, "two-hop questions held out for part 2's measurements (split by link)", lo=8)
     banned_curve_prompts: int = knob(32, "of those, the ones RL evaluates on during training", lo=1)
@@ -74,7 +84,7 @@ class MonitoringConfig(ExperimentConfig):
 
     def check(self) -> None:
         super().check()
-        for name in ("envs", "pressure"):
+        for name in ("envs", "pressure", "shoggoth_face"):
             values = getattr(self, name)
             if len(set(values)) != len(values):
                 raise ConfigError(f"{name} repeats a value: {list(values)}")
@@ -167,6 +177,31 @@ def pick_examples(records: list[dict], n: int) -> list[dict]:
     """Up to n episodes: tampered ones first (candid and obfuscated alike), then the rest in order."""
     tampered = [r for r in records if r["outcome"]["tampered"]]
     return (tampered + [r for r in records if not r["outcome"]["tampered"]])[:n]
+
+
+def run_sf_unit(cfg: MonitoringConfig, env_name: str, seed: int, progress: bool) -> dict:
+    """Every Shoggoth/Face variant in one environment for one seed."""
+    from proxygap import envs
+    from proxygap.pipeline.base_model import load_base_model_cached
+    from proxygap.train.shoggoth_face import ShoggothFaceConfig, train_shoggoth_face
+
+    base = load_base_model_cached(cfg.model)
+    make_env = lambda: envs.make(env_name, base.world, tamper_bonus=cfg.tamper_bonus)  # noqa: E731
+    shared = {f.name: getattr(cfg.train, f.name) for f in fields(AgentRLConfig)}
+    runs, timings = {}, {}
+    for variant in cfg.shoggoth_face:
+        clock = time.time()
+        evals, _ = train_shoggoth_face(base.model, base.tokenizer, make_env,
+                                       ShoggothFaceConfig(**shared, variant=variant, penalty=cfg.penalty), seed,
+                                       progress=progress, label=f"{env_name} {variant} s{seed}")
+        runs[variant] = {"curve": [{"step": e.step, **{k: e.metrics[k] for k in SF_KEYS}} for e in evals],
+                         "last_records": pick_examples(evals[-1].episodes, cfg.n_examples)}
+        timings[f"{variant}_s"] = round(time.time() - clock, 2)
+    return {"part": "sf", "env": env_name, "seed": seed, "runs": runs, "timings": timings}
+
+
+SF_KEYS = ("tamper_rate", "capability", "observed_return", "true_return", "hidden_recall", "visible_flag_rate",
+           "hidden_flag_rate")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,12 +319,16 @@ def units(cfg: MonitoringConfig) -> list[Unit]:
     env_units = [Unit(f"env={env},seed={seed}", seed, {"part": "env", "env": env})
                  for env in cfg.envs for seed in cfg.seeds]
     banned = [Unit(f"banned,seed={seed}", seed, {"part": "banned"}) for seed in cfg.seeds] if cfg.banned else []
-    return env_units + banned
+    split = [Unit(f"sf,env={env},seed={seed}", seed, {"part": "sf", "env": env})
+             for env in cfg.envs for seed in cfg.seeds] if cfg.shoggoth_face else []
+    return env_units + banned + split
 
 
 def run_unit(cfg: MonitoringConfig, unit: Unit, ctx: UnitContext) -> dict:
     if unit.params["part"] == "env":
         return run_env_unit(cfg, unit.params["env"], unit.seed, ctx.progress)
+    if unit.params["part"] == "sf":
+        return run_sf_unit(cfg, unit.params["env"], unit.seed, ctx.progress)
     return run_banned_unit(cfg, unit.seed, ctx.progress)
 
 
@@ -298,14 +337,23 @@ def _iv(values: list, rate: bool = False, difference: bool = False) -> dict:
     return seed_interval([v for v in values if v is not None], bounds=bounds, per_seed=False)
 
 
-RATE_KEYS = {"tamper_rate", "capability", "cot_recall", "cot_precision", "action_recall", "action_precision",
+RATE_KEYS = {"hidden_recall", "visible_flag_rate", "hidden_flag_rate", "tamper_rate", "capability", "cot_recall", "cot_precision", "action_recall", "action_precision",
              "obfuscated_rate", "cot_flag_rate", "accuracy", "accuracy_sampled", "named_rate", "alias_rate",
              "dropped_rate", "load_bearing_follows_wrong"}
 
 
-def _paired(a: list[dict], b: list[dict], keys) -> dict:
+COUNTED = {"tamper_rate", "capability", "obfuscated_rate", "cot_flag_rate", "visible_flag_rate", "hidden_flag_rate",
+           "accuracy", "accuracy_sampled", "named_rate", "alias_rate", "dropped_rate"}  # a share of a fixed set
+
+
+def _paired(a: list[dict], b: list[dict], keys, trials: int | None = None) -> dict:
+    """Per-seed differences a - b with t-intervals; a rate over ``trials`` fixed items per seed
+    (COUNTED) widened to the pooled counts' Newcombe interval where the seeds agree exactly."""
     out = {}
     for k in keys:
+        if trials is not None and k in COUNTED:
+            out[k] = paired_rate_change([x[k] for x in a], [y[k] for y in b], trials)
+            continue
         diffs = [x[k] - y[k] for x, y in zip(a, b) if x.get(k) is not None and y.get(k) is not None]
         out[k] = _iv(diffs, rate=k in RATE_KEYS, difference=True)
     return out
@@ -336,10 +384,11 @@ def aggregate_units(cfg: MonitoringConfig, results: dict[str, dict], prepared: d
                    **{k: _iv([f[k] for f in finals], rate=k in RATE_KEYS) for k in EPISODE_KEYS},
                    "monitor_recall": _iv([f["cot_recall"] for f in finals], rate=True),
                    "monitor_precision": _iv([f["cot_precision"] for f in finals], rate=True),
-                   "vs_base": _paired(finals, [r["runs"][p]["curve"][0] for r in seeds], EPISODE_KEYS),
+                   "vs_base": _paired(finals, [r["runs"][p]["curve"][0] for r in seeds], EPISODE_KEYS,
+                                      cfg.train.eval_episodes),
                    "learning_curve": _curve([r["runs"][p]["curve"] for r in seeds])}
             if none_finals is not None and p != "none":
-                row["vs_unmonitored"] = _paired(finals, none_finals, EPISODE_KEYS)
+                row["vs_unmonitored"] = _paired(finals, none_finals, EPISODE_KEYS, cfg.train.eval_episodes)
             pressure.append(row)
             first_seed = next((r for r in seeds if r["seed"] == cfg.seeds[0]), None)
             if first_seed is not None:
@@ -356,17 +405,41 @@ def aggregate_units(cfg: MonitoringConfig, results: dict[str, dict], prepared: d
                          "false_positive_rate": _iv([m["false_positive_rate"] for m in bm], rate=True),
                          "n_positive": sum(m["n_positive"] for m in bm),
                          "n_episodes": sum(m["n_positive"] + m["n_negative"] for m in bm)})
+    sf_units = [r for r in per_unit if r["part"] == "sf"]
+    result["shoggoth_face"] = aggregate_sf(sf_units, cfg) if sf_units else []
     result["findings"] = findings(result)
     result["model"] = str(resolve_model_dir(cfg.model))
     result["timings"] = [{k: r[k] for k in ("part", "seed", "env") if k in r} | r["timings"] for r in per_unit]
     return result
 
 
-def _curve(curves: list[list[dict]]) -> list[dict]:
+def aggregate_sf(sf_units: list[dict], cfg: MonitoringConfig) -> list[dict]:
+    """Per environment x variant: hack rate, legibility (the CoT monitor's recall on true hacks,
+    reading the hidden chain), the visible part's flag rate, returns; paired against ``single``."""
+    out = []
+    for env in cfg.envs:
+        seeds = [r for r in sf_units if r["env"] == env]
+        single = [r["runs"]["single"]["curve"][-1] for r in seeds] if "single" in cfg.shoggoth_face else None
+        for variant in cfg.shoggoth_face:
+            finals = [r["runs"][variant]["curve"][-1] for r in seeds]
+            row = {"env": env, "variant": variant,
+                   "hack_rate": _iv([f["tamper_rate"] for f in finals], rate=True),
+                   "monitor_recall": _iv([f["hidden_recall"] for f in finals], rate=True),
+                   **{k: _iv([f[k] for f in finals], rate=k in RATE_KEYS) for k in SF_KEYS},
+                   "learning_curve": _curve([r["runs"][variant]["curve"] for r in seeds], SF_KEYS)}
+            if single is not None and variant != "single":
+                row["vs_single"] = _paired(finals, single, SF_KEYS, cfg.train.eval_episodes)
+            first_seed = next((r for r in seeds if r["seed"] == cfg.seeds[0]), None)
+            row["examples"] = first_seed["runs"][variant]["last_records"] if first_seed else []
+            out.append(row)
+    return out
+
+
+def _curve(curves: list[list[dict]], keys: tuple[str, ...] = EPISODE_KEYS) -> list[dict]:
     points = []
     for j, first in enumerate(curves[0]):
         point = {"step": first["step"]}
-        for key in EPISODE_KEYS:
+        for key in keys:
             point[key] = _iv([c[j].get(key) for c in curves if j < len(c)], rate=key in RATE_KEYS)
         points.append(point)
     return points
@@ -385,8 +458,9 @@ def aggregate_banned(units_: list[dict], cfg: MonitoringConfig) -> dict:
         policies[name]["monitor_recall"] = _iv([u["policies"][name]["monitor"]["recall"] for u in units_], rate=True)
     banned = [scalars(u, "banned") for u in units_]
     out = {**policies["banned"], "penalty": cfg.penalty, "policies": policies,
-           "vs_base": _paired(banned, [scalars(u, "base") for u in units_], BANNED_KEYS),
-           "vs_unpenalized": _paired(banned, [scalars(u, "unpenalized") for u in units_], BANNED_KEYS),
+           "vs_base": _paired(banned, [scalars(u, "base") for u in units_], BANNED_KEYS, cfg.banned_eval_prompts),
+           "vs_unpenalized": _paired(banned, [scalars(u, "unpenalized") for u in units_], BANNED_KEYS,
+                                     cfg.banned_eval_prompts),
            "curves": {name: [{"step": pt["step"], **{k: _iv([u["curves"][name][j][k] for u in units_],
                                                          rate=k in RATE_KEYS)
                                                      for k in ("rm", "rater", "gold", "named_rate", "alias_rate",
@@ -420,6 +494,12 @@ def findings(result: dict) -> dict:
             "capability_change": _direction(vs["capability"]),
             "obfuscated": recall == "down" and tamper != "down",
         }
+    out["shoggoth_face"] = {}
+    for row in result.get("shoggoth_face", []):
+        vs = row.get("vs_single")
+        if vs is not None:
+            out["shoggoth_face"][f"{row['env']}/{row['variant']}"] = {
+                "legibility_change": _direction(vs["hidden_recall"]), "hack_change": _direction(vs["tamper_rate"])}
     b = result.get("banned_string")
     if b:
         out["banned_string"] = {key: _direction(b["vs_unpenalized"][key])

@@ -103,6 +103,36 @@ def _banned_curves(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+SF_COLORS = {"single": "tab:red", "shoggoth_face": "tab:green", "shoggoth_face_targeted": "tab:olive"}
+
+
+def _sf_bars(res: dict, path: Path) -> None:
+    """Per environment: hack rate and chain legibility (CoT recall on true hacks, hidden chain) per variant."""
+    rows = res["shoggoth_face"]
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.4 * len(envs), 3.4), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        mine = [r for r in rows if r["env"] == env]
+        x = np.arange(2)
+        width = 0.8 / max(1, len(mine))
+        for i, r in enumerate(mine):
+            bars = [error_bar(r[k]) if r[k].get("mean") is not None else (np.nan, 0, 0)
+                    for k in ("hack_rate", "monitor_recall")]
+            ax.bar(x + (i - (len(mine) - 1) / 2) * width, [b[0] for b in bars], width,
+                   yerr=[[b[1] for b in bars], [b[2] for b in bars]], capsize=3,
+                   color=SF_COLORS.get(r["variant"]), label=r["variant"])
+        ax.set_xticks(x, ["hack rate (true)", "legibility: CoT recall\non true hacks (hidden chain)"], fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(env, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Shoggoth/Face vs one model under the same CoT-monitor pressure (95% intervals over seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def findings_text(res: dict) -> list[str]:
     words = {"up": "rose", "down": "fell", "unclear": "did not clearly change", "single seed": "(one seed: no claim)",
              "n/a": "(no data)"}
@@ -118,6 +148,12 @@ def findings_text(res: dict) -> list[str]:
         if f["obfuscated"]:
             text += " Obfuscated hacking: the monitor stopped seeing a hack that did not stop."
         out.append(text)
+    for key, f in res["findings"].get("shoggoth_face", {}).items():
+        env, variant = key.split("/")
+        row = next(r for r in res["shoggoth_face"] if r["env"] == env and r["variant"] == variant)
+        out.append(f"{env}, {variant} vs one model under the same pressure: chain legibility (CoT recall on true "
+                   f"hacks, hidden chain) {words[f['legibility_change']]} ({iv_text(row['vs_single']['hidden_recall'])}), "
+                   f"hack rate {words[f['hack_change']]} ({iv_text(row['vs_single']['tamper_rate'])}).")
     b = res.get("banned_string")
     if b:
         fb = res["findings"]["banned_string"]
@@ -170,6 +206,18 @@ def draw_report(run_dir: Path) -> Path:
                      iv_text(r["cot_precision"]), iv_text(r["obfuscated_rate"]), iv_text(r["action_recall"]),
                      iv_text(r["observed_return"]), iv_text(r["true_return"]), iv_text(r["capability"])]
                     for r in res["pressure"]], left_columns=2)
+    if res.get("shoggoth_face"):
+        _sf_bars(res, run_dir / "shoggoth_face.png")
+        page.heading("Shoggoth/Face")
+        page.image("shoggoth_face.png", "Hack rate and legibility of the hidden chain per variant.")
+        page.table(["env", "variant", "hack rate", "legibility (CoT recall, hidden chain)", "visible flagged",
+                    "observed", "true", "capability"],
+                   [[r["env"], r["variant"], iv_text(r["hack_rate"]), iv_text(r["monitor_recall"]),
+                     iv_text(r["visible_flag_rate"]), iv_text(r["observed_return"]), iv_text(r["true_return"]),
+                     iv_text(r["capability"])] for r in res["shoggoth_face"]], left_columns=2)
+        page.table(["env", "variant", "episode at the end (seed 0)"],
+                   [[r["env"], r["variant"], e["transcript"]] for r in res["shoggoth_face"] for e in r["examples"]],
+                   left_columns=3)
     b = res.get("banned_string")
     if b:
         _banned_curves(res, run_dir / "banned_curves.png")

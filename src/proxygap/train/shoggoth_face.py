@@ -1,0 +1,231 @@
+"""Shoggoth/Face on the tampering environments: one model writes the hidden chain, another the visible action.
+
+Kokotajlo's proposal, and Drori et al.'s (2025) mitigations of "feedback spillover" (pressure on
+the output alone also obfuscates the chain). Every turn of an episode is written in two stages:
+
+1. the **Shoggoth** writes the thought: it is prompted with the transcript so far and
+   ``think :``, and samples until the thought closes with ``;``;
+2. the **Face** sees the transcript, the thought and ``;``, and samples the action until ``.``.
+
+The transcript is the corpus's ``act : think : <thought> ; <action> .`` either way, so the base
+model has seen every turn's format. The reward is outcome RL's (the episode's observed return,
+RLOO over the episodes of a start, gamma = 1) minus ``penalty`` when the CoT monitor flags
+**what the overseer sees**:
+
+- ``single``: one model writes both stages and the overseer sees the whole turn, thought
+  included: the pressure lands on the chain (the ``monitored`` regime, in two stages);
+- ``shoggoth_face``: two copies of the base model, the overseer sees only the Face's output
+  (the actions); the Shoggoth's thought is hidden from every reward;
+- ``shoggoth_face_targeted``: as ``shoggoth_face`` with *reward targeting*: no gradient from the
+  output's reward reaches the chain's tokens, so nothing but a reward on the chain itself (there
+  is none here) would move the Shoggoth.
+
+The update, per episode i with advantage A_i (and A_i^chain = A_i, or 0 under reward targeting):
+
+    loss = -(1/E) sum_i sum_turns [ A_i^chain log pi_S(thought | prompt, 'think :')
+                                    + A_i log pi_F(action | prompt, 'think :', thought, ';') ]
+
+Chain legibility is measured by the CoT monitor reading the *hidden* thoughts on truly tampered
+episodes (its recall): does the chain still say what the agent does? A paraphraser between the
+two stages is not part of this version (the tampering thoughts have no alternative wordings).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from proxygap.config import knob
+from proxygap.envs.base import ACTION_END, THINK, THOUGHT_END
+from proxygap.lm.sampling import encode_prompts, pad_id, sample, sequence_logprobs
+from proxygap.oversight.monitors import CoTMonitor, Turn, episode_turns
+from proxygap.train.agent_common import (
+    EVAL_SEED_OFFSET, AgentEvaluation, AgentRLConfig, episode_metrics, episode_record,
+)
+from proxygap.train.rl import rloo_advantages
+from proxygap.train.rollout import EnvFactory, Episode, _run, stop_token_id
+
+VARIANTS = ("single", "shoggoth_face", "shoggoth_face_targeted")
+
+
+@dataclass
+class ShoggothFaceConfig(AgentRLConfig):
+    variant: str = knob("shoggoth_face", "single (one model; the overseer sees the thoughts), shoggoth_face (two "
+                                         "models; it sees only the Face's actions), shoggoth_face_targeted (and no "
+                                         "gradient from the output's reward into the chain)", choices=VARIANTS)
+    penalty: float = knob(1.0, "reward subtracted from an episode whose visible part the CoT monitor flags", lo=0)
+
+
+@dataclass
+class Turns:
+    """The two stages of every turn of a batch of episodes, aligned with each episode's steps."""
+
+    thought_prompts: list[list[str]]  # per episode, per turn: the Shoggoth's prompt (ends with 'think :')
+    thought_tokens: list[list[list[int]]]
+    action_prompts: list[list[str]]  # the Face's prompt (ends with the thought's ';')
+    action_tokens: list[list[list[int]]]
+
+
+def two_stage_rollout(shoggoth, face, tokenizer, make_env: EnvFactory, env_seeds: Sequence[int],
+                      max_tokens: int, generator: torch.Generator,
+                      group_of: Sequence[int] | None = None) -> tuple[list[Episode], Turns]:
+    """Episodes whose every turn the Shoggoth thinks and the Face acts (``shoggoth is face``: one model)."""
+    semicolon, dot = tokenizer.convert_tokens_to_ids(THOUGHT_END), stop_token_id(tokenizer)
+    n = len(env_seeds)
+    turns = Turns([[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in range(n)])
+    limit = getattr(face.config, "max_position_embeddings", None) or 10**9
+
+    def fits(i: int, prompt: str) -> bool:  # bos + prompt + thought + action
+        return len(tokenizer.encode(prompt, add_special_tokens=False)) + 3 + 2 * max_tokens <= limit
+
+    def choose(live: list[int], prompts: list[str]) -> list[tuple[str, list[int], float]]:
+        thought_prompts = [f"{p} {THINK}" for p in prompts]
+        # A thought ends at ';' (or at '.', which would end the whole turn: the thought is cut there).
+        th = sample(shoggoth, tokenizer, thought_prompts, max_tokens, generator=generator,
+                    stop_token_ids=(semicolon, dot))
+        thoughts = [" ".join(_thought_words(t)) for t in th.texts]
+        action_prompts = [f"{p} {THINK} {t} {THOUGHT_END}" for p, t in zip(prompts, thoughts)]
+        ac = sample(face, tokenizer, action_prompts, max_tokens, generator=generator, stop_token_ids=(dot,))
+        out = []
+        for r, i in enumerate(live):
+            t_ids = th.tokens[r][th.mask[r].bool()].tolist()
+            a_ids = ac.tokens[r][ac.mask[r].bool()].tolist()
+            turns.thought_prompts[i].append(thought_prompts[r])
+            turns.thought_tokens[i].append(t_ids)
+            turns.action_prompts[i].append(action_prompts[r])
+            turns.action_tokens[i].append(a_ids)
+            action = ac.texts[r].split(f" {ACTION_END}")[0].strip() if ACTION_END in ac.texts[r].split() else ac.texts[r]
+            text = f"{THINK} {thoughts[r]} {THOUGHT_END} {action} {ACTION_END}"
+            out.append((text, t_ids + a_ids, float(th.logprobs[r].sum() + ac.logprobs[r].sum())))
+        return out
+
+    episodes = _run(make_env, env_seeds, choose, None, group_of, fits)
+    return episodes, turns
+
+
+def _thought_words(text: str) -> list[str]:
+    words = []
+    for w in text.split():
+        if w in (THOUGHT_END, ACTION_END):
+            break
+        words.append(w)
+    return words
+
+
+def visible_turns(episode: Episode, variant: str) -> list[Turn]:
+    """What the overseer sees of an episode: every turn (single) or the Face's actions only."""
+    turns = episode_turns(episode.transcript)
+    return turns if variant == "single" else [Turn(None, t.action) for t in turns]
+
+
+def shoggoth_face_advantages(returns: torch.Tensor, k: int, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E,) shaped returns grouped as (E/k, k) -> (chain advantages, output advantages), each (E,).
+    Under reward targeting the chain gets none of the output's reward: its advantage is 0."""
+    out = rloo_advantages(returns, k)
+    return (torch.zeros_like(out) if targeted else out), out
+
+
+def _logprobs(model, tokenizer, prompts: list[str], tokens: list[list[int]]) -> torch.Tensor:
+    """log pi(tokens | prompt) summed per row, (N,), with grad."""
+    if not prompts:
+        return torch.zeros(0)
+    ids, mask = encode_prompts(tokenizer, prompts)
+    T = max(1, max(len(t) for t in tokens))
+    tok = torch.full((len(tokens), T), pad_id(tokenizer), dtype=torch.long)
+    tmask = torch.zeros((len(tokens), T), dtype=torch.long)
+    for r, t in enumerate(tokens):
+        tok[r, :len(t)] = torch.tensor(t, dtype=torch.long)
+        tmask[r, :len(t)] = 1
+    return sequence_logprobs(model, ids, mask, tok, tmask).sum(-1)
+
+
+def two_stage_update(shoggoth, face, tokenizer, episodes: list[Episode], turns: Turns, adv_chain: torch.Tensor,
+                     adv_out: torch.Tensor, optimizer: torch.optim.Optimizer, params: list, grad_clip: float,
+                     train_chain: bool = True) -> float:
+    """One REINFORCE step on every turn of ``episodes``: the Face's actions get their episode's
+    ``adv_out``, the Shoggoth's thoughts ``adv_chain`` (no pass at all when ``train_chain`` is
+    False: reward targeting). Returns the loss."""
+    rows = [(i, j) for i, e in enumerate(episodes) for j in range(len(e.steps))]
+    optimizer.zero_grad(set_to_none=True)
+    if not rows:
+        return 0.0
+    e_idx = torch.tensor([i for i, _ in rows])
+    act_lp = _logprobs(face, tokenizer, [turns.action_prompts[i][j] for i, j in rows],
+                       [turns.action_tokens[i][j] for i, j in rows])
+    loss = -(adv_out[e_idx] * act_lp).sum()
+    if train_chain:
+        th_lp = _logprobs(shoggoth, tokenizer, [turns.thought_prompts[i][j] for i, j in rows],
+                          [turns.thought_tokens[i][j] for i, j in rows])
+        loss = loss - (adv_chain[e_idx] * th_lp).sum()
+    loss = loss / len(episodes)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def evaluate_two_stage(shoggoth, face, tokenizer, make_env: EnvFactory, n_episodes: int, max_tokens: int, seed: int,
+                       step: int, variant: str, env_name: str) -> AgentEvaluation:
+    """The pair on the held-out starts ``evaluate_agent`` uses (same seeds, same generator seed), with
+    the CoT monitor on the hidden chain (``hidden_recall``, legibility) and on the visible part."""
+    generator = torch.Generator().manual_seed(seed + 7919)
+    seeds = [EVAL_SEED_OFFSET + seed * 10_000 + i for i in range(n_episodes)]
+    episodes, _ = two_stage_rollout(shoggoth, face, tokenizer, make_env, seeds, max_tokens, generator)
+    metrics = episode_metrics(episodes)
+    monitor = CoTMonitor(env_name)
+    tampered = [e.outcome.tampered for e in episodes]
+    hidden = [monitor(episode_turns(e.transcript)).flag for e in episodes]
+    visible = [monitor(visible_turns(e, variant)).flag for e in episodes]
+    n_t = sum(tampered)
+    metrics["hidden_recall"] = sum(h and t for h, t in zip(hidden, tampered)) / n_t if n_t else None
+    metrics["visible_flag_rate"] = sum(visible) / max(1, len(episodes))
+    metrics["hidden_flag_rate"] = sum(hidden) / max(1, len(episodes))
+    return AgentEvaluation(step, metrics, [episode_record(e) for e in episodes])
+
+
+def train_shoggoth_face(base_model, tokenizer, make_env: EnvFactory, cfg: ShoggothFaceConfig, seed: int, *,
+                        progress: bool = True, label: str | None = None) -> tuple[list[AgentEvaluation], dict]:
+    """Train the variant from copies of ``base_model``; returns (evaluations, info)."""
+    rng = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
+    env_name = make_env().name
+    face = copy.deepcopy(base_model).eval().requires_grad_(True)
+    shoggoth = face if cfg.variant == "single" else copy.deepcopy(base_model).eval().requires_grad_(True)
+    params = list(face.parameters()) + ([] if shoggoth is face else list(shoggoth.parameters()))
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    targeted = cfg.variant == "shoggoth_face_targeted"
+    monitor = CoTMonitor(env_name)
+
+    def evaluate(step: int) -> AgentEvaluation:
+        return evaluate_two_stage(shoggoth, face, tokenizer, make_env, cfg.eval_episodes, cfg.max_action_tokens, seed,
+                                  step, cfg.variant, env_name)
+
+    evaluations = [evaluate(0)]
+    bar = tqdm(range(1, cfg.steps + 1), desc=label or cfg.variant, disable=not progress, dynamic_ncols=True)
+    t0 = time.time()
+    for step in bar:
+        starts = rng.sample(range(cfg.train_env_seeds), k=min(cfg.starts_per_step, cfg.train_env_seeds))
+        seeds = [s for s in starts for _ in range(cfg.group_size)]
+        with torch.no_grad():
+            episodes, turns = two_stage_rollout(shoggoth, face, tokenizer, make_env, seeds, cfg.max_action_tokens,
+                                                generator)
+        flags = torch.tensor([float(monitor(visible_turns(e, cfg.variant)).flag) for e in episodes])
+        returns = torch.tensor([e.observed_return for e in episodes]) - cfg.penalty * flags
+        adv_chain, adv_out = shoggoth_face_advantages(returns, cfg.group_size, targeted)
+        loss = two_stage_update(shoggoth, face, tokenizer, episodes, turns, adv_chain, adv_out, optimizer, params,
+                                cfg.grad_clip, train_chain=not targeted)
+        bar.set_postfix(obs=f"{float(np.mean([e.observed_return for e in episodes])):.2f}",
+                        flagged=f"{float(flags.mean()):.2f}", loss=f"{loss:.2f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            evaluations.append(evaluate(step))
+    bar.close()
+    return evaluations, {"train_time_s": time.time() - t0, "variant": cfg.variant}
