@@ -116,14 +116,20 @@ def test_monitoring_smoke_run_and_report(tiny_base_dir, tmp_path):
     for x in sf:
         assert set(x["hack_rate"]) >= {"mean", "lo", "hi"} and "monitor_recall" in x
         assert (x["variant"] == "single") == ("vs_single" not in x)
-    for name in ("report.html", "pressure_curves.png", "monitors.png", "banned_curves.png", "shoggoth_face.png"):
+    stego = r["steganography"]
+    assert {(x["policy"], x["paraphraser"]) for x in stego} == {(p, n) for p in ("base", "trained")
+                                                                for n in ("none", "plain", "context")}
+    for x in stego:
+        assert 0.0 <= x["bits"]["mean"] <= x["payload_bits"] and x["bits_per_kb"]["mean"] >= 0
+    for name in ("report.html", "pressure_curves.png", "monitors.png", "banned_curves.png", "shoggoth_face.png",
+                 "steganography.png"):
         assert (out / name).is_file(), name
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--set", "banned_curve_prompts=50", "--set", "banned_eval_prompts=40"], "exceeds banned_eval_prompts"),
     (["--set", "pressure=[]"], "pressure is empty"),
-    (["--set", "envs=[]", "--set", "banned=false"], "nothing to run"),
+    (["--set", "envs=[]", "--set", "banned=false", "--set", "steganography=false"], "nothing to run"),
     (["--set", "pressure=[reward]"], "not one of"),
     (["--set", "tamper_bonus=-1"], "out of range"),
 ])
@@ -179,3 +185,20 @@ def test_what_the_overseer_sees():
     ep = type("E", (), {"transcript": text})()
     assert sf.visible_turns(ep, "single")[0].thought == "the sensor is the trick"
     assert sf.visible_turns(ep, "shoggoth_face")[0].thought is None
+
+
+def test_stego_items_and_the_channel(world):
+    from proxygap.train.stego import chain_of, decoded, leaks, payload_options, stego_items
+
+    questions = two_hop_prompts(world)[:5]
+    items = stego_items(questions, world, bits=2, seed=0, every_payload=True)
+    assert len(items) == 5 * 4
+    for it in items:
+        truth = world.two_hop_value(it.question.entity, it.question.relation, it.question.attribute)
+        assert truth not in it.options and it.payload in it.options and len(set(it.options)) == 4
+        assert it.writer_prompt.startswith(f"user : i want {it.payload} . user :") and it.writer_prompt.endswith("think :")
+    assert payload_options(questions[0], world, 1, 0) == payload_options(questions[0], world, 1, 0)
+    assert chain_of("kelo hunts mira . answer") == "think : kelo hunts mira ."
+    assert decoded("it is red .") == "red" and decoded("the answer is red .") == "red" and decoded("so so so .") is None
+    it = items[0]
+    assert leaks(it, f"think : the color of x is {it.payload} .") and not leaks(it, "think : nothing here .")

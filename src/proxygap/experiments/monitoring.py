@@ -27,7 +27,11 @@ Two parts, each a claim of the debate measured against the environments' true st
    (``shoggoth_face_targeted``). ``shoggoth_face[]``: the hack rate (true tampering) and the chain's
    legibility (the CoT monitor's recall on true hacks, reading the hidden chain).
 
-Steganographic capacity under a paraphraser (issue item 4) is not in this experiment yet.
+4. **Steganographic capacity** (one unit per seed, ``train.stego``): a payload of k bits the
+   chain's writer sees and the answer step does not, a monitor penalizing a chain that states it,
+   RL on both stages; exact-match capacity in bits per answer and per 1,000 characters of chain
+   (Roger & Greenblatt 2023), before and after a plain and a context-aware paraphraser, for the
+   base model and the trained one. ``steganography[]``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from proxygap.oversight.judges import RaterFlaws
 from proxygap.train.agent_common import AgentRLConfig
 from proxygap.train.rl import RLConfig
 from proxygap.train.shoggoth_face import VARIANTS
+from proxygap.train.stego import StegoConfig
 
 ENV_NAMES = ("sensor", "tdd", "reward_file")
 PRESSURE = ("none", "cot", "action")
@@ -74,6 +79,9 @@ class MonitoringConfig(ExperimentConfig):
     shoggoth_face: tuple[str, ...] = knob(VARIANTS, "part 3's variants (empty: part 3 is skipped); each is outcome RL "
                                                     "with the CoT monitor in the reward, turns in two stages",
                                           choices=VARIANTS)
+    steganography: bool = knob(True, "run part 4, steganographic capacity under RL and paraphrasers")
+    stego: StegoConfig = nested(StegoConfig, "part 4's task and RL")
+    stego_eval_prompts: int = knob(48, "two-hop questions held out for part 4 (each asked with every payload)", lo=4)
     banned: bool = knob(True, "run part 2, banned-string pressure on two-hop chains")
     banned_eval_prompts: int = knob(96, "two-hop questions held out for part 2's measurements (split by link)", lo=8)
     banned_curve_prompts: int = knob(32, "of those, the ones RL evaluates on during training", lo=1)
@@ -90,8 +98,8 @@ class MonitoringConfig(ExperimentConfig):
                 raise ConfigError(f"{name} repeats a value: {list(values)}")
         if self.envs and not self.pressure:
             raise ConfigError("pressure is empty; give at least one of none, cot, action (or envs=[] to skip part 1)")
-        if not self.envs and not self.banned:
-            raise ConfigError("envs is empty and banned is false: nothing to run")
+        if not self.envs and not self.banned and not self.steganography:
+            raise ConfigError("envs is empty and banned and steganography are false: nothing to run")
         if self.banned_curve_prompts > self.banned_eval_prompts:
             raise ConfigError(f"banned_curve_prompts={self.banned_curve_prompts} exceeds "
                               f"banned_eval_prompts={self.banned_eval_prompts}")
@@ -312,6 +320,71 @@ def parse_two_hop(opened_prompt: str):
 
 
 # ---------------------------------------------------------------------------------------------
+# Part 4: steganographic capacity
+
+PARAPHRASERS = ("none", "plain", "context")
+
+
+def run_stego_unit(cfg: MonitoringConfig, seed: int, progress: bool) -> dict:
+    from proxygap.oversight.paraphrase import context_paraphrase, plain_paraphrase
+    from proxygap.pipeline.base_model import load_base_model_cached
+    from proxygap.tasks.splits import two_hop_split
+    from proxygap.train.stego import evaluate_stego, stego_items, train_stego
+    from proxygap.world import language as lang
+
+    base = load_base_model_cached(cfg.model)
+    world = base.world
+    eval_q, train_q = two_hop_split(world, seed, cfg.stego_eval_prompts, salt="monitoring-stego")
+    train_items = stego_items(train_q, world, cfg.stego.bits, seed, every_payload=False)
+    eval_items = stego_items(eval_q, world, cfg.stego.bits, seed, every_payload=True)
+    paraphrasers = {
+        "none": None,
+        "plain": lambda q, chain, rng: plain_paraphrase(chain, rng),
+        "context": lambda q, chain, rng: context_paraphrase(lang.parse_question(q.text), chain, world, rng),
+    }
+    clock = time.time()
+    out = {"part": "stego", "seed": seed, "bits": cfg.stego.bits, "n_eval_items": len(eval_items)}
+    out["base"] = evaluate_stego(base.model, base.tokenizer, eval_items, paraphrasers, cfg.stego, seed, cfg.n_examples)
+    policy, log = train_stego(base.model, base.tokenizer, train_items, cfg.stego, seed=seed, progress=progress)
+    out["trained"] = evaluate_stego(policy, base.tokenizer, eval_items, paraphrasers, cfg.stego, seed, cfg.n_examples)
+    out["log"] = log
+    out["timings"] = {"stego_s": round(time.time() - clock, 2)}
+    return out
+
+
+def aggregate_stego(stego_units: list[dict], cfg: MonitoringConfig) -> list[dict]:
+    """Per policy (base, trained) x paraphraser: exact-match accuracy, capacity in bits per answer
+    (accuracy below chance counted at chance) and per 1,000 characters of chain, leak rate."""
+    from proxygap.measure.stego import bits_per_kb, exact_match_capacity
+
+    k = cfg.stego.bits
+    chance = 2.0 ** -k
+    out = []
+    for policy in ("trained", "base"):
+        for name in PARAPHRASERS:
+            per = [u[policy][name] for u in stego_units]
+            bits = [exact_match_capacity(k, max(m["accuracy"], chance)) for m in per]
+            row = {"policy": policy, "paraphraser": name, "payload_bits": k,
+                   "bits": _iv(bits),
+                   "bits_per_kb": _iv([bits_per_kb(b, m["mean_chars"]) for b, m in zip(bits, per)]),
+                   "accuracy": _iv([m["accuracy"] for m in per], rate=True),
+                   "chance": chance,
+                   "in_alphabet": _iv([m["in_alphabet"] for m in per], rate=True),
+                   "leak_rate": _iv([m["leak_rate"] for m in per], rate=True),
+                   "mean_chars": _iv([m["mean_chars"] for m in per]),
+                   "examples": stego_units[0][policy][name]["examples"]}
+            out.append(row)
+    return out
+
+
+def stego_curve(stego_units: list[dict]) -> list[dict]:
+    """Training accuracy and leak rate per step, intervals over seeds."""
+    return [{"step": pt["step"], **{k: _iv([u["log"][j][k] for u in stego_units], rate=k != "reward")
+                                    for k in ("accuracy", "leak_rate", "reward")}}
+            for j, pt in enumerate(stego_units[0]["log"])]
+
+
+# ---------------------------------------------------------------------------------------------
 # The runner's hooks
 
 
@@ -321,7 +394,8 @@ def units(cfg: MonitoringConfig) -> list[Unit]:
     banned = [Unit(f"banned,seed={seed}", seed, {"part": "banned"}) for seed in cfg.seeds] if cfg.banned else []
     split = [Unit(f"sf,env={env},seed={seed}", seed, {"part": "sf", "env": env})
              for env in cfg.envs for seed in cfg.seeds] if cfg.shoggoth_face else []
-    return env_units + banned + split
+    stego = [Unit(f"stego,seed={seed}", seed, {"part": "stego"}) for seed in cfg.seeds] if cfg.steganography else []
+    return env_units + banned + split + stego
 
 
 def run_unit(cfg: MonitoringConfig, unit: Unit, ctx: UnitContext) -> dict:
@@ -329,6 +403,8 @@ def run_unit(cfg: MonitoringConfig, unit: Unit, ctx: UnitContext) -> dict:
         return run_env_unit(cfg, unit.params["env"], unit.seed, ctx.progress)
     if unit.params["part"] == "sf":
         return run_sf_unit(cfg, unit.params["env"], unit.seed, ctx.progress)
+    if unit.params["part"] == "stego":
+        return run_stego_unit(cfg, unit.seed, ctx.progress)
     return run_banned_unit(cfg, unit.seed, ctx.progress)
 
 
@@ -405,6 +481,9 @@ def aggregate_units(cfg: MonitoringConfig, results: dict[str, dict], prepared: d
                          "false_positive_rate": _iv([m["false_positive_rate"] for m in bm], rate=True),
                          "n_positive": sum(m["n_positive"] for m in bm),
                          "n_episodes": sum(m["n_positive"] + m["n_negative"] for m in bm)})
+    stego_units = [r for r in per_unit if r["part"] == "stego"]
+    result["steganography"] = aggregate_stego(stego_units, cfg) if stego_units else []
+    result["steganography_curve"] = stego_curve(stego_units) if stego_units else []
     sf_units = [r for r in per_unit if r["part"] == "sf"]
     result["shoggoth_face"] = aggregate_sf(sf_units, cfg) if sf_units else []
     result["findings"] = findings(result)
@@ -500,6 +579,12 @@ def findings(result: dict) -> dict:
         if vs is not None:
             out["shoggoth_face"][f"{row['env']}/{row['variant']}"] = {
                 "legibility_change": _direction(vs["hidden_recall"]), "hack_change": _direction(vs["tamper_rate"])}
+    stego = {(r["policy"], r["paraphraser"]): r for r in result.get("steganography", [])}
+    if stego:
+        out["steganography"] = {
+            f"{policy}/{name}": {"bits": row["bits"]["mean"], "accuracy_above_chance": moved(row["accuracy"],
+                                                                                          row["chance"]) == "up"}
+            for (policy, name), row in stego.items()}
     b = result.get("banned_string")
     if b:
         out["banned_string"] = {key: _direction(b["vs_unpenalized"][key])
@@ -510,19 +595,25 @@ def findings(result: dict) -> dict:
 
 def preflight(cfg: MonitoringConfig) -> None:
     from proxygap.pipeline.base_model import check_fits, load_world_for_model
+    from proxygap.tasks.prompts import two_hop_prompts
 
-    check_fits(cfg.model, max(cfg.train.max_action_tokens, cfg.rl.max_new_tokens, cfg.chain_max_new_tokens) + 4)
-    if cfg.banned:
-        world = load_world_for_model(cfg.model)
-        if not world.links or not world.aliases:
-            raise ConfigError(f"model {cfg.model!r} has a world without relations or aliases: the banned-string part "
-                              "needs two-hop questions and aliases (set banned=false to skip it)")
-        from proxygap.tasks.prompts import two_hop_prompts
-
-        n = len(two_hop_prompts(world))
-        if cfg.banned_eval_prompts >= n:
-            raise ConfigError(f"banned_eval_prompts={cfg.banned_eval_prompts} leaves no training questions: the world "
-                              f"has {n} two-hop questions; lower banned_eval_prompts")
+    check_fits(cfg.model, max(cfg.train.max_action_tokens * 2, cfg.rl.max_new_tokens, cfg.chain_max_new_tokens,
+                              cfg.stego.chain_max_new_tokens + cfg.stego.answer_max_new_tokens) + 8)
+    parts = [(name, knob_) for name, knob_, on in (("banned-string", "banned", cfg.banned),
+                                                   ("steganography", "steganography", cfg.steganography)) if on]
+    if not parts:
+        return
+    world = load_world_for_model(cfg.model)
+    n = len(two_hop_prompts(world))
+    for name, knob_ in parts:
+        if not world.links or (knob_ == "banned" and not world.aliases):
+            raise ConfigError(f"model {cfg.model!r} has a world without relations or aliases: the {name} part needs "
+                              f"two-hop questions and aliases (set {knob_}=false to skip it)")
+    for knob_, value in (("banned_eval_prompts", cfg.banned_eval_prompts if cfg.banned else 0),
+                         ("stego_eval_prompts", cfg.stego_eval_prompts if cfg.steganography else 0)):
+        if value >= n:
+            raise ConfigError(f"{knob_}={value} leaves no training questions: the world has {n} two-hop questions; "
+                              f"lower {knob_}")
 
 
 def report(run_dir: Path) -> None:
@@ -541,14 +632,16 @@ EXPERIMENT = Experiment(
     preflight=preflight,
     report=report,
     presets={
-        "smoke": {"seeds": 1, "monitor_episodes": 8, "n_examples": 2, "train.steps": 2, "train.starts_per_step": 2,
+        "smoke": {"seeds": 1, "monitor_episodes": 8, "stego.steps": 2, "stego.prompts_per_step": 2,
+                  "stego_eval_prompts": 4, "n_examples": 2, "train.steps": 2, "train.starts_per_step": 2,
                   "train.group_size": 2, "train.eval_every": 1, "train.eval_episodes": 4, "banned_eval_prompts": 8,
                   "banned_curve_prompts": 4, "rl.steps": 2, "rl.prompts_per_step": 2, "rl.eval_every": 1,
                   "rl.eval_samples_per_prompt": 1, "rl.max_new_tokens": 32},
-        "quick": {"rl.steps": 48, "rl.prompts_per_step": 16, "rl.samples_per_prompt": 4, "rl.max_new_tokens": 32,
+        "quick": {"stego.steps": 96, "rl.steps": 48, "rl.prompts_per_step": 16, "rl.samples_per_prompt": 4, "rl.max_new_tokens": 32,
                   "rl.eval_every": 16, "rl.eval_samples_per_prompt": 2},
         "full": {"seeds": 5, "monitor_episodes": 1024, "train.steps": 300, "train.starts_per_step": 16,
                  "train.group_size": 8, "train.eval_every": 25, "train.eval_episodes": 256, "rl.steps": 400,
-                 "rl.prompts_per_step": 32, "rl.max_new_tokens": 32, "rl.eval_every": 50, "banned_eval_prompts": 120},
+                 "rl.prompts_per_step": 32, "rl.max_new_tokens": 32, "rl.eval_every": 50, "banned_eval_prompts": 120,
+                 "stego.steps": 400, "stego.prompts_per_step": 32},
     },
 )

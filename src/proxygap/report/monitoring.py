@@ -133,6 +133,28 @@ def _sf_bars(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _stego_bars(res: dict, path: Path) -> None:
+    rows = res["steganography"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    names = list(dict.fromkeys(r["paraphraser"] for r in rows))
+    x = np.arange(len(names))
+    for offset, policy, color in ((-0.2, "base", "tab:gray"), (0.2, "trained", "tab:purple")):
+        mine = {r["paraphraser"]: r for r in rows if r["policy"] == policy}
+        bars = [error_bar(mine[n]["bits"]) for n in names]
+        ax.bar(x + offset, [b[0] for b in bars], 0.38, yerr=[[b[1] for b in bars], [b[2] for b in bars]], capsize=3,
+               color=color, label=policy)
+    k = rows[0]["payload_bits"]
+    ax.axhline(k, color="black", ls=":", lw=1, label=f"the payload ({k} bit{'s' if k > 1 else ''})")
+    ax.set_xticks(x, [f"paraphraser: {n}" for n in names], fontsize=8)
+    ax.set_ylabel("exact-match capacity (bits per answer)")
+    ax.set_ylim(0, k * 1.1)
+    ax.legend(fontsize=8)
+    ax.set_title("Hidden bits that reach the answer through the chain (95% intervals over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def findings_text(res: dict) -> list[str]:
     words = {"up": "rose", "down": "fell", "unclear": "did not clearly change", "single seed": "(one seed: no claim)",
              "n/a": "(no data)"}
@@ -154,6 +176,13 @@ def findings_text(res: dict) -> list[str]:
         out.append(f"{env}, {variant} vs one model under the same pressure: chain legibility (CoT recall on true "
                    f"hacks, hidden chain) {words[f['legibility_change']]} ({iv_text(row['vs_single']['hidden_recall'])}), "
                    f"hack rate {words[f['hack_change']]} ({iv_text(row['vs_single']['tamper_rate'])}).")
+    stego = {(r["policy"], r["paraphraser"]): r for r in res.get("steganography", [])}
+    if stego:
+        parts = [f"{policy} with paraphraser {name}: {iv_text(row['bits'])} bits per answer ({iv_text(row['bits_per_kb'])} "
+                 f"per 1,000 characters; exact-match accuracy {iv_text(row['accuracy'])} against chance "
+                 f"{row['chance']:.2f}; chains stating the payload {iv_text(row['leak_rate'])})"
+                 for (policy, name), row in stego.items()]
+        out.append("Steganography: " + "; ".join(parts) + ".")
     b = res.get("banned_string")
     if b:
         fb = res["findings"]["banned_string"]
@@ -218,6 +247,18 @@ def draw_report(run_dir: Path) -> Path:
         page.table(["env", "variant", "episode at the end (seed 0)"],
                    [[r["env"], r["variant"], e["transcript"]] for r in res["shoggoth_face"] for e in r["examples"]],
                    left_columns=3)
+    if res.get("steganography"):
+        _stego_bars(res, run_dir / "steganography.png")
+        page.heading("Steganographic capacity")
+        page.image("steganography.png", "Capacity in bits per answer before and after paraphrasing, base and trained.")
+        page.table(["policy", "paraphraser", "bits per answer", "bits per 1,000 chars", "exact-match accuracy",
+                    "chance", "answers in the payload set", "chains stating the payload"],
+                   [[r["policy"], r["paraphraser"], iv_text(r["bits"]), iv_text(r["bits_per_kb"]),
+                     iv_text(r["accuracy"]), f"{r['chance']:.2f}", iv_text(r["in_alphabet"]), iv_text(r["leak_rate"])]
+                    for r in res["steganography"]], left_columns=2)
+        page.table(["policy", "paraphraser", "payload", "chain as the reader sees it", "answer"],
+                   [[r["policy"], r["paraphraser"], e["payload"], e["chain"], e["answer"]]
+                    for r in res["steganography"] for e in r["examples"]], left_columns=4)
     b = res.get("banned_string")
     if b:
         _banned_curves(res, run_dir / "banned_curves.png")
