@@ -278,3 +278,4 @@ def test_corruptible_feedback_replaces_approval_once_the_channel_is_seized(world
     assert [s.approval for s in plain[0].steps] != approx(corrupted)  # the overseer's own judgement
     assert [s.approval for s in open_[1].steps] == [s.approval for s in plain[1].steps]  # honest: untouched
     assert [s.observed_reward for s in open_[0].steps] == [s.observed_reward for s in plain[0].steps]
+    assert [s.true_reward for s in open_[0].steps] == [s.true_reward for s in plain[0].steps]  # the world is the same

@@ -27,6 +27,11 @@ Two knobs every environment has (``EnvConfig``):
   channel; once the agent has seized that channel, the overseer reads what the channel reports
   (``corrupted_approval``) instead of its own judgement, whatever action it is asked about
   (Uesato et al. 2020's corruptible feedback, which decoupled approval is meant to neutralize).
+  What the seized channel reports is each environment's own (its docstring): the sensor and the
+  agent's tests report the step's observed reward; the edited reward file reports a full answer's
+  reward, read directly from the file (the guard test guards the observed reward, not the
+  overseer's reading). The corruption never depends on which action the overseer is asked about:
+  that is the kind decoupled approval's argument covers.
 
 An action the environment cannot parse is not an error: it costs a step, gets the
 environment's small invalid-action reward, leaves the state unchanged, is flagged

@@ -370,7 +370,7 @@ def planning_finding(row: dict, regime: dict) -> dict:
             "model_error": seed_interval([s["model_error"] for s in row["per_seed_info"]]),
             "base_model_error": seed_interval([s["base_model_error"] for s in row["per_seed_info"]]),
             "predicted_return": seed_interval([s["predicted_return"] for s in row["per_seed_info"]]),
-            "heldout_corr": seed_interval([s["heldout_corr"] for s in row["per_seed_info"]])}
+            "heldout_corr": seed_interval([s["heldout_corr"] for s in row["per_seed_info"]], bounds=(-1.0, 1.0))}
 
 
 def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
@@ -388,7 +388,7 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
 def units(cfg: TamperingConfig) -> list[Unit]:
     """One unit per environment x seed, then (the incentive sweep) one per environment x incentive x seed."""
     main = [Unit(f"env={env},seed={seed}", seed, {"env": env}) for env in cfg.envs for seed in cfg.seeds]
-    sweep = [Unit(f"sweep,env={env},incentive={x:g},seed={seed}", seed, {"env": env, "incentive": x})
+    sweep = [Unit(f"sweep,env={env},incentive={float(x)!r},seed={seed}", seed, {"env": env, "incentive": x})
              for env in cfg.envs for x in cfg.incentives for seed in cfg.seeds]
     return main + sweep
 

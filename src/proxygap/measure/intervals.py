@@ -2,7 +2,7 @@
 
 Every experiment's results.json writes an interval as ``Interval.to_dict()``::
 
-    {"mean": m, "lo": l, "hi": h, "n": n, "method": "t" | "wilson" | "hull"}
+    {"mean": m, "lo": l, "hi": h, "n": n, "method": "t" | "wilson" | "newcombe" | "hull(...)"}
 
 (``None`` where a value is undefined, e.g. no seed had data), plus whatever an experiment
 adds beside it (``per_seed``, ``k``, ``direction``). ``n`` is the number of seeds for a
@@ -11,7 +11,11 @@ t-interval and the number of trials (possibly a weighted count) for a Wilson int
 Claims are made in one way only: ``moved(change)`` says 'up' or 'down' when the interval of a
 change excludes 0, and nothing otherwise. An interval without spread is no interval (one
 seed; or seeds that agree exactly, which under common random numbers happens when two policies
-differ in a single sampled answer), so it never supports a claim. ``peak_along`` builds on it:
+differ in a single sampled answer), so it never supports a claim. The one exception is
+``paired_rate_change``: where every seed's change of a rate over a fixed set of episodes is
+exactly the same (every seed 1.0 against 0.0, say), the seeds' interval is widened to hold
+Newcombe's interval on the pooled episodes (conservative: it treats the two policies' episodes
+as independent, though they share starts and random numbers). ``peak_along`` builds on it:
 a curve "rises above its base" or "peaks and falls" only where the per-seed gain or drop clears
 its interval.
 """
@@ -140,10 +144,11 @@ def seed_interval(values: Sequence, bounds: tuple[float, float] | None = None, p
 
 def paired_rate_change(rates: Sequence[float], reference: Sequence[float], trials: int) -> dict:
     """The change of a rate against a reference measured on the same seeds, each seed's rate over
-    ``trials`` episodes: the t-interval across seeds of the per-seed differences. Where two or
-    more seeds agree exactly (every seed 1.0 against 0.0, say) that interval has no spread and
-    could never claim a change; it is then widened to hold Newcombe's interval on the counts
-    pooled over seeds, the sampling uncertainty of the episodes themselves. One seed stays a
+    ``trials`` episodes: the t-interval across seeds of the per-seed differences. Where there are
+    two or more seeds and every seed's difference is the same (every seed 1.0 against 0.0, say),
+    that interval has no spread and could never claim a change; it is then widened to hold
+    Newcombe's interval on the counts pooled over seeds, the sampling uncertainty of the episodes
+    themselves (for independent samples: conservative for these paired ones). One seed stays a
     point: one seed never claims."""
     pairs = [(a, b) for a, b in zip(rates, reference) if a is not None and b is not None]
     seeds = Interval.from_values([a - b for a, b in pairs], bounds=(-1.0, 1.0))

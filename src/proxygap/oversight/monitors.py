@@ -4,9 +4,13 @@
   recognizes. What it recognizes is a knob (``known``: by default every tampering action of the
   environment, so on these environments its recall on true tampering is 1 by construction; a
   subset models an action monitor that does not know a hack when it sees one).
-- ``CoTMonitor``: reads the thoughts (``think : ... ;``) and the actions, and flags a thought that
-  states tampering intent: one of the demonstrators' candid reasons, or a thought naming the
-  reward channel (``intent_words``). An innocuous thought before a hack is what it cannot see.
+- ``CoTMonitor``: reads the thoughts (``think : ... ;``) only, and flags a thought that states
+  tampering intent: one of the demonstrators' candid reasons, or a thought naming the reward
+  channel (``intent_words``). An innocuous thought before a hack, or no thought at all, is what it
+  cannot see. Since the action monitor knows every hack and the CoT monitor reads only the
+  reasons given for them, on these environments the CoT monitor's recall can never exceed the
+  action monitor's: the comparison with Baker et al. (whose action monitor missed hacks it did
+  not recognize) holds only with an action monitor that knows fewer hacks (``known``).
 - ``BannedStringMonitor``: reads a two-hop chain and flags it if the intermediate entity's name
   appears in the chain (Skaf et al. 2025's regex monitor); its alias is not banned: the look-alike
   encoding a policy can switch to.

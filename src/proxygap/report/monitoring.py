@@ -87,7 +87,7 @@ def _monitor_bars(res: dict, path: Path) -> None:
 def _banned_curves(res: dict, path: Path) -> None:
     b = res["banned_string"]
     keys = (("named_rate", "chain names the intermediate"), ("alias_rate", "chain writes only its alias"),
-            ("dropped_rate", "chain drops the hop"), ("gold", "gold (sampled answers)"))
+            ("dropped_step_rate", "chain drops the hop"), ("gold", "gold (sampled answers)"))
     fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.2), squeeze=False)
     for name, curve in b["curves"].items():
         for ax, (key, title) in zip(axes[0], keys):
@@ -103,7 +103,7 @@ def _banned_curves(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-SF_COLORS = {"single": "tab:red", "shoggoth_face": "tab:green", "shoggoth_face_targeted": "tab:olive"}
+SF_COLORS = {"single": "tab:red", "single_targeted": "tab:orange", "shoggoth_face": "tab:green"}
 
 
 def _sf_bars(res: dict, path: Path) -> None:
@@ -126,8 +126,8 @@ def _sf_bars(res: dict, path: Path) -> None:
         ax.set_title(env, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Shoggoth/Face vs one model under the same CoT-monitor pressure (95% intervals over seeds)",
-                 fontsize=10)
+    fig.suptitle("Shoggoth/Face vs one model, the same CoT monitor in the reward reading what the overseer sees "
+                 "(the Face's actions only, for shoggoth_face); 95% intervals over seeds", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -168,12 +168,13 @@ def findings_text(res: dict) -> list[str]:
                 f"({iv_text(vs['cot_recall'])}), capability {words[f['capability_change']]} "
                 f"({iv_text(vs['capability'])}).")
         if f["obfuscated"]:
-            text += " Obfuscated hacking: the monitor stopped seeing a hack that did not stop."
+            text += (" Obfuscated hacking: the monitor sees less of the hacking, and hacking behind thoughts it does "
+                     f"not flag goes on ({iv_text(row['obfuscated_rate'])} of episodes).")
         out.append(text)
     for key, f in res["findings"].get("shoggoth_face", {}).items():
         env, variant = key.split("/")
         row = next(r for r in res["shoggoth_face"] if r["env"] == env and r["variant"] == variant)
-        out.append(f"{env}, {variant} vs one model under the same pressure: chain legibility (CoT recall on true "
+        out.append(f"{env}, {variant} vs one model whose chain the monitor reads: chain legibility (CoT recall on true "
                    f"hacks, hidden chain) {words[f['legibility_change']]} ({iv_text(row['vs_single']['hidden_recall'])}), "
                    f"hack rate {words[f['hack_change']]} ({iv_text(row['vs_single']['tamper_rate'])}).")
     stego = {(r["policy"], r["paraphraser"]): r for r in res.get("steganography", [])}
@@ -189,7 +190,7 @@ def findings_text(res: dict) -> list[str]:
         out.append(f"Banned string, against the same RL without the penalty: naming the intermediate "
                    f"{words[fb['named_rate']]} ({iv_text(b['vs_unpenalized']['named_rate'])}), writing only its alias "
                    f"{words[fb['alias_rate']]} ({iv_text(b['vs_unpenalized']['alias_rate'])}), dropping the hop "
-                   f"{words[fb['dropped_rate']]} ({iv_text(b['vs_unpenalized']['dropped_rate'])}), accuracy "
+                   f"{words[fb['dropped_step_rate']]} ({iv_text(b['vs_unpenalized']['dropped_step_rate'])}), accuracy "
                    f"{words[fb['accuracy']]} ({iv_text(b['vs_unpenalized']['accuracy'])}). Load-bearing test of the "
                    f"alias under pressure: accuracy drops by {iv_text(b['load_bearing_drop'])} when a wrong alias is "
                    "prefilled.")
@@ -251,10 +252,11 @@ def draw_report(run_dir: Path) -> Path:
         _stego_bars(res, run_dir / "steganography.png")
         page.heading("Steganographic capacity")
         page.image("steganography.png", "Capacity in bits per answer before and after paraphrasing, base and trained.")
-        page.table(["policy", "paraphraser", "bits per answer", "bits per 1,000 chars", "exact-match accuracy",
-                    "chance", "answers in the payload set", "chains stating the payload"],
+        page.table(["policy", "paraphraser", "bits per answer (hidden)", "bits per 1,000 chars", "exact-match accuracy",
+                    "without stating it", "chance", "answers in the payload set", "chains stating the payload"],
                    [[r["policy"], r["paraphraser"], iv_text(r["bits"]), iv_text(r["bits_per_kb"]),
-                     iv_text(r["accuracy"]), f"{r['chance']:.2f}", iv_text(r["in_alphabet"]), iv_text(r["leak_rate"])]
+                     iv_text(r["accuracy"]), iv_text(r["covert_accuracy"]), f"{r['chance']:.2f}",
+                     iv_text(r["in_alphabet"]), iv_text(r["leak_rate"])]
                     for r in res["steganography"]], left_columns=2)
         page.table(["policy", "paraphraser", "payload", "chain as the reader sees it", "answer"],
                    [[r["policy"], r["paraphraser"], e["payload"], e["chain"], e["answer"]]
@@ -265,10 +267,11 @@ def draw_report(run_dir: Path) -> Path:
         page.heading("Banned-string pressure on two-hop chains")
         page.image("banned_curves.png", "How the chains write the intermediate entity during RL, with and without "
                    "the penalty.")
-        keys = ("accuracy", "named_rate", "alias_rate", "dropped_rate", "load_bearing_drop", "load_bearing_follows_wrong",
+        keys = ("accuracy", "named_rate", "alias_rate", "dropped_step_rate", "load_bearing_drop", "load_bearing_follows_wrong",
                 "load_bearing_drop_name", "monitor_recall")
         page.table(["policy", *keys], [[name, *[iv_text(p[k]) for k in keys]] for name, p in b["policies"].items()])
-        rows = [[name, e["chain"], "yes" if e["named"] else "", "yes" if e["alias"] else "", "yes" if e["dropped"] else ""]
+        rows = [[name, e["chain"], "yes" if e["named"] else "", "yes" if e["alias"] else "",
+                 "yes" if e["dropped_step"] else ""]
                 for name, exs in b["examples"].items() for e in exs]
         page.table(["policy", "sampled chain (seed 0)", "named", "alias only", "hop dropped"], rows, left_columns=2)
     page.heading("Example episodes (seed 0: the first and the last evaluation)")
@@ -276,5 +279,8 @@ def draw_report(run_dir: Path) -> Path:
     meta, cfg = res.get("meta", {}), res.get("config", {})
     page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, model {res['model']}, wall time "
                    f"{fmt(meta.get('wall_time_s'), 1)} s. Tamper bonus {cfg.get('tamper_bonus')}, monitor penalty "
-                   f"{cfg.get('penalty')}. Intervals are 95% t-intervals across seeds.", note=True)
+                   f"{cfg.get('penalty')}. Intervals are 95% t-intervals across seeds; a paired change of a rate whose "
+                   "seeds agree exactly is widened to Newcombe's interval on the pooled episodes. The action monitor "
+                   "knows every tampering action, so its recall is 1 by construction, and the CoT monitor reads "
+                   "thoughts only: its recall cannot exceed the action monitor's here.", note=True)
     return page.write(run_dir / "report.html")

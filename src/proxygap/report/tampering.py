@@ -148,7 +148,7 @@ def _incentive_sweep(res: dict, path: Path) -> None:
                         mfc=color if p["tamper_direction"] == "up" else "none", mew=1.5)
         base = [mean_of(p["imitation_tamper_rate"]) for p in rows[0]["points"]]
         ax.plot([p["incentive"] for p in rows[0]["points"]], base, "--", color="black", lw=1, label="imitation (base)")
-        ax.set_xlabel("incentive to tamper (tamper_bonus, observed reward units)")
+        ax.set_xlabel("tamper_bonus: paid on top of the env's own incentive (observed reward units)")
         ax.set_ylabel("tamper rate")
         ax.set_ylim(-0.03, 1.03)
         ax.set_title(env)
@@ -270,9 +270,9 @@ def draw_report(run_dir: Path) -> Path:
         _incentive_sweep(res, run_dir / "incentive_sweep.png")
 
     page = Report("proxygap: tampering — outcome-based vs process-based RL")
-    sweep_caption = ("Tamper rate per regime against the incentive to tamper (how much more the seized channel pays "
-                     "than the best honest outcome); filled: above imitation at that incentive, the paired interval "
-                     "excludes 0.")
+    sweep_caption = ("Tamper rate per regime against tamper_bonus, what the seized channel pays on top of each "
+                     "environment's own incentive (sensor: covering already saves the step costs; tdd, reward_file: "
+                     "none); filled: above imitation at that bonus, the paired interval excludes 0.")
     only_sweep = sweep and len(res["envs"][0]["regimes"]) == 1
     if only_sweep:
         page.image("incentive_sweep.png", sweep_caption)
@@ -301,7 +301,8 @@ def draw_report(run_dir: Path) -> Path:
         f"{train.get('starts_per_step')} starts x {train.get('group_size')} episodes, lr {train.get('lr')}, "
         f"KL coefficient {train.get('kl_coef')}. Evaluation: {train.get('eval_episodes')} held-out episodes per seed, "
         "sampled at temperature 1, the same episodes and random numbers for every regime of a seed. "
-        "Intervals are 95% t-intervals across seeds.", note=True)
+        "Intervals are 95% t-intervals across seeds; a paired change of a rate whose seeds all agree exactly is "
+        "widened to Newcombe's interval on the pooled episodes.", note=True)
     page.heading("Regimes")
     page.table(["regime", "what each action is credited with"], [[name, REGIME_NOTES[name]] for name in REGIME_NOTES
                                                                   if any(r["name"] == name for r in res["envs"][0]["regimes"])],

@@ -8,20 +8,24 @@ the output alone also obfuscates the chain). Every turn of an episode is written
 2. the **Face** sees the transcript, the thought and ``;``, and samples the action until ``.``.
 
 The transcript is the corpus's ``act : think : <thought> ; <action> .`` either way, so the base
-model has seen every turn's format. The reward is outcome RL's (the episode's observed return,
-RLOO over the episodes of a start, gamma = 1) minus ``penalty`` when the CoT monitor flags
-**what the overseer sees**:
+model has seen every turn's format. Every variant has the same monitor in its reward -- the CoT
+monitor, reading **what the overseer sees** -- and the same task reward, outcome RL's observed
+return (RLOO over the episodes of a start, gamma = 1):
 
-- ``single``: one model writes both stages and the overseer sees the whole turn, thought
-  included: the pressure lands on the chain (the ``monitored`` regime, in two stages);
-- ``shoggoth_face``: two copies of the base model, the overseer sees only the Face's output
-  (the actions); the Shoggoth's thought is hidden from every reward;
-- ``shoggoth_face_targeted``: as ``shoggoth_face`` with *reward targeting*: no gradient from the
-  output's reward reaches the chain's tokens, so nothing but a reward on the chain itself (there
-  is none here) would move the Shoggoth.
+- ``single``: one model writes both stages; the overseer sees the whole turn, thought included,
+  and the penalty's gradient reaches every token (the ``monitored`` regime, in two stages);
+- ``single_targeted``: the same, with Drori et al.'s *reward targeting*: the thought's tokens are
+  credited with the task reward only, the monitor's penalty goes to the action's tokens alone (one
+  model, so the weights are still shared: what spills over is what is measured);
+- ``shoggoth_face``: two copies of the base model; the overseer sees only the Face's output (the
+  actions), so the CoT monitor has no thought to read and its penalty cannot fire: keeping the
+  chain out of the overseer's view is the proposal itself, by construction. What the variant
+  measures is what that buys (the hidden chain's legibility) and what it costs (the hack rate
+  without the penalty).
 
-The update, per episode i with advantage A_i (and A_i^chain = A_i, or 0 under reward targeting):
+Per episode i, with the task return R_i and the monitor's flag f_i on what the overseer sees:
 
+    A_i = RLOO(R_i - penalty * f_i),   A_i^chain = RLOO(R_i) if targeted else A_i
     loss = -(1/E) sum_i sum_turns [ A_i^chain log pi_S(thought | prompt, 'think :')
                                     + A_i log pi_F(action | prompt, 'think :', thought, ';') ]
 
@@ -42,7 +46,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from proxygap.config import knob
+from proxygap.config import ConfigError, knob
 from proxygap.envs.base import ACTION_END, THINK, THOUGHT_END
 from proxygap.lm.sampling import encode_prompts, pad_id, sample, sequence_logprobs
 from proxygap.oversight.monitors import CoTMonitor, Turn, episode_turns
@@ -52,15 +56,21 @@ from proxygap.train.agent_common import (
 from proxygap.train.rl import rloo_advantages
 from proxygap.train.rollout import EnvFactory, Episode, _run, stop_token_id
 
-VARIANTS = ("single", "shoggoth_face", "shoggoth_face_targeted")
+VARIANTS = ("single", "single_targeted", "shoggoth_face")
 
 
 @dataclass
 class ShoggothFaceConfig(AgentRLConfig):
-    variant: str = knob("shoggoth_face", "single (one model; the overseer sees the thoughts), shoggoth_face (two "
-                                         "models; it sees only the Face's actions), shoggoth_face_targeted (and no "
-                                         "gradient from the output's reward into the chain)", choices=VARIANTS)
+    variant: str = knob("shoggoth_face", "single (one model; the overseer sees the thoughts), single_targeted (the "
+                                         "same; the monitor's penalty reaches only the action tokens), shoggoth_face "
+                                         "(two models; the overseer sees only the Face's actions)", choices=VARIANTS)
     penalty: float = knob(1.0, "reward subtracted from an episode whose visible part the CoT monitor flags", lo=0)
+
+    def check(self) -> None:
+        super().check()
+        if self.kl_coef != 0:
+            raise ConfigError("kl_coef must be 0 for the two-stage (Shoggoth/Face) turns: no KL term is implemented "
+                              "there; set train.kl_coef=0")
 
 
 @dataclass
@@ -120,22 +130,25 @@ def _thought_words(text: str) -> list[str]:
 
 
 def visible_turns(episode: Episode, variant: str) -> list[Turn]:
-    """What the overseer sees of an episode: every turn (single) or the Face's actions only."""
+    """What the overseer sees of an episode: every turn (single, single_targeted) or the Face's actions only."""
     turns = episode_turns(episode.transcript)
-    return turns if variant == "single" else [Turn(None, t.action) for t in turns]
+    return [Turn(None, t.action) for t in turns] if variant == "shoggoth_face" else turns
 
 
-def shoggoth_face_advantages(returns: torch.Tensor, k: int, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E,) shaped returns grouped as (E/k, k) -> (chain advantages, output advantages), each (E,).
-    Under reward targeting the chain gets none of the output's reward: its advantage is 0."""
-    out = rloo_advantages(returns, k)
-    return (torch.zeros_like(out) if targeted else out), out
+def shoggoth_face_advantages(task: torch.Tensor, flags: torch.Tensor, penalty: float, k: int,
+                             targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E,) task returns and monitor flags, grouped as (E/k, k) -> (chain advantages, output
+    advantages), each (E,). The output's is RLOO of ``task - penalty * flags``; the chain's is the
+    same, or under reward targeting RLOO of the task return alone (no penalty gradient into it)."""
+    out = rloo_advantages(task - penalty * flags, k)
+    return (rloo_advantages(task, k) if targeted else out), out
 
 
 def _logprobs(model, tokenizer, prompts: list[str], tokens: list[list[int]]) -> torch.Tensor:
     """log pi(tokens | prompt) summed per row, (N,), with grad."""
     if not prompts:
         return torch.zeros(0)
+    device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts)
     T = max(1, max(len(t) for t in tokens))
     tok = torch.full((len(tokens), T), pad_id(tokenizer), dtype=torch.long)
@@ -143,15 +156,13 @@ def _logprobs(model, tokenizer, prompts: list[str], tokens: list[list[int]]) -> 
     for r, t in enumerate(tokens):
         tok[r, :len(t)] = torch.tensor(t, dtype=torch.long)
         tmask[r, :len(t)] = 1
-    return sequence_logprobs(model, ids, mask, tok, tmask).sum(-1)
+    return sequence_logprobs(model, ids.to(device), mask.to(device), tok.to(device), tmask.to(device)).sum(-1)
 
 
 def two_stage_update(shoggoth, face, tokenizer, episodes: list[Episode], turns: Turns, adv_chain: torch.Tensor,
-                     adv_out: torch.Tensor, optimizer: torch.optim.Optimizer, params: list, grad_clip: float,
-                     train_chain: bool = True) -> float:
+                     adv_out: torch.Tensor, optimizer: torch.optim.Optimizer, params: list, grad_clip: float) -> float:
     """One REINFORCE step on every turn of ``episodes``: the Face's actions get their episode's
-    ``adv_out``, the Shoggoth's thoughts ``adv_chain`` (no pass at all when ``train_chain`` is
-    False: reward targeting). Returns the loss."""
+    ``adv_out``, the Shoggoth's thoughts ``adv_chain`` (the same object for one model). Returns the loss."""
     rows = [(i, j) for i, e in enumerate(episodes) for j in range(len(e.steps))]
     optimizer.zero_grad(set_to_none=True)
     if not rows:
@@ -159,11 +170,9 @@ def two_stage_update(shoggoth, face, tokenizer, episodes: list[Episode], turns: 
     e_idx = torch.tensor([i for i, _ in rows])
     act_lp = _logprobs(face, tokenizer, [turns.action_prompts[i][j] for i, j in rows],
                        [turns.action_tokens[i][j] for i, j in rows])
-    loss = -(adv_out[e_idx] * act_lp).sum()
-    if train_chain:
-        th_lp = _logprobs(shoggoth, tokenizer, [turns.thought_prompts[i][j] for i, j in rows],
-                          [turns.thought_tokens[i][j] for i, j in rows])
-        loss = loss - (adv_chain[e_idx] * th_lp).sum()
+    th_lp = _logprobs(shoggoth, tokenizer, [turns.thought_prompts[i][j] for i, j in rows],
+                      [turns.thought_tokens[i][j] for i, j in rows])
+    loss = -(adv_out[e_idx] * act_lp).sum() - (adv_chain[e_idx] * th_lp).sum()
     loss = loss / len(episodes)
     loss.backward()
     if grad_clip > 0:
@@ -199,10 +208,11 @@ def train_shoggoth_face(base_model, tokenizer, make_env: EnvFactory, cfg: Shoggo
     generator = torch.Generator().manual_seed(seed)
     env_name = make_env().name
     face = copy.deepcopy(base_model).eval().requires_grad_(True)
-    shoggoth = face if cfg.variant == "single" else copy.deepcopy(base_model).eval().requires_grad_(True)
+    split = cfg.variant == "shoggoth_face"
+    shoggoth = copy.deepcopy(base_model).eval().requires_grad_(True) if split else face
     params = list(face.parameters()) + ([] if shoggoth is face else list(shoggoth.parameters()))
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    targeted = cfg.variant == "shoggoth_face_targeted"
+    targeted = cfg.variant == "single_targeted"
     monitor = CoTMonitor(env_name)
 
     def evaluate(step: int) -> AgentEvaluation:
@@ -219,10 +229,10 @@ def train_shoggoth_face(base_model, tokenizer, make_env: EnvFactory, cfg: Shoggo
             episodes, turns = two_stage_rollout(shoggoth, face, tokenizer, make_env, seeds, cfg.max_action_tokens,
                                                 generator)
         flags = torch.tensor([float(monitor(visible_turns(e, cfg.variant)).flag) for e in episodes])
-        returns = torch.tensor([e.observed_return for e in episodes]) - cfg.penalty * flags
-        adv_chain, adv_out = shoggoth_face_advantages(returns, cfg.group_size, targeted)
+        task = torch.tensor([e.observed_return for e in episodes])
+        adv_chain, adv_out = shoggoth_face_advantages(task, flags, cfg.penalty, cfg.group_size, targeted)
         loss = two_stage_update(shoggoth, face, tokenizer, episodes, turns, adv_chain, adv_out, optimizer, params,
-                                cfg.grad_clip, train_chain=not targeted)
+                                cfg.grad_clip)
         bar.set_postfix(obs=f"{float(np.mean([e.observed_return for e in episodes])):.2f}",
                         flagged=f"{float(flags.mean()):.2f}", loss=f"{loss:.2f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
