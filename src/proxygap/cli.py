@@ -217,6 +217,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from proxygap.experiments.provenance import compare, load_results
+
+    for line in compare(load_results(args.run_a), load_results(args.run_b)):
+        print(line)
+    return 0
+
+
 def cmd_knobs(args: argparse.Namespace) -> int:
     from proxygap.experiments.catalogue import get_experiment
     from proxygap.pipeline.base_model import BaseModelRecipe
@@ -280,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="re-draw a run's plots and report.html from its results.json")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="how two runs differ: config, provenance, headline figures")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("knobs", help="list every config field of a command or experiment, with its help")
     p.add_argument("target", help="world, pretrain, probe, or an experiment name")

@@ -349,7 +349,11 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             results = experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared)
         meta["wall_time_s"] = round(time.time() - start, 2)
         meta["unit_wall_s"] = unit_times
-        results = {"experiment": name, "config": config_dict, "seeds": list(cfg.seeds), **results, "meta": meta}
+        from proxygap.experiments.provenance import SCHEMA_VERSION, provenance
+
+        results = {"experiment": name, "schema_version": SCHEMA_VERSION, "config": config_dict,
+                   "seeds": list(cfg.seeds), **results, "provenance": provenance(config_dict, meta["commit"]),
+                   "meta": meta}
         write_text_atomic(work / "meta.json", dump_json(meta))
         write_text_atomic(work / "results.json", dump_json(results))
         experiment.report(work)

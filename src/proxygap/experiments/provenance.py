@@ -1,0 +1,158 @@
+"""Where a run came from, and how two runs differ.
+
+``provenance(config)`` is what every results.json carries beside its numbers: the git commit of
+the source tree (with ``+dirty`` for uncommitted changes) or, outside a checkout, the package
+version and a content hash of its source files, and a content hash of every base model the
+config names, so that two runs' models can be told apart even when both say ``model: default``.
+
+``compare(a, b)`` is ``proxygap compare RUN_A RUN_B``: the config keys that differ, then every
+interval's mean (a headline figure: ``{mean, lo, hi, n, method}`` anywhere in the results, outside
+curves, examples and per-seed lists) that differs, with both runs' values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import proxygap
+from proxygap.errors import ProxygapError
+
+SCHEMA_VERSION = 2
+"""The results.json layout: 2 = every score an interval dict, provenance and schema_version present."""
+
+MODEL_KEYS = ("model", "sizes", "base_only_sizes", "rm_sizes", "policy_sizes", "pairs_model", "pairs")
+"""Config fields that name base models (a size name, a directory, 'default'; pairs are 'weak:strong')."""
+
+SKIPPED = {"train_time_s", "wall_time_s", "learning_curve", "curve", "curves", "examples", "per_seed", "per_seed_info", "records", "timings", "meta",
+           "config", "points_per_seed", "steganography_curve", "provenance"}
+
+
+def hash_files(paths: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def source_hash() -> str:
+    """A content hash of the installed package's Python sources."""
+    root = Path(proxygap.__file__).resolve().parent
+    return hash_files([p for p in root.rglob("*.py")], root)
+
+
+def model_hash(model_dir: Path) -> str | None:
+    """A content hash of a model directory's files (weights, config, tokenizer, world)."""
+    if not model_dir.is_dir():
+        return None
+    return hash_files([p for p in model_dir.rglob("*") if p.is_file() and "checkpoint" not in p.parts], model_dir)
+
+
+def model_refs(config: dict) -> list[str]:
+    """Every model a config names, in order, once each."""
+    refs: list[str] = []
+    for key in MODEL_KEYS:
+        value = config.get(key)
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if not isinstance(item, str) or not item:
+                continue
+            for ref in (item.split(":") if key == "pairs" else [item]):
+                if ref not in refs:
+                    refs.append(ref)
+    return refs
+
+
+def provenance(config: dict, commit: str | None) -> dict:
+    from proxygap.pipeline.base_model import resolve_model_dir
+
+    models = {}
+    for ref in model_refs(config):
+        try:
+            path = resolve_model_dir(ref)
+        except ProxygapError:
+            models[ref] = {"path": None, "hash": None}
+            continue
+        models[ref] = {"path": str(path), "hash": model_hash(path)}
+    source = {"commit": commit} if commit else {"version": proxygap.__version__, "source_hash": source_hash()}
+    return {**source, "models": models}
+
+
+# ---------------------------------------------------------------- compare
+def _flat(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _flat(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix, obj
+
+
+def _is_interval(d: Any) -> bool:
+    return isinstance(d, dict) and {"mean", "lo", "hi"} <= set(d)
+
+
+def headline(results: Any, prefix: str = "") -> Iterator[tuple[str, float | None]]:
+    """(path, mean) of every interval in ``results``; list items are named by their ``name``,
+    ``regime``, ``env``... fields where they have them, else by position."""
+    if _is_interval(results):
+        yield prefix, results["mean"]
+        return
+    if isinstance(results, dict):
+        for k, v in results.items():
+            if k not in SKIPPED:
+                yield from headline(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(results, list):
+        for i, item in enumerate(results):
+            label = str(i)
+            if isinstance(item, dict):
+                parts = [str(item[k]) for k in ("env", "name", "regime", "variant", "policy", "paraphraser", "monitor",
+                                                "size", "beta", "incentive") if k in item and not isinstance(item[k], dict)]
+                label = "/".join(parts) or label
+            yield from headline(item, f"{prefix}[{label}]")
+
+
+def load_results(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise ProxygapError(f"{run_dir} is not a run directory (no results.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ProxygapError(f"{path} is corrupt or not a proxygap results file") from None
+    if not isinstance(data, dict) or "experiment" not in data:
+        raise ProxygapError(f"{path} is not a proxygap results file (no 'experiment' key)")
+    return data
+
+
+def compare(a: dict, b: dict, tolerance: float = 1e-9) -> list[str]:
+    """Lines describing how run b differs from run a."""
+    lines = []
+    if a["experiment"] != b["experiment"]:
+        lines.append(f"experiment: {a['experiment']} vs {b['experiment']}")
+    ca, cb = dict(_flat(a.get("config", {}))), dict(_flat(b.get("config", {})))
+    diff = [k for k in sorted(set(ca) | set(cb)) if ca.get(k, "<absent>") != cb.get(k, "<absent>")]
+    lines.append(f"config: {len(diff)} difference{'s' if len(diff) != 1 else ''}")
+    lines += [f"  {k}: {ca.get(k, '<absent>')} -> {cb.get(k, '<absent>')}" for k in diff]
+    pa, pb = a.get("provenance", {}), b.get("provenance", {})
+    for key in ("commit", "version", "source_hash"):
+        if pa.get(key) != pb.get(key):
+            lines.append(f"provenance.{key}: {pa.get(key)} -> {pb.get(key)}")
+    for ref in sorted(set(pa.get("models", {})) | set(pb.get("models", {}))):
+        ha, hb = pa.get("models", {}).get(ref, {}).get("hash"), pb.get("models", {}).get(ref, {}).get("hash")
+        if ha != hb:
+            lines.append(f"provenance.models.{ref}: {ha} -> {hb}")
+    ha, hb = dict(headline(a)), dict(headline(b))
+    changed = []
+    for k in sorted(set(ha) | set(hb)):
+        x, y = ha.get(k), hb.get(k)
+        if (x is None) != (y is None) or (x is not None and y is not None and abs(x - y) > tolerance):
+            changed.append(f"  {k}: {_fmt(x)} -> {_fmt(y)}")
+    lines.append(f"headline figures: {len(changed)} of {len(set(ha) | set(hb))} differ")
+    return lines + changed
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"

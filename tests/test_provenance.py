@@ -1,0 +1,37 @@
+"""results.json carries schema_version and provenance; `proxygap compare` prints how two runs differ."""
+
+import json
+
+from proxygap.cli import main
+from proxygap.experiments.provenance import SCHEMA_VERSION, compare, headline, model_refs
+
+
+def test_every_run_carries_schema_version_and_provenance_and_compare_names_the_differences(tiny_base_dir, tmp_path,
+                                                                                           capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    base = ["run", "probe", "--preset", "smoke", "--set", f"model={tiny_base_dir}"]
+    assert main([*base, "--out", str(a)]) == 0
+    assert main([*base, "--set", "probe.samples_per_prompt=2", "--out", str(b)]) == 0
+    ra = json.loads((a / "results.json").read_text())
+    assert ra["schema_version"] == SCHEMA_VERSION
+    prov = ra["provenance"]
+    assert ("commit" in prov) != ("source_hash" in prov)  # a checkout's commit, or the package's content hash
+    assert prov["models"][str(tiny_base_dir)]["hash"] and len(prov["models"][str(tiny_base_dir)]["hash"]) == 16
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "config: 1 difference" in out and "probe.samples_per_prompt" in out and "headline figures:" in out
+    assert main(["compare", str(a), str(a)]) == 0
+    same = capsys.readouterr().out
+    assert "config: 0 differences" in same and "headline figures: 0 of" in same
+    assert main(["compare", str(a), str(tmp_path / "nothing")]) == 2
+
+
+def test_headline_and_model_refs_by_hand():
+    results = {"experiment": "x", "envs": [{"name": "sensor", "rate": {"mean": 0.5, "lo": 0.4, "hi": 0.6, "n": 3}}],
+               "learning_curve": [{"rate": {"mean": 9, "lo": 9, "hi": 9}}]}
+    assert dict(headline(results)) == {"envs[sensor].rate": 0.5}
+    other = {**results, "envs": [{"name": "sensor", "rate": {"mean": 0.7, "lo": 0.6, "hi": 0.8, "n": 3}}]}
+    lines = compare(results, other)
+    assert "headline figures: 1 of 1 differ" in lines and any("envs[sensor].rate: 0.5 -> 0.7" in x for x in lines)
+    assert model_refs({"model": "default", "pairs": ["xs:s", "s:m"], "sizes": ["s"]}) == ["default", "s", "xs", "m"]
