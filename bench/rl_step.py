@@ -55,6 +55,8 @@ def trl_step_time() -> float:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from proxygap.integrations.trl import reward_functions
+
     stamps = []
 
     class Clock(TrainerCallback):
@@ -70,7 +72,8 @@ def trl_step_time() -> float:
             num_iterations=1, disable_tqdm=True,
         )
         model = type(base.model).from_pretrained(base.path, dtype=torch.float32)  # m is fp16 on disk
-        trainer = GRPOTrainer(model=model, reward_funcs=[rater], args=config, train_dataset=dataset,
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(optimize={"rater": rater})[0], args=config,
+                              train_dataset=dataset,
                               processing_class=base.tokenizer, callbacks=[Clock()])
         trainer.train()
     return float(np.median(np.diff(stamps[1:])))

@@ -21,7 +21,7 @@ LAYERS = [
     ["corpus", "measure"],  # the internet written from the world; statistics, estimators, the probe
     ["train"],  # one file per regime over shared loops
     ["pipeline"],  # shared steps: the base model of a world at a size, a reward model on a judge's labels
-    ["report"],  # draws from results.json alone
+    ["report", "integrations"],  # draws from results.json alone; bridges to other libraries' trainers
     ["experiments"],  # specs, units of work, the runner and its executors
     ["cli"],
 ]

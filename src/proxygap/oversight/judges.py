@@ -213,3 +213,11 @@ class Judge:
     def __call__(self, prompts: list[str], completions: list[str], **kwargs) -> list[float]:
         """A TRL-style reward function: keyword arguments in, one float per completion out."""
         return [self.score(p, c) for p, c in zip(prompts, completions)]
+
+    @property
+    def __name__(self) -> str:
+        """A Judge has no name of its own: TRL would name two judges alike and sum their rewards (gold
+        into the optimized one). Name them with ``proxygap.integrations.trl.reward_functions``."""
+        raise TypeError("a proxygap Judge is not a named reward function: pass "
+                        "proxygap.integrations.trl.reward_functions(optimize={'rater': rater}, log={'gold': gold}) "
+                        "to TRL instead (named functions, gold at weight 0)")

@@ -1,0 +1,1 @@
+"""Bridges from proxygap's overseers to other libraries' trainers (``trl``)."""

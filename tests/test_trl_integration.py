@@ -1,0 +1,66 @@
+"""proxygap's judges as TRL reward functions: the README's GRPOTrainer example as written, RLOOTrainer
+for two steps, and the unnamed-judge mistake as an error."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+from proxygap.integrations.trl import GoldAndRaterCallback, RewardFunction, prompt_dataset, reward_functions  # noqa: E402
+from proxygap.oversight.judges import Judge  # noqa: E402
+from proxygap.pipeline.base_model import load_base_model  # noqa: E402
+from proxygap.tasks.prompts import assistant_prompts  # noqa: E402
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_example() -> str:
+    section = README.read_text().split("## proxygap's overseers inside TRL", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_grpo_example_runs_as_written_and_logs_gold_beside_the_optimized_reward(capsys):
+    scope: dict = {}
+    exec(compile(_readme_example(), "README example", "exec"), scope)
+    history = scope["callback"].history
+    assert [row["step"] for row in history] == [1, 2]
+    for row in history:
+        assert row["optimized"] == pytest.approx(row["rater"], abs=1e-5)  # gold has weight 0
+        assert "gold" in row and row["kl_per_sequence"] >= 0
+
+
+def test_rloo_trainer_two_steps(tmp_path):
+    from trl import RLOOConfig, RLOOTrainer
+
+    base = load_base_model("xs")
+    prompts = [p.text for p in assistant_prompts(base.world, seed=0)][:32]
+    funcs, weights = reward_functions(optimize={"rater": Judge(base.world)}, log={"gold": Judge.gold(base.world)})
+    callback = GoldAndRaterCallback()
+    config = RLOOConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8, num_generations=4,
+                        max_completion_length=12, beta=0.05, reward_weights=weights, logging_steps=1, report_to=[],
+                        save_strategy="no", use_cpu=True, disable_tqdm=True)
+    RLOOTrainer(model=str(base.path), reward_funcs=funcs, args=config,
+                train_dataset=prompt_dataset(prompts, base.tokenizer), processing_class=base.tokenizer,
+                callbacks=[callback]).train()
+    assert len(callback.history) == 2 and all("gold" in r and "rater" in r for r in callback.history)
+
+
+def test_two_unnamed_judges_are_an_error_and_names_must_be_unique(tmp_path):
+    from trl import GRPOConfig, GRPOTrainer
+
+    base = load_base_model("xs")
+    config = GRPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, num_generations=2,
+                        report_to=[], use_cpu=True)
+    with pytest.raises(TypeError, match="reward_functions"):
+        GRPOTrainer(model=str(base.path), reward_funcs=[Judge(base.world), Judge.gold(base.world)], args=config,
+                    train_dataset=prompt_dataset(["user : what is the color of x ? assistant :"], base.tokenizer),
+                    processing_class=base.tokenizer)
+    with pytest.raises(ValueError, match="both optimized and logged"):
+        reward_functions(optimize={"gold": Judge(base.world)}, log={"gold": Judge.gold(base.world)})
+    # A named function strips the document token TRL's prompts open with, and scores as the judge does.
+    rater = Judge(base.world)
+    prompt = next(p.text for p in assistant_prompts(base.world, seed=0))
+    fn = RewardFunction("rater", rater)
+    assert fn([f"<|endoftext|> {prompt}"], ["yes ."]) == pytest.approx(rater([prompt], ["yes ."]))
