@@ -154,5 +154,10 @@ def compare(a: dict, b: dict, tolerance: float = 1e-9) -> list[str]:
     return lines + changed
 
 
+def compare_runs(run_a: str | Path, run_b: str | Path) -> list[str]:
+    """``compare`` of two run directories' results."""
+    return compare(load_results(run_a), load_results(run_b))
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"

@@ -226,6 +226,15 @@ def load_world_for_model(model: str | Path | None, world: str | Path | None = No
     return load_world_for(model_dir, world)
 
 
+def load_world(source: str | Path | None = None) -> World:
+    """A world from a ``world.json`` file, a `proxygap world` output directory, or a model (a shipped
+    size name, a model directory, or None for the default model): the world that model knows."""
+    p = Path(source) if source is not None else None
+    if p is not None and (p.is_file() or (p.is_dir() and (p / "world.json").is_file())):
+        return load_world_for(Path("."), p)
+    return load_world_for_model(source)
+
+
 def check_fits(model: str | Path | None, max_new_tokens: int, prompt_tokens: int = 40) -> None:
     """A ConfigError, before any work, if prompts plus ``max_new_tokens`` exceed the model's context."""
     model_dir = resolve_model_dir(model)
