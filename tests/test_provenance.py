@@ -35,3 +35,17 @@ def test_headline_and_model_refs_by_hand():
     lines = compare(results, other)
     assert "headline figures: 1 of 1 differ" in lines and any("envs[sensor].rate: 0.5 -> 0.7" in x for x in lines)
     assert model_refs({"model": "default", "pairs": ["xs:s", "s:m"], "sizes": ["s"]}) == ["default", "s", "xs", "m"]
+
+
+def test_save_models_keeps_the_first_seeds_policies_as_hugging_face_directories(tiny_base_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "t"
+    assert main(["run", "tampering", "--preset", "smoke", "--set", f"model={tiny_base_dir}", "--set", "envs=[sensor]",
+                 "--set", "regimes=[imitation,outcome]", "--seeds", "2", "--set", "save_models=true",
+                 "--out", str(out)]) == 0
+    saved = out / "models" / "env=sensor,seed=0" / "outcome"
+    assert (saved / "config.json").is_file() and not (out / "models" / "env=sensor,seed=1").exists()
+    AutoModelForCausalLM.from_pretrained(saved)  # loads as any Hugging Face model
+    prov = json.loads((out / "results.json").read_text())["provenance"]
+    assert len(prov["saved_models"]["env=sensor,seed=0/outcome"]) == 16

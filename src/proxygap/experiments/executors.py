@@ -30,7 +30,7 @@ def apply_seed(seed: int) -> None:
 
 
 def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | None, threads: int,
-                 scratch: str, progress: bool) -> dict:
+                 scratch: str, progress: bool, models: str | None = None) -> dict:
     """Run one unit of experiment ``name`` from plain data (what a Ray task receives)."""
     import torch
 
@@ -43,7 +43,8 @@ def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | No
     torch.set_num_threads(threads)
     apply_seed(unit.seed)
     Path(scratch).mkdir(parents=True, exist_ok=True)
-    return experiment.run_unit(cfg, unit, UnitContext(unit.seed, Path(scratch), prepared, progress))
+    return experiment.run_unit(cfg, unit, UnitContext(unit.seed, Path(scratch), prepared, progress,
+                                                      Path(models) if models else None))
 
 
 Job = tuple[Unit, dict]  # (unit, keyword arguments of execute_unit)

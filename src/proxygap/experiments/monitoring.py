@@ -143,7 +143,7 @@ def episode_summary(records: list[dict], env: str) -> dict:
     return out
 
 
-def run_env_unit(cfg: MonitoringConfig, env_name: str, seed: int, progress: bool) -> dict:
+def run_env_unit(cfg: MonitoringConfig, env_name: str, seed: int, progress: bool, save=None) -> dict:
     import torch
 
     from proxygap import envs
@@ -175,8 +175,10 @@ def run_env_unit(cfg: MonitoringConfig, env_name: str, seed: int, progress: bool
             regime, agent_cfg = OUTCOME, OutcomeConfig(**shared)
         else:
             regime, agent_cfg = MONITORED, MonitoredConfig(**shared, monitor=pressure, penalty=cfg.penalty)
-        _, evals = train_agent(regime, base.model, base.tokenizer, make_env, agent_cfg, seed, progress=progress,
-                               first_eval=first, label=f"{env_name} {regime_name(pressure)} s{seed}")
+        policy, evals = train_agent(regime, base.model, base.tokenizer, make_env, agent_cfg, seed, progress=progress,
+                                    first_eval=first, label=f"{env_name} {regime_name(pressure)} s{seed}")
+        if save is not None:
+            save(regime_name(pressure), policy)
         runs[pressure] = {"curve": [{"step": e.step, **episode_summary(e.episodes, env_name)} for e in evals],
                           "first_records": evals[0].episodes[:cfg.n_examples],
                           "last_records": pick_examples(evals[-1].episodes, cfg.n_examples)}
@@ -272,7 +274,7 @@ def composes(prompt, chain_text: str, world) -> bool:
                and world.canonical(st.value) == other for st in lang.parse_chain(chain_text).steps)
 
 
-def run_banned_unit(cfg: MonitoringConfig, seed: int, progress: bool) -> dict:
+def run_banned_unit(cfg: MonitoringConfig, seed: int, progress: bool, save=None) -> dict:
     from proxygap.oversight.judges import Judge
     from proxygap.oversight.monitors import BannedStringMonitor
     from proxygap.pipeline.base_model import load_base_model_cached
@@ -299,6 +301,8 @@ def run_banned_unit(cfg: MonitoringConfig, seed: int, progress: bool) -> dict:
                                          kl_coef=cfg.banned_kl_coef, seed=seed, progress=progress)
         out["curves"][name] = [{**e.to_dict(), **banned_curve_point(e.texts, curve, cfg, world)} for e in evals]
         out["policies"][name] = measure_chain_policy(policy, base, eval_prompts, cfg, rater, gold, seed)
+        if save is not None:
+            save(f"chains_{name}", policy)
         timings[f"{name}_s"] = round(time.time() - clock, 2)
     return out
 
@@ -330,7 +334,7 @@ def parse_two_hop(opened_prompt: str):
 PARAPHRASERS = ("none", "plain", "context")
 
 
-def run_stego_unit(cfg: MonitoringConfig, seed: int, progress: bool) -> dict:
+def run_stego_unit(cfg: MonitoringConfig, seed: int, progress: bool, save=None) -> dict:
     from proxygap.oversight.paraphrase import context_paraphrase, plain_paraphrase
     from proxygap.pipeline.base_model import load_base_model_cached
     from proxygap.tasks.splits import two_hop_split
@@ -354,6 +358,8 @@ def run_stego_unit(cfg: MonitoringConfig, seed: int, progress: bool) -> dict:
     out["base"] = evaluate_stego(base.model, base.tokenizer, eval_items, paraphrasers, cfg.stego, seed, cfg.n_examples)
     policy, log = train_stego(base.model, base.tokenizer, train_items, cfg.stego, seed=seed, progress=progress)
     out["trained"] = evaluate_stego(policy, base.tokenizer, eval_items, paraphrasers, cfg.stego, seed, cfg.n_examples)
+    if save is not None:
+        save("stego", policy)
     out["log"] = log
     out["timings"] = {"stego_s": round(time.time() - clock, 2)}
     return out
@@ -412,13 +418,17 @@ def units(cfg: MonitoringConfig) -> list[Unit]:
 
 
 def run_unit(cfg: MonitoringConfig, unit: Unit, ctx: UnitContext) -> dict:
+    from proxygap.pipeline.base_model import load_base_model_cached
+
+    tokenizer = load_base_model_cached(cfg.model).tokenizer
+    save = lambda name, model: ctx.save_model(name, model, tokenizer)  # noqa: E731
     if unit.params["part"] == "env":
-        return run_env_unit(cfg, unit.params["env"], unit.seed, ctx.progress)
+        return run_env_unit(cfg, unit.params["env"], unit.seed, ctx.progress, save)
     if unit.params["part"] == "sf":
         return run_sf_unit(cfg, unit.params["env"], unit.seed, ctx.progress)
     if unit.params["part"] == "stego":
-        return run_stego_unit(cfg, unit.seed, ctx.progress)
-    return run_banned_unit(cfg, unit.seed, ctx.progress)
+        return run_stego_unit(cfg, unit.seed, ctx.progress, save)
+    return run_banned_unit(cfg, unit.seed, ctx.progress, save)
 
 
 def _iv(values: list, rate: bool = False, difference: bool = False) -> dict:

@@ -92,6 +92,8 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
 
     pairs = sample_pairs(base, train_prompts, cfg.rm, seed)
     ensemble, rm_info = train_reward_model(base, train_prompts, rater, gold, cfg.rm, seed, pairs=pairs)
+    for i, member in enumerate(ensemble.members):
+        ctx.save_model(f"reward_model_{i}", member.model, member.tokenizer)
     timings["reward_model_s"], clock = time.time() - clock, time.time()
 
     # Best-of-n from one pool on the evaluation prompts; the RM is recentred on the same base samples.
@@ -117,6 +119,7 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
                                  {"rater": rater, "gold": gold}, cfg.rl, kl_coef=beta, seed=seed, progress=progress)
         rl_runs.append({"kl_coef": beta, "points": [e.to_dict() for e in evals],
                         "final_texts": evals[-1].texts[:: cfg.rl.eval_samples_per_prompt]})
+        ctx.save_model(f"rl_beta_{beta:g}", policy, base.tokenizer)
         del policy
     timings["rl_s"], clock = time.time() - clock, time.time()
 
@@ -129,9 +132,10 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
     for name in cfg.direct_losses:
         direct[name] = []
         for beta in cfg.direct_betas:
-            _, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, ensemble.score,
-                                 {"rater": rater, "gold": gold}, direct_cfg, beta=beta,
-                                 loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
+            policy, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, ensemble.score,
+                                      {"rater": rater, "gold": gold}, direct_cfg, beta=beta,
+                                      loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
+            ctx.save_model(f"{name}_beta_{beta:g}", policy, base.tokenizer)
             direct[name].append({"beta": beta, "n_pairs": len(preference),
                                  # DPO's implicit reward beta * log(pi/pi_ref); its mean on the policy's samples
                                  # is beta * KL. IPO's objective is on length-normalized ratios: no such reward.

@@ -66,7 +66,7 @@ def model_refs(config: dict) -> list[str]:
     return refs
 
 
-def provenance(config: dict, commit: str | None) -> dict:
+def provenance(config: dict, commit: str | None, run_dir: Path | None = None) -> dict:
     from proxygap.pipeline.base_model import resolve_model_dir
 
     models = {}
@@ -78,7 +78,12 @@ def provenance(config: dict, commit: str | None) -> dict:
             continue
         models[ref] = {"path": str(path), "hash": model_hash(path)}
     source = {"commit": commit} if commit else {"version": proxygap.__version__, "source_hash": source_hash()}
-    return {**source, "models": models}
+    out = {**source, "models": models}
+    saved = run_dir / "models" if run_dir is not None else None
+    if saved is not None and saved.is_dir():  # the run's own optimized models (``save_models``)
+        out["saved_models"] = {str(d.relative_to(saved)): model_hash(d)
+                               for d in sorted(saved.glob("*/*")) if d.is_dir()}
+    return out
 
 
 # ---------------------------------------------------------------- compare

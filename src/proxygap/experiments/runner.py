@@ -333,7 +333,10 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         meta["units"] = {"total": len(units), "resumed": len(done), "run": len(todo)}
         jobs = [(u, {"name": name, "cfg_dict": config_dict, "unit_dict": u.to_dict(), "prepared": prepared,
                      "threads": threads, "scratch": str((work / "scratch" / u.key).resolve()),
-                     "progress": progress and executor_name == "local"}) for u in todo]
+                     "progress": progress and executor_name == "local",
+                     "models": (str((work / "models" / u.key).resolve())
+                                if getattr(cfg, "save_models", False) and u.seed == cfg.seeds[0] else None)})
+                for u in todo]
         unit_times = {}
         with _threads(threads):
             clock = time.time()
@@ -352,7 +355,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         from proxygap.experiments.provenance import SCHEMA_VERSION, provenance
 
         results = {"experiment": name, "schema_version": SCHEMA_VERSION, "config": config_dict,
-                   "seeds": list(cfg.seeds), **results, "provenance": provenance(config_dict, meta["commit"]),
+                   "seeds": list(cfg.seeds), **results, "provenance": provenance(config_dict, meta["commit"], work),
                    "meta": meta}
         write_text_atomic(work / "meta.json", dump_json(meta))
         write_text_atomic(work / "results.json", dump_json(results))

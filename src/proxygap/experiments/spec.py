@@ -28,6 +28,9 @@ class ExperimentConfig(Config):
     seeds: tuple[int, ...] = knob((0, 1, 2), "the seeds, one unit of work (or one row of units) each; intervals are "
                                   "across seeds. `--seeds K [--seed-offset S]` gives S..S+K-1, `--seeds 3,7,9` a list",
                                   lo=0)
+    save_models: bool = knob(False, "save the optimized policies and reward models of the first seed's units as "
+                                    "Hugging Face directories under OUT/models/<unit>/<name>/ (with their content "
+                                    "hashes in results.json's provenance)")
     threads: int = knob(0, "torch CPU threads in every unit of work; 0: torch's default on this machine, resolved "
                         "once and recorded, so every executor runs with the same number. On a CPU shared with "
                         "other jobs, 1 can be many times faster than oversubscribed threads", lo=0, hi=512)
@@ -63,6 +66,18 @@ class UnitContext:
     scratch: Path  # a directory private to this unit (kept in the run's work area)
     prepared: dict | None = None  # the experiment's ``prepare`` output, if it has one
     progress: bool = True  # whether progress bars may be drawn (False inside Ray workers)
+    models: Path | None = None  # where this unit saves its models; None: it saves none (``save_models``)
+
+    def save_model(self, name: str, model, tokenizer) -> Path | None:
+        """Save ``model`` (a Hugging Face model, or a reward model with ``.model``) and its tokenizer
+        as ``models/<name>/`` when the run saves models; returns the directory, or None."""
+        if self.models is None:
+            return None
+        out = self.models / name
+        out.mkdir(parents=True, exist_ok=True)
+        getattr(model, "model", model).save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        return out
 
 
 def seed_units(cfg: ExperimentConfig, **params: Any) -> list[Unit]:

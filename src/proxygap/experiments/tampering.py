@@ -118,8 +118,9 @@ class TamperingConfig(ExperimentConfig):
 
 
 def _train(regime: str, base, make_env, approver, cfg: TamperingConfig, seed: int, first_eval: AgentEvaluation,
-           progress: bool) -> tuple[list[AgentEvaluation], dict]:
-    """Train one regime from the base model; its evaluations (step 0 = ``first_eval``) and info."""
+           progress: bool, save=None) -> tuple[list[AgentEvaluation], dict]:
+    """Train one regime from the base model; its evaluations (step 0 = ``first_eval``) and info;
+    ``save(name, policy)`` keeps the trained policy where the run saves models."""
     from proxygap.train.agent_common import train_agent
     from proxygap.train.agent_regimes import AGENT_REGIMES
     from proxygap.train.imitation import train_imitation
@@ -145,11 +146,13 @@ def _train(regime: str, base, make_env, approver, cfg: TamperingConfig, seed: in
         raise ConfigError(f"unknown regime {regime!r}")
     if regime != "planning":
         info["train_time_s"] = getattr(policy, "proxygap_train_time_s", info.get("train_time_s", 0.0))
+        if save is not None:
+            save(regime, policy)
     return evals, info
 
 
 def run_seed(cfg: TamperingConfig, base, env_name: str, seed: int, progress: bool = True,
-             regimes: tuple[str, ...] | None = None, tamper_bonus: float | None = None) -> dict:
+             regimes: tuple[str, ...] | None = None, tamper_bonus: float | None = None, save=None) -> dict:
     """Every regime of ``regimes`` (default ``cfg.regimes``) in one environment for one seed, the
     environment's ``tamper_bonus`` replaced where given (the incentive sweep)."""
     from proxygap import envs
@@ -181,7 +184,7 @@ def run_seed(cfg: TamperingConfig, base, env_name: str, seed: int, progress: boo
         is_blind = regime.endswith("_blind")
         clock = time.time()
         evals, info = _train(regime, base, make_env, blind if is_blind else full, cfg, seed,
-                             first["blind" if is_blind else "full"], progress)
+                             first["blind" if is_blind else "full"], progress, save)
         timings[f"{regime}_s"] = time.time() - clock
         runs[regime] = {"curve": [e.to_dict() for e in evals], "final": evals[-1].metrics,
                         "records": evals[-1].episodes, "info": info}
@@ -403,7 +406,8 @@ def run_unit(cfg: TamperingConfig, unit: Unit, ctx: UnitContext) -> dict:
         for run in out["runs"].values():
             run["records"] = run["records"][:cfg.n_examples]  # the sweep keeps few example episodes
         return {**out, "incentive": unit.params["incentive"]}
-    return run_seed(cfg, base, unit.params["env"], unit.seed, progress=ctx.progress)
+    return run_seed(cfg, base, unit.params["env"], unit.seed, progress=ctx.progress,
+                    save=lambda name, policy: ctx.save_model(name, policy, base.tokenizer))
 
 
 def aggregate_units(cfg: TamperingConfig, results: dict[str, dict], prepared: dict | None) -> dict:
