@@ -48,10 +48,10 @@ from tqdm import tqdm
 
 from proxygap.config import ConfigError, knob
 from proxygap.envs.base import ACTION_END, THINK, THOUGHT_END
-from proxygap.lm.sampling import encode_prompts, pad_id, sample, sequence_logprobs
+from proxygap.lm.sampling import sample
 from proxygap.oversight.monitors import CoTMonitor, Turn, episode_turns
 from proxygap.train.agent_common import (
-    EVAL_SEED_OFFSET, AgentEvaluation, AgentRLConfig, episode_metrics, episode_record,
+    EVAL_SEED_OFFSET, AgentEvaluation, AgentRLConfig, action_logprobs, episode_metrics, episode_record,
 )
 from proxygap.train.rl import rloo_advantages
 from proxygap.train.rollout import EnvFactory, Episode, _run, stop_token_id
@@ -144,21 +144,6 @@ def shoggoth_face_advantages(task: torch.Tensor, flags: torch.Tensor, penalty: f
     return (rloo_advantages(task, k) if targeted else out), out
 
 
-def _logprobs(model, tokenizer, prompts: list[str], tokens: list[list[int]]) -> torch.Tensor:
-    """log pi(tokens | prompt) summed per row, (N,), with grad."""
-    if not prompts:
-        return torch.zeros(0)
-    device = next(model.parameters()).device
-    ids, mask = encode_prompts(tokenizer, prompts)
-    T = max(1, max(len(t) for t in tokens))
-    tok = torch.full((len(tokens), T), pad_id(tokenizer), dtype=torch.long)
-    tmask = torch.zeros((len(tokens), T), dtype=torch.long)
-    for r, t in enumerate(tokens):
-        tok[r, :len(t)] = torch.tensor(t, dtype=torch.long)
-        tmask[r, :len(t)] = 1
-    return sequence_logprobs(model, ids.to(device), mask.to(device), tok.to(device), tmask.to(device)).sum(-1)
-
-
 def two_stage_update(shoggoth, face, tokenizer, episodes: list[Episode], turns: Turns, adv_chain: torch.Tensor,
                      adv_out: torch.Tensor, optimizer: torch.optim.Optimizer, params: list, grad_clip: float) -> float:
     """One REINFORCE step on every turn of ``episodes``: the Face's actions get their episode's
@@ -168,9 +153,9 @@ def two_stage_update(shoggoth, face, tokenizer, episodes: list[Episode], turns: 
     if not rows:
         return 0.0
     e_idx = torch.tensor([i for i, _ in rows])
-    act_lp = _logprobs(face, tokenizer, [turns.action_prompts[i][j] for i, j in rows],
+    act_lp = action_logprobs(face, tokenizer, [turns.action_prompts[i][j] for i, j in rows],
                        [turns.action_tokens[i][j] for i, j in rows])
-    th_lp = _logprobs(shoggoth, tokenizer, [turns.thought_prompts[i][j] for i, j in rows],
+    th_lp = action_logprobs(shoggoth, tokenizer, [turns.thought_prompts[i][j] for i, j in rows],
                       [turns.thought_tokens[i][j] for i, j in rows])
     loss = -(adv_out[e_idx] * act_lp).sum() - (adv_chain[e_idx] * th_lp).sum()
     loss = loss / len(episodes)
