@@ -8,6 +8,7 @@ Prompts are left-padded; position ids are ``cumsum(mask) - 1`` so padding never 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -109,8 +110,9 @@ def sample(
                 if step > 0 and decoder is not None:
                     next_logits = decoder.step(x, pos)
                 elif step > 0:
-                    out = model(input_ids=x, attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
-                    past, next_logits = out.past_key_values, out.logits[:, -1]
+                    out = model(input_ids=x, attention_mask=attn, position_ids=pos, use_cache=True,
+                                **{cache_keyword(model): past})
+                    past, next_logits = cache_of(out), out.logits[:, -1]
                 logits = next_logits.float()  # (B, V)
                 if greedy:
                     nxt = logits.argmax(-1)
@@ -180,6 +182,24 @@ def unique_prompts(prompt_ids: Tensor) -> tuple[Tensor, Tensor] | None:
     return first, inverse
 
 
+def cache_keyword(model) -> str:
+    """The forward argument that takes the KV cache: ``cache`` in transformers 5.x (where
+    ``past_key_values`` is deprecated, to be removed in 5.40), ``past_key_values`` before."""
+    cls = type(model)
+    if cls not in _CACHE_KEYWORD:
+        params = inspect.signature(cls.forward).parameters
+        _CACHE_KEYWORD[cls] = "cache" if "cache" in params else "past_key_values"
+    return _CACHE_KEYWORD[cls]
+
+
+_CACHE_KEYWORD: dict[type, str] = {}
+
+
+def cache_of(out):
+    """The KV cache a forward pass returned, under either name."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
 def prefill(model, prompt_ids: Tensor, prompt_mask: Tensor, share_prefix: bool = True):
     """Run the prompts; returns (logits at each row's last prompt position (B, V), KV cache).
 
@@ -189,10 +209,10 @@ def prefill(model, prompt_ids: Tensor, prompt_mask: Tensor, share_prefix: bool =
     shared = unique_prompts(prompt_ids) if share_prefix else None
     if shared is None:
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True)
-        return out.logits[:, -1], out.past_key_values
+        return out.logits[:, -1], cache_of(out)
     first, inverse = shared
     out = model(input_ids=prompt_ids[first], attention_mask=prompt_mask[first], position_ids=pos[first], use_cache=True)
-    cache = out.past_key_values
+    cache = cache_of(out)
     cache.batch_select_indices(inverse)
     return out.logits[:, -1][inverse], cache
 
@@ -210,7 +230,7 @@ def sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Te
     first_logits, cache = prefill(model, prompt_ids, prompt_mask, share_prefix)  # (B, V)
     attn = torch.cat([prompt_mask, mask], dim=1)  # completion padding is on the right: causality hides it
     pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1]:]  # (B, T)
-    out = model(input_ids=tokens, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True)
+    out = model(input_ids=tokens, attention_mask=attn, position_ids=pos, use_cache=True, **{cache_keyword(model): cache})
     logits = torch.cat([first_logits[:, None], out.logits[:, :-1]], dim=1)  # (B, T, V): predicts token t
     logp = token_logprobs(logits, tokens)
     return torch.where(mask.bool(), logp, 0.0)
