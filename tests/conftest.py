@@ -18,3 +18,10 @@ def tiny_base_dir(tmp_path_factory):
     """A 1-layer base model of a tiny world (about ten seconds to pretrain)."""
     recipe = apply_overrides(BaseModelRecipe(), TINY_RECIPE)
     return build_base_model(recipe, tmp_path_factory.mktemp("tiny_base"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """The tiny recipe as a Llama (Hugging Face's LlamaForCausalLM, the generic sampling path)."""
+    recipe = apply_overrides(BaseModelRecipe(), [*TINY_RECIPE, "model.arch=llama"])
+    return build_base_model(recipe, tmp_path_factory.mktemp("tiny_llama"), progress=False)

@@ -114,6 +114,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from proxygap.config import from_dict, load_config_data, set_paths
     from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model, recipe_for_size
 
+    if args.arch:  # before the --set overrides, which win
+        args.overrides = [f"model.arch={args.arch}", *(args.overrides or [])]
     if args.size:  # the family's recipe at this size, then the file, then --set
         data = to_dict(recipe_for_size(args.size))
         if args.config:
@@ -253,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (checkpoint/ and model/ go here)")
     p.add_argument("--size", metavar="NAME",
                    help="the model family's recipe at size NAME: xs, s, m or l (shape and learning rate; see README)")
+    p.add_argument("--arch", choices=("gpt2", "llama", "qwen2"),
+                   help="architecture of the same shape (same as --set model.arch=ARCH; default gpt2)")
     p.add_argument("--probe", action="store_true", help="probe the model when done (writes OUT/probe.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_args(p)

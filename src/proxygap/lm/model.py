@@ -1,8 +1,11 @@
-"""The base language model: a small GPT-2, built, saved and loaded as a Hugging Face model.
+"""The base language model: a small GPT-2 (or Llama, Qwen2), built, saved and loaded as a Hugging Face model.
 
 Everything downstream (RL, reward models, samplers) takes any ``AutoModelForCausalLM``, so
-the project's own model is a plain ``GPT2LMHeadModel`` and a checkpoint is a plain Hugging
-Face directory (config.json + model.safetensors + tokenizer files). ``save_model`` writes
+the project's own model is a plain ``GPT2LMHeadModel`` (``arch='gpt2'``, the default; GPT-2 has
+a fast decoding path) or ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` of the same width and depth
+(``arch='llama'`` / ``'qwen2'``: rotary positions, RMSNorm, a SwiGLU MLP of 4x the width, tied
+embeddings), and a checkpoint is a plain Hugging Face directory (config.json + model.safetensors +
+tokenizer files). ``save_model`` writes
 atomically and ``load_model`` turns every way a directory can be broken into one
 ``CheckpointError``.
 """
@@ -25,8 +28,13 @@ from proxygap.errors import CheckpointError
 from proxygap.fileio import replace_dir, temp_sibling, writing
 
 
+ARCHS = ("gpt2", "llama", "qwen2")
+
+
 @dataclass
 class ModelConfig(Config):
+    arch: str = knob("gpt2", "architecture: gpt2 (the shipped family; a fast decoding path), llama or qwen2 "
+                             "(Hugging Face's own classes, the generic path)", choices=ARCHS)
     n_layer: int = knob(4, "transformer blocks", lo=1)
     n_embd: int = knob(128, "embedding width; must be divisible by n_head", lo=8)
     n_head: int = knob(4, "attention heads per block", lo=1)
@@ -38,9 +46,22 @@ class ModelConfig(Config):
             raise ConfigError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
 
 
-def build_model(cfg: ModelConfig, tokenizer) -> GPT2LMHeadModel:
-    """A freshly initialized GPT-2 sized by ``cfg``, with vocab and special ids from ``tokenizer``."""
+def build_model(cfg: ModelConfig, tokenizer) -> PreTrainedModel:
+    """A freshly initialized model of ``cfg.arch`` sized by ``cfg``, with vocab and special ids from ``tokenizer``."""
     validate(cfg)
+    if cfg.arch in ("llama", "qwen2"):
+        from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+        config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[
+            cfg.arch]
+        config = config_cls(
+            vocab_size=len(tokenizer), hidden_size=cfg.n_embd, intermediate_size=4 * cfg.n_embd,
+            num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
+            max_position_embeddings=cfg.n_positions, attention_dropout=cfg.dropout, tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        return model_cls(config)
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=cfg.n_positions,

@@ -266,6 +266,8 @@ def recipe_hash(recipe: BaseModelRecipe, extra_vocab: tuple[str, ...] = (), docu
     data = to_dict(recipe)
     for key in RESUME_FREE_KNOBS:
         data["train"].pop(key, None)
+    if data["model"].get("arch") == "gpt2":  # the default, and every model before the knob: the same hash as then
+        data["model"].pop("arch")
     corpus = hashlib.sha256("\n".join(documents).encode()).hexdigest() if documents is not None else None
     blob = json.dumps({"recipe": data, "extra_vocab": list(extra_vocab), "corpus": corpus,
                        "proxygap": proxygap.__version__}, sort_keys=True)
