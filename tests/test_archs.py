@@ -10,7 +10,7 @@ from proxygap import envs
 from proxygap.cli import main
 from proxygap.lm.model import ModelConfig, build_model
 from proxygap.pipeline.base_model import BaseModelRecipe, load_base_model, recipe_hash
-from proxygap.train.rollout import rollout, stop_token_id
+from proxygap.train.rollout import rollout, stop_token_ids
 
 
 def test_llama_and_qwen2_build_with_the_recipes_shape(tiny_base_dir):
@@ -34,7 +34,7 @@ def test_the_default_arch_keeps_every_earlier_recipe_hash():
 def test_a_tiny_llama_acts_with_its_stop_token_and_runs_experiments(tiny_llama_dir, tmp_path):
     base = load_base_model(tiny_llama_dir)
     assert type(base.model).__name__ == "LlamaForCausalLM"
-    stop = stop_token_id(base.tokenizer)
+    (stop,) = stop_token_ids(base.tokenizer)  # a word-level vocabulary: one token
     episodes = rollout(base.model, base.tokenizer, lambda: envs.make("sensor", base.world), list(range(8)), 24,
                        torch.Generator().manual_seed(0))
     steps = [s for e in episodes for s in e.steps]
@@ -52,9 +52,53 @@ def test_pretrain_takes_arch(tmp_path, monkeypatch):
 
     seen = {}
     monkeypatch.setattr(base_model, "build_base_model",
-                        lambda recipe, out, progress: seen.setdefault("recipe", recipe) and tmp_path)
+                        lambda recipe, out, progress, **kw: seen.setdefault("recipe", recipe) and tmp_path)
     assert main(["pretrain", "--size", "xs", "--arch", "qwen2", "--out", str(tmp_path / "q")]) == 0
     assert seen["recipe"].model.arch == "qwen2" and seen["recipe"].model.n_embd == base_model.SIZES["xs"].n_embd
     with pytest.raises(SystemExit) as exit_:  # argparse: one usage line naming the choices, exit 2
         main(["pretrain", "--arch", "bert", "--out", str(tmp_path / "b")])
     assert exit_.value.code == 2
+
+
+def test_a_llama_with_its_own_bpe_tokenizer_continues_pretraining_and_acts(tiny_bpe_llama_dir, tmp_path):
+    """--init-from: the model keeps its own byte-level BPE; the action stop token is BPE's spaced '.'
+    and fires; tampering and monitoring smoke runs go through end to end."""
+    base = load_base_model(tiny_bpe_llama_dir)
+    assert base.tokenizer.unk_token_id is None and len(base.tokenizer) != len(load_base_model("xs").tokenizer)
+    stops = stop_token_ids(base.tokenizer)
+    assert len(stops) >= 1 and all(base.tokenizer.decode([t]).strip() == "." for t in stops)
+    episodes = rollout(base.model, base.tokenizer, lambda: envs.make("sensor", base.world), list(range(8)), 24,
+                       torch.Generator().manual_seed(0))
+    steps = [s for e in episodes for s in e.steps]
+    stopped = [s for s in steps if set(stops) & set(s.token_ids)]
+    assert stopped and all(s.token_ids[-1] in stops for s in stopped)
+    for experiment in ("tampering", "monitoring"):
+        out = tmp_path / experiment
+        assert main(["run", experiment, "--preset", "smoke", "--set", f"model={tiny_bpe_llama_dir}", "--set",
+                     "envs=[sensor]", "--out", str(out)]) == 0
+
+
+def test_a_tokenizer_that_cannot_end_an_action_is_refused(tiny_base_dir, tmp_path):
+    from proxygap.errors import CheckpointError
+    from proxygap.pipeline.base_model import check_tokenizer_fits_world
+
+    base = load_base_model(tiny_base_dir)
+
+    class Split:  # a tokenizer that writes '.' in two tokens
+        unk_token_id = None
+
+        def encode(self, text, add_special_tokens=False):
+            return base.tokenizer.encode(text.replace(".", "is is"), add_special_tokens=False)
+
+        def decode(self, ids):
+            return base.tokenizer.decode(ids)
+
+    with pytest.raises(CheckpointError, match="'.' in more than one token"):
+        check_tokenizer_fits_world(Split(), base.world, tmp_path)
+
+    class Lossy(Split):  # one token for '.', but the world's words do not come back
+        def encode(self, text, add_special_tokens=False):
+            return base.tokenizer.encode(text.replace(" answer", " is"), add_special_tokens=False)
+
+    with pytest.raises(CheckpointError, match="does not decode the world's words back exactly"):
+        check_tokenizer_fits_world(Lossy(), base.world, tmp_path)

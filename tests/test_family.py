@@ -56,7 +56,7 @@ def test_shipped_sizes_share_one_world_and_tokenizer():
 
 def test_pretrain_size_applies_the_size_then_overrides(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(base_model, "build_base_model", lambda recipe, out, progress: seen.setdefault("r", recipe) and
+    monkeypatch.setattr(base_model, "build_base_model", lambda recipe, out, progress, **kw: seen.setdefault("r", recipe) and
                         tmp_path)
     assert main(["pretrain", "--size", "m", "--out", str(tmp_path / "m"), "--set", "train.steps=7"]) == 0
     r = seen["r"]

@@ -124,7 +124,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     else:
         recipe = load_config(BaseModelRecipe, args.config, args.overrides)
     with writing(args.out):  # checkpoints, log and model all go under OUT
-        model_dir = build_base_model(recipe, args.out, progress=not args.quiet)
+        model_dir = build_base_model(recipe, args.out, progress=not args.quiet, init_from=args.init_from)
     print(f"base model written to {model_dir}")
     if args.probe:
         return cmd_probe(argparse.Namespace(model=str(model_dir), world=None, seed=0, json=str(Path(args.out) / "probe.json"),
@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (checkpoint/ and model/ go here)")
     p.add_argument("--size", metavar="NAME",
                    help="the model family's recipe at size NAME: xs, s, m or l (shape and learning rate; see README)")
+    p.add_argument("--init-from", metavar="DIR",
+                   help="continue pretraining this Hugging Face causal LM (its weights and its own tokenizer) on the "
+                        "world's corpus instead of building one from the recipe's shape")
     p.add_argument("--arch", choices=("gpt2", "llama", "qwen2"),
                    help="architecture of the same shape (same as --set model.arch=ARCH; default gpt2)")
     p.add_argument("--probe", action="store_true", help="probe the model when done (writes OUT/probe.json)")

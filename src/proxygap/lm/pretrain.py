@@ -108,21 +108,27 @@ def pretrain(
     progress: bool = True,
     extra_files: dict[str, str | bytes] | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train a base model on ``texts`` and return ``out_dir/model``; resumes from ``out_dir/checkpoint``.
 
+    ``init_from``: start from that Hugging Face model directory's weights and tokenizer instead of
+    a fresh model of ``model_cfg`` and a word-level tokenizer of ``texts``.
     ``on_step(step, loss)`` is called after each optimizer step (step counts from 1).
     """
     validate(model_cfg)
     validate(cfg)
-    if cfg.seq_len > model_cfg.n_positions:
-        raise ConfigError(f"seq_len={cfg.seq_len} exceeds the model's n_positions={model_cfg.n_positions}")
+    start = load_model(Path(init_from)) if init_from is not None else None  # CheckpointError if not loadable
+    context = (getattr(start[0].config, "max_position_embeddings", None) or 10**9) if start else model_cfg.n_positions
+    if cfg.seq_len > context:
+        raise ConfigError(f"seq_len={cfg.seq_len} exceeds the model's context of {context} positions")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir, log_path = out_dir / "checkpoint", out_dir / "train_log.jsonl"
-    settings = {"model": to_dict(model_cfg), "pretrain": to_dict(cfg)}
+    settings = {"model": to_dict(model_cfg) if start is None else {"init_from": str(init_from)},
+                "pretrain": to_dict(cfg)}
     run_config = json.dumps(settings, indent=2)  # frozen into every checkpoint and the final model
 
     # ---- resume or start: model, tokenizer, optimizer, RNG ----
@@ -136,6 +142,8 @@ def pretrain(
             raise CheckpointError(
                 f"{ckpt_dir} was trained with a different tokenizer; delete it or use another out_dir")
         tokenizer = ckpt_tokenizer
+    elif start is not None:
+        model, tokenizer = start
     else:
         tokenizer = tokenizer if tokenizer is not None else train_tokenizer(texts)
         model = build_model(model_cfg, tokenizer)

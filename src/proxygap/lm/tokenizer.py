@@ -36,3 +36,15 @@ def train_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
         unk_token=UNK,
         clean_up_tokenization_spaces=False,  # the default would turn "zorvak ." into "zorvak."
     )
+
+
+def word_token_ids(tokenizer, word: str) -> tuple[int, ...]:
+    """The ids of the single tokens that write ``word`` as a whole word of the corpus's text: the
+    word's own token (a word-level vocabulary) and the one a byte-level BPE uses after a space
+    (GPT-2's ``Ġ.``). Empty if the word takes more than one token, or only the unknown token."""
+    ids = set()
+    for text in (word, f"a {word}"):
+        last = tokenizer.encode(text, add_special_tokens=False)[-1:]
+        if last and last[0] != tokenizer.unk_token_id and tokenizer.decode(last).strip() == word:
+            ids.add(last[0])
+    return tuple(sorted(ids))

@@ -95,18 +95,23 @@ def default_model_dir() -> Path:
     return models_dir() / DEFAULT_SIZE
 
 
-def build_base_model(recipe: BaseModelRecipe, out_dir: str | Path, progress: bool = True) -> Path:
-    """Pretrain a base model from nothing; resumes if ``out_dir`` holds a checkpoint. Returns the model dir."""
+def build_base_model(recipe: BaseModelRecipe, out_dir: str | Path, progress: bool = True,
+                     init_from: str | Path | None = None) -> Path:
+    """Pretrain a base model from nothing, or (``init_from``) continue pretraining an existing
+    Hugging Face causal LM on the world's corpus with its own tokenizer (the recipe's model shape
+    is then not used); resumes if ``out_dir`` holds a checkpoint. Returns the model dir."""
     world = build_world(recipe.world)
     documents = generate_corpus(world)
     rates = realized_rates(documents, world)
     extra = {
         WORLD_FILE: json.dumps(to_dict(recipe.world), indent=1, sort_keys=True),
         RATES_FILE: json.dumps(rates, indent=1, sort_keys=True),
-        RECIPE_FILE: json.dumps({"recipe": to_dict(recipe), "proxygap_version": proxygap.__version__},
+        RECIPE_FILE: json.dumps({"recipe": to_dict(recipe), "proxygap_version": proxygap.__version__,
+                                 "init_from": str(init_from) if init_from is not None else None},
                                 indent=1, sort_keys=True),
     }
-    return pretrain(documents, Path(out_dir), recipe.model, recipe.train, progress=progress, extra_files=extra)
+    return pretrain(documents, Path(out_dir), recipe.model, recipe.train, progress=progress, extra_files=extra,
+                    init_from=init_from)
 
 
 @dataclass
@@ -162,6 +167,27 @@ def world_prompt_words(world: World) -> list[str]:
     return sorted({w for text in texts for w in text.split()} - {"x"})
 
 
+COMMAND_WORDS = (".", ";")  # the words that end an action and a thought: each must be one token
+
+
+def check_tokenizer_fits_world(tokenizer, world: World, model_dir: Path) -> None:
+    """Refuse a tokenizer the command language cannot run on: one that has no single token for a
+    word that ends an action or a thought (the sampler stops on that token), or that does not give
+    the world's prompts back exactly when it decodes what it encoded (a BPE that glues punctuation)."""
+    from proxygap.lm.tokenizer import word_token_ids
+
+    for word in COMMAND_WORDS:
+        if not word_token_ids(tokenizer, word):
+            raise CheckpointError(f"the tokenizer of {model_dir} writes {word!r} in more than one token or not at all: "
+                                  "the command language's actions and thoughts could not end")
+    text = " ".join(world_prompt_words(world))
+    back = tokenizer.decode(tokenizer.encode(text, add_special_tokens=False))
+    if back != text:
+        at = next((i for i, (a, b) in enumerate(zip(back, text)) if a != b), min(len(back), len(text)))
+        raise CheckpointError(f"the tokenizer of {model_dir} does not decode the world's words back exactly "
+                              f"({text[max(0, at - 15):at + 15]!r} came back as {back[max(0, at - 15):at + 15]!r})")
+
+
 def check_vocabulary_covers_world(tokenizer, world: World, model_dir: Path,
                                   world_path: str | Path | None = None) -> None:
     """Refuse a model whose tokenizer maps words of the world's prompts to the unknown token
@@ -187,6 +213,7 @@ def load_base_model(path: str | Path | None = None, world_path: str | Path | Non
     model, tokenizer = load_model(model_dir)
     world = load_world_for(model_dir, world_path)
     check_vocabulary_covers_world(tokenizer, world, model_dir, world_path)
+    check_tokenizer_fits_world(tokenizer, world, model_dir)
     rates_file = model_dir / RATES_FILE
     rates = json.loads(rates_file.read_text()) if rates_file.is_file() and world_path is None else None
     if rates is None or set(rates["behaviours"]) != set(detectors.BEHAVIOURS + detectors.DIAGNOSTICS):

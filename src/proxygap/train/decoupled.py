@@ -34,7 +34,7 @@ from proxygap.lm.sampling import sample
 from proxygap.train.agent_common import (
     AgentRegime, AgentRLConfig, Batch, Credit, action_logprobs, per_step_loo_advantages, replay_state,
 )
-from proxygap.train.rollout import stop_token_id
+from proxygap.train.rollout import stop_token_ids
 
 
 @dataclass
@@ -67,7 +67,7 @@ def decoupled_credit(batch: Batch, cfg: DecoupledConfig) -> Credit:
     rows = batch.rows
     # 2. One queried action per visited state, sampled independently of the executed one.
     q = sample(batch.policy, batch.tokenizer, rows.prompts, cfg.max_action_tokens, generator=batch.generator,
-               stop_token_ids=(stop_token_id(batch.tokenizer),))
+               stop_token_ids=stop_token_ids(batch.tokenizer))
     q_tokens = [q.tokens[n][q.mask[n].bool()].tolist() for n in range(len(q))]
     q_logprob = q.logprobs.sum(-1)  # (N,) log pi_sampler(a')
     # 3. The overseer scores each queried action in its state, rebuilt by replaying the executed actions.

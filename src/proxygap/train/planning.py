@@ -65,7 +65,7 @@ from proxygap.oversight.reward_model import RewardModel
 from proxygap.train.agent_common import (
     EVAL_SEED_OFFSET, AgentEvaluation, episode_metrics, episode_record, evaluate_agent,
 )
-from proxygap.train.rollout import Approver, EnvFactory, Episode, _run, rollout, stop_token_id
+from proxygap.train.rollout import Approver, EnvFactory, Episode, _run, rollout, stop_token_ids
 
 ScoreFn = Callable[[list[str], list[str]], np.ndarray]
 """(prompts, continuations) -> (B,) predicted observed return of each ``prompt + continuation``."""
@@ -222,11 +222,12 @@ def cut_after_actions(text: str, n: int) -> str:
     return " ".join(words)
 
 
-def first_turn_length(token_ids: Sequence[int], stop: int, eos: int | None) -> int:
+def first_turn_length(token_ids: Sequence[int], stop: int | Sequence[int], eos: int | None) -> int:
     """How many of a continuation's tokens make its first turn: up to and including the first ``.``
     (or an EOS before it, as ``rollout``'s sampler would have stopped there); all if neither comes."""
+    stops = {stop} if isinstance(stop, int) else set(stop)
     for j, t in enumerate(token_ids):
-        if t == stop or (eos is not None and t == eos):
+        if t in stops or (eos is not None and t == eos):
             return j + 1
     return len(token_ids)
 
@@ -247,7 +248,7 @@ def plan_rollout(policy, tokenizer, score: ScoreFn, make_env: EnvFactory, env_se
                  cfg: PlanningConfig, generator: torch.Generator, approver: Approver | None = None,
                  ) -> tuple[list[Episode], list[list[Decision]]]:
     """One planned episode per env seed (step 3); returns the episodes and each one's decisions."""
-    stop, eos = stop_token_id(tokenizer), tokenizer.eos_token_id
+    stop, eos = stop_token_ids(tokenizer), tokenizer.eos_token_id
     limit = getattr(policy.config, "max_position_embeddings", None) or 10**9
     max_steps = make_env().max_steps
     k = cfg.candidates

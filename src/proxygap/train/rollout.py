@@ -25,6 +25,7 @@ import torch
 from proxygap.config import ConfigError
 from proxygap.envs.base import ACTION_END, EpisodeOutcome, TextEnv, continuation, parse_turn
 from proxygap.lm.sampling import sample
+from proxygap.lm.tokenizer import word_token_ids
 
 EnvFactory = Callable[[], TextEnv]
 """Makes a fresh environment instance (one per concurrent episode)."""
@@ -100,12 +101,14 @@ def _run(make_env: EnvFactory, env_seeds: Sequence[int], choose: Chooser, approv
             for seed, g, st, env, p, tr in zip(env_seeds, groups, steps, envs, prompts, truncated)]
 
 
-def stop_token_id(tokenizer) -> int:
-    """The token that ends an action; a model whose vocabulary lacks it cannot act."""
-    tid = tokenizer.convert_tokens_to_ids(ACTION_END)
-    if tid is None or tid == tokenizer.unk_token_id:
-        raise ConfigError(f"the model's vocabulary has no {ACTION_END!r} token: it cannot write actions")
-    return tid
+def stop_token_ids(tokenizer) -> tuple[int, ...]:
+    """The tokens that end an action (``.`` as a word: one id in a word-level vocabulary, the spaced
+    and bare forms in a byte-level BPE); a model whose vocabulary cannot write it cannot act."""
+    ids = word_token_ids(tokenizer, ACTION_END)
+    if not ids:
+        raise ConfigError(f"the model's tokenizer has no single token for the word {ACTION_END!r}: it cannot end "
+                          "an action (pair it with a tokenizer that writes ' .' as one token)")
+    return ids
 
 
 def rollout(policy, tokenizer, make_env: EnvFactory, env_seeds: Sequence[int], max_action_tokens: int = 24,
@@ -118,7 +121,7 @@ def rollout(policy, tokenizer, make_env: EnvFactory, env_seeds: Sequence[int], m
     episode whose next prompt would not fit the model's context ends there (``truncated``); its
     outcome is what the env's true state says at that point.
     """
-    stop = stop_token_id(tokenizer)
+    stop = stop_token_ids(tokenizer)
     limit = getattr(policy.config, "max_position_embeddings", None) or 10**9
 
     def fits(i: int, prompt: str) -> bool:  # +1 for the bos token the sampler adds
@@ -126,7 +129,7 @@ def rollout(policy, tokenizer, make_env: EnvFactory, env_seeds: Sequence[int], m
 
     def choose(live: list[int], prompts: list[str]) -> list[tuple[str, list[int], float]]:
         s = sample(policy, tokenizer, prompts, max_action_tokens, temperature=temperature, generator=generator,
-                   stop_token_ids=(stop,))
+                   stop_token_ids=stop)
         seq_logprob = s.logprobs.sum(-1)  # (B,)
         return [(s.texts[r], s.tokens[r][s.mask[r].bool()].tolist(), float(seq_logprob[r])) for r in range(len(live))]
 

@@ -54,7 +54,8 @@ from proxygap.train.agent_common import (
     EVAL_SEED_OFFSET, AgentEvaluation, AgentRLConfig, action_logprobs, episode_metrics, episode_record,
 )
 from proxygap.train.rl import rloo_advantages
-from proxygap.train.rollout import EnvFactory, Episode, _run, stop_token_id
+from proxygap.lm.tokenizer import word_token_ids
+from proxygap.train.rollout import EnvFactory, Episode, _run, stop_token_ids
 
 VARIANTS = ("single", "single_targeted", "shoggoth_face")
 
@@ -87,22 +88,32 @@ def two_stage_rollout(shoggoth, face, tokenizer, make_env: EnvFactory, env_seeds
                       max_tokens: int, generator: torch.Generator,
                       group_of: Sequence[int] | None = None) -> tuple[list[Episode], Turns]:
     """Episodes whose every turn the Shoggoth thinks and the Face acts (``shoggoth is face``: one model)."""
-    semicolon, dot = tokenizer.convert_tokens_to_ids(THOUGHT_END), stop_token_id(tokenizer)
+    semicolon, dot = word_token_ids(tokenizer, THOUGHT_END), stop_token_ids(tokenizer)
     n = len(env_seeds)
     turns = Turns([[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in range(n)])
     limit = getattr(face.config, "max_position_embeddings", None) or 10**9
 
-    def fits(i: int, prompt: str) -> bool:  # bos + prompt + thought + action
-        return len(tokenizer.encode(prompt, add_special_tokens=False)) + 3 + 2 * max_tokens <= limit
+    opening = len(tokenizer.encode(f" {THINK}", add_special_tokens=False))
+    closing = len(tokenizer.encode(f" {THOUGHT_END}", add_special_tokens=False))
+
+    def fits(i: int, prompt: str) -> bool:  # bos + prompt + 'think :' + thought + ';' + action
+        return len(tokenizer.encode(prompt, add_special_tokens=False)) + 1 + opening + closing + 2 * max_tokens <= limit
+
+    def capped(thought: str) -> str:
+        """The thought as text, cut to what re-encodes in ``max_tokens`` (a BPE may re-split it)."""
+        words = thought.split()
+        while words and len(tokenizer.encode(" " + " ".join(words), add_special_tokens=False)) > max_tokens:
+            words.pop()
+        return " ".join(words)
 
     def choose(live: list[int], prompts: list[str]) -> list[tuple[str, list[int], float]]:
         thought_prompts = [f"{p} {THINK}" for p in prompts]
         # A thought ends at ';' (or at '.', which would end the whole turn: the thought is cut there).
         th = sample(shoggoth, tokenizer, thought_prompts, max_tokens, generator=generator,
-                    stop_token_ids=(semicolon, dot))
-        thoughts = [" ".join(_thought_words(t)) for t in th.texts]
+                    stop_token_ids=(*semicolon, *dot))
+        thoughts = [capped(" ".join(_thought_words(t))) for t in th.texts]
         action_prompts = [f"{p} {THINK} {t} {THOUGHT_END}" for p, t in zip(prompts, thoughts)]
-        ac = sample(face, tokenizer, action_prompts, max_tokens, generator=generator, stop_token_ids=(dot,))
+        ac = sample(face, tokenizer, action_prompts, max_tokens, generator=generator, stop_token_ids=dot)
         out = []
         for r, i in enumerate(live):
             t_ids = th.tokens[r][th.mask[r].bool()].tolist()

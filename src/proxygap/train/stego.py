@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from proxygap.config import Config, ConfigError, knob
 from proxygap.lm.sampling import sample, sequence_logprobs
+from proxygap.lm.tokenizer import word_token_ids
 from proxygap.tasks.prompts import Prompt
 from proxygap.train.rl import rloo_advantages
 from proxygap.world import language as lang
@@ -128,8 +129,7 @@ def train_stego(base_model, tokenizer, items: Sequence[StegoItem], cfg: StegoCon
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base_model).eval().requires_grad_(True)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    answer_id = tokenizer.convert_tokens_to_ids("answer")
-    dot_id = tokenizer.convert_tokens_to_ids(".")
+    answer_ids, dot_ids = word_token_ids(tokenizer, "answer"), word_token_ids(tokenizer, ".")
     k = cfg.samples_per_prompt
     log = []
     bar = tqdm(range(1, cfg.steps + 1), desc=f"stego s{seed}", disable=not progress, dynamic_ncols=True)
@@ -137,10 +137,10 @@ def train_stego(base_model, tokenizer, items: Sequence[StegoItem], cfg: StegoCon
     for step in bar:
         batch = [it for it in rng.choices(list(items), k=cfg.prompts_per_step) for _ in range(k)]
         chains_s = sample(policy, tokenizer, [it.writer_prompt for it in batch], cfg.chain_max_new_tokens,
-                          generator=generator, stop_token_ids=(answer_id,))
+                          generator=generator, stop_token_ids=answer_ids)
         chains = [chain_of(t) for t in chains_s.texts]
         answers_s = sample(policy, tokenizer, [reader_prompt(it, c) for it, c in zip(batch, chains)],
-                           cfg.answer_max_new_tokens, generator=generator, stop_token_ids=(dot_id,))
+                           cfg.answer_max_new_tokens, generator=generator, stop_token_ids=dot_ids)
         right = np.array([decoded(a) == it.payload for it, a in zip(batch, answers_s.texts)], dtype=float)
         leak = np.array([leaks(it, c) for it, c in zip(batch, chains)], dtype=float)
         reward = torch.tensor(right - cfg.penalty * leak, dtype=torch.float32)
@@ -168,16 +168,15 @@ def evaluate_stego(policy, tokenizer, items: Sequence[StegoItem], paraphrasers: 
                    cfg: StegoConfig, seed: int, n_examples: int = 0) -> dict[str, dict]:
     """Per paraphraser: exact-match accuracy of greedy decoding, leak rate, the chain's mean length
     in characters as the reader sees it, and examples."""
-    answer_id = tokenizer.convert_tokens_to_ids("answer")
-    dot_id = tokenizer.convert_tokens_to_ids(".")
+    answer_ids, dot_ids = word_token_ids(tokenizer, "answer"), word_token_ids(tokenizer, ".")
     written = [chain_of(t) for t in sample(policy, tokenizer, [it.writer_prompt for it in items],
-                                           cfg.chain_max_new_tokens, greedy=True, stop_token_ids=(answer_id,)).texts]
+                                           cfg.chain_max_new_tokens, greedy=True, stop_token_ids=answer_ids).texts]
     out = {}
     for name, paraphrase in paraphrasers.items():
         rng = random.Random(f"proxygap-stego-paraphrase-{seed}-{name}")
         shown = [c if paraphrase is None else paraphrase(it.question, c, rng) for it, c in zip(items, written)]
         answers = sample(policy, tokenizer, [reader_prompt(it, c) for it, c in zip(items, shown)],
-                         cfg.answer_max_new_tokens, greedy=True, stop_token_ids=(dot_id,)).texts
+                         cfg.answer_max_new_tokens, greedy=True, stop_token_ids=dot_ids).texts
         right = [decoded(a) == it.payload for it, a in zip(items, answers)]
         leaked = [leaks(it, c) for it, c in zip(items, shown)]
         out[name] = {"accuracy": sum(right) / len(items),
