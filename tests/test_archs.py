@@ -72,10 +72,7 @@ def test_a_llama_with_its_own_bpe_tokenizer_continues_pretraining_and_acts(tiny_
     steps = [s for e in episodes for s in e.steps]
     stopped = [s for s in steps if set(stops) & set(s.token_ids)]
     assert stopped and all(s.token_ids[-1] in stops for s in stopped)
-    for experiment in ("tampering", "monitoring"):
-        out = tmp_path / experiment
-        assert main(["run", experiment, "--preset", "smoke", "--set", f"model={tiny_bpe_llama_dir}", "--set",
-                     "envs=[sensor]", "--out", str(out)]) == 0
+
 
 
 def test_a_tokenizer_that_cannot_end_an_action_is_refused(tiny_base_dir, tmp_path):
@@ -102,3 +99,21 @@ def test_a_tokenizer_that_cannot_end_an_action_is_refused(tiny_base_dir, tmp_pat
 
     with pytest.raises(CheckpointError, match="does not decode the world's words back exactly"):
         check_tokenizer_fits_world(Lossy(), base.world, tmp_path)
+
+
+
+BPE_KNOBS = {  # the knobs that name the model of each experiment (kl-prior pretrains its own bases: no model knob)
+    "probe": ["model={m}"], "overoptimization": ["model={m}"], "loopholes": ["model={m}"], "tampering": ["model={m}"],
+    "monitoring": ["model={m}"], "cot": ["sizes=[{m}]", "base_only_sizes=[]"],
+    "scaling": ["rm_sizes=[{m}]", "policy_sizes=[{m}]", "pairs_model={m}"],
+    "weak-to-strong": ["pairs=[{m}:{m}]", "sampler={m}"],
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(BPE_KNOBS))
+def test_every_experiments_smoke_runs_on_the_bpe_llama(tiny_bpe_llama_dir, tmp_path, experiment):
+    sets = [x for knob in BPE_KNOBS[experiment] for x in ("--set", knob.format(m=tiny_bpe_llama_dir))]
+    out = tmp_path / experiment
+    assert main(["run", experiment, "--preset", "smoke", "--quiet", *sets, "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert str(tiny_bpe_llama_dir) in results["provenance"]["models"]
