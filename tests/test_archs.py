@@ -117,3 +117,20 @@ def test_every_experiments_smoke_runs_on_the_bpe_llama(tiny_bpe_llama_dir, tmp_p
     assert main(["run", experiment, "--preset", "smoke", "--quiet", *sets, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert str(tiny_bpe_llama_dir) in results["provenance"]["models"]
+
+
+def test_run_takes_world_for_a_model_directory_without_one(tiny_base_dir, tmp_path, capsys):
+    import shutil
+
+    from conftest import TINY_RECIPE
+    from proxygap.pipeline.base_model import WORLD_FILE
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_base_dir, bare)
+    (bare / WORLD_FILE).unlink()  # a model directory that does not say which world it knows
+    assert main(["run", "probe", "--preset", "smoke", "--set", f"model={bare}", "--out", str(tmp_path / "a")]) == 2
+    assert "--world DIR" in capsys.readouterr().err
+    world_sets = [x for r in TINY_RECIPE if r.startswith("world.") for x in ("--set", r.removeprefix("world."))]
+    assert main(["world", *world_sets, "--out", str(tmp_path / "w")]) == 0
+    assert main(["run", "probe", "--preset", "smoke", "--set", f"model={bare}", "--world", str(tmp_path / "w"),
+                 "--out", str(tmp_path / "b")]) == 0

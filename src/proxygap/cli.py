@@ -179,6 +179,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from proxygap.experiments.runner import run_experiment
 
+    if args.world:  # before the --set overrides, which win
+        args.overrides = [f"world={args.world}", *(args.overrides or [])]
     run_dir = run_experiment(args.experiment, out=args.out, preset=args.preset, config_file=args.config,
                              overrides=args.overrides, seeds=args.seeds, seed_offset=args.seed_offset,
                              force=args.force, resume=args.resume, executor_name=args.executor,
@@ -281,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="K|LIST", help="K seeds (offset..offset+K-1) or a list like 0,3,7")
     p.add_argument("--seed-offset", type=int, metavar="S", help="first seed when --seeds is a count (default 0)")
     p.add_argument("--out", help="run directory (default runs/NAME-TIMESTAMP)")
+    p.add_argument("--world", metavar="DIR", help="judge every model against this world (a `proxygap world` output "
+                                                  "or world.json; same as --set world=DIR)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory or discard an interrupted one")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run (OUT.partial): only missing units run")
     p.add_argument("--executor", choices=("local", "ray"), default="local",

@@ -43,8 +43,11 @@ def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | No
     torch.set_num_threads(threads)
     apply_seed(unit.seed)
     Path(scratch).mkdir(parents=True, exist_ok=True)
-    return experiment.run_unit(cfg, unit, UnitContext(unit.seed, Path(scratch), prepared, progress,
-                                                      Path(models) if models else None))
+    from proxygap.pipeline.base_model import judged_against
+
+    with judged_against(getattr(cfg, "world", None)):
+        return experiment.run_unit(cfg, unit, UnitContext(unit.seed, Path(scratch), prepared, progress,
+                                                          Path(models) if models else None))
 
 
 Job = tuple[Unit, dict]  # (unit, keyword arguments of execute_unit)

@@ -71,7 +71,10 @@ def resolve_config(experiment: Experiment, preset: str | None, config_file: str 
     # Validated once, on the final config: a cross-knob check never fires on an intermediate layer.
     cfg = from_dict(cls, data)
     if experiment.preflight is not None:
-        experiment.preflight(cfg)
+        from proxygap.pipeline.base_model import judged_against
+
+        with judged_against(getattr(cfg, "world", None)):
+            experiment.preflight(cfg)
     return cfg
 
 

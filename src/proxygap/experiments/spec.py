@@ -28,6 +28,8 @@ class ExperimentConfig(Config):
     seeds: tuple[int, ...] = knob((0, 1, 2), "the seeds, one unit of work (or one row of units) each; intervals are "
                                   "across seeds. `--seeds K [--seed-offset S]` gives S..S+K-1, `--seeds 3,7,9` a list",
                                   lo=0)
+    world: str = knob("", "a world directory or world.json every model of the run is judged against, e.g. for a "
+                          "model directory without its own world.json ('': each model's own)")
     save_models: bool = knob(False, "save the optimized policies and reward models of the first seed's units as "
                                     "Hugging Face directories under OUT/models/<unit>/<name>/ (with their content "
                                     "hashes in results.json's provenance)")

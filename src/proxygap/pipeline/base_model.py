@@ -12,12 +12,14 @@ judge it against the right world:
 from __future__ import annotations
 
 import fcntl
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -125,8 +127,25 @@ class BaseModel:
     path: Path
 
 
+_JUDGED_AGAINST: list[str | None] = [None]  # a run's ``world`` knob, while its units run (``judged_against``)
+
+
+@contextlib.contextmanager
+def judged_against(world: str | Path | None) -> Iterator[None]:
+    """Inside the block, every model whose world is not named explicitly is paired with ``world``
+    (a world directory or world.json; None: each model's own). What a run's ``world`` knob does."""
+    previous = _JUDGED_AGAINST[0]
+    _JUDGED_AGAINST[0] = None if world in (None, "") else str(world)
+    try:
+        yield
+    finally:
+        _JUDGED_AGAINST[0] = previous
+
+
 def load_world_for(model_dir: Path, world_path: str | Path | None = None) -> World:
-    """The world a model is judged against: ``world_path`` if given, else the one it was trained on."""
+    """The world a model is judged against: ``world_path`` if given (or the run's ``world``), else
+    the one it was trained on."""
+    world_path = world_path if world_path is not None else _JUDGED_AGAINST[0]
     if world_path is not None:
         p = Path(world_path)
         p = p / "world.json" if p.is_dir() else p
@@ -140,7 +159,8 @@ def load_world_for(model_dir: Path, world_path: str | Path | None = None) -> Wor
             raise CheckpointError(f"{p} is not a world file of `proxygap world` ({type(e).__name__}: {e})") from None
     config_file = model_dir / WORLD_FILE
     if not config_file.is_file():
-        raise CheckpointError(f"{model_dir} has no {WORLD_FILE}; pass --world DIR (a `proxygap world` output)")
+        raise CheckpointError(f"{model_dir} has no {WORLD_FILE}; pass --world DIR (a `proxygap world` output; "
+                              "for `proxygap run`, --world DIR or --set world=DIR)")
     try:
         return build_world(from_dict(WorldConfig, json.loads(config_file.read_text())))
     except json.JSONDecodeError as e:
@@ -211,6 +231,7 @@ def load_base_model(path: str | Path | None = None, world_path: str | Path | Non
     with its world and corpus rates."""
     model_dir = resolve_model_dir(path)
     model, tokenizer = load_model(model_dir)
+    world_path = world_path if world_path is not None else _JUDGED_AGAINST[0]
     world = load_world_for(model_dir, world_path)
     check_vocabulary_covers_world(tokenizer, world, model_dir, world_path)
     check_tokenizer_fits_world(tokenizer, world, model_dir)
@@ -242,6 +263,7 @@ def _cached(model_dir: str, world: str | None) -> BaseModel:
 def load_base_model_cached(model: str | Path | None, world: str | Path | None = None) -> BaseModel:
     """``load_base_model``, loaded once per process: units of work of one run share it read-only
     (every regime trains a copy), so a worker that runs several units loads it once."""
+    world = world if world not in (None, "") else _JUDGED_AGAINST[0]
     return _cached(str(resolve_model_dir(model)), None if world in (None, "") else str(world))
 
 
