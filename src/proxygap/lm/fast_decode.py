@@ -102,10 +102,12 @@ class GPT2Decoder:
     def step(self, ids: Tensor, pos: Tensor) -> Tensor:
         """One new token per row: ids, pos (B, 1) -> logits (B, V); rows retired are left at 0."""
         self.key_mask[:, self.length] = True
+        if len(self.rows) == self.batch:  # no row retired yet: no gather, no scatter
+            logits = self._forward(ids, pos)
+            self.length += 1
+            return logits
         logits = self._forward(ids[self.rows], pos[self.rows])
         self.length += 1
-        if len(self.rows) == self.batch:
-            return logits
         full = logits.new_zeros((self.batch, logits.shape[-1]))
         full[self.rows] = logits
         return full
