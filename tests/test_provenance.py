@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from proxygap.cli import main
 from proxygap.experiments.provenance import SCHEMA_VERSION, compare, headline, model_refs
 
@@ -49,3 +51,16 @@ def test_save_models_keeps_the_first_seeds_policies_as_hugging_face_directories(
     AutoModelForCausalLM.from_pretrained(saved)  # loads as any Hugging Face model
     prov = json.loads((out / "results.json").read_text())["provenance"]
     assert len(prov["saved_models"]["env=sensor,seed=0/outcome"]) == 16
+
+
+@pytest.mark.parametrize("experiment, expected", [
+    ("loopholes", {"sft", "reward_model_0", "rl_beta_0"}),
+    ("cot", {"outcome_rl", "process_rl", "rlhf", "reward_model_chains_0"}),
+])
+def test_save_models_in_loopholes_and_cot(tiny_base_dir, tmp_path, experiment, expected):
+    out = tmp_path / experiment
+    model = f"sizes=[{tiny_base_dir}]" if experiment == "cot" else f"model={tiny_base_dir}"
+    assert main(["run", experiment, "--preset", "smoke", "--quiet", "--set", model, "--set", "save_models=true",
+                 "--out", str(out)]) == 0
+    saved = {d.name for d in (out / "models").glob("*/*") if (d / "config.json").is_file()}
+    assert expected <= saved, saved

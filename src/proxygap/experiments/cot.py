@@ -163,6 +163,7 @@ def run_unit(cfg: CotConfig, unit: Unit, ctx: UnitContext) -> dict:
 
     seed, size = unit.seed, unit.params["size"]
     base = load_base_model_cached(size)
+    save = lambda name, model: ctx.save_model(name, model, base.tokenizer)  # noqa: E731
     world, tok = base.world, base.tokenizer
     rater, gold = Judge(world, cfg.rater), Judge.gold(world)
     eval_prompts, train_prompts = split(world, seed, cfg.n_eval_prompts)
@@ -202,16 +203,19 @@ def run_unit(cfg: CotConfig, unit: Unit, ctx: UnitContext) -> dict:
         demos = two_hop_demonstrations(world, [(p.entity, p.relation, p.attribute) for p in drawn], seed, cot_rate=1.0)
         policy, _ = train_sft(base.model, tok, demos, sft_cfg, seed=seed, progress=progress)
         out["regimes"]["sft"] = measure(policy, lang.THINK)
+        save("sft", policy)
         lap("sft")
     if "outcome_rl" in cfg.regimes:
         policy, ev = train_cot_outcome(base.model, tok, cot_train, [f"{q} {lang.THINK}" for q in curve_q], rater, gold,
                                        rl_cot, kl_coef=cfg.kl_coef, seed=seed, progress=progress)
         out["regimes"]["outcome_rl"], out["curves"]["outcome_rl"] = measure(policy, lang.THINK), _curve(ev)
+        save("outcome_rl", policy)
         lap("outcome_rl")
     if "process_rl" in cfg.regimes:
         policy, ev = train_cot_process(base.model, tok, cot_train, [f"{q} {lang.THINK}" for q in curve_q], rater, gold,
                                        rl_cot, kl_coef=cfg.kl_coef, seed=seed, progress=progress)
         out["regimes"]["process_rl"], out["curves"]["process_rl"] = measure(policy, lang.THINK), _curve(ev)
+        save("process_rl", policy)
         lap("process_rl")
     if "rlhf" in cfg.regimes:
         rm_cfg = dataclasses.replace(cfg.rm, max_new_tokens=cfg.rl.max_new_tokens)
@@ -220,6 +224,9 @@ def run_unit(cfg: CotConfig, unit: Unit, ctx: UnitContext) -> dict:
         policy, ev = train_rl(base.model, tok, cot_train, [f"{q} {lang.THINK}" for q in curve_q], rm.score,
                               {"rater": rater, "gold": gold}, rl_cot, kl_coef=cfg.kl_coef, seed=seed, progress=progress)
         out["regimes"]["rlhf"], out["curves"]["rlhf"] = measure(policy, lang.THINK), _curve(ev)
+        save("rlhf", policy)
+        for i, member in enumerate(rm.members):
+            save(f"reward_model_chains_{i}", member)
         lap("rlhf")
 
     # Distillation: direct answers ('answer :') from the base model's own chains.

@@ -166,7 +166,7 @@ def _policy_regime(name: str, kind: str, param: dict, prompts: list[str], texts:
 
 
 def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_words: dict[str, int], seed: int,
-             progress: bool = True) -> dict:
+             progress: bool = True, save=None) -> dict:
     from proxygap.lm.sampling import sample, sequence_logprobs
 
     world = base.world
@@ -184,6 +184,9 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
     pairs = sample_pairs(base, train_prompts, cfg.rm, seed)
     ensemble, rm_info = train_reward_model(base, train_prompts, rater, gold, cfg.rm, seed, pairs)
     single = RewardEnsemble(ensemble.members[:1])
+    if save is not None:
+        for i, member in enumerate(ensemble.members):
+            save(f"reward_model_{i}", member)
     lap("reward_models_s")
 
     # The base model's pool: the base regime (every sample) and best-of-n (weights on it).
@@ -214,27 +217,31 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
                                        rater, gold, single.score, max_words)
     regime["sft_loss"] = {"first": sft_losses[0] if sft_losses else None, "last": sft_losses[-1] if sft_losses else None}
     regimes.append(regime)
+    if save is not None:
+        save("sft", sft_model)
     del sft_model
     lap("sft_s")
 
-    def rl_run(proxy, beta: float, judge_rater: Judge = rater) -> tuple[list[str], float]:
+    def rl_run(proxy, beta: float, judge_rater: Judge = rater, name: str | None = None) -> tuple[list[str], float]:
         rl_cfg = RLConfig(**to_dict(cfg.rl), eval_every=max(1, cfg.rl.steps),
                           eval_samples_per_prompt=cfg.eval_samples_per_prompt)
         policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, proxy,
                                  {"rater": judge_rater, "gold": gold}, rl_cfg, kl_coef=beta, seed=seed,
                                  progress=progress)
+        if save is not None and name is not None:
+            save(name, policy)
         del policy
         return evals[-1].texts, evals[-1].kl
 
     rl_texts = {}
     for beta in cfg.kl_coefs:
-        texts, kl = rl_run(single.score, beta)
+        texts, kl = rl_run(single.score, beta, name=f"rl_beta_{beta:g}")
         regime = _policy_regime(f"rl_beta_{beta:g}", "rl", {"kl_coef": beta}, repeated, texts, kl, world, rater,
                                    gold, single.score, max_words)
         regimes.append(regime)
         rl_texts[beta] = texts
     lap("rl_s")
-    texts, kl = rl_run(ensemble.score, cfg.ensemble_kl_coef)
+    texts, kl = rl_run(ensemble.score, cfg.ensemble_kl_coef, name=f"rl_ensemble_beta_{cfg.ensemble_kl_coef:g}")
     regime = _policy_regime(f"rl_ensemble_beta_{cfg.ensemble_kl_coef:g}", "rl_ensemble",
                                {"kl_coef": cfg.ensemble_kl_coef, "ensemble_size": cfg.rm.ensemble_size,
                                 "ensemble_combine": cfg.rm.ensemble_combine}, repeated, texts, kl, world, rater, gold,
@@ -256,6 +263,8 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
                                 ei_kl, world, rater, gold, single.score, max_words)
         regime["rounds_log"] = ei_log
         regimes.append(regime)
+        if save is not None:
+            save("expert_iteration", ei_model)
         del ei_model
         lap("expert_iteration_s")
 
@@ -265,9 +274,11 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
                                      eval_samples_per_prompt=cfg.eval_samples_per_prompt,
                                      max_new_tokens=cfg.rl.max_new_tokens)
     for name in cfg.direct_losses:
-        _, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, single.score,
-                             {"rater": rater, "gold": gold}, direct_cfg, beta=cfg.direct_beta,
-                             loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
+        direct_policy, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, single.score,
+                                         {"rater": rater, "gold": gold}, direct_cfg, beta=cfg.direct_beta,
+                                         loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
+        if save is not None:
+            save(f"{name}_beta_{cfg.direct_beta:g}", direct_policy)
         regime = _policy_regime(f"{name}_beta_{cfg.direct_beta:g}", "direct", {"method": name, "beta": cfg.direct_beta},
                                 repeated, evals[-1].texts, evals[-1].kl, world, rater, gold, single.score, max_words)
         regime["n_pairs"] = len(preference)
@@ -542,7 +553,9 @@ def run_unit(cfg: LoopholesConfig, unit: Unit, ctx: UnitContext) -> dict:
     from proxygap.pipeline.base_model import load_base_model_cached
 
     examples, max_words = _corpus_inputs(cfg.model, cfg.length_quantile)
-    result = run_seed(cfg, load_base_model_cached(cfg.model), examples, max_words, unit.seed, progress=ctx.progress)
+    base = load_base_model_cached(cfg.model)
+    result = run_seed(cfg, base, examples, max_words, unit.seed, progress=ctx.progress,
+                      save=lambda name, model: ctx.save_model(name, model, base.tokenizer))
     return {**result, "n_sft_examples": len(examples), "length_limits_words": max_words}
 
 
