@@ -56,11 +56,15 @@ def test_save_models_keeps_the_first_seeds_policies_as_hugging_face_directories(
 @pytest.mark.parametrize("experiment, expected", [
     ("loopholes", {"sft", "reward_model_0", "rl_beta_0"}),
     ("cot", {"outcome_rl", "process_rl", "rlhf", "reward_model_chains_0"}),
+    ("weak-to-strong", {"ceiling", "student_rater", "student_noise"}),
 ])
 def test_save_models_in_loopholes_and_cot(tiny_base_dir, tmp_path, experiment, expected):
     out = tmp_path / experiment
-    model = f"sizes=[{tiny_base_dir}]" if experiment == "cot" else f"model={tiny_base_dir}"
-    assert main(["run", experiment, "--preset", "smoke", "--quiet", "--set", model, "--set", "save_models=true",
+    models = {"cot": [f"sizes=[{tiny_base_dir}]"],
+              "weak-to-strong": [f"pairs=[{tiny_base_dir}:{tiny_base_dir}]", f"sampler={tiny_base_dir}"]}.get(
+        experiment, [f"model={tiny_base_dir}"])
+    sets = [x for m in models for x in ("--set", m)]
+    assert main(["run", experiment, "--preset", "smoke", "--quiet", *sets, "--set", "save_models=true",
                  "--out", str(out)]) == 0
     saved = {d.name for d in (out / "models").glob("*/*") if (d / "config.json").is_file()}
     assert expected <= saved, saved

@@ -161,6 +161,7 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
                              seed=seed * 1000 + offset)
 
     ceiling_model = fit(strong, b, gold_b, False, 0)
+    ctx.save_model("ceiling", ceiling_model, ceiling_model.tokenizer)
     ceiling_pred = predict(ceiling_model, task, test)
     ceiling_acc = accuracy(ceiling_pred, gold_test)
     timings["ceiling_s"] = round(time.time() - t0, 2)
@@ -195,6 +196,7 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
             t1 = time.time()
             # The same initialization and batch order with and without the confidence loss: a paired comparison.
             student = fit(strong, b, sup["labels"], conf, 200 + 10 * j)
+            ctx.save_model(f"student_{name.replace(':', '_')}{'_conf' if conf else ''}", student, student.tokenizer)
             pred = predict(student, task, test)
             acc = accuracy(pred, gold_test)
             students.append({
