@@ -134,3 +134,25 @@ def test_run_takes_world_for_a_model_directory_without_one(tiny_base_dir, tmp_pa
     assert main(["world", *world_sets, "--out", str(tmp_path / "w")]) == 0
     assert main(["run", "probe", "--preset", "smoke", "--set", f"model={bare}", "--world", str(tmp_path / "w"),
                  "--out", str(tmp_path / "b")]) == 0
+
+
+def test_glued_stop_words_parse_like_spaced_ones():
+    from proxygap.envs.base import parse_turn
+
+    assert parse_turn("think : i will water; water kelo.") == ("i will water", "water kelo")
+    assert parse_turn("cover sensor .") == (None, "cover sensor")
+
+
+def test_a_checkpoint_from_before_the_arch_knob_resumes_as_gpt2(tmp_path):
+    from proxygap.lm.pretrain import check_same_run
+
+    settings = {"model": {"arch": "gpt2", "n_layer": 1}, "pretrain": {"steps": 2}}
+    check_same_run({"settings": {"model": {"n_layer": 1}, "pretrain": {"steps": 2}}}, settings, tmp_path)  # no error
+    with pytest.raises(Exception, match="model.arch='gpt2', not 'llama'"):
+        check_same_run({"settings": {"model": {"n_layer": 1}, "pretrain": {"steps": 2}}},
+                       {**settings, "model": {"arch": "llama", "n_layer": 1}}, tmp_path)
+
+
+def test_init_from_refuses_arch_and_an_unfit_tokenizer_before_training(tiny_base_dir, tmp_path, capsys):
+    assert main(["pretrain", "--init-from", str(tiny_base_dir), "--arch", "llama", "--out", str(tmp_path / "x")]) == 2
+    assert "drop --arch" in capsys.readouterr().err

@@ -17,12 +17,14 @@ def test_every_run_carries_schema_version_and_provenance_and_compare_names_the_d
     ra = json.loads((a / "results.json").read_text())
     assert ra["schema_version"] == SCHEMA_VERSION
     prov = ra["provenance"]
-    assert ("commit" in prov) != ("source_hash" in prov)  # a checkout's commit, or the package's content hash
+    assert len(prov["source_hash"]) == 16 and "commit" in prov  # the source hash always (two dirty trees differ)
     assert prov["models"][str(tiny_base_dir)]["hash"] and len(prov["models"][str(tiny_base_dir)]["hash"]) == 16
     capsys.readouterr()
     assert main(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "config: 1 difference" in out and "probe.samples_per_prompt" in out and "headline figures:" in out
+    ha = prov["models"][str(tiny_base_dir)]["hash"]
+    assert json.loads((b / "results.json").read_text())["provenance"]["models"][str(tiny_base_dir)]["hash"] == ha
     assert main(["compare", str(a), str(a)]) == 0
     same = capsys.readouterr().out
     assert "config: 0 differences" in same and "headline figures: 0 of" in same

@@ -64,3 +64,20 @@ def test_two_unnamed_judges_are_an_error_and_names_must_be_unique(tmp_path):
     prompt = next(p.text for p in assistant_prompts(base.world, seed=0))
     fn = RewardFunction("rater", rater)
     assert fn([f"<|endoftext|> {prompt}"], ["yes ."]) == pytest.approx(rater([prompt], ["yes ."]))
+
+
+def test_prompts_lose_the_tokenizers_own_document_token_and_a_self_adding_bos_is_not_doubled():
+    base = load_base_model("xs")
+    rater = Judge(base.world)
+    prompt = next(p.text for p in assistant_prompts(base.world, seed=0))
+
+    class LlamaLike:  # a tokenizer whose BOS is <s> and that adds it itself
+        bos_token, eos_token, bos_token_id = "<s>", "</s>", 1
+
+        def __call__(self, text):
+            return {"input_ids": [1, 5]}
+
+    fn = RewardFunction("rater", rater, LlamaLike())
+    assert fn([f"<s> {prompt}"], ["yes ."]) == pytest.approx(rater([prompt], ["yes ."]))
+    assert prompt_dataset([prompt], LlamaLike())["prompt"] == [prompt]  # TRL's tokenizer call adds the BOS
+    assert prompt_dataset([prompt], base.tokenizer)["prompt"] == [f"<|endoftext|> {prompt}"]

@@ -114,6 +114,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from proxygap.config import from_dict, load_config_data, set_paths
     from proxygap.pipeline.base_model import BaseModelRecipe, build_base_model, recipe_for_size
 
+    if args.init_from and (args.arch or args.size):
+        raise ProxygapError("--init-from continues an existing model: its architecture and shape are its own; "
+                            "drop --arch/--size")
     if args.arch:  # before the --set overrides, which win
         args.overrides = [f"model.arch={args.arch}", *(args.overrides or [])]
     if args.size:  # the family's recipe at this size, then the file, then --set

@@ -182,7 +182,8 @@ def continuation(action: str, result: StepResult, thought: str | None = None) ->
 def parse_turn(text: str) -> tuple[str | None, str]:
     """(thought or None, action) of a sampled completion: the words before the closing ``.`` (all of
     them if it never closed), split at the thought's closing ``;`` when it opens with ``think :``."""
-    words = text.split()
+    # A '.' or ';' glued to a word (a BPE model may write 'door.') is the same word and stop.
+    words = " ".join(text.split()).replace(f"{THOUGHT_END}", f" {THOUGHT_END} ").replace(f"{ACTION_END}", f" {ACTION_END} ").split()
     words = words[: words.index(ACTION_END)] if ACTION_END in words else words
     if words[:2] == THINK.split():
         if THOUGHT_END in words:

@@ -111,6 +111,10 @@ class KLPriorConfig(ExperimentConfig):
 
     def check(self) -> None:
         super().check()
+        if self.save_models:
+            raise ConfigError("save_models is not supported by kl-prior yet (its models are not saved); drop it")
+        if self.world:
+            raise ConfigError("kl-prior pretrains its own bases on its own worlds: the world knob does not apply")
         for rate in (*self.base_rates, self.rm_base_rate):
             if not 0 < rate < 1:
                 raise ConfigError(f"base rates must be strictly between 0 and 1 (got {rate}); "

@@ -24,18 +24,22 @@ from proxygap.errors import ProxygapError
 SCHEMA_VERSION = 2
 """The results.json layout: 2 = every score an interval dict, provenance and schema_version present."""
 
-MODEL_KEYS = ("model", "sizes", "base_only_sizes", "rm_sizes", "policy_sizes", "pairs_model", "pairs")
+MODEL_KEYS = ("model", "sizes", "base_only_sizes", "rm_sizes", "policy_sizes", "pairs_model", "pairs", "sampler",
+              "backbone")
 """Config fields that name base models (a size name, a directory, 'default'; pairs are 'weak:strong')."""
 
-SKIPPED = {"train_time_s", "wall_time_s", "learning_curve", "curve", "curves", "examples", "per_seed", "per_seed_info", "records", "timings", "meta",
+SKIPPED = {"points", "bon_points", "train_time_s", "wall_time_s", "learning_curve", "curve", "curves", "examples", "per_seed", "per_seed_info", "records", "timings", "meta",
            "config", "points_per_seed", "steganography_curve", "provenance"}
 
 
 def hash_files(paths: list[Path], root: Path) -> str:
+    """sha256 over each file's relative name, its size and its bytes (read in chunks), in name order."""
     digest = hashlib.sha256()
     for path in sorted(paths):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+        digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()[:16]
 
 
@@ -53,12 +57,12 @@ def model_hash(model_dir: Path) -> str | None:
 
 
 def model_refs(config: dict) -> list[str]:
-    """Every model a config names, in order, once each."""
+    """Every model a config names, in order, once each (``backbone`` also in a nested section)."""
     refs: list[str] = []
-    for key in MODEL_KEYS:
-        value = config.get(key)
+    sections = [config, *[v for v in config.values() if isinstance(v, dict)]]
+    for key, value in [(k, sec.get(k)) for k in MODEL_KEYS for sec in sections]:
         for item in (value if isinstance(value, (list, tuple)) else [value]):
-            if not isinstance(item, str) or not item:
+            if not isinstance(item, str) or not item or item in ("base", "shared"):
                 continue
             for ref in (item.split(":") if key == "pairs" else [item]):
                 if ref not in refs:
@@ -77,7 +81,8 @@ def provenance(config: dict, commit: str | None, run_dir: Path | None = None) ->
             models[ref] = {"path": None, "hash": None}
             continue
         models[ref] = {"path": str(path), "hash": model_hash(path)}
-    source = {"commit": commit} if commit else {"version": proxygap.__version__, "source_hash": source_hash()}
+    # The source hash always: two dirty trees of one commit are not the same code.
+    source = {"commit": commit, "version": proxygap.__version__, "source_hash": source_hash()}
     out = {**source, "models": models}
     saved = run_dir / "models" if run_dir is not None else None
     if saved is not None and saved.is_dir():  # the run's own optimized models (``save_models``)
@@ -113,8 +118,11 @@ def headline(results: Any, prefix: str = "") -> Iterator[tuple[str, float | None
         for i, item in enumerate(results):
             label = str(i)
             if isinstance(item, dict):
-                parts = [str(item[k]) for k in ("env", "name", "regime", "variant", "policy", "paraphraser", "monitor",
-                                                "size", "beta", "incentive") if k in item and not isinstance(item[k], dict)]
+                parts = [f"{k}={item[k]}" if isinstance(item[k], (int, float)) else str(item[k])
+                         for k in ("env", "name", "regime", "variant", "policy", "paraphraser", "monitor", "size",
+                                   "task", "supervisor", "weak", "strong", "confidence_loss", "flaw", "beta", "kl_coef",
+                                   "incentive", "base_rate", "rm_size", "policy_size", "n_labels", "quality")
+                         if k in item and not isinstance(item[k], (dict, list))]
                 label = "/".join(parts) or label
             yield from headline(item, f"{prefix}[{label}]")
 

@@ -327,7 +327,9 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             except (json.JSONDecodeError, UnicodeDecodeError):
                 prepared = None  # torn by a kill: prepare again
             if prepared is None:
-                with _threads(threads):
+                from proxygap.pipeline.base_model import judged_against
+
+                with _threads(threads), judged_against(getattr(cfg, "world", None)):
                     prepared = strict_json(experiment.prepare(cfg, work))
                 write_text_atomic(prepared_file, dump_json(prepared))
 

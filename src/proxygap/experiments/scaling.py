@@ -68,6 +68,8 @@ class ScalingConfig(ExperimentConfig):
 
     def check(self) -> None:
         super().check()
+        if self.save_models:
+            raise ConfigError("save_models is not supported by scaling yet (its models are not saved); drop it")
         for name in ("rm_sizes", "policy_sizes", "n_labels", "rater_qualities"):
             values = getattr(self, name)
             if not values:

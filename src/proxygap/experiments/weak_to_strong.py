@@ -196,7 +196,8 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
             t1 = time.time()
             # The same initialization and batch order with and without the confidence loss: a paired comparison.
             student = fit(strong, b, sup["labels"], conf, 200 + 10 * j)
-            ctx.save_model(f"student_{name.replace(':', '_')}{'_conf' if conf else ''}", student, student.tokenizer)
+            label = name if ":" not in name else f"small_gold_{j}"  # a weak model may be a directory path
+            ctx.save_model(f"student_{label}{'_conf' if conf else ''}", student, student.tokenizer)
             pred = predict(student, task, test)
             acc = accuracy(pred, gold_test)
             students.append({

@@ -16,7 +16,7 @@ Every logged function's mean appears in TRL's logs as ``rewards/<name>/mean`` wi
 is measured and never optimized; ``GoldAndRaterCallback.history`` keeps them per logging step with
 the optimized reward and the KL in nats per sequence (TRL logs the mean per-token KL over the
 batch's completion tokens; times the mean completion length that is the batch's KL per
-sequence, exactly so at ``logging_steps=1``).
+sequence, exactly so with one micro-batch per step at ``logging_steps=1``).
 """
 
 from __future__ import annotations
@@ -54,24 +54,32 @@ def _text(item: Any) -> str:
 
 class RewardFunction:
     """A named TRL reward function around a proxygap scorer. Prompts lose the leading document
-    token TRL's prompts carry (``prompt_dataset``) before the scorer reads them."""
+    token TRL's prompts carry (``prompt_dataset``: the project's ``<|endoftext|>``, or the given
+    tokenizer's own BOS/EOS text) before the scorer reads them."""
 
-    def __init__(self, name: str, scorer: Any):
+    def __init__(self, name: str, scorer: Any, tokenizer=None):
         if not name or not name.replace("_", "").isalnum():
             raise ConfigError(f"a reward function needs a name of letters, digits and _, got {name!r}")
         self.__name__ = name
         self.scorer = _as_scorer(scorer)
+        own = [getattr(tokenizer, a, None) for a in ("bos_token", "eos_token")] if tokenizer is not None else []
+        self.document_tokens = tuple(dict.fromkeys(t for t in (EOS, *own) if t))
+
+    def _strip(self, text: str) -> str:
+        for token in self.document_tokens:
+            if text.startswith(token):
+                return text[len(token):].lstrip()
+        return text
 
     def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
-        texts = [_text(p) for p in prompts]
-        texts = [t[len(EOS):].lstrip() if t.startswith(EOS) else t for t in texts]
+        texts = [self._strip(_text(p)) for p in prompts]
         return [float(x) for x in self.scorer(texts, [_text(c) for c in completions])]
 
     def __repr__(self) -> str:
         return f"RewardFunction({self.__name__!r})"
 
 
-def reward_functions(optimize: Mapping[str, Any], log: Mapping[str, Any] | None = None
+def reward_functions(optimize: Mapping[str, Any], log: Mapping[str, Any] | None = None, tokenizer=None
                      ) -> tuple[list[RewardFunction], list[float]]:
     """(reward_funcs, reward_weights) for a TRL trainer: the ``optimize`` scorers with weight 1
     (summed, as TRL does), the ``log`` scorers with weight 0 (measured beside them, never optimized)."""
@@ -81,7 +89,7 @@ def reward_functions(optimize: Mapping[str, Any], log: Mapping[str, Any] | None 
     clash = set(optimize) & set(log)
     if clash:
         raise ConfigError(f"{', '.join(sorted(clash))} is both optimized and logged; give each scorer one name")
-    funcs = [RewardFunction(n, s) for n, s in optimize.items()] + [RewardFunction(n, s) for n, s in log.items()]
+    funcs = [RewardFunction(n, s, tokenizer) for n, s in {**optimize, **log}.items()]
     return funcs, [1.0] * len(optimize) + [0.0] * len(log)
 
 
@@ -96,16 +104,21 @@ def banned_string_penalty(world) -> Scorer:
 
 def prompt_dataset(prompts: Sequence[str], tokenizer):
     """A ``datasets.Dataset`` with one ``prompt`` per text, opened with the document token the
-    project's models are trained to see first (TRL does not add one for GPT-2 tokenizers)."""
+    project's models are trained to see first, unless the tokenizer adds its BOS itself (TRL
+    tokenizes prompts with the tokenizer's special tokens; a GPT-2-style tokenizer adds none)."""
     from datasets import Dataset
 
     bos = tokenizer.bos_token or EOS
-    return Dataset.from_dict({"prompt": [f"{bos} {p}" for p in prompts]})
+    adds_bos = tokenizer.bos_token_id is not None and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]
+    return Dataset.from_dict({"prompt": list(prompts) if adds_bos else [f"{bos} {p}" for p in prompts]})
 
 
 class GoldAndRaterCallback(TrainerCallback):
-    """Keeps, at every logging step, the optimized (weighted) reward, each reward function's mean,
-    and the KL from the reference in nats per sequence (added to TRL's logs as ``kl_per_sequence``)."""
+    """Keeps in ``history``, at every logging step, the optimized (weighted) reward, each reward
+    function's mean, and the KL from the reference in nats per sequence (TRL's logged per-token KL
+    times the mean completion length: exact with one micro-batch per step and ``logging_steps=1``;
+    TRL's GRPO estimates the per-token KL with k3, proxygap's own loop logs k1). The row lives here,
+    not in TRL's ``log_history``."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
@@ -118,5 +131,5 @@ class GoldAndRaterCallback(TrainerCallback):
             if key.startswith("rewards/") and key.endswith("/mean"):
                 row[key.split("/")[1]] = float(value)
         if "kl" in logs and "completions/mean_length" in logs:
-            logs["kl_per_sequence"] = row["kl_per_sequence"] = float(logs["kl"]) * float(logs["completions/mean_length"])
+            row["kl_per_sequence"] = float(logs["kl"]) * float(logs["completions/mean_length"])
         self.history.append(row)

@@ -144,6 +144,11 @@ def pretrain(
         tokenizer = ckpt_tokenizer
     elif start is not None:
         model, tokenizer = start
+        # Pretraining opens every document with EOS (token_stream) and prompts open with BOS
+        # (encode_prompts): make them the same token, whatever the model's tokenizer called BOS.
+        if tokenizer.bos_token != tokenizer.eos_token:
+            tokenizer.bos_token = tokenizer.eos_token
+            model.config.bos_token_id = tokenizer.eos_token_id
     else:
         tokenizer = tokenizer if tokenizer is not None else train_tokenizer(texts)
         model = build_model(model_cfg, tokenizer)
@@ -236,9 +241,10 @@ def check_same_run(state: dict, settings: dict, ckpt_dir: Path) -> None:
         for key in new:
             if section == "pretrain" and key in RESUME_FREE_KNOBS:
                 continue
-            if old.get(key) != new[key]:
+            before = old.get(key, "gpt2" if (section, key) == ("model", "arch") else None)  # pre-knob: gpt2
+            if before != new[key]:
                 raise CheckpointError(
-                    f"{ckpt_dir} was made with {section}.{key}={old.get(key)!r}, not {new[key]!r}; "
+                    f"{ckpt_dir} was made with {section}.{key}={before!r}, not {new[key]!r}; "
                     "delete it or use another out_dir")
 
 

@@ -103,6 +103,8 @@ def build_base_model(recipe: BaseModelRecipe, out_dir: str | Path, progress: boo
     Hugging Face causal LM on the world's corpus with its own tokenizer (the recipe's model shape
     is then not used); resumes if ``out_dir`` holds a checkpoint. Returns the model dir."""
     world = build_world(recipe.world)
+    if init_from is not None:  # before any training: a tokenizer the command language cannot run on is refused now
+        check_tokenizer_fits_world(load_model(Path(init_from))[1], world, Path(init_from))
     documents = generate_corpus(world)
     rates = realized_rates(documents, world)
     extra = {

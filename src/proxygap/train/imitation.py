@@ -57,7 +57,9 @@ def honest_demonstrations(make_env: EnvFactory, tokenizer, env_seeds: list[int],
         while True:
             action = act()
             turn = continuation(action, StepResult("", 0.0, 0.0, True), thought).strip()  # 'think : ... ; act .'
-            ids = tokenizer.encode(turn, add_special_tokens=False)
+            # The turn as it follows the transcript (a byte-level BPE spells a word after a space apart).
+            ids = tokenizer.encode(f"{text} {turn}", add_special_tokens=False)[
+                len(tokenizer.encode(text, add_special_tokens=False)):]
             if tokenizer.unk_token_id in ids:
                 raise ConfigError(f"the model's vocabulary cannot write the demonstrated turn {turn!r}")
             demos.append((text, ids))

@@ -60,7 +60,9 @@ def encode_examples(tokenizer, examples: list[tuple[str, str]], answer_only: boo
     rows, masks = [], []
     for prompt, answer in examples:
         p = tokenizer.encode(prompt, add_special_tokens=False)
-        a = tokenizer.encode(answer, add_special_tokens=False) + [eos]
+        # The answer as it follows its prompt: a byte-level BPE spells a word after a space
+        # ('Ġword') unlike the same word at the start of a text, and sampling writes the former.
+        a = tokenizer.encode(f"{prompt} {answer}", add_special_tokens=False)[len(p):] + [eos]
         ids = ([bos] if bos is not None else []) + p + a
         counted = [0] * (len(ids) - len(a)) + [1] * len(a) if answer_only else [0] + [1] * (len(ids) - 1)
         if max_len is not None:
