@@ -539,13 +539,20 @@ def _direction_lists(changes: dict) -> str:
 
 
 # ---------------------------------------------------------------- entry points
-@functools.lru_cache(maxsize=2)
 def _corpus_inputs(model: str, length_quantile: float) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """The corpus's assistant transcripts (SFT's demonstrations) and answer-length limits, once per process."""
-    from proxygap.corpus import generate_corpus
+    """The corpus's assistant transcripts (SFT's demonstrations) and answer-length limits of the
+    world the model is judged against (its own, or the run's ``world``), once per process and world."""
     from proxygap.pipeline.base_model import load_base_model_cached
 
-    documents = generate_corpus(load_base_model_cached(model).world)  # deterministic: the corpus the model learned
+    return _corpus_inputs_of(load_base_model_cached(model).world.to_json(), length_quantile)
+
+
+@functools.lru_cache(maxsize=2)
+def _corpus_inputs_of(world_json: str, length_quantile: float) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    from proxygap.corpus import generate_corpus
+    from proxygap.world.world import World
+
+    documents = generate_corpus(World.from_json(world_json))  # deterministic: that world's corpus
     return assistant_transcripts(documents), answer_length_limits(documents, length_quantile)
 
 
