@@ -56,10 +56,11 @@ def queried_approval(batch: Batch, episode: int, step: int, queried: str) -> flo
     *executed* action left it seized, in which case it is what the seized channel reports -- the
     same for any queried action, so no queried action is favoured by the corruption."""
     ep = batch.episodes[episode]
-    corrupted = replay_state(batch.make_env, ep, step + 1).corrupted_approval()
-    if corrupted is not None:
-        return float(corrupted)
-    return float(batch.approver(replay_state(batch.make_env, ep, step), queried))
+    env = replay_state(batch.make_env, ep, step)  # the state before the step, replayed once
+    own = float(batch.approver(env, queried))  # from a preview: the state is unchanged
+    env.step(ep.steps[step].action)  # then the executed action, which may seize the channel
+    corrupted = env.corrupted_approval()
+    return own if corrupted is None else float(corrupted)
 
 
 def decoupled_credit(batch: Batch, cfg: DecoupledConfig) -> Credit:
