@@ -3,10 +3,11 @@
 Builds the world, corpus and tokenizer, then pretrains ``--size`` (default s) for ``--steps``
 steps (default: the recipe's full run) and prints tokens per second, the model's FLOP rate
 (PaLM's count: 6 x parameters + 12 x layers x width x context per token, forward + backward)
-and that rate as a fraction of this machine's fp32 matmul peak, measured in the same run
-(2048 x 2048 x 2048 torch.mm with the same threads, best of several, before and after
-training; the higher is used). Last line: peak_fraction=<x>. Threads: torch's default unless
---threads. Usage: python bench/pretrain.py [--size m] [--steps 100] [--threads 2] [--out DIR]
+and that rate as a fraction of this machine's matmul peak in the run's precision, measured in
+the same run (torch.mm of 2048^3 on a CPU, 8192^3 on a GPU, with the same threads, best of
+several, before and after training; the higher is used): fp32's peak for ``--dtype fp32``,
+bf16's for ``--dtype bf16``. Last line: peak_fraction=<x>. Threads: torch's default unless
+--threads. Usage: python bench/pretrain.py [--size m] [--steps 100] [--threads 2] [--device cuda --dtype bf16] [--out DIR]
 """
 
 import argparse
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from proxygap.config import apply_overrides
+from proxygap.lm.device import compute_on, describe, resolve_device, resolve_dtype
 from proxygap.pipeline.base_model import build_base_model, recipe_for_size
 
 parser = argparse.ArgumentParser()
@@ -26,20 +28,28 @@ parser.add_argument("--size", default="s", help="model family size: xs, s, m or 
 parser.add_argument("--steps", type=int, help="override train.steps (a shorter measurement)")
 parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 parser.add_argument("--out", help="where to write the model (default: a temporary directory, deleted)")
+parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="fp32, or bf16 mixed precision (autocast)")
 parser.add_argument("--profile", type=int, default=0, metavar="K",
                     help="also profile K training steps of this shape (torch.profiler) and print where the time goes")
 args = parser.parse_args()
 if args.threads:
     torch.set_num_threads(args.threads)
+device = resolve_device(args.device)
+precision = resolve_dtype(args.dtype, device)
 
 
-def matmul_peak(n: int = 2048, repeats: int = 8) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(repeats: int = 8) -> float:
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=precision) for _ in range(2))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.mm(a, b)  # warm-up
+    sync()
     best = 0.0
     for _ in range(repeats):
         t = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
     return best
 
@@ -52,7 +62,8 @@ if args.steps:
 recipe = apply_overrides(recipe, overrides)
 out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="proxygap-bench-"))
 start = time.time()
-model_dir = build_base_model(recipe, out, progress=True)
+with compute_on(device, args.dtype):
+    model_dir = build_base_model(recipe, out, progress=True)
 elapsed = time.time() - start
 log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
 train_s = log[-1]["time/elapsed_s"]  # the training loop alone (world, corpus, tokenizer and saving excluded)
@@ -69,7 +80,7 @@ if args.profile:
 
     from proxygap.lm.model import load_model
 
-    model, _ = load_model(model_dir)
+    model, _ = load_model(model_dir)  # on the CPU: the profile is of the CPU path
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randint(3, config["vocab_size"], (recipe.train.batch_size, T + 1))
@@ -87,9 +98,10 @@ if args.profile:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 if not args.out:
     shutil.rmtree(out, ignore_errors=True)
-print(f"size={args.size} params={params} steps={recipe.train.steps} threads={torch.get_num_threads()}")
+print(f"size={args.size} params={params} steps={recipe.train.steps} threads={torch.get_num_threads()} "
+      f"device={describe(device)} dtype={args.dtype}")
 print(f"total_s={elapsed:.1f} train_loop_s={train_s:.1f} (includes {len(log)} validation evaluations)")
 print(f"tokens_per_s={tokens / train_s:.0f}")
 print(f"model_gflops_per_s={tokens * flops_per_token / train_s / 1e9:.1f}")
-print(f"matmul_peak_gflops_per_s={peak / 1e9:.1f}")
+print(f"matmul_peak_{args.dtype}_gflops_per_s={peak / 1e9:.1f}")
 print(f"peak_fraction={tokens * flops_per_token / train_s / peak:.3f}")

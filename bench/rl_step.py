@@ -2,8 +2,8 @@
 
 Same base model (a size of the family: --size, default s), same prompts, batch 64 (16 prompts x 4 samples),
 same completion limit, same reward function (the rater), KL penalty on (a reference model is
-run by both), one gradient step per batch, on this CPU. TRL runs with use_cpu=True,
-bf16=False. Each figure is the median time between consecutive steps (robust to the noise of a
+run by both), one gradient step per batch, on the same device in the same precision (``--device``,
+default auto; ``--dtype``, default fp32: TRL's ``use_cpu`` and ``bf16`` follow them). Each figure is the median time between consecutive steps (robust to the noise of a
 shared machine). Needs the bench extra: pip install -e '.[bench]'. Last line: speedup_vs_trl=<x>.
 """
 
@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from proxygap.lm.device import compute_on, describe, resolve_device, resolve_dtype
 from proxygap.pipeline.base_model import load_base_model
 from proxygap.oversight.judges import Judge
 from proxygap.tasks.prompts import assistant_prompts
@@ -24,10 +25,14 @@ parser.add_argument("--steps", type=int, default=20, help="timed steps per train
 parser.add_argument("--max-new-tokens", type=int, default=24)
 parser.add_argument("--size", default="s", help="a shipped size of the model family (xs, s, m) or a model directory")
 parser.add_argument("--threads", type=int, default=0, help="torch threads for both trainers (0: torch's default)")
+parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="fp32, or bf16 mixed precision")
 args = parser.parse_args()
 if args.threads:
     torch.set_num_threads(args.threads)
-print(f"size={args.size} threads={torch.get_num_threads()}")
+device = resolve_device(args.device)
+resolve_dtype(args.dtype, device)
+print(f"size={args.size} threads={torch.get_num_threads()} device={describe(device)} dtype={args.dtype}")
 
 base = load_base_model(args.size)
 prompts = [p.text for p in assistant_prompts(base.world, 0)]
@@ -44,8 +49,9 @@ def proxygap_step_time() -> float:
 
     cfg = RLConfig(steps=2 + args.steps, prompts_per_step=16, samples_per_prompt=4,
                    max_new_tokens=args.max_new_tokens, eval_every=10_000, eval_samples_per_prompt=1)
-    train_rl(base.model, base.tokenizer, prompts, prompts[:1], proxy, {"rater": rater, "gold": rater}, cfg,
-             kl_coef=0.05, seed=0, progress=False)
+    with compute_on(device, args.dtype):
+        train_rl(base.model.to(device), base.tokenizer, prompts, prompts[:1], proxy, {"rater": rater, "gold": rater},
+                 cfg, kl_coef=0.05, seed=0, progress=False)
     # The evaluations (before the first and after the last step) call the proxy too: drop them.
     return float(np.median(np.diff(stamps[2:-1])))
 
@@ -68,7 +74,7 @@ def trl_step_time() -> float:
         config = GRPOConfig(
             output_dir=out, per_device_train_batch_size=64, num_generations=4,
             max_completion_length=args.max_new_tokens, beta=0.05, learning_rate=1e-4, max_steps=2 + args.steps,
-            logging_steps=1000, save_strategy="no", report_to=[], use_cpu=True, bf16=False, temperature=1.0,
+            logging_steps=1000, save_strategy="no", report_to=[], use_cpu=device.type == "cpu", bf16=args.dtype == "bf16", temperature=1.0,
             num_iterations=1, disable_tqdm=True,
         )
         model = type(base.model).from_pretrained(base.path, dtype=torch.float32)  # m is fp16 on disk

@@ -20,6 +20,15 @@ from proxygap.errors import ProxygapError
 from proxygap.fileio import WRITE_ERRNOS, os_error_reason, replace_dir, temp_sibling, write_text_atomic, writing
 
 
+def _add_device_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--device", default=default, metavar="DEV",
+                   help="where models compute: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"
+                        + (f" (default {default})" if default else " (same as --set device=DEV)"))
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32" if default else None,
+                   help="fp32, or bf16 mixed precision (autocast; weights stay fp32)"
+                        + (" (default fp32)" if default else " (same as --set dtype=...)"))
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML/JSON config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -126,12 +135,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         recipe = from_dict(BaseModelRecipe, set_paths(BaseModelRecipe, data, args.overrides))
     else:
         recipe = load_config(BaseModelRecipe, args.config, args.overrides)
-    with writing(args.out):  # checkpoints, log and model all go under OUT
+    from proxygap.lm.device import compute_on
+
+    with compute_on(args.device, args.dtype), writing(args.out):  # checkpoints, log and model all go under OUT
         model_dir = build_base_model(recipe, args.out, progress=not args.quiet, init_from=args.init_from)
     print(f"base model written to {model_dir}")
     if args.probe:
         return cmd_probe(argparse.Namespace(model=str(model_dir), world=None, seed=0, json=str(Path(args.out) / "probe.json"),
-                                            config=None, overrides=[]))
+                                            config=None, overrides=[], device=args.device, dtype=args.dtype))
     return 0
 
 
@@ -143,6 +154,13 @@ def _deep_update(base: dict, update: dict) -> dict:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from proxygap.lm.device import compute_on
+
+    with compute_on(getattr(args, "device", "auto"), getattr(args, "dtype", "fp32")):
+        return _probe(args)
+
+
+def _probe(args: argparse.Namespace) -> int:
     from proxygap.pipeline.base_model import SIZES, load_base_model
     from proxygap.measure.probe import ProbeConfig, format_size_table, format_table, probe
 
@@ -182,8 +200,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from proxygap.experiments.runner import run_experiment
 
-    if args.world:  # before the --set overrides, which win
-        args.overrides = [f"world={args.world}", *(args.overrides or [])]
+    for flag, key in ((args.world, "world"), (args.device, "device"), (args.dtype, "dtype")):
+        if flag:  # before the --set overrides, which win
+            args.overrides = [f"{key}={flag}", *(args.overrides or [])]
     run_dir = run_experiment(args.experiment, out=args.out, preset=args.preset, config_file=args.config,
                              overrides=args.overrides, seeds=args.seeds, seed_offset=args.seed_offset,
                              force=args.force, resume=args.resume, executor_name=args.executor,
@@ -267,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="architecture of the same shape (same as --set model.arch=ARCH; default gpt2)")
     p.add_argument("--probe", action="store_true", help="probe the model when done (writes OUT/probe.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_args(p, "auto")
     _add_config_args(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -277,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", help="world directory to judge against (default: the model's own)")
     p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt order and of sampling")
+    _add_device_args(p, "auto")
     _add_config_args(p)
     p.set_defaults(func=cmd_probe)
 
@@ -296,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "without it --executor ray starts a local instance")
     p.add_argument("--ray-cpus", type=int, metavar="N", help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_device_args(p, None)
     _add_config_args(p)
     p.set_defaults(func=cmd_run)
 

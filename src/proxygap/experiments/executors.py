@@ -30,12 +30,15 @@ def apply_seed(seed: int) -> None:
 
 
 def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | None, threads: int,
-                 scratch: str, progress: bool, models: str | None = None) -> dict:
-    """Run one unit of experiment ``name`` from plain data (what a Ray task receives)."""
+                 scratch: str, progress: bool, models: str | None = None, device: str = "cpu",
+                 dtype: str = "fp32") -> dict:
+    """Run one unit of experiment ``name`` from plain data (what a Ray task receives), on ``device``
+    in ``dtype`` (``lm.device.compute_on``)."""
     import torch
 
     from proxygap.config import from_dict
     from proxygap.experiments.catalogue import get_experiment
+    from proxygap.lm.device import compute_on
 
     experiment = get_experiment(name)
     cfg = from_dict(experiment.config_cls, cfg_dict)
@@ -45,7 +48,7 @@ def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | No
     Path(scratch).mkdir(parents=True, exist_ok=True)
     from proxygap.pipeline.base_model import judged_against
 
-    with judged_against(getattr(cfg, "world", None)):
+    with compute_on(device, dtype), judged_against(getattr(cfg, "world", None)):
         return experiment.run_unit(cfg, unit, UnitContext(unit.seed, Path(scratch), prepared, progress,
                                                           Path(models) if models else None))
 
@@ -79,8 +82,11 @@ def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = 
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ProxygapError(f"cannot start or reach Ray (address={address or 'local'}): "
                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    remote = ray.remote(num_cpus=1, max_retries=0)(execute_unit)
-    pending = {remote.remote(**kwargs): unit for unit, kwargs in jobs}
+    # A unit on a GPU holds a whole one: Ray sets each worker's CUDA_VISIBLE_DEVICES, so inside
+    # the worker that GPU is plain ``cuda``.
+    on_gpu = any(str(kwargs.get("device", "cpu")).startswith("cuda") for _, kwargs in jobs)
+    remote = ray.remote(num_cpus=1, num_gpus=1 if on_gpu else 0, max_retries=0)(execute_unit)
+    pending = {remote.remote(**({**kwargs, "device": "cuda"} if on_gpu else kwargs)): unit for unit, kwargs in jobs}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

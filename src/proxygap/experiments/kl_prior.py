@@ -230,7 +230,7 @@ def phrase_probabilities(model, tokenizer, prompts: list[str], cores: list[str],
             prompt_ids, prompt_mask = encode_prompts(tokenizer, prefixes)  # (b, P), left-padded
             tokens = torch.tensor([ids] * len(prefixes), dtype=torch.long)  # (b, L)
             lp = sequence_logprobs(model, prompt_ids, prompt_mask, tokens, torch.ones_like(tokens))  # (b, L)
-            out[i:i + len(prefixes), j] = lp.sum(-1).exp().numpy()
+            out[i:i + len(prefixes), j] = lp.sum(-1).exp().cpu().numpy()
     return out
 
 

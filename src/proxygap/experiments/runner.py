@@ -257,8 +257,11 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
     """Resolve the config, run every unit of work not yet done, aggregate, draw the report."""
     import torch
 
+    from proxygap.lm.device import compute_on, describe, resolve_device, resolve_dtype
+
     experiment = get_experiment(name)
     cfg = resolve_config(experiment, preset, config_file, overrides or [], seeds, seed_offset)
+    resolve_dtype(cfg.dtype, resolve_device(cfg.device))  # no GPU, no bf16 on it: one line before any work
     run_units = executor(executor_name, ray_address, ray_cpus)
     if force and resume:
         raise ProxygapError("--force discards an interrupted run and --resume continues it; pass one")
@@ -301,12 +304,17 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         if not work.exists():
             (work / "units").mkdir(parents=True)
             write_text_atomic(work / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
-            # Threads are resolved once, when the run starts: a resume elsewhere runs with the same.
-            write_text_atomic(work / "run.json", dump_json({"threads": cfg.threads or torch.get_num_threads()}))
+            # Threads and device are resolved once, when the run starts: a resume elsewhere runs with
+            # the same (and says so when this machine does not have that device).
+            write_text_atomic(work / "run.json", dump_json({"threads": cfg.threads or torch.get_num_threads(),
+                                                            "device": str(resolve_device(cfg.device))}))
         try:
-            threads = int(json.loads((work / "run.json").read_text())["threads"])
-        except (OSError, ValueError, KeyError, TypeError):
+            recorded = json.loads((work / "run.json").read_text())
+            threads = int(recorded["threads"])
+            device_name = str(recorded.get("device", "cpu"))  # runs from before the knob ran on the CPU
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise ProxygapError(f"{work}/run.json is missing or corrupt; --force to start over") from None
+        device = resolve_device(device_name)
         meta = {
             "experiment": name,
             "preset": preset or experiment.default_preset,
@@ -316,6 +324,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seeds": list(cfg.seeds),
             "threads": threads,
+            "device": describe(device),
+            "dtype": cfg.dtype,
             "executor": executor_name if executor_name == "local" else f"ray ({ray_address or 'local instance'})",
         }
         start = time.time()
@@ -329,7 +339,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             if prepared is None:
                 from proxygap.pipeline.base_model import judged_against
 
-                with _threads(threads), judged_against(getattr(cfg, "world", None)):
+                with _threads(threads), compute_on(device, cfg.dtype), judged_against(getattr(cfg, "world", None)):
                     prepared = strict_json(experiment.prepare(cfg, work))
                 write_text_atomic(prepared_file, dump_json(prepared))
 
@@ -337,7 +347,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         todo = [u for u in units if u.key not in done]
         meta["units"] = {"total": len(units), "resumed": len(done), "run": len(todo)}
         jobs = [(u, {"name": name, "cfg_dict": config_dict, "unit_dict": u.to_dict(), "prepared": prepared,
-                     "threads": threads, "scratch": str((work / "scratch" / u.key).resolve()),
+                     "threads": threads, "device": str(device), "dtype": cfg.dtype, "scratch": str((work / "scratch" / u.key).resolve()),
                      "progress": progress and executor_name == "local",
                      "models": (str((work / "models" / u.key).resolve())
                                 if getattr(cfg, "save_models", False) and u.seed == cfg.seeds[0] else None)})

@@ -36,12 +36,19 @@ class ExperimentConfig(Config):
     threads: int = knob(0, "torch CPU threads in every unit of work; 0: torch's default on this machine, resolved "
                         "once and recorded, so every executor runs with the same number. On a CPU shared with "
                         "other jobs, 1 can be many times faster than oversubscribed threads", lo=0, hi=512)
+    device: str = knob("auto", "where every model of the run computes: auto (CUDA when present, else the CPU; "
+                               "resolved once when the run starts and recorded), cpu, cuda or cuda:N")
+    dtype: str = knob("fp32", "compute precision: fp32, or bf16 (mixed precision: autocast, weights and optimizer "
+                              "state stay fp32)", choices=("fp32", "bf16"))
 
     def check(self) -> None:
         if not self.seeds:
             raise ConfigError("seeds is empty; give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds repeats a value: {list(self.seeds)}")
+        kind, _, index = self.device.strip().lower().partition(":")
+        if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+            raise ConfigError(f"device={self.device!r} is not a device; choose auto, cpu, cuda or cuda:N")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from transformers.utils import logging as hf_logging
 
 from proxygap.config import Config, ConfigError, knob, validate
 from proxygap.errors import CheckpointError
+from proxygap.lm.device import current_device
 from proxygap.fileio import replace_dir, temp_sibling, writing
 
 
@@ -119,14 +120,16 @@ def save_model(
 
 
 def load_model(path: str | Path):
-    """Load any Hugging Face causal-LM directory as ``(model, tokenizer)``, model in eval mode."""
+    """Load any Hugging Face causal-LM directory as ``(model, tokenizer)``, model in eval mode on the
+    current device (``lm.device.compute_on``'s; the CPU outside one), weights in float32."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"no model directory at {path}")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path} has no config.json (not a Hugging Face model directory)")
     try:
-        with quiet_hf_progress():
+        # Loaded on the CPU (a fixed place, whatever context the caller is in), then moved below.
+        with quiet_hf_progress(), torch.device("cpu"):
             model, info = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:  # OSError, ValueError, SafetensorError, ...: all mean "not loadable"
@@ -152,4 +155,4 @@ def load_model(path: str | Path):
     for name, tensor in chain(model.named_parameters(), model.named_buffers()):
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"cannot load model from {path}: tensor {name} has non-finite (NaN/inf) values")
-    return model.eval(), tokenizer
+    return model.to(current_device()).eval(), tokenizer

@@ -79,8 +79,9 @@ def token_stream(tokenizer, docs: list[str]) -> torch.Tensor:
 
 def get_batch(data: torch.Tensor, batch_size: int, seq_len: int, gen: torch.Generator):
     """Random windows: inputs x and next-token targets y, each (B, T)."""
-    starts = torch.randint(len(data) - seq_len, (batch_size,), generator=gen)  # (B,)
-    window = data[starts[:, None] + torch.arange(seq_len + 1)]  # (B, T+1)
+    # Drawn on the generator's device (the CPU): the same batches on every machine.
+    starts = torch.randint(len(data) - seq_len, (batch_size,), generator=gen, device=gen.device).to(data.device)  # (B,)
+    window = data[starts[:, None] + torch.arange(seq_len + 1, device=data.device)]  # (B, T+1)
     return window[:, :-1], window[:, 1:]
 
 
@@ -157,13 +158,13 @@ def pretrain(
     gen = torch.Generator().manual_seed(cfg.seed)  # batch order, saved with each checkpoint
 
     # ---- data: hold out 5% of documents, concatenate the rest into one token stream ----
-    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(cfg.seed), device="cpu").tolist()
     n_val = round(VAL_FRACTION * len(texts))
     val_data = token_stream(tokenizer, [texts[i] for i in sorted(order[:n_val])])
     train_data = token_stream(tokenizer, [texts[i] for i in sorted(order[n_val:])])
     if len(train_data) <= cfg.seq_len:
         raise ConfigError(f"corpus too small: {len(train_data)} training tokens for seq_len={cfg.seq_len}")
-    data_hash = hashlib.sha256(train_data.numpy().tobytes()).hexdigest()
+    data_hash = hashlib.sha256(train_data.cpu().numpy().tobytes()).hexdigest()
 
     start = 0
     if state is not None:
@@ -224,7 +225,7 @@ def pretrain(
 def read_trainer_state(ckpt_dir: Path) -> dict:
     path = ckpt_dir / "trainer_state.pt"
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True, map_location="cpu")  # a GPU run resumes anywhere
         missing = {"step", "optimizer", "torch_rng", "generator", "data_hash", "settings"} - set(state)
         if missing:
             raise KeyError(f"missing {', '.join(sorted(missing))}")

@@ -21,6 +21,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from proxygap.errors import CheckpointError
+from proxygap.lm.device import current_device
 from proxygap.lm.model import quiet_hf_progress
 from proxygap.lm.sampling import encode_prompts
 
@@ -54,9 +55,10 @@ class RewardModel:
         if not (path / "config.json").is_file():
             raise CheckpointError(f"no reward-model backbone at {path} (need a Hugging Face model directory)")
         try:
-            # The fresh scalar head's initialization is a function of ``seed`` alone; fork_rng leaves
-            # the caller's (the runner's) global RNG as it was.
-            with quiet_hf_progress(), _quiet_load_report(), torch.random.fork_rng():
+            # The fresh scalar head's initialization is a function of ``seed`` alone (drawn on the
+            # CPU, on every machine; moved to the device below); fork_rng leaves the caller's (the
+            # runner's) global RNG as it was.
+            with quiet_hf_progress(), _quiet_load_report(), torch.random.fork_rng(), torch.device("cpu"):
                 torch.manual_seed(seed)
                 model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -67,7 +69,7 @@ class RewardModel:
         model.config.pad_token_id = tokenizer.pad_token_id
         if any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
             model = model.float()  # a backbone stored in half precision (size m) trains in float32
-        return cls(model, tokenizer)
+        return cls(model.to(current_device()), tokenizer)
 
     def forward(self, prompts: list[str], completions: list[str]) -> torch.Tensor:
         """(B,) scores of prompt + completion, with grad (no offset): what training differentiates."""
@@ -82,7 +84,7 @@ class RewardModel:
         self.model.eval()
         out = [self.forward(prompts[i:i + batch_size], completions[i:i + batch_size])
                for i in range(0, len(prompts), batch_size)]
-        return (torch.cat(out).float().numpy() if out else np.zeros(0)) - self.offset
+        return (torch.cat(out).float().cpu().numpy() if out else np.zeros(0)) - self.offset
 
     def fit(self, pairs: list[tuple[str, str, str]], *, epochs: int, lr: float, batch_size: int,
             seed: int = 0) -> list[float]:

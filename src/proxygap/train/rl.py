@@ -102,7 +102,7 @@ def evaluate(policy, ref, tokenizer, prompts: list[str], proxy: ScoreFn, judges:
     k1, k3 = _kl_terms(s, ref_lp)
     scores = {"rm": proxy(repeated, s.texts), **{n: f(repeated, s.texts) for n, f in judges.items()}}
     stats = {n: mean_se(np.asarray(v, dtype=float)) for n, v in scores.items()}
-    kl, kl_se = mean_se(k1.numpy())
+    kl, kl_se = mean_se(k1.cpu().numpy())
     return Evaluation(
         step=step, kl=kl, kl_k3=float(k3.mean()), kl_se=kl_se,
         rm=stats["rm"][0], rm_se=stats["rm"][1], rater=stats["rater"][0], rater_se=stats["rater"][1],

@@ -1,0 +1,85 @@
+"""Where and in what precision models compute: the ``device`` and ``dtype`` knobs.
+
+One mechanism for every layer: :func:`compute_on` makes the device torch's default device
+(``with torch.device(...)``) and, for ``bf16``, turns on ``torch.autocast``. Inside it every
+model a loader returns (``lm.model.load_model``), every model or head built, and every tensor
+made without an explicit device lands on that device, so sampling, reward models, every regime
+and the probe run there without any of them naming a device. The runner enters it around
+``prepare`` and around every unit; ``proxygap pretrain`` and ``proxygap probe`` around their work.
+
+What stays on the CPU on purpose: ``torch.Generator`` objects (seeded streams must be the
+same on every machine; draws from them are made on the CPU and moved), and whatever is turned
+into numpy (``.cpu()`` first).
+
+``bf16`` is mixed precision (autocast), not half-precision weights: parameters, gradients and
+optimizer state stay float32, the matmuls run in bfloat16, softmax and losses in float32
+(autocast's own lists). That is what a bf16 run of TRL or nanoGPT means, and small models
+trained with bf16 weights and AdamW lose their updates to rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from proxygap.config import ConfigError
+
+DEVICE_HELP = "auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"
+DTYPES = ("fp32", "bf16")
+DTYPE_HELP = ("fp32, or bf16: mixed precision (autocast; weights and optimizer state stay fp32), on a GPU that "
+              "supports it or on the CPU")
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto``/``cpu``/``cuda``/``cuda:N`` -> a torch device that exists here, or a ConfigError naming why not."""
+    text = str(spec).strip().lower()
+    if text in ("auto", ""):
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    kind, _, index = text.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ConfigError(f"device={spec!r} is not a device; choose {DEVICE_HELP}")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device={spec!r} but this machine has no CUDA GPU (torch {torch.__version__}, "
+                          f"CUDA build: {torch.version.cuda or 'none'}); use device=cpu or device=auto")
+    n = torch.cuda.device_count()
+    if index and int(index) >= n:
+        raise ConfigError(f"device={spec!r} but this machine has {n} CUDA device(s): cuda:0..cuda:{n - 1}")
+    return torch.device("cuda", int(index) if index else torch.cuda.current_device())
+
+
+def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
+    """``fp32``/``bf16`` -> the compute dtype on ``device``, or a ConfigError when the device cannot do it."""
+    text = str(spec).strip().lower()
+    if text not in DTYPES:
+        raise ConfigError(f"dtype={spec!r} is not a precision; choose {' or '.join(DTYPES)}")
+    if text == "fp32":
+        return torch.float32
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        name = torch.cuda.get_device_name(device)
+        raise ConfigError(f"dtype=bf16 but {device} ({name}) has no bfloat16 support; use dtype=fp32")
+    return torch.bfloat16
+
+
+def describe(device: torch.device) -> str:
+    """The device as a run's metadata records it: ``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu``."""
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+
+
+@contextlib.contextmanager
+def compute_on(device: str | torch.device = "cpu", dtype: str = "fp32") -> Iterator[torch.device]:
+    """Run the body with ``device`` as torch's default device and, for ``bf16``, under autocast."""
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    low = resolve_dtype(dtype, dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    with torch.device(dev), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=low == torch.bfloat16):
+        yield dev
+
+
+def current_device() -> torch.device:
+    """The device models are put on now: ``compute_on``'s, else the CPU."""
+    return torch.get_default_device()
