@@ -1,6 +1,7 @@
 """The runner: config precedence, configs that never lie, units of work, resume after kill -9, the lock, Ray."""
 
 import json
+import shutil
 import math
 import os
 import signal
@@ -246,3 +247,35 @@ def test_serial_and_ray_executors_give_identical_results(serial_run, tiny_base_d
     results = json.loads((out / "results.json").read_text())
     assert results["meta"]["executor"].startswith("ray")
     assert _comparable(results) == _comparable(serial_run[1])
+
+
+def test_a_resume_refuses_changed_code_or_a_changed_model(tiny_base_dir, tmp_path, monkeypatch, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_base_dir, model)
+    out, partial = tmp_path / "run", tmp_path / "run.partial"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("proxygap.experiments.executors.execute_unit", interrupted)
+    assert main(_argv(model, out)) != 0  # Ctrl-C at the first unit: OUT.partial stays
+    monkeypatch.undo()
+    capsys.readouterr()
+    recorded = json.loads((partial / "run.json").read_text())
+    assert recorded["origin"]["models"][str(model)] and recorded["origin"]["source_hash"]
+
+    config = model / "config.json"  # the model changes in place (still loadable): a new content hash
+    original = config.read_text()
+    config.write_text(original.rstrip() + "\n\n")
+    assert main([*_argv(model, out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"model '{model}' changed since the run started" in err and err.count("\n") == 1
+    config.write_text(original)
+
+    (partial / "run.json").write_text(json.dumps({**recorded, "origin": {**recorded["origin"],
+                                                                         "source_hash": "0" * 16}}))
+    assert main([*_argv(model, out), "--resume"]) == 2
+    assert "proxygap's code changed since the run started" in capsys.readouterr().err
+
+    (partial / "run.json").write_text(json.dumps(recorded))  # as it was: the resume goes through
+    assert main([*_argv(model, out), "--resume"]) == 0
+    assert not partial.exists() and (out / "results.json").is_file()

@@ -301,26 +301,31 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 print(f"{out_dir} is already complete; nothing to resume")
                 return out_dir
             raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
+        commit = _git_commit()
         if not work.exists():
             (work / "units").mkdir(parents=True)
             write_text_atomic(work / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
             # Threads and device are resolved once, when the run starts: a resume elsewhere runs with
-            # the same (and says so when this machine does not have that device).
+            # the same (and says so when this machine does not have that device). The code's and the
+            # models' hashes are recorded so that a resume cannot mix two versions of either.
             write_text_atomic(work / "run.json", dump_json({"threads": cfg.threads or torch.get_num_threads(),
-                                                            "device": str(resolve_device(cfg.device))}))
+                                                            "device": str(resolve_device(cfg.device)),
+                                                            "origin": _origin(config_dict, commit)}))
         try:
             recorded = json.loads((work / "run.json").read_text())
             threads = int(recorded["threads"])
             device_name = str(recorded.get("device", "cpu"))  # runs from before the knob ran on the CPU
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise ProxygapError(f"{work}/run.json is missing or corrupt; --force to start over") from None
+        if resume and isinstance(recorded.get("origin"), dict):  # runs from before the record: unchecked
+            _check_same_origin(recorded["origin"], _origin(config_dict, commit), work)
         device = resolve_device(device_name)
         meta = {
             "experiment": name,
             "preset": preset or experiment.default_preset,
             "command": " ".join(sys.argv),
             "versions": _versions(),
-            "commit": _git_commit(),
+            "commit": commit,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seeds": list(cfg.seeds),
             "threads": threads,
@@ -378,6 +383,30 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         shutil.rmtree(work / "scratch", ignore_errors=True)
         replace_dir(work, out_dir)
     return out_dir
+
+
+def _origin(config_dict: dict, commit: str | None) -> dict:
+    """What a run's units depend on besides its config: the code (source hash) and each base model's hash."""
+    from proxygap.experiments.provenance import provenance
+
+    found = provenance(config_dict, commit)
+    return {"source_hash": found["source_hash"], "commit": commit,
+            "models": {ref: entry["hash"] for ref, entry in found["models"].items()}}
+
+
+def _check_same_origin(before: dict, now: dict, work: Path) -> None:
+    """Refuse to finish a run whose code or base models changed since it started: its units would
+    come from two versions (a model built on demand, unknown at the start, is not compared)."""
+    if before.get("source_hash") != now["source_hash"]:
+        raise ProxygapError(
+            f"cannot resume {work}: proxygap's code changed since the run started (source hash "
+            f"{before.get('source_hash')} then, {now['source_hash']} now; commit {before.get('commit')} then, "
+            f"{now['commit']} now), so its units would mix two versions; --force to start over")
+    for ref, old in (before.get("models") or {}).items():
+        new = now["models"].get(ref)
+        if old and new and old != new:
+            raise ProxygapError(f"cannot resume {work}: model {ref!r} changed since the run started (content hash "
+                                f"{old} then, {new} now); --force to start over")
 
 
 @contextlib.contextmanager
