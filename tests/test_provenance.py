@@ -59,14 +59,28 @@ def test_save_models_keeps_the_first_seeds_policies_as_hugging_face_directories(
     ("loopholes", {"sft", "reward_model_0", "rl_beta_0"}),
     ("cot", {"outcome_rl", "process_rl", "rlhf", "reward_model_chains_0"}),
     ("weak-to-strong", {"ceiling", "student_rater", "student_noise"}),
+    ("scaling", {"reward_model_0", "rl_policy_"}),  # a trailing _: a prefix (the policy size follows)
+    ("kl-prior", {"reward_model_rate=", "rate="}),
 ])
-def test_save_models_in_loopholes_and_cot(tiny_base_dir, tmp_path, experiment, expected):
+def test_save_models_in_every_experiment(tiny_base_dir, tmp_path, experiment, expected):
+    from proxygap.pipeline.base_model import load_base_model
+
     out = tmp_path / experiment
     models = {"cot": [f"sizes=[{tiny_base_dir}]"],
-              "weak-to-strong": [f"pairs=[{tiny_base_dir}:{tiny_base_dir}]", f"sampler={tiny_base_dir}"]}.get(
-        experiment, [f"model={tiny_base_dir}"])
+              "weak-to-strong": [f"pairs=[{tiny_base_dir}:{tiny_base_dir}]", f"sampler={tiny_base_dir}"],
+              "scaling": [], "kl-prior": []}.get(experiment, [f"model={tiny_base_dir}"])
     sets = [x for m in models for x in ("--set", m)]
     assert main(["run", experiment, "--preset", "smoke", "--quiet", *sets, "--set", "save_models=true",
                  "--out", str(out)]) == 0
-    saved = {d.name for d in (out / "models").glob("*/*") if (d / "config.json").is_file()}
-    assert expected <= saved, saved
+    dirs = [d for d in (out / "models").glob("*/*") if (d / "config.json").is_file()]
+    saved = {d.name for d in dirs}
+    assert all(any(name == e or (e.endswith(("_", "=")) and name.startswith(e)) for name in saved)
+               for e in expected), saved
+    # Each carries its world: a saved policy loads as a base model judged against the world it was trained in.
+    assert all((d / "proxygap_world.json").is_file() for d in dirs)
+    rms = [d for d in dirs if d.name.startswith("reward_model")]
+    for d in rms:
+        assert isinstance(json.loads((d / "proxygap_reward_model.json").read_text())["offset"], float)
+    if experiment != "weak-to-strong":  # its models are classifiers (ceilings, students), not policies
+        policy = next(d for d in dirs if not d.name.startswith("reward_model"))
+        assert load_base_model(policy).world.config.n_entities > 0

@@ -163,7 +163,7 @@ def run_unit(cfg: CotConfig, unit: Unit, ctx: UnitContext) -> dict:
 
     seed, size = unit.seed, unit.params["size"]
     base = load_base_model_cached(size)
-    save = lambda name, model: ctx.save_model(name, model, base.tokenizer)  # noqa: E731
+    save = lambda name, model: ctx.save_model(name, model, base.tokenizer, base.world)  # noqa: E731
     world, tok = base.world, base.tokenizer
     rater, gold = Judge(world, cfg.rater), Judge.gold(world)
     eval_prompts, train_prompts = split(world, seed, cfg.n_eval_prompts)

@@ -25,6 +25,7 @@ samples the base policy would be expected to produce over all of RL's rollouts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 import shutil
 import time
 from dataclasses import dataclass
@@ -111,8 +112,6 @@ class KLPriorConfig(ExperimentConfig):
 
     def check(self) -> None:
         super().check()
-        if self.save_models:
-            raise ConfigError("save_models is not supported by kl-prior yet (its models are not saved); drop it")
         if self.world:
             raise ConfigError("kl-prior pretrains its own bases on its own worlds: the world knob does not apply")
         for rate in (*self.base_rates, self.rm_base_rate):
@@ -273,8 +272,10 @@ def _prompt_split(world, cfg: KLPriorConfig, seed: int) -> tuple[list[str], list
     return eval_train_split(world, seed, cfg.prompt_kinds, cfg.n_eval_prompts)
 
 
-def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int, progress: bool = True) -> dict:
-    """RL at every beta from one base model against one RM; exploit rate, KL and scores per evaluation."""
+def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int, progress: bool = True,
+                  save: Callable[[str, object], object] | None = None) -> dict:
+    """RL at every beta from one base model against one RM; exploit rate, KL and scores per evaluation.
+    ``save(name, policy)``, if given, keeps each trained policy (``save_models``)."""
     world = base.world
     eval_prompts, train_prompts = _prompt_split(world, cfg, seed)
     rater, gold = Judge(world, cfg.rater), Judge.gold(world)
@@ -298,6 +299,8 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
         policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
                                  {"rater": rater, "gold": gold}, cfg.rl, kl_coef=beta, seed=seed, progress=progress,
                                  on_eval=on_eval)
+        if save is not None:
+            save(f"rl_beta_{beta:g}", policy)
         del policy
         example = next((t for t in evals[-1].texts if any(f" {ph} " in f" {t} " for ph in phrases)), evals[-1].texts[0])
         runs.append({"kl_coef": beta, "curve": curve, "predicted_rate": predicted_rate(p_phrase, deltas["rm"], beta),
@@ -514,10 +517,15 @@ def run_unit(cfg: KLPriorConfig, unit: Unit, ctx: UnitContext) -> dict:
             rater, gold = Judge(rm_base.world, cfg.rater), Judge.gold(rm_base.world)
             shared, info = train_reward_model(rm_base, train_prompts, rater, gold, cfg.rm, seed)
             rm_info.append({"seed": seed, "base_rate": rm_rate, **info})
+            for i, member in enumerate(shared.members):
+                ctx.save_model(f"reward_model_rate={_rate_key(rm_rate)}_{i}", member, member.tokenizer, rm_base.world)
         t1 = time.time()
         timings["reward_model_s"] += t1 - t0
-        per_rate[_rate_key(rate)] = run_rate_seed(cfg, bases[rate], measured[_rate_key(rate)], shared, seed,
-                                                  progress=ctx.progress)
+        base = bases[rate]
+        save = lambda name, policy, rate=rate, base=base: ctx.save_model(  # noqa: E731
+            f"rate={_rate_key(rate)}_{name}", policy, base.tokenizer, base.world)
+        per_rate[_rate_key(rate)] = run_rate_seed(cfg, base, measured[_rate_key(rate)], shared, seed,
+                                                  progress=ctx.progress, save=save)
         timings["rl_s"] += time.time() - t1
     return {"per_rate": per_rate, "rm_info": rm_info, "timings": timings}
 

@@ -562,7 +562,7 @@ def run_unit(cfg: LoopholesConfig, unit: Unit, ctx: UnitContext) -> dict:
     examples, max_words = _corpus_inputs(cfg.model, cfg.length_quantile)
     base = load_base_model_cached(cfg.model)
     result = run_seed(cfg, base, examples, max_words, unit.seed, progress=ctx.progress,
-                      save=lambda name, model: ctx.save_model(name, model, base.tokenizer))
+                      save=lambda name, model: ctx.save_model(name, model, base.tokenizer, base.world))
     return {**result, "n_sft_examples": len(examples), "length_limits_words": max_words}
 
 

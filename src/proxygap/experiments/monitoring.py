@@ -420,8 +420,8 @@ def units(cfg: MonitoringConfig) -> list[Unit]:
 def run_unit(cfg: MonitoringConfig, unit: Unit, ctx: UnitContext) -> dict:
     from proxygap.pipeline.base_model import load_base_model_cached
 
-    tokenizer = load_base_model_cached(cfg.model).tokenizer
-    save = lambda name, model: ctx.save_model(name, model, tokenizer)  # noqa: E731
+    base = load_base_model_cached(cfg.model)
+    save = lambda name, model: ctx.save_model(name, model, base.tokenizer, base.world)  # noqa: E731
     if unit.params["part"] == "env":
         return run_env_unit(cfg, unit.params["env"], unit.seed, ctx.progress, save)
     if unit.params["part"] == "sf":

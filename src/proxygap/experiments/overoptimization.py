@@ -93,7 +93,7 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
     pairs = sample_pairs(base, train_prompts, cfg.rm, seed)
     ensemble, rm_info = train_reward_model(base, train_prompts, rater, gold, cfg.rm, seed, pairs=pairs)
     for i, member in enumerate(ensemble.members):
-        ctx.save_model(f"reward_model_{i}", member.model, member.tokenizer)
+        ctx.save_model(f"reward_model_{i}", member, member.tokenizer, world)
     timings["reward_model_s"], clock = time.time() - clock, time.time()
 
     # Best-of-n from one pool on the evaluation prompts; the RM is recentred on the same base samples.
@@ -119,7 +119,7 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
                                  {"rater": rater, "gold": gold}, cfg.rl, kl_coef=beta, seed=seed, progress=progress)
         rl_runs.append({"kl_coef": beta, "points": [e.to_dict() for e in evals],
                         "final_texts": evals[-1].texts[:: cfg.rl.eval_samples_per_prompt]})
-        ctx.save_model(f"rl_beta_{beta:g}", policy, base.tokenizer)
+        ctx.save_model(f"rl_beta_{beta:g}", policy, base.tokenizer, world)
         del policy
     timings["rl_s"], clock = time.time() - clock, time.time()
 
@@ -135,7 +135,7 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
             policy, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, ensemble.score,
                                       {"rater": rater, "gold": gold}, direct_cfg, beta=beta,
                                       loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
-            ctx.save_model(f"{name}_beta_{beta:g}", policy, base.tokenizer)
+            ctx.save_model(f"{name}_beta_{beta:g}", policy, base.tokenizer, world)
             direct[name].append({"beta": beta, "n_pairs": len(preference),
                                  # DPO's implicit reward beta * log(pi/pi_ref); its mean on the policy's samples
                                  # is beta * KL. IPO's objective is on length-normalized ratios: no such reward.

@@ -68,8 +68,6 @@ class ScalingConfig(ExperimentConfig):
 
     def check(self) -> None:
         super().check()
-        if self.save_models:
-            raise ConfigError("save_models is not supported by scaling yet (its models are not saved); drop it")
         for name in ("rm_sizes", "policy_sizes", "n_labels", "rater_qualities"):
             values = getattr(self, name)
             if not values:
@@ -162,6 +160,8 @@ def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
     ensemble, rm_info = train_reward_model(sampler, train_prompts, rater, gold, rm_cfg, seed, pairs=pairs,
                                            n_heldout=held)
     timings = {"reward_model_s": time.time() - clock}
+    for i, member in enumerate(ensemble.members):  # saved as trained, before any policy's recentring
+        ctx.save_model(f"reward_model_{i}", member, member.tokenizer, world)
 
     policies = []
     for size in cfg.policy_sizes:
@@ -177,6 +177,7 @@ def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
             policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
                                      {"rater": rater, "gold": gold}, cfg.rl, kl_coef=cfg.rl_kl_coef, seed=seed,
                                      progress=ctx.progress)
+            ctx.save_model(f"rl_policy_{size}", policy, base.tokenizer, base.world)
             rl_points = [e.to_dict() for e in evals]
             for p in rl_points:
                 p.pop("texts", None)

@@ -77,15 +77,29 @@ class UnitContext:
     progress: bool = True  # whether progress bars may be drawn (False inside Ray workers)
     models: Path | None = None  # where this unit saves its models; None: it saves none (``save_models``)
 
-    def save_model(self, name: str, model, tokenizer) -> Path | None:
+    def save_model(self, name: str, model, tokenizer, world=None) -> Path | None:
         """Save ``model`` (a Hugging Face model, or a reward model with ``.model``) and its tokenizer
-        as ``models/<name>/`` when the run saves models; returns the directory, or None."""
+        as ``models/<name>/`` when the run saves models; returns the directory, or None.
+
+        With ``world``, the directory also gets the world's config (``proxygap_world.json``, as a
+        base model has), so ``load_base_model(dir)`` and ``--set model=dir`` pair it with that world;
+        a reward model's recentring offset goes to ``proxygap_reward_model.json``."""
         if self.models is None:
             return None
+        import json
+
+        from proxygap.config import to_dict
+        from proxygap.pipeline.base_model import WORLD_FILE
+
         out = self.models / name
         out.mkdir(parents=True, exist_ok=True)
         getattr(model, "model", model).save_pretrained(out)
         tokenizer.save_pretrained(out)
+        if world is not None:
+            (out / WORLD_FILE).write_text(json.dumps(to_dict(world.config), indent=1, sort_keys=True))
+        if hasattr(model, "offset"):
+            (out / "proxygap_reward_model.json").write_text(json.dumps(
+                {"offset": float(model.offset), "score": "the scalar head's output minus offset"}, indent=1))
         return out
 
 

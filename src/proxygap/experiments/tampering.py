@@ -407,7 +407,7 @@ def run_unit(cfg: TamperingConfig, unit: Unit, ctx: UnitContext) -> dict:
             run["records"] = run["records"][:cfg.n_examples]  # the sweep keeps few example episodes
         return {**out, "incentive": unit.params["incentive"]}
     return run_seed(cfg, base, unit.params["env"], unit.seed, progress=ctx.progress,
-                    save=lambda name, policy: ctx.save_model(name, policy, base.tokenizer))
+                    save=lambda name, policy: ctx.save_model(name, policy, base.tokenizer, base.world))
 
 
 def aggregate_units(cfg: TamperingConfig, results: dict[str, dict], prepared: dict | None) -> dict:

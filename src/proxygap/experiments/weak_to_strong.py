@@ -161,7 +161,7 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
                              seed=seed * 1000 + offset)
 
     ceiling_model = fit(strong, b, gold_b, False, 0)
-    ctx.save_model("ceiling", ceiling_model, ceiling_model.tokenizer)
+    ctx.save_model("ceiling", ceiling_model, ceiling_model.tokenizer, world)
     ceiling_pred = predict(ceiling_model, task, test)
     ceiling_acc = accuracy(ceiling_pred, gold_test)
     timings["ceiling_s"] = round(time.time() - t0, 2)
@@ -197,7 +197,7 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
             # The same initialization and batch order with and without the confidence loss: a paired comparison.
             student = fit(strong, b, sup["labels"], conf, 200 + 10 * j)
             label = name if ":" not in name else f"small_gold_{j}"  # a weak model may be a directory path
-            ctx.save_model(f"student_{label}{'_conf' if conf else ''}", student, student.tokenizer)
+            ctx.save_model(f"student_{label}{'_conf' if conf else ''}", student, student.tokenizer, world)
             pred = predict(student, task, test)
             acc = accuracy(pred, gold_test)
             students.append({
