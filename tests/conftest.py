@@ -38,7 +38,10 @@ def tiny_bpe_llama_dir(tmp_path_factory):
     from proxygap.corpus import generate_corpus
     from proxygap.world.world import build_world
 
-    recipe = apply_overrides(BaseModelRecipe(), TINY_RECIPE)
+    # Trained longer than the word-level tiny model (1500 steps, about 15 s): a byte-level model
+    # must learn to spell before its actions are commands that end at the stop token.
+    recipe = apply_overrides(BaseModelRecipe(), [*TINY_RECIPE, "train.steps=1500", "train.checkpoint_every=1500",
+                                                 "train.eval_every=1500"])
     documents = generate_corpus(build_world(recipe.world))
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(documents, vocab_size=400, min_frequency=2, special_tokens=["<|endoftext|>"],
@@ -47,7 +50,7 @@ def tiny_bpe_llama_dir(tmp_path_factory):
                                         eos_token="<|endoftext|>", pad_token="<|endoftext|>",
                                         clean_up_tokenization_spaces=False)
     start = tmp_path_factory.mktemp("bpe_llama_init")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=160,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)

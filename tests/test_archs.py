@@ -71,7 +71,10 @@ def test_a_llama_with_its_own_bpe_tokenizer_continues_pretraining_and_acts(tiny_
                        torch.Generator().manual_seed(0))
     steps = [s for e in episodes for s in e.steps]
     stopped = [s for s in steps if set(stops) & set(s.token_ids)]
-    assert stopped and all(s.token_ids[-1] in stops for s in stopped)
+    assert stopped and all(s.token_ids[-1] in stops for s in stopped)  # it fires at the first '.'
+    # and the model writes one: most actions end there, not at the 24-token limit (17 of 24 here; byte-level
+    # tokens are short, so a thought and a command together can reach 24 of them)
+    assert len(stopped) >= 0.5 * len(steps), f"{len(stopped)} of {len(steps)} actions stopped"
 
 
 
