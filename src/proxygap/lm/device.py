@@ -32,23 +32,30 @@ DTYPE_HELP = ("fp32, or bf16: mixed precision (autocast; weights and optimizer s
               "supports it or on the CPU")
 
 
+def parse_device(spec: str) -> tuple[str, int | None]:
+    """``auto``/``cpu``/``cuda``/``cuda:N`` -> (kind, index or None), whatever this machine has; a
+    ConfigError for anything else. What a config checks; ``resolve_device`` also checks the machine."""
+    kind, _, index = str(spec).strip().lower().partition(":")
+    kind = kind or "auto"
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ConfigError(f"device={spec!r} is not a device; choose {DEVICE_HELP}")
+    return kind, int(index) if index else None
+
+
 def resolve_device(spec: str) -> torch.device:
     """``auto``/``cpu``/``cuda``/``cuda:N`` -> a torch device that exists here, or a ConfigError naming why not."""
-    text = str(spec).strip().lower()
-    if text in ("auto", ""):
+    kind, index = parse_device(spec)
+    if kind == "auto":
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    if text == "cpu":
+    if kind == "cpu":
         return torch.device("cpu")
-    kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise ConfigError(f"device={spec!r} is not a device; choose {DEVICE_HELP}")
     if not torch.cuda.is_available():
         raise ConfigError(f"device={spec!r} but this machine has no CUDA GPU (torch {torch.__version__}, "
                           f"CUDA build: {torch.version.cuda or 'none'}); use device=cpu or device=auto")
     n = torch.cuda.device_count()
-    if index and int(index) >= n:
+    if index is not None and index >= n:
         raise ConfigError(f"device={spec!r} but this machine has {n} CUDA device(s): cuda:0..cuda:{n - 1}")
-    return torch.device("cuda", int(index) if index else torch.cuda.current_device())
+    return torch.device("cuda", index if index is not None else torch.cuda.current_device())
 
 
 def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
