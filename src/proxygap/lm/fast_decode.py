@@ -29,12 +29,19 @@ class GPT2Decoder:
         self.gelu = "tanh" if cfg.activation_function in _TANH_GELUS else "none"
         param = next(model.parameters())
         shape = (cfg.n_layer, batch, self.H, max_len, self.D)
-        self.k = torch.zeros(shape, dtype=param.dtype, device=param.device)
-        self.v = torch.zeros(shape, dtype=param.dtype, device=param.device)
+        # Uninitialized: attention reads only positions below ``length``, every one of them written first.
+        self.k = torch.empty(shape, dtype=param.dtype, device=param.device)
+        self.v = torch.empty(shape, dtype=param.dtype, device=param.device)
         self.key_mask = torch.zeros((batch, max_len), dtype=torch.bool, device=param.device)
         self.length = 0
         self.batch = batch
         self.rows = torch.arange(batch, device=param.device)  # the batch rows still decoding, in cache order
+        # Each layer's tensors, fetched once: nn.Module attribute lookups cost more than the arithmetic here.
+        norm = lambda ln: (ln.weight, ln.bias, ln.eps)  # noqa: E731
+        self.layers = [(norm(b.ln_1), b.attn.c_attn.weight, b.attn.c_attn.bias, b.attn.c_proj.weight, b.attn.c_proj.bias,
+                        norm(b.ln_2), b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
+                       for b in t.h]
+        self.ln_f = norm(t.ln_f)
 
     @staticmethod
     def supports(model) -> bool:
@@ -48,41 +55,36 @@ class GPT2Decoder:
             and not getattr(cfg, "add_cross_attention", False)
         )
 
-    def _forward(self, ids: Tensor, pos: Tensor, rows: Tensor | None = None) -> Tensor:
-        """Append ``ids`` (B', t) at ``pos`` to the cache (rows ``rows``); logits of the last position."""
+    def _forward(self, ids: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor, key_mask: Tensor) -> Tensor:
+        """Append ``ids`` (B', t) at ``pos`` to ``k_cache``/``v_cache`` (L, B', H, >= end, D), whose
+        rows ``key_mask`` (B', end) describes; logits of the last position (B', V)."""
         B, t = ids.shape
         start, end = self.length, self.length + t
-        k_cache = self.k if rows is None else self.k[:, rows]
-        v_cache = self.v if rows is None else self.v[:, rows]
-        key_mask = self.key_mask[:, :end] if rows is None else self.key_mask[rows, :end]
-        # A query sees real keys up to itself; it always sees itself, so a padding query is never all-masked.
-        q_idx = torch.arange(start, end, device=ids.device)[:, None]
-        k_idx = torch.arange(end, device=ids.device)[None, :]
-        allowed = (key_mask[:, None, :] | (k_idx == q_idx)[None]) & (k_idx <= q_idx)[None]  # (B, t, end)
-        allowed = allowed[:, None]  # (B, 1, t, end)
+        if t == 1:  # the new position is already a real key (``step`` marks it): the mask is the key mask
+            blocked = ~key_mask[:, None, None, :]  # (B, 1, 1, end)
+        else:  # a query sees real keys up to itself, and always itself, so a padding query is never all-masked
+            q_idx = torch.arange(start, end, device=ids.device)[:, None]
+            k_idx = torch.arange(end, device=ids.device)[None, :]
+            allowed = ((key_mask[:, None, :] | (k_idx == q_idx)[None]) & (k_idx <= q_idx)[None])[:, None]  # (B, 1, t, end)
+        C, H, D = self.C, self.H, self.D
         h = self.t.wte(ids) + self.t.wpe(pos)  # (B, t, C)
-        for i, block in enumerate(self.t.h):
-            a = F.layer_norm(h, (self.C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
-            qkv = torch.addmm(block.attn.c_attn.bias, a.reshape(-1, self.C), block.attn.c_attn.weight)
-            q, k, v = qkv.view(B, t, 3, self.H, self.D).permute(2, 0, 3, 1, 4)  # each (B, H, t, D)
+        for i, (ln1, attn_w, attn_b, proj_w, proj_b, ln2, fc_w, fc_b, out_w, out_b) in enumerate(self.layers):
+            a = F.layer_norm(h, (C,), *ln1)
+            qkv = torch.addmm(attn_b, a.reshape(-1, C), attn_w)
+            q, k, v = qkv.view(B, t, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, t, D)
             k_cache[i, :, :, start:end] = k
             v_cache[i, :, :, start:end] = v
+            keys, values = k_cache[i, :, :, :end], v_cache[i, :, :, :end]
             if t == 1:  # one query: plain matmuls beat the masked SDPA kernel at this size
-                scores = (q @ k_cache[i, :, :, :end].transpose(-1, -2)) * self.D ** -0.5  # (B, H, 1, end)
-                y = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v_cache[i, :, :, :end]
+                scores = (q @ keys.transpose(-1, -2)) * D ** -0.5  # (B, H, 1, end)
+                y = scores.masked_fill(blocked, float("-inf")).softmax(-1) @ values
             else:
-                y = F.scaled_dot_product_attention(q, k_cache[i, :, :, :end], v_cache[i, :, :, :end],
-                                                   attn_mask=allowed)
-            y = y.transpose(1, 2).reshape(B * t, self.C)
-            h = h + torch.addmm(block.attn.c_proj.bias, y, block.attn.c_proj.weight).view(B, t, self.C)
-            m = F.layer_norm(h, (self.C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
-            m = F.gelu(torch.addmm(block.mlp.c_fc.bias, m.reshape(-1, self.C), block.mlp.c_fc.weight),
-                       approximate=self.gelu)
-            h = h + torch.addmm(block.mlp.c_proj.bias, m, block.mlp.c_proj.weight).view(B, t, self.C)
-        last = F.layer_norm(h[:, -1], (self.C,), self.t.ln_f.weight, self.t.ln_f.bias, self.t.ln_f.eps)
-        if rows is not None:
-            self.k[:, rows], self.v[:, rows] = k_cache, v_cache
-        return self.model.lm_head(last)  # (B', V)
+                y = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
+            y = y.transpose(1, 2).reshape(B * t, C)
+            h = h + torch.addmm(proj_b, y, proj_w).view(B, t, C)
+            m = F.gelu(torch.addmm(fc_b, F.layer_norm(h, (C,), *ln2).reshape(-1, C), fc_w), approximate=self.gelu)
+            h = h + torch.addmm(out_b, m, out_w).view(B, t, C)
+        return self.model.lm_head(F.layer_norm(h[:, -1], (C,), *self.ln_f))  # (B', V)
 
     def prefill(self, prompt_ids: Tensor, prompt_mask: Tensor, first: Tensor | None, inverse: Tensor | None) -> Tensor:
         """Run the prompts (each distinct prompt once when ``first``/``inverse`` are given)."""
@@ -90,11 +92,12 @@ class GPT2Decoder:
         self.key_mask[:, :P] = prompt_mask.bool()
         pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
         if first is None:
-            logits = self._forward(prompt_ids, pos)
-        else:
-            logits = self._forward(prompt_ids[first], pos[first], rows=first)
-            self.k[:, :, :, :P] = self.k[:, first][:, inverse, :, :P]
-            self.v[:, :, :, :P] = self.v[:, first][:, inverse, :, :P]
+            logits = self._forward(prompt_ids, pos, self.k, self.v, self.key_mask[:, :P])
+        else:  # the distinct prompts into a cache of their own, then each copied to its rows
+            k, v = self.k.new_empty((2, self.k.shape[0], len(first), self.H, P, self.D))
+            logits = self._forward(prompt_ids[first], pos[first], k, v, self.key_mask[first, :P])
+            self.k[:, :, :, :P] = k[:, inverse]
+            self.v[:, :, :, :P] = v[:, inverse]
             logits = logits[inverse]
         self.length = P
         return logits
@@ -102,11 +105,12 @@ class GPT2Decoder:
     def step(self, ids: Tensor, pos: Tensor) -> Tensor:
         """One new token per row: ids, pos (B, 1) -> logits (B, V); rows retired are left at 0."""
         self.key_mask[:, self.length] = True
+        key_mask = self.key_mask[:, :self.length + 1]
         if len(self.rows) == self.batch:  # no row retired yet: no gather, no scatter
-            logits = self._forward(ids, pos)
+            logits = self._forward(ids, pos, self.k, self.v, key_mask)
             self.length += 1
             return logits
-        logits = self._forward(ids[self.rows], pos[self.rows])
+        logits = self._forward(ids[self.rows], pos[self.rows], self.k, self.v, key_mask)
         self.length += 1
         full = logits.new_zeros((self.batch, logits.shape[-1]))
         full[self.rows] = logits
@@ -118,8 +122,14 @@ class GPT2Decoder:
         # Compacting copies the whole cache: worth it only once a good share of the rows is done.
         if int(keep.sum()) > 0.75 * len(self.rows):
             return
-        self.k, self.v = self.k[:, keep], self.v[:, keep]
-        self.key_mask, self.rows = self.key_mask[keep], self.rows[keep]
+        kept = keep.nonzero().squeeze(1)
+        # Only the positions written so far are copied: the rest of the cache is never read before it is written.
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            new = old.new_empty((old.shape[0], len(kept), *old.shape[2:]))
+            new[:, :, :, :self.length] = old[:, kept, :, :self.length]
+            setattr(self, name, new)
+        self.key_mask, self.rows = self.key_mask[kept], self.rows[kept]
 
 
 def _attention(block, x: Tensor, H: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -158,6 +168,7 @@ def gpt2_sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, token
     p_pos = (p_mask.long().cumsum(-1) - 1).clamp(min=0)
     real = mask.bool()
     row, col = real.nonzero(as_tuple=True)  # (N,) each; row-major, so a row's tokens are contiguous
+    flat = row * T + col  # (N,) each real token's index in the padded (B*T) layout
     c_pos = p_mask.long().sum(-1)[inverse][row] + col  # positions continue after each prompt's real tokens
 
     # Prompt keys: a padded dense pass (prompts are few and short). Causal, padding masked out;
@@ -171,29 +182,31 @@ def gpt2_sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, token
         (tq[None, :, None] >= tq[None, None, :]).expand(B, T, T),
     ], dim=-1)[:, None]  # (B, 1, T, P + T)
 
+    # index_copy / index_select on the flat layout: the same values as index_put / advanced
+    # indexing, at half their cost forward and backward.
+    pad = lambda x: x.new_zeros(B * T, H, D).index_copy(0, flat, x).view(B, T, H, D).transpose(1, 2)  # noqa: E731
     hp = (t.wte(p_ids) + t.wpe(p_pos)).reshape(U * P, C)  # (U*P, C)
-    hc = t.wte(tokens[row, col]) + t.wpe(c_pos)  # (N, C)
+    target = tokens.reshape(-1).index_select(0, flat)  # (N,)
+    hc = t.wte(target) + t.wpe(c_pos)  # (N, C)
     for block in t.h:
         ap = F.layer_norm(hp, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
         qp, kp, vp = (x.view(U, P, H, D).transpose(1, 2) for x in _attention(block, ap, H))  # (U, H, P, D)
         yp = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=p_allowed[:, None])
         ac = F.layer_norm(hc, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
         qc, kc, vc = _attention(block, ac, H)  # (N, H, D)
-        pad = lambda x: x.new_zeros(B, T, H, D).index_put((row, col), x).transpose(1, 2)  # noqa: E731  (B, H, T, D)
-        keys = torch.cat([kp[inverse], pad(kc)], dim=2)  # (B, H, P + T, D)
-        values = torch.cat([vp[inverse], pad(vc)], dim=2)
+        keys = torch.cat([kp.index_select(0, inverse), pad(kc)], dim=2)  # (B, H, P + T, D)
+        values = torch.cat([vp.index_select(0, inverse), pad(vc)], dim=2)
         yc = F.scaled_dot_product_attention(pad(qc), keys, values, attn_mask=c_allowed)  # (B, H, T, D)
-        yc = yc.transpose(1, 2)[row, col].reshape(-1, C)  # (N, C)
+        yc = yc.transpose(1, 2).reshape(B * T, C).index_select(0, flat)  # (N, C)
         yp = yp.transpose(1, 2).reshape(U * P, C)
         hp = _mlp(block, hp + torch.addmm(block.attn.c_proj.bias, yp, block.attn.c_proj.weight), gelu)
         hc = _mlp(block, hc + torch.addmm(block.attn.c_proj.bias, yc, block.attn.c_proj.weight), gelu)
 
     # Token (b, j) is predicted from position j-1 of its completion, or from the prompt's last position.
-    prompt_last = hp.view(U, P, C)[:, -1][inverse][row]  # (N, C)
+    prompt_last = hp.view(U, P, C)[:, -1].index_select(0, inverse[row])  # (N, C)
     previous = torch.cat([hc.new_zeros(1, C), hc[:-1]])  # packed index - 1 is (b, j-1) whenever j > 0
     h = torch.where((col == 0)[:, None], prompt_last, previous)
     h = F.layer_norm(h, (C,), t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
     logits = model.lm_head(h).float()  # (N, V)
-    target = tokens[row, col]
     logp = logits.gather(-1, target[:, None]).squeeze(-1) - logits.logsumexp(-1)
-    return logp.new_zeros(B, T).index_put((row, col), logp)
+    return logp.new_zeros(B * T).index_copy(0, flat, logp).view(B, T)

@@ -37,18 +37,17 @@ def pad_id(tokenizer) -> int:
 
 def encode_prompts(tokenizer, prompts: list[str], add_bos: bool = True) -> tuple[Tensor, Tensor]:
     """Left-padded ``(ids, mask)``, each (B, P), with the bos token in front when asked."""
-    rows = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    distinct = {p: tokenizer.encode(p, add_special_tokens=False) for p in dict.fromkeys(prompts)}  # k samples share a prompt
+    rows = [distinct[p] for p in prompts]
     bos = tokenizer.bos_token_id
     if add_bos and bos is not None:
         rows = [r if r[:1] == [bos] else [bos] + r for r in rows]
     if any(len(r) == 0 for r in rows):
         raise ValueError("empty prompt: give some text or use add_bos=True with a tokenizer that has a bos token")
     P = max(len(r) for r in rows)
-    ids = torch.full((len(rows), P), pad_id(tokenizer), dtype=torch.long)
-    mask = torch.zeros((len(rows), P), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, P - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, P - len(r):] = 1
+    pad = pad_id(tokenizer)
+    ids = torch.tensor([[pad] * (P - len(r)) + r for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
     return ids, mask
 
 
@@ -115,14 +114,15 @@ def sample(
                     past, next_logits = cache_of(out), out.logits[:, -1]
                 logits = next_logits.float()  # (B, V)
                 if greedy:
-                    nxt = logits.argmax(-1)
+                    nxt = logits.max(-1).indices  # argmax's values (first on ties) at a third of its cost
                 else:
                     # Gumbel-max: argmax(logits/T + Gumbel noise) is a draw from softmax(logits/T),
                     # and much cheaper than torch.multinomial for a batch of small vocabularies.
                     u = torch.rand(logits.shape, generator=generator,
                                    device=generator.device if generator is not None else device)
                     gumbel = -torch.log(-torch.log(u.to(device).clamp_(min=1e-20)))
-                    nxt = (logits / temperature + gumbel).argmax(-1)
+                    scaled = logits if temperature == 1 else logits / temperature
+                    nxt = (scaled + gumbel).max(-1).indices
                 alive = ~done
                 lp = token_logprobs(logits, nxt)  # (B,) at temperature 1: the policy's own distribution
                 tokens.append(torch.where(alive, nxt, pad))
@@ -137,7 +137,8 @@ def sample(
                 if decoder is not None:
                     decoder.retire(done)
                 x = nxt[:, None]  # (B, 1); finished rows keep feeding tokens, which are masked out later
-                attn = torch.cat([attn, attn.new_ones(B, 1)], dim=1)
+                if decoder is None:  # the decoder keeps its own key mask
+                    attn = torch.cat([attn, attn.new_ones(B, 1)], dim=1)
                 pos = pos + 1
         # Stacked outside inference mode, so these are ordinary tensors that callers can feed to a
         # forward pass with grad (inference tensors cannot be saved for backward, e.g. by embedding).
@@ -146,8 +147,8 @@ def sample(
         logps_t = torch.stack(logps, 1) if tokens else torch.zeros((B, 0), device=device)
     finally:
         model.train(was_training)
-    texts = [tokenizer.decode(t[m.bool()].tolist(), skip_special_tokens=True)
-             for t, m in zip(tokens_t.cpu(), mask_t.cpu())]
+    texts = tokenizer.batch_decode([t[m.bool()].tolist() for t, m in zip(tokens_t.cpu(), mask_t.cpu())],
+                                   skip_special_tokens=True)
     return Samples(prompt_ids.to(device), prompt_mask.to(device), tokens_t, mask_t, logps_t, texts)
 
 

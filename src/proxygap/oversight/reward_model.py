@@ -75,6 +75,8 @@ class RewardModel:
         """(B,) scores of prompt + completion, with grad (no offset): what training differentiates."""
         texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions)]
         ids, mask = encode_prompts(self.tokenizer, texts)  # left-padded: every row ends at position -1
+        # On the model's device, wherever the caller put it (a TRL run on a GPU, outside compute_on).
+        ids, mask = ids.to(self.model.device), mask.to(self.model.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits  # (B, 1)
         return logits[:, 0]
