@@ -194,3 +194,39 @@ def test_the_audit_catches_what_would_break_on_a_gpu():
         torch.ones(3).cpu().numpy()
     kinds = sorted(kind for kind, _ in audit.problems)
     assert kinds == ["generator draw without a device", "numpy of a tensor not moved to the CPU"], audit.problems
+
+
+def _run_on_local_ray(tmp_path, capsys, num_gpus: int, *settings: str) -> tuple[int, str]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
+    try:
+        rc = main(["run", "overoptimization", "--preset", "smoke", "--seeds", "1", "--executor", "ray", "--quiet",
+                   "--out", str(tmp_path / "run"), *settings])
+    finally:
+        ray.shutdown()
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("proxygap")]  # not Ray's log
+    return rc, "\n".join(ours)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a driver without a GPU")
+def test_with_ray_auto_follows_the_clusters_gpus_not_the_drivers(tmp_path, capsys):
+    """A local Ray instance that declares one GPU, on this GPU-less machine: ``auto`` resolves to
+    CUDA from the cluster's resources (the driver has none), the work goes to a worker holding a
+    GPU, and that worker's torch finds no CUDA: one line, exit 2, the device recorded."""
+    rc, err = _run_on_local_ray(tmp_path, capsys, 1)
+    assert rc == 2 and len(err.splitlines()) == 1 and "no CUDA GPU" in err, err
+    assert json.loads((tmp_path / "run.partial" / "run.json").read_text())["device"] == "cuda"
+
+
+def test_with_ray_cuda_on_a_cluster_without_gpus_is_one_line(tmp_path, capsys):
+    rc, err = _run_on_local_ray(tmp_path, capsys, 0, "--device", "cuda")
+    assert rc == 2 and len(err.splitlines()) == 1 and "the Ray cluster (local instance) has no GPU" in err, err
+    assert not (tmp_path / "run.partial").exists()  # refused before any work
+
+
+def test_with_ray_a_gpu_index_is_refused(tmp_path, capsys):
+    pytest.importorskip("ray")
+    assert main(["run", "overoptimization", "--preset", "smoke", "--executor", "ray", "--device", "cuda:1",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "use device=cuda" in err, err

@@ -246,6 +246,7 @@ def test_serial_and_ray_executors_give_identical_results(serial_run, tiny_base_d
         ray.shutdown()
     results = json.loads((out / "results.json").read_text())
     assert results["meta"]["executor"].startswith("ray")
+    assert results["meta"]["device"] == "cpu"  # auto on a cluster without GPUs
     assert _comparable(results) == _comparable(serial_run[1])
 
 

@@ -69,9 +69,9 @@ def ray_module() -> Any:
     return ray
 
 
-def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = None) -> Iterator[tuple[Unit, dict]]:
-    """Each unit a Ray task of one CPU, yielded as it finishes. With no ``address`` (and no Ray
-    already initialized in this process) a local Ray instance is started, with ``num_cpus``."""
+def ray_started(address: str | None = None, num_cpus: int | None = None) -> Any:
+    """The ``ray`` module, initialized: on the cluster at ``address``, or a local instance with
+    ``num_cpus`` (unless Ray is already initialized in this process)."""
     ray = ray_module()
     if not ray.is_initialized():
         try:
@@ -82,6 +82,74 @@ def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = 
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ProxygapError(f"cannot start or reach Ray (address={address or 'local'}): "
                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return ray
+
+
+def ray_device(spec: str, address: str | None = None, num_cpus: int | None = None) -> tuple[str, str]:
+    """(device of every unit, its description) for a Ray run, resolved against the cluster's GPUs,
+    not this machine's: the driver of a cluster run is often a node without one. ``auto`` is
+    ``cuda`` when the cluster has a GPU; each unit then holds one, which is plain ``cuda`` inside
+    its worker, so ``cuda:N`` (one GPU of one machine) is refused."""
+    from proxygap.config import ConfigError
+    from proxygap.lm.device import parse_device
+
+    kind, index = parse_device(spec)
+    if kind == "cpu":
+        return "cpu", "cpu"
+    if index is not None:
+        raise ConfigError(f"device={spec!r} names one GPU of one machine; with --executor ray use device=cuda "
+                          "(each unit gets a GPU of the cluster)")
+    gpus = ray_started(address, num_cpus).cluster_resources().get("GPU", 0)
+    if not gpus:
+        if kind == "auto":
+            return "cpu", "cpu"
+        raise ConfigError(f"device={spec!r} but the Ray cluster ({address or 'local instance'}) has no GPU; "
+                          "use device=cpu or device=auto")
+    return "cuda", f"cuda (Ray cluster with {gpus:g} GPU(s), one per unit)"
+
+
+def execute_prepare(name: str, cfg_dict: dict, work: str, threads: int, device: str, dtype: str) -> Any:
+    """An experiment's ``prepare`` from plain data, on ``device`` (what a Ray task receives)."""
+    import torch
+
+    from proxygap.config import from_dict
+    from proxygap.experiments.catalogue import get_experiment
+    from proxygap.lm.device import compute_on
+    from proxygap.pipeline.base_model import judged_against
+
+    experiment = get_experiment(name)
+    cfg = from_dict(experiment.config_cls, cfg_dict)
+    torch.set_num_threads(threads)
+    with compute_on(device, dtype), judged_against(getattr(cfg, "world", None)):
+        return experiment.prepare(cfg, Path(work))
+
+
+def _get(ray, ref, what: str) -> Any:
+    """``ray.get``, with a user's error (bad config, no GPU, full disk) re-raised as one line."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, (ProxygapError, OSError)):  # one line, as in a serial run
+            raise cause from None
+        raise
+    except ray.exceptions.RayError as e:  # a worker that died (out of memory, killed)
+        raise ProxygapError(f"{what}'s Ray worker died ({type(e).__name__}); "
+                            "--resume reruns the units not finished") from None
+
+
+def prepare_on_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> Any:
+    """``execute_prepare`` as one Ray task holding a GPU: where the units will run, not on the driver."""
+    ray = ray_started(address, num_cpus)
+    remote = ray.remote(num_cpus=1, num_gpus=1, max_retries=0)(execute_prepare)
+    return _get(ray, remote.remote(**kwargs), "prepare")
+
+
+def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = None) -> Iterator[tuple[Unit, dict]]:
+    """Each unit a Ray task of one CPU (and one GPU on a CUDA device), yielded as it finishes. With
+    no ``address`` (and no Ray already initialized in this process) a local Ray instance is started,
+    with ``num_cpus``."""
+    ray = ray_started(address, num_cpus)
     # A unit on a GPU holds a whole one: Ray sets each worker's CUDA_VISIBLE_DEVICES, so inside
     # the worker that GPU is plain ``cuda``.
     on_gpu = any(str(kwargs.get("device", "cpu")).startswith("cuda") for _, kwargs in jobs)
@@ -92,16 +160,7 @@ def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = 
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 unit = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayTaskError as e:
-                    cause = getattr(e, "cause", None)
-                    if isinstance(cause, (ProxygapError, OSError)):  # one line, as in a serial run
-                        raise cause from None
-                    raise
-                except ray.exceptions.RayError as e:  # a worker that died (out of memory, killed)
-                    raise ProxygapError(f"unit {unit.key}'s Ray worker died ({type(e).__name__}); "
-                                        "--resume reruns the units not finished") from None
+                result = _get(ray, ref, f"unit {unit.key}")
                 yield unit, result
     finally:
         for ref in pending:

@@ -40,7 +40,7 @@ import proxygap
 from proxygap.config import ConfigError, from_dict, load_config_data, set_paths, to_dict
 from proxygap.errors import ProxygapError
 from proxygap.experiments.catalogue import MODULES, get_experiment
-from proxygap.experiments.executors import executor
+from proxygap.experiments.executors import executor, prepare_on_ray, ray_device
 from proxygap.experiments.spec import Experiment, Unit
 from proxygap.fileio import replace_dir, write_text_atomic
 
@@ -261,8 +261,22 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
 
     experiment = get_experiment(name)
     cfg = resolve_config(experiment, preset, config_file, overrides or [], seeds, seed_offset)
-    resolve_dtype(cfg.dtype, resolve_device(cfg.device))  # no GPU, no bf16 on it: one line before any work
     run_units = executor(executor_name, ray_address, ray_cpus)
+    on_ray = executor_name == "ray"
+
+    def placed(spec: str, recorded: bool = False) -> tuple[str, str]:
+        """(the device units run on, its description), checked where they run: one line before any work."""
+        if on_ray:  # the cluster's GPUs, not the driver's; a run started locally on cuda:N resumes on cuda
+            device, text = ray_device(spec.split(":")[0] if recorded else spec, ray_address, ray_cpus)
+            if device == "cpu" or torch.cuda.is_available():  # bf16 on the cluster's GPUs: checked in the workers
+                resolve_dtype(cfg.dtype, torch.device(device))
+            return device, text
+        device = resolve_device(spec)
+        resolve_dtype(cfg.dtype, device)  # no GPU, no bf16 on it
+        return str(device), describe(device)
+
+    if not resume:
+        placed(cfg.device)
     if force and resume:
         raise ProxygapError("--force discards an interrupted run and --resume continues it; pass one")
     if resume and out is None:
@@ -309,7 +323,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             # the same (and says so when this machine does not have that device). The code's and the
             # models' hashes are recorded so that a resume cannot mix two versions of either.
             write_text_atomic(work / "run.json", dump_json({"threads": cfg.threads or torch.get_num_threads(),
-                                                            "device": str(resolve_device(cfg.device)),
+                                                            "device": placed(cfg.device)[0],
                                                             "origin": _origin(config_dict, commit)}))
         try:
             recorded = json.loads((work / "run.json").read_text())
@@ -319,7 +333,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             raise ProxygapError(f"{work}/run.json is missing or corrupt; --force to start over") from None
         if resume and isinstance(recorded.get("origin"), dict):  # runs from before the record: unchecked
             _check_same_origin(recorded["origin"], _origin(config_dict, commit), work)
-        device = resolve_device(device_name)
+        device, device_text = placed(device_name, recorded=True)
         meta = {
             "experiment": name,
             "preset": preset or experiment.default_preset,
@@ -329,7 +343,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seeds": list(cfg.seeds),
             "threads": threads,
-            "device": describe(device),
+            "device": device_text,
             "dtype": cfg.dtype,
             "executor": executor_name if executor_name == "local" else f"ray ({ray_address or 'local instance'})",
         }
@@ -344,15 +358,21 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             if prepared is None:
                 from proxygap.pipeline.base_model import judged_against
 
-                with _threads(threads), compute_on(device, cfg.dtype), judged_against(getattr(cfg, "world", None)):
-                    prepared = strict_json(experiment.prepare(cfg, work))
+                if on_ray and device == "cuda":  # on a GPU of the cluster, where the units will run
+                    prepared = strict_json(prepare_on_ray(ray_address, ray_cpus, name=name, cfg_dict=config_dict,
+                                                          work=str(work.resolve()), threads=threads, device=device,
+                                                          dtype=cfg.dtype))
+                else:
+                    with _threads(threads), compute_on(device, cfg.dtype), \
+                            judged_against(getattr(cfg, "world", None)):
+                        prepared = strict_json(experiment.prepare(cfg, work))
                 write_text_atomic(prepared_file, dump_json(prepared))
 
         done = _units_done(work, units)
         todo = [u for u in units if u.key not in done]
         meta["units"] = {"total": len(units), "resumed": len(done), "run": len(todo)}
         jobs = [(u, {"name": name, "cfg_dict": config_dict, "unit_dict": u.to_dict(), "prepared": prepared,
-                     "threads": threads, "device": str(device), "dtype": cfg.dtype, "scratch": str((work / "scratch" / u.key).resolve()),
+                     "threads": threads, "device": device, "dtype": cfg.dtype, "scratch": str((work / "scratch" / u.key).resolve()),
                      "progress": progress and executor_name == "local",
                      "models": (str((work / "models" / u.key).resolve())
                                 if getattr(cfg, "save_models", False) and u.seed == cfg.seeds[0] else None)})
