@@ -230,3 +230,11 @@ def test_with_ray_a_gpu_index_is_refused(tmp_path, capsys):
                  "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "use device=cuda" in err, err
+
+
+def test_a_resume_of_a_run_not_started_checks_the_device_before_writing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["run", "overoptimization", "--preset", "smoke", "--resume", "--out", str(out), "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not out.with_name("run.partial").exists() and not out.exists()  # nothing half-written to trip a retry

@@ -268,7 +268,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         """(the device units run on, its description), checked where they run: one line before any work."""
         if on_ray:  # the cluster's GPUs, not the driver's; a run started locally on cuda:N resumes on cuda
             device, text = ray_device(spec.split(":")[0] if recorded else spec, ray_address, ray_cpus)
-            if device == "cpu" or torch.cuda.is_available():  # bf16 on the cluster's GPUs: checked in the workers
+            if device == "cpu":  # bf16 on the cluster's GPUs is checked in the workers, not on the driver's
                 resolve_dtype(cfg.dtype, torch.device(device))
             return device, text
         device = resolve_device(spec)
@@ -317,13 +317,14 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
         commit = _git_commit()
         if not work.exists():
+            first_device = placed(cfg.device)[0]  # refused before anything is written (also with --resume)
             (work / "units").mkdir(parents=True)
             write_text_atomic(work / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
             # Threads and device are resolved once, when the run starts: a resume elsewhere runs with
             # the same (and says so when this machine does not have that device). The code's and the
             # models' hashes are recorded so that a resume cannot mix two versions of either.
             write_text_atomic(work / "run.json", dump_json({"threads": cfg.threads or torch.get_num_threads(),
-                                                            "device": placed(cfg.device)[0],
+                                                            "device": first_device,
                                                             "origin": _origin(config_dict, commit)}))
         try:
             recorded = json.loads((work / "run.json").read_text())

@@ -60,12 +60,13 @@ class GPT2Decoder:
         rows ``key_mask`` (B', end) describes; logits of the last position (B', V)."""
         B, t = ids.shape
         start, end = self.length, self.length + t
-        if t == 1:  # the new position is already a real key (``step`` marks it): the mask is the key mask
+        if t == 1 and start > 0:  # a step: ``step`` marked the new position a real key, so the mask is the key mask
             blocked = ~key_mask[:, None, None, :]  # (B, 1, 1, end)
         else:  # a query sees real keys up to itself, and always itself, so a padding query is never all-masked
             q_idx = torch.arange(start, end, device=ids.device)[:, None]
             k_idx = torch.arange(end, device=ids.device)[None, :]
             allowed = ((key_mask[:, None, :] | (k_idx == q_idx)[None]) & (k_idx <= q_idx)[None])[:, None]  # (B, 1, t, end)
+            blocked = ~allowed  # a one-token prefill takes the one-query path below too
         C, H, D = self.C, self.H, self.D
         h = self.t.wte(ids) + self.t.wpe(pos)  # (B, t, C)
         for i, (ln1, attn_w, attn_b, proj_w, proj_b, ln2, fc_w, fc_b, out_w, out_b) in enumerate(self.layers):
