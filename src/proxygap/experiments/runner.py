@@ -275,8 +275,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         resolve_dtype(cfg.dtype, device)  # no GPU, no bf16 on it
         return str(device), describe(device)
 
-    if not resume:
-        placed(cfg.device)
+    checked = None if resume else placed(cfg.device)  # a resume checks the device it recorded, below
     if force and resume:
         raise ProxygapError("--force discards an interrupted run and --resume continues it; pass one")
     if resume and out is None:
@@ -317,7 +316,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
         commit = _git_commit()
         if not work.exists():
-            first_device = placed(cfg.device)[0]  # refused before anything is written (also with --resume)
+            first_device = (checked or placed(cfg.device))[0]  # refused before anything is written, also with --resume
             (work / "units").mkdir(parents=True)
             write_text_atomic(work / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
             # Threads and device are resolved once, when the run starts: a resume elsewhere runs with

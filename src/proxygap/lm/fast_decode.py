@@ -120,7 +120,7 @@ class GPT2Decoder:
     def retire(self, done: Tensor) -> None:
         """Drop finished rows from the cache, so later steps only compute the rows still writing."""
         keep = ~done[self.rows]
-        # Compacting copies the whole cache: worth it only once a good share of the rows is done.
+        # Compacting copies the cache written so far: worth it only once a good share of the rows is done.
         if int(keep.sum()) > 0.75 * len(self.rows):
             return
         kept = keep.nonzero().squeeze(1)
