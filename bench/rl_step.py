@@ -4,7 +4,10 @@ Same base model (a size of the family: --size, default s), same prompts, batch 6
 same completion limit, same reward function (the rater), KL penalty on (a reference model is
 run by both), one gradient step per batch, on the same device in the same precision (``--device``,
 default auto; ``--dtype``, default fp32: TRL's ``use_cpu`` and ``bf16`` follow them). Each figure is the median time between consecutive steps (robust to the noise of a
-shared machine). Needs the bench extra: pip install -e '.[bench]'. Last line: speedup_vs_trl=<x>.
+shared machine). The two trainers are timed in ``--rounds`` alternating rounds (the order swaps
+each round), so a machine whose speed drifts slows both alike; the speed-up is the median of the
+rounds' ratios, printed beside their range. Needs the bench extra: pip install -e '.[bench]'.
+Last line: speedup_vs_trl=<x>.
 """
 
 import argparse
@@ -21,7 +24,8 @@ from proxygap.tasks.prompts import assistant_prompts
 from proxygap.train.rl import RLConfig, train_rl
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--steps", type=int, default=20, help="timed steps per trainer (after 2 warm-up steps)")
+parser.add_argument("--steps", type=int, default=20, help="timed steps per trainer and round (after 2 warm-up steps)")
+parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both trainers (the order swaps each round)")
 parser.add_argument("--max-new-tokens", type=int, default=24)
 parser.add_argument("--size", default="s", help="a shipped size of the model family (xs, s, m) or a model directory")
 parser.add_argument("--threads", type=int, default=0, help="torch threads for both trainers (0: torch's default)")
@@ -85,11 +89,19 @@ def trl_step_time() -> float:
     return float(np.median(np.diff(stamps[1:])))
 
 
-ours = proxygap_step_time()
-print(f"proxygap_step_s={ours:.3f}")
+if args.rounds < 1 or args.steps < 2:
+    raise SystemExit("--rounds must be >= 1 and --steps >= 2")
 try:
-    theirs = trl_step_time()
+    import trl  # noqa: F401
 except ImportError as e:
     raise SystemExit(f"TRL is not installed ({e}); pip install -e '.[bench]'") from None
-print(f"trl_grpo_step_s={theirs:.3f}")
-print(f"speedup_vs_trl={theirs / ours:.2f}")
+ours, theirs = [], []
+for r in range(args.rounds):
+    for trainer in ((proxygap_step_time, trl_step_time) if r % 2 == 0 else (trl_step_time, proxygap_step_time)):
+        (ours if trainer is proxygap_step_time else theirs).append(trainer())
+    print(f"round {r + 1}: proxygap {ours[-1]:.3f} s, TRL {theirs[-1]:.3f} s, ratio {theirs[-1] / ours[-1]:.2f}", flush=True)
+ratios = np.array(theirs) / np.array(ours)
+print(f"proxygap_step_s={np.median(ours):.3f}")
+print(f"trl_grpo_step_s={np.median(theirs):.3f}")
+print(f"speedup_range={ratios.min():.2f}..{ratios.max():.2f} over {args.rounds} rounds")
+print(f"speedup_vs_trl={np.median(ratios):.2f}")

@@ -238,3 +238,12 @@ def test_a_resume_of_a_run_not_started_checks_the_device_before_writing(tmp_path
     assert main(["run", "overoptimization", "--preset", "smoke", "--resume", "--out", str(out), "--device", "cuda"]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
     assert not out.with_name("run.partial").exists() and not out.exists()  # nothing half-written to trip a retry
+
+
+def test_with_ray_an_existing_run_directory_fails_before_ray_starts(tmp_path, capsys):
+    ray = pytest.importorskip("ray")
+    out = tmp_path / "run"
+    out.mkdir()
+    assert main(["run", "overoptimization", "--preset", "smoke", "--executor", "ray", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert not ray.is_initialized()  # the device check (which reaches the cluster) comes after the cheap checks

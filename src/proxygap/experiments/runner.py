@@ -275,7 +275,9 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         resolve_dtype(cfg.dtype, device)  # no GPU, no bf16 on it
         return str(device), describe(device)
 
-    checked = None if resume else placed(cfg.device)  # a resume checks the device it recorded, below
+    # A resume checks the device it recorded, below; Ray's check, which may start a local instance,
+    # waits for the run-directory checks, so a directory that exists fails fast.
+    checked = None if resume or on_ray else placed(cfg.device)
     if force and resume:
         raise ProxygapError("--force discards an interrupted run and --resume continues it; pass one")
     if resume and out is None:

@@ -120,9 +120,8 @@ def sample(
                     # and much cheaper than torch.multinomial for a batch of small vocabularies.
                     u = torch.rand(logits.shape, generator=generator,
                                    device=generator.device if generator is not None else device)
-                    gumbel = -torch.log(-torch.log(u.to(device).clamp_(min=1e-20)))
-                    scaled = logits if temperature == 1 else logits / temperature
-                    nxt = (scaled + gumbel).max(-1).indices
+                    gumbel = u.to(device).clamp_(min=1e-20).log_().neg_().log_().neg_()  # -log(-log u), in place
+                    nxt = gumbel.add_(logits if temperature == 1 else logits / temperature).max(-1).indices
                 alive = ~done
                 lp = token_logprobs(logits, nxt)  # (B,) at temperature 1: the policy's own distribution
                 tokens.append(torch.where(alive, nxt, pad))
