@@ -42,15 +42,6 @@ class GPT2Decoder:
                         norm(b.ln_2), b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
                        for b in t.h]
         self.ln_f = norm(t.ln_f)
-        self.wte, self.wpe, self.lm_head = t.wte.weight, t.wpe.weight, model.lm_head.weight
-        self._layer_views()
-
-    def _layer_views(self) -> None:
-        """Each layer's cache as (B*H, T_max, D) views, so a decoding step's attention is two
-        ``bmm`` calls on slices (the same kernels ``matmul`` reaches, without its reshaping)."""
-        L, B, H, T, D = self.k.shape
-        self.k_layers = [(self.k[i], self.k[i].view(B * H, T, D)) for i in range(L)]
-        self.v_layers = [(self.v[i], self.v[i].view(B * H, T, D)) for i in range(L)]
 
     @staticmethod
     def supports(model) -> bool:
@@ -69,11 +60,13 @@ class GPT2Decoder:
         rows ``key_mask`` (B', end) describes; logits of the last position (B', V)."""
         B, t = ids.shape
         start, end = self.length, self.length + t
-        # A query sees real keys up to itself, and always itself, so a padding query is never all-masked.
-        q_idx = torch.arange(start, end, device=ids.device)[:, None]
-        k_idx = torch.arange(end, device=ids.device)[None, :]
-        allowed = ((key_mask[:, None, :] | (k_idx == q_idx)[None]) & (k_idx <= q_idx)[None])[:, None]  # (B, 1, t, end)
-        blocked = ~allowed  # a one-token prompt takes the one-query path below
+        if t == 1 and start > 0:  # a step: ``step`` marked the new position a real key, so the mask is the key mask
+            blocked = ~key_mask[:, None, None, :]  # (B, 1, 1, end)
+        else:  # a query sees real keys up to itself, and always itself, so a padding query is never all-masked
+            q_idx = torch.arange(start, end, device=ids.device)[:, None]
+            k_idx = torch.arange(end, device=ids.device)[None, :]
+            allowed = ((key_mask[:, None, :] | (k_idx == q_idx)[None]) & (k_idx <= q_idx)[None])[:, None]  # (B, 1, t, end)
+            blocked = ~allowed  # a one-token prefill takes the one-query path below too
         C, H, D = self.C, self.H, self.D
         h = self.t.wte(ids) + self.t.wpe(pos)  # (B, t, C)
         for i, (ln1, attn_w, attn_b, proj_w, proj_b, ln2, fc_w, fc_b, out_w, out_b) in enumerate(self.layers):
@@ -93,33 +86,6 @@ class GPT2Decoder:
             m = F.gelu(torch.addmm(fc_b, F.layer_norm(h, (C,), *ln2).reshape(-1, C), fc_w), approximate=self.gelu)
             h = h + torch.addmm(out_b, m, out_w).view(B, t, C)
         return self.model.lm_head(F.layer_norm(h[:, -1], (C,), *self.ln_f))  # (B', V)
-
-    def _decode(self, ids: Tensor, pos: Tensor, key_mask: Tensor) -> Tensor:
-        """``_forward`` for one new token per row on the decoder's own cache: ids, pos (B', 1),
-        ``key_mask`` (B', end) with the new position marked real; logits (B', V).
-
-        The same kernels on the same values as ``_forward`` (tests compare the two), in (B', C)
-        rows and per-layer cache views: a step's arithmetic is small enough here that the
-        reshapes, permutes and module calls of the general path cost more than it.
-        """
-        B = ids.shape[0]
-        start, end = self.length, self.length + 1
-        C, H, D = self.C, self.H, self.D
-        blocked = ~key_mask[:, None, :]  # (B, 1, end)
-        h = F.embedding(ids[:, 0], self.wte) + F.embedding(pos[:, 0], self.wpe)  # (B, C)
-        for (ln1, attn_w, attn_b, proj_w, proj_b, ln2, fc_w, fc_b, out_w, out_b), (k4, k3), (v4, v3) in zip(
-                self.layers, self.k_layers, self.v_layers):
-            qkv = torch.addmm(attn_b, F.layer_norm(h, (C,), *ln1), attn_w).view(B, 3, H, D)
-            k4.select(2, start).copy_(qkv[:, 1])
-            v4.select(2, start).copy_(qkv[:, 2])
-            q = qkv[:, 0].reshape(B * H, 1, D)
-            scores = torch.bmm(q, k3[:, :end].transpose(1, 2)) * D ** -0.5  # (B*H, 1, end)
-            probs = scores.view(B, H, end).masked_fill(blocked, float("-inf")).softmax(-1)
-            y = torch.bmm(probs.view(B * H, 1, end), v3[:, :end]).view(B, C)
-            h = h + torch.addmm(proj_b, y, proj_w)
-            m = F.gelu(torch.addmm(fc_b, F.layer_norm(h, (C,), *ln2), fc_w), approximate=self.gelu)
-            h = h + torch.addmm(out_b, m, out_w)
-        return F.linear(F.layer_norm(h, (C,), *self.ln_f), self.lm_head)  # (B', V)
 
     def prefill(self, prompt_ids: Tensor, prompt_mask: Tensor, first: Tensor | None, inverse: Tensor | None) -> Tensor:
         """Run the prompts (each distinct prompt once when ``first``/``inverse`` are given)."""
@@ -142,10 +108,10 @@ class GPT2Decoder:
         self.key_mask[:, self.length] = True
         key_mask = self.key_mask[:, :self.length + 1]
         if len(self.rows) == self.batch:  # no row retired yet: no gather, no scatter
-            logits = self._decode(ids, pos, key_mask)
+            logits = self._forward(ids, pos, self.k, self.v, key_mask)
             self.length += 1
             return logits
-        logits = self._decode(ids[self.rows], pos[self.rows], key_mask)
+        logits = self._forward(ids[self.rows], pos[self.rows], self.k, self.v, key_mask)
         self.length += 1
         full = logits.new_zeros((self.batch, logits.shape[-1]))
         full[self.rows] = logits
@@ -165,7 +131,6 @@ class GPT2Decoder:
             new[:, :, :, :self.length] = old[:, kept, :, :self.length]
             setattr(self, name, new)
         self.key_mask, self.rows = self.key_mask[kept], self.rows[kept]
-        self._layer_views()
 
 
 def _attention(block, x: Tensor, H: int) -> tuple[Tensor, Tensor, Tensor]:
