@@ -160,4 +160,3 @@ def test_packed_gpt2_logprobs_and_grads_match_the_general_pass(tok, activation):
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(values[0], values[1], atol=1e-5)
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
-
