@@ -6,7 +6,11 @@ two kinds of call break there while passing on a CPU:
   (always a CPU one in proxygap) without naming the device: the default device makes it a CUDA
   draw from a CPU generator, which torch refuses;
 - ``.numpy()`` (or ``np.asarray``) of a tensor that did not come from ``.cpu()``/``.to("cpu")``
-  or an explicit ``device="cpu"``: on a GPU it is a CUDA tensor, which numpy cannot read.
+  or an explicit ``device="cpu"``: on a GPU it is a CUDA tensor, which numpy cannot read;
+- a tensor made without a device where ``lm.device.explicitly_placed`` has taken the
+  default-device mode off (the hot loops): on a GPU it would be a CPU tensor among CUDA ones.
+  The audit sees this only when the mode is on to begin with, as on a GPU: audited runs enter
+  ``torch.device("cpu")`` as a mode for that reason.
 :class:`DeviceAudit` is a torch function mode that records each such call site in proxygap's
 code while a real run goes on.
 """
@@ -15,8 +19,8 @@ from __future__ import annotations
 
 import traceback
 
-from torch.overrides import TorchFunctionMode
-from torch.utils._device import _device_constructors
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
+from torch.utils._device import DeviceContext, _device_constructors
 
 FACTORIES = _device_constructors()
 
@@ -44,6 +48,10 @@ class DeviceAudit(TorchFunctionMode):
             self.problems[key] = self.problems.get(key, 0) + 1
         if name in ("numpy", "__array__") and args and id(args[0]) not in self.cpu_tensors:
             key = ("numpy of a tensor not moved to the CPU", self._site())
+            self.problems[key] = self.problems.get(key, 0) + 1
+        if func in FACTORIES and kwargs.get("device") is None and not any(
+                isinstance(mode, DeviceContext) for mode in _get_current_function_mode_stack()):
+            key = ("tensor made without a device where the default-device mode is off", self._site())
             self.problems[key] = self.problems.get(key, 0) + 1
         out = func(*args, **kwargs)
         to_cpu = name == "to" and any(str(a) == "cpu" for a in [*args[1:], *kwargs.values()])

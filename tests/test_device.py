@@ -15,7 +15,7 @@ from device_audit import DeviceAudit
 from proxygap.cli import main
 from proxygap.config import ConfigError
 from proxygap.lm import device as device_module
-from proxygap.lm.device import compute_on, current_device, resolve_device, resolve_dtype
+from proxygap.lm.device import compute_on, current_device, explicitly_placed, resolve_device, resolve_dtype
 from proxygap.lm.model import load_model
 
 
@@ -150,13 +150,14 @@ def _stop(*args, **kwargs):
 
 @contextlib.contextmanager
 def _audited(monkeypatch):
-    """Every ``compute_on`` of the run (prepare, units, pretraining) also runs the device audit."""
+    """Every ``compute_on`` of the run (prepare, units, pretraining) also runs the device audit,
+    with the default-device mode on as it is on a GPU (on the CPU ``compute_on`` skips it)."""
     audit = DeviceAudit()
     original = device_module.compute_on
 
     @contextlib.contextmanager
     def audited(*args, **kwargs):
-        with original(*args, **kwargs) as dev, audit:
+        with original(*args, **kwargs) as dev, torch.device(dev), audit:
             yield dev
     monkeypatch.setattr(device_module, "compute_on", audited)
     yield audit
@@ -185,15 +186,63 @@ def test_nothing_in_pretraining_or_the_probe_would_mix_devices(tmp_path, monkeyp
 
 
 def test_the_audit_catches_what_would_break_on_a_gpu():
-    """The check can fail: the two patterns it exists for are flagged, their fixes are not."""
-    with DeviceAudit() as audit:
+    """The check can fail: the three patterns it exists for are flagged, their fixes are not."""
+    with torch.device("cpu"), DeviceAudit() as audit:
         gen = torch.Generator().manual_seed(0)
         torch.rand(3, generator=gen)
         torch.ones(3).numpy()
         torch.rand(3, generator=gen, device=gen.device)
         torch.ones(3).cpu().numpy()
+        torch.zeros(2)  # the default-device mode places it
+        with explicitly_placed():
+            torch.zeros(2)  # nothing places it
+            torch.zeros(2, device="cpu")
     kinds = sorted(kind for kind, _ in audit.problems)
-    assert kinds == ["generator draw without a device", "numpy of a tensor not moved to the CPU"], audit.problems
+    assert kinds == ["generator draw without a device", "numpy of a tensor not moved to the CPU",
+                     "tensor made without a device where the default-device mode is off"], audit.problems
+    assert sum(audit.problems.values()) == 3
+
+
+def _device_modes() -> list:
+    from torch.overrides import _get_current_function_mode_stack
+    from torch.utils._device import DeviceContext
+
+    return [type(m).__name__ for m in _get_current_function_mode_stack() if isinstance(m, DeviceContext)]
+
+
+def test_explicitly_placed_takes_the_default_device_mode_off_and_puts_it_back():
+    with DeviceAudit() as recorder:  # a mode that is not the device mode stays on
+        with torch.device("cpu"):
+            assert _device_modes() == ["DeviceContext"]
+            with explicitly_placed():
+                assert _device_modes() == []
+                torch.ones(1, device="cpu")
+            assert _device_modes() == ["DeviceContext"]
+            with pytest.raises(RuntimeError), explicitly_placed():
+                raise RuntimeError("the mode comes back after an error too")
+            assert _device_modes() == ["DeviceContext"]
+        assert _device_modes() == []  # torch.device's own exit found its mode where it left it
+    assert recorder.calls >= 2  # the recorder above the device mode saw the calls inside
+    with explicitly_placed():  # no mode on: nothing to do
+        assert _device_modes() == []
+
+
+def test_the_hot_loops_run_without_the_default_device_mode(tiny_base_dir):
+    """Sampling and log-probs (each token's forward pass) run with the mode off, so on a GPU its
+    Python call per torch op is not paid there; every tensor they make names its device."""
+    from proxygap.lm.sampling import sample, sequence_logprobs
+
+    model, tokenizer = load_model(tiny_base_dir)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(_device_modes()))
+    with torch.device("cpu"), DeviceAudit() as audit:
+        s = sample(model, tokenizer, ["hi", "hi", "a b"], max_new_tokens=4, generator=torch.Generator().manual_seed(0),
+                   fast=False)
+        sequence_logprobs(model, s.prompt_ids, s.prompt_mask, s.tokens, s.mask, fast=False)
+        s = sample(model, tokenizer, ["hi", "a b"], max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+        sequence_logprobs(model.eval(), s.prompt_ids, s.prompt_mask, s.tokens, s.mask)
+    assert len(seen) >= 3 and all(modes == [] for modes in seen), seen
+    assert audit.problems == {}, audit.problems
 
 
 def _run_on_local_ray(tmp_path, capsys, num_gpus: int, *settings: str) -> tuple[int, str]:

@@ -24,6 +24,11 @@ from collections.abc import Iterator
 
 import torch
 
+try:  # private in torch: without it, explicitly_placed() does nothing
+    from torch.utils._device import DeviceContext
+except ImportError:  # pragma: no cover
+    DeviceContext = None
+
 from proxygap.config import ConfigError
 
 DEVICE_HELP = "auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"
@@ -89,6 +94,36 @@ def compute_on(device: str | torch.device = "cpu", dtype: str = "fp32") -> Itera
     placed = contextlib.nullcontext() if torch.get_default_device() == dev else torch.device(dev)
     with placed, torch.autocast(dev.type, dtype=torch.bfloat16, enabled=low == torch.bfloat16):
         yield dev
+
+
+@contextlib.contextmanager
+def explicitly_placed() -> Iterator[None]:
+    """Run the body without the default-device mode that ``compute_on`` enters on a GPU.
+
+    That mode is a Python ``TorchFunctionMode``: every torch call pays a Python round trip,
+    which on a GPU, where a small model's ops are bound by kernel launches, can cost as much as
+    the kernels. The hot loops (sampling, per-token log-probs) place every tensor they make on
+    their inputs' device, so inside them the mode changes nothing but the speed (a test checks
+    that they make no tensor without a device). The mode is put back in its place on the stack
+    when the body ends; other modes (profilers, tests' recorders) stay on throughout.
+    Where torch lacks the private stack functions this relies on, it does nothing.
+    """
+    push, pop, depth = (getattr(torch._C, name, None) for name in
+                        ("_push_on_torch_function_stack", "_pop_torch_function_stack", "_len_torch_function_stack"))
+    if DeviceContext is None or push is None or pop is None or depth is None or depth() == 0:
+        yield
+        return
+    stack = [pop() for _ in range(depth())][::-1]  # bottom first
+    kept = [mode for mode in stack if not isinstance(mode, DeviceContext)]
+    for mode in kept:
+        push(mode)
+    try:
+        yield
+    finally:
+        # Each mode back where it was: ``with torch.device(...)`` pops whatever is on top when it exits.
+        now = [pop() for _ in range(depth())][::-1]
+        for mode in stack + [mode for mode in now if not any(mode is k for k in kept)]:
+            push(mode)
 
 
 def current_device() -> torch.device:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from proxygap.lm.device import explicitly_placed
 from proxygap.lm.fast_decode import GPT2Decoder, gpt2_sequence_logprobs
 
 
@@ -35,8 +36,10 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def encode_prompts(tokenizer, prompts: list[str], add_bos: bool = True) -> tuple[Tensor, Tensor]:
-    """Left-padded ``(ids, mask)``, each (B, P), with the bos token in front when asked."""
+def encode_prompts(tokenizer, prompts: list[str], add_bos: bool = True,
+                   device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Left-padded ``(ids, mask)``, each (B, P), with the bos token in front when asked, on
+    ``device`` (default: torch's default device)."""
     distinct = {p: tokenizer.encode(p, add_special_tokens=False) for p in dict.fromkeys(prompts)}  # k samples share a prompt
     rows = [distinct[p] for p in prompts]
     bos = tokenizer.bos_token_id
@@ -46,8 +49,8 @@ def encode_prompts(tokenizer, prompts: list[str], add_bos: bool = True) -> tuple
         raise ValueError("empty prompt: give some text or use add_bos=True with a tokenizer that has a bos token")
     P = max(len(r) for r in rows)
     pad = pad_id(tokenizer)
-    ids = torch.tensor([[pad] * (P - len(r)) + r for r in rows], dtype=torch.long)
-    mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    ids = torch.tensor([[pad] * (P - len(r)) + r for r in rows], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
     return ids, mask
 
 
@@ -57,6 +60,7 @@ def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
     return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
+@explicitly_placed()
 def sample(
     model,
     tokenizer,
@@ -83,7 +87,7 @@ def sample(
                                    stop_token_ids)
                             for c in chunks], pad_id(tokenizer))
     device = next(model.parameters()).device
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, add_bos)
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, add_bos, device)
     B, P = prompt_ids.shape
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and P + max_new_tokens > limit:
@@ -95,15 +99,15 @@ def sample(
     model.eval()  # no dropout while sampling, whatever mode the caller's policy is in
     try:
         with torch.inference_mode():
-            attn = prompt_mask.to(device)  # (B, P)
+            attn = prompt_mask  # (B, P)
             pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, -1:]  # (B, 1): left padding does not shift positions
             done = torch.zeros(B, dtype=torch.bool, device=device)
             tokens, logps, alive_steps = [], [], []
             decoder = GPT2Decoder(model, B, P + max_new_tokens) if fast and GPT2Decoder.supports(model) else None
             if decoder is not None:
-                next_logits = decoder.prefill(prompt_ids.to(device), attn, *(unique_prompts(prompt_ids) or (None, None)))
+                next_logits = decoder.prefill(prompt_ids, attn, *(unique_prompts(prompt_ids) or (None, None)))
             else:
-                next_logits, past = prefill(model, prompt_ids.to(device), attn)  # (B, V), cache
+                next_logits, past = prefill(model, prompt_ids, attn)  # (B, V), cache
             x = None  # the previous step's tokens (B, 1), fed from the second step on
             for step in range(max_new_tokens):
                 if step > 0 and decoder is not None:
@@ -148,7 +152,7 @@ def sample(
         model.train(was_training)
     texts = tokenizer.batch_decode([t[m.bool()].tolist() for t, m in zip(tokens_t.cpu(), mask_t.cpu())],
                                    skip_special_tokens=True)
-    return Samples(prompt_ids.to(device), prompt_mask.to(device), tokens_t, mask_t, logps_t, texts)
+    return Samples(prompt_ids, prompt_mask, tokens_t, mask_t, logps_t, texts)
 
 
 def cat_samples(parts: list[Samples], pad: int) -> Samples:
@@ -217,6 +221,7 @@ def prefill(model, prompt_ids: Tensor, prompt_mask: Tensor, share_prefix: bool =
     return out.logits[:, -1][inverse], cache
 
 
+@explicitly_placed()
 def sequence_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor,
                       share_prefix: bool = True, fast: bool = True) -> Tensor:
     """Per-token log pi(tokens | prompt), with grad; (B, T), 0 where mask is 0.
