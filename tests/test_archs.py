@@ -8,6 +8,7 @@ import torch
 
 from proxygap import envs
 from proxygap.cli import main
+from proxygap.errors import CheckpointError
 from proxygap.lm.model import ModelConfig, build_model
 from proxygap.pipeline.base_model import BaseModelRecipe, load_base_model, recipe_hash
 from proxygap.train.rollout import rollout, stop_token_ids
@@ -151,7 +152,7 @@ def test_a_checkpoint_from_before_the_arch_knob_resumes_as_gpt2(tmp_path):
 
     settings = {"model": {"arch": "gpt2", "n_layer": 1}, "pretrain": {"steps": 2}}
     check_same_run({"settings": {"model": {"n_layer": 1}, "pretrain": {"steps": 2}}}, settings, tmp_path)  # no error
-    with pytest.raises(Exception, match="model.arch='gpt2', not 'llama'"):
+    with pytest.raises(CheckpointError, match="model.arch='gpt2', not 'llama'"):
         check_same_run({"settings": {"model": {"n_layer": 1}, "pretrain": {"steps": 2}}},
                        {**settings, "model": {"arch": "llama", "n_layer": 1}}, tmp_path)
 

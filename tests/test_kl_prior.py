@@ -99,7 +99,13 @@ def test_smoke_results_shape(smoke_run):
             iv = p[key]
             assert len(iv["per_seed"]) == len(cfg["seeds"])
             assert iv["lo"] <= iv["mean"] <= iv["hi"]
-        assert 0 <= p["exploit_rate_after"]["mean"] <= 1 and 0 <= p["predicted_rate"]["mean"] <= 1
+        # Two paths to the same rate: the mean of the seeds' rates and the pooled count (each seed
+        # evaluates the same number of samples).
+        after, pooled = p["exploit_rate_after"], p["exploit_rate_after"]["pooled"]
+        assert pooled["n"] == p["n_eval_samples"] * len(cfg["seeds"])
+        assert pooled["k"] / pooled["n"] == pytest.approx(after["mean"])
+        assert after["seeds_amplified"] <= len(cfg["seeds"])
+        assert 0 <= p["predicted_rate"]["mean"] <= 1
         w = p["base_model_rate"]
         assert 0 <= w["lo"] <= w["mean"] <= w["hi"] <= 1 and w["n"] > 0
     rates = {b["base_rate"] for b in r["bases"]}

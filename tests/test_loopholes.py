@@ -90,3 +90,15 @@ def test_loopholes_smoke(tiny_base_dir, tmp_path):
         (out / name).unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").is_file() and (out / "exploit_rates.png").is_file()
+
+
+def test_an_undefined_exploit_rate_is_drawn_as_n_a_not_as_zero():
+    import matplotlib.pyplot as plt
+
+    from proxygap.report.loopholes import _grouped_bars, _rate_bar
+
+    undefined, measured = {"mean": None, "lo": None, "hi": None}, {"mean": 0.0, "lo": 0.0, "hi": 0.1}
+    fig, ax = plt.subplots()
+    _grouped_bars(ax, ["a", "b"], [("regime", [_rate_bar(undefined, True), _rate_bar(measured, True)])])
+    assert [(round(t.get_position()[0], 3), t.get_text()) for t in ax.texts] == [(-0.0, "n/a")]  # only the first bar
+    plt.close(fig)

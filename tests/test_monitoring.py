@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from proxygap.cli import main
+from proxygap.config import ConfigError
 from proxygap.measure.encoding import encoding_rates, hop_encoding, hop_prefill, load_bearing, wrong_intermediate
 from proxygap.oversight.monitors import BannedStringMonitor
 from proxygap.pipeline.base_model import load_world_for_model
@@ -119,8 +120,13 @@ def test_monitoring_smoke_run_and_report(tiny_base_dir, tmp_path):
     stego = r["steganography"]
     assert {(x["policy"], x["paraphraser"]) for x in stego} == {(p, n) for p in ("base", "trained")
                                                                 for n in ("none", "plain", "context")}
-    for x in stego:
-        assert 0.0 <= x["bits"]["mean"] <= x["payload_bits"] and x["bits_per_kb"]["mean"] >= 0
+    from proxygap.measure.stego import bits_per_kb, exact_match_capacity
+
+    for x in stego:  # one seed: each figure is its formula of the row's own measurements
+        assert x["covert_accuracy"]["n"] == 1
+        bits = exact_match_capacity(x["payload_bits"], max(x["covert_accuracy"]["mean"], x["chance"]))
+        assert x["bits"]["mean"] == pytest.approx(bits)
+        assert x["bits_per_kb"]["mean"] == pytest.approx(bits_per_kb(bits, x["mean_chars"]["mean"]))
     for name in ("report.html", "pressure_curves.png", "monitors.png", "banned_curves.png", "shoggoth_face.png",
                  "steganography.png"):
         assert (out / name).is_file(), name
@@ -195,7 +201,7 @@ def test_what_the_overseer_sees_and_what_its_monitor_can_flag():
     for variant, flagged in (("single", True), ("single_targeted", True), ("shoggoth_face", False)):
         assert monitor(sf.visible_turns(ep, variant)).flag is flagged, variant
     assert sf.visible_turns(ep, "shoggoth_face")[0].action == "cover sensor"
-    with pytest.raises(Exception, match="kl_coef must be 0"):
+    with pytest.raises(ConfigError, match="kl_coef must be 0"):
         sf.ShoggothFaceConfig(kl_coef=0.1)
 
 

@@ -137,7 +137,10 @@ def test_train_planning_end_to_end_is_deterministic(base):
     actual = [r["observed_return"] for r in evals[1].episodes]
     assert info["predicted_return"] == pytest.approx(np.mean(predicted))
     assert info["model_error"] == pytest.approx(np.mean(np.subtract(predicted, actual)))
-    assert info["verdict"]["case"] in ("finds_tampering", "exploits_model_errors", "both", "neither")
+    # The verdict is the verdict of the recorded metrics and errors.
+    again = verdict(evals[1].metrics, evals[0].metrics, info["model_error"], info["base_model_error"],
+                    tamper_margin=cfg.tamper_margin, error_margin=cfg.error_margin)
+    assert info["verdict"] == pytest.approx(again)
     assert info["train_time_s"] > 0
     # Same seed, same everything.
     assert [r["transcript"] for r in evals[1].episodes] == [r["transcript"] for r in evals2[1].episodes]
@@ -167,7 +170,7 @@ def test_verdict_tells_the_three_cases_apart():
 ])
 def test_config_checks(knobs, message):
     if message is None:
-        PlanningConfig(**knobs)
+        PlanningConfig(**knobs).check()
         return
     with pytest.raises(ConfigError, match=message):
         PlanningConfig(**knobs)

@@ -70,14 +70,17 @@ def test_reward_model_learns_a_preference(tiny_base_dir):
     assert abs(ensemble.score([prompt, prompt], [good, bad]).mean()) < 1e-5
 
 
-def test_reward_model_pipeline_step_reports_agreement(tiny_base_dir):
-    """The public pipeline step: sample pairs, label with a judge, hold out, fit, and agreement figures."""
+def test_reward_model_pipeline_step_reports_agreement():
+    """The public pipeline step: sample pairs, label with a judge, hold out, fit, and agreement figures.
+
+    On the shipped xs model: the tiny test model's answers tie under the rater on every pair, which
+    leaves nothing to train on and no agreement to check."""
     from proxygap.oversight.judges import Judge
     from proxygap.pipeline.base_model import load_base_model
     from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, train_reward_model
     from proxygap.tasks.splits import eval_train_split
 
-    base = load_base_model(tiny_base_dir)
+    base = load_base_model("xs")
     _, prompts = eval_train_split(base.world, 0, ("fact", "belief", "recommend"), 4)
     cfg = RewardModelConfig(n_pairs=40, epochs=1, max_new_tokens=12, ensemble_size=2)
     pairs = sample_pairs(base, prompts, cfg, seed=3)
@@ -86,8 +89,17 @@ def test_reward_model_pipeline_step_reports_agreement(tiny_base_dir):
     ensemble, info = train_reward_model(base, prompts, rater, gold, cfg, seed=3, pairs=pairs)
     assert len(ensemble.members) == 2
     assert info["n_heldout_pairs"] == 8 and info["n_pairs_sampled"] == 40
-    for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement"):
-        assert info[key] is None or 0.0 <= info[key] <= 1.0
+    assert 0 < info["n_train_pairs"] <= 32  # the rest, less the pairs the rater ties
+    # The figures are the agreements on the first 8 pairs, recomputed here from the returned RM.
+    from proxygap.oversight.reward_model import pair_agreement
+
+    hp, ha, hb = pairs.prompts[:8], pairs.a[:8], pairs.b[:8]
+    rm_a, rm_b = ensemble.score(hp, ha), ensemble.score(hp, hb)
+    ra, rb, ga, gb = (np.array(judge(hp, x)) for judge in (rater, gold) for x in (ha, hb))
+    assert info["agreement_rater"] == pair_agreement(rm_a, rm_b, ra, rb)
+    assert info["agreement_gold"] == pair_agreement(rm_a, rm_b, ga, gb)
+    assert info["rater_gold_agreement"] == pair_agreement(ra, rb, ga, gb)
+    assert info["agreement_rater"] is not None and info["rater_gold_agreement"] is not None
     again, info_again = train_reward_model(base, prompts, rater, gold, cfg, seed=3)  # same seed, sampled anew
     assert info_again == info
     assert np.allclose(again.score(pairs.prompts[:5], pairs.a[:5]), ensemble.score(pairs.prompts[:5], pairs.a[:5]))

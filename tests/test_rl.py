@@ -30,7 +30,7 @@ def test_rl_raises_the_proxy_and_logs_the_ladder(tiny_base_dir):
     assert [e.step for e in evals] == [0, 6, 12]
     assert evals[-1].rm > evals[0].rm, "the proxy goes up"
     assert evals[-1].kl > 0.05 and abs(evals[0].kl) < 1e-4, "and the policy moved away from the reference"
-    assert abs(evals[0].kl_k3) < 1e-4 and evals[-1].kl_k3 >= 0.0
+    assert abs(evals[0].kl_k3) < 1e-4 and evals[-1].kl_k3 > 0.01, "the k3 estimate sees the move too"
     # The reference model itself is untouched.
     ref_again, _ = load_model(tiny_base_dir)
     for p, q in zip(model.parameters(), ref_again.parameters()):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from proxygap.cli import main
-from proxygap.experiments.tampering import REGIMES, pareto_front
+from proxygap.experiments.tampering import REGIMES, pareto_front, planning_finding
 
 MEASURES = ("observed_return", "true_return", "tamper_rate", "intended_rate", "failure_rate", "capability")
 
@@ -30,7 +30,7 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
             assert g["tamper_rate"]["mean"] + g["intended_rate"]["mean"] + g["failure_rate"]["mean"] == pytest.approx(1.0)
             first = g["learning_curve"][0]
             assert first["step"] == 0 and {"observed_return", "true_return", "tamper_rate", "capability"} <= set(first)
-            assert len(g["examples"]) <= r["config"]["n_examples"]
+            assert 1 <= len(g["examples"]) <= r["config"]["n_examples"]
             for e in g["examples"]:
                 assert e["transcript"].startswith(f"agent : {env['name']} :")
         by = {g["name"]: g for g in env["regimes"]}
@@ -40,7 +40,9 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
         assert by["process_blind"]["blind_to"] == env["blind_to"]
         assert env["name"] in r["findings"] and "pareto" in r["findings"][env["name"]]
         plan = r["findings"][env["name"]]["planning"]
-        assert plan["case"] in ("finds_tampering", "exploits_model_errors", "both", "neither")
+        # The stored finding is the planner's rows' (seed by seed errors, the regime's tamper direction).
+        assert plan == planning_finding(by["planning"], r["findings"][env["name"]]["regimes"]["planning"])
+        assert [s["model_error"] for s in by["planning"]["per_seed_info"]] == [by["planning"]["info"]["model_error"]]
         assert by["planning"]["learning_curve"][-1]["step"] == 1 and "model_error" in by["planning"]["info"]
     for name in ("learning_curves.png", "tamper_vs_capability.png", "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name

@@ -93,8 +93,13 @@ def test_weak_to_strong_smoke_results_hold_pairs_with_intervals(tmp_path):
     for p in res["pairs"]:
         assert {"weak", "strong", "pgr", "pgr_by_error", "pgr_of_means", "pgr_undefined_seeds"} <= set(p)
         assert set(p["pgr"]) >= {"mean", "lo", "hi"}
-        for key in ("weak_accuracy", "student_accuracy", "ceiling_accuracy"):
-            assert 0.0 <= p[key]["mean"] <= 1.0
+        weak, student, ceiling = (p[k]["per_seed"] for k in ("weak_accuracy", "student_accuracy", "ceiling_accuracy"))
+        assert len(weak) == len(student) == len(ceiling) == len(res["config"]["seeds"])
+        seeds_pgr = [pgr(w, s, c) for w, s, c in zip(weak, student, ceiling)]  # PGR is its formula, seed by seed
+        assert p["pgr"]["per_seed"] == pytest.approx([x for x in seeds_pgr if x is not None])
+        assert p["pgr_undefined_seeds"] == sum(x is None for x in seeds_pgr)
+        of_means = pgr(p["weak_accuracy"]["mean"], p["student_accuracy"]["mean"], p["ceiling_accuracy"]["mean"])
+        assert p["pgr_of_means"] == (None if of_means is None else pytest.approx(of_means))
         for e in p["pgr_by_error"].values():
             assert set(e) >= {"n", "pgr", "student", "ceiling"}
     assert any(p["pgr"]["mean"] is not None for p in res["pairs"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -29,11 +30,11 @@ def _iv_text(iv: dict | None, digits: int = 3, signed: bool = False) -> str:
 
 def _rate_bar(rate: dict, use_t: bool) -> tuple[float, float, float]:
     """(value, lower error, upper error) of one exploit rate: t-interval across seeds, or with
-    one seed the pooled Wilson interval."""
+    one seed the pooled Wilson interval. An undefined rate is NaN: drawn as "n/a", not as a zero."""
     src = rate if use_t else rate["pooled"]
     value = src["mean"]
     if value is None:
-        return 0.0, 0.0, 0.0
+        return math.nan, 0.0, 0.0
     lo, hi = src["lo"], src["hi"]
     lo = value if lo is None else max(0.0, lo)  # a t-interval on 3 seeds can leave [0, 1]; a rate cannot
     hi = value if hi is None else min(1.0, hi)
@@ -47,8 +48,11 @@ def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list[tuple[floa
     for i, (label, values) in enumerate(series):
         v = np.array([x[0] for x in values])
         err = np.array([[x[1] for x in values], [x[2] for x in values]])
-        ax.bar(xs - 0.425 + (i + 0.5) * width, v, width, yerr=err, capsize=1.5, color=cmap(i % 10), label=label,
-               error_kw={"lw": 0.7})
+        at = xs - 0.425 + (i + 0.5) * width
+        ax.bar(at, np.nan_to_num(v), width, yerr=np.where(np.isnan(v), 0.0, err), capsize=1.5, color=cmap(i % 10),
+               label=label, error_kw={"lw": 0.7})
+        for x in at[np.isnan(v)]:
+            ax.text(x, 0.0, "n/a", rotation=90, ha="center", va="bottom", fontsize=6, color="0.4")
     ax.set_xticks(xs, [g.replace("_", " ") for g in groups], rotation=30, ha="right")
 
 
