@@ -74,7 +74,7 @@ def test_a_seed_count_in_set_means_that_many_seeds():
 
 
 @pytest.mark.parametrize("seeds, offset, message", [
-    ("0", None, "at least 1"), ("x", None, "count K or a list"), (" ", None, "empty"), ("1,2", 3, "not to a list"), (None, 2, "needs --seeds"),
+    ("0", None, "a count from 1 to 10000"), ("x", None, "count K or a list"), (" ", None, "empty"), ("1,2", 3, "not to a list"), (None, 2, "needs --seeds"),
 ])
 def test_bad_seed_arguments(seeds, offset, message):
     with pytest.raises(ConfigError, match=message):

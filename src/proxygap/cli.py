@@ -156,6 +156,14 @@ def _deep_update(base: dict, update: dict) -> dict:
 def cmd_probe(args: argparse.Namespace) -> int:
     from proxygap.lm.device import compute_on
 
+    if args.json:  # refused before the probe's minute of work, not after it
+        target = Path(args.json)
+        if target.is_dir():
+            raise ProxygapError(f"cannot write --json {target}: it is a directory")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ProxygapError(f"cannot write --json {target}: {e.strerror or e} ({e.filename})") from None
     with compute_on(getattr(args, "device", "auto"), getattr(args, "dtype", "fp32")):
         return _probe(args)
 
@@ -201,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from proxygap.experiments.runner import run_experiment
 
     for flag, key in ((args.world, "world"), (args.device, "device"), (args.dtype, "dtype")):
-        if flag:  # before the --set overrides, which win
+        if flag is not None:  # before the --set overrides, which win
             args.overrides = [f"{key}={flag}", *(args.overrides or [])]
     run_dir = run_experiment(args.experiment, out=args.out, preset=args.preset, config_file=args.config,
                              overrides=args.overrides, seeds=args.seeds, seed_offset=args.seed_offset,
@@ -264,8 +272,16 @@ def cmd_knobs(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (its default prints the whole usage first), exit 2."""
+
+    def error(self, message: str):
+        print(f"proxygap: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="proxygap", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="proxygap", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"proxygap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -349,8 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in WRITE_ERRNOS:
             raise
         verb = "access" if e.errno in (errno.EACCES, errno.EPERM, errno.EIO) else "write"  # may be a read
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"proxygap: error: cannot {verb} {where}{os_error_reason(e)}", file=sys.stderr)
+        where = f" {e.filename}" if e.filename else ""
+        print(f"proxygap: error: cannot {verb}{where}: {os_error_reason(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("proxygap: interrupted (a resumable checkpoint, if any, was kept)", file=sys.stderr)

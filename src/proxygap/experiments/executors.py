@@ -9,6 +9,7 @@ existing cluster (``address``) or on a local instance it starts.
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,21 @@ def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = 
             ray.cancel(ref, force=True)
 
 
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A one-line error when a cluster's ``host:port`` does not answer: ``ray.init`` itself retries
+    for minutes and prints a line per try. ``auto`` (Ray finds the cluster) is left to Ray."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep:
+        return
+    if not port.isdigit() or not host:
+        raise ProxygapError(f"--ray-address {address!r} is not host:port (or ray://host:port, or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ProxygapError(f"cannot reach Ray at {address}: {e.strerror or e}; is the cluster up?") from None
+
+
 def executor(name: str, address: str | None = None, num_cpus: int | None = None
              ) -> Callable[[list[Job]], Iterator[tuple[Unit, dict]]]:
     if name == "local":
@@ -174,6 +190,10 @@ def executor(name: str, address: str | None = None, num_cpus: int | None = None
             raise ProxygapError("--ray-address needs --executor ray")
         return run_local
     if name == "ray":
+        if num_cpus is not None and num_cpus < 1:
+            raise ProxygapError(f"--ray-cpus must be at least 1 (a Ray instance without CPUs runs no unit), got {num_cpus}")
         ray_module()  # fail before any work if Ray is missing
+        if address:
+            check_reachable(address)
         return lambda jobs: run_ray(jobs, address, num_cpus)
     raise ProxygapError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -62,6 +62,8 @@ def model_refs(config: dict) -> list[str]:
     sections = [config, *[v for v in config.values() if isinstance(v, dict)]]
     for key, value in [(k, sec.get(k)) for k in MODEL_KEYS for sec in sections]:
         for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if key == "model" and item == "":
+                item = "default"  # what an empty model knob loads
             if not isinstance(item, str) or not item or item in ("base", "shared"):
                 continue
             for ref in (item.split(":") if key == "pairs" else [item]):
@@ -137,7 +139,16 @@ def load_results(run_dir: str | Path) -> dict:
         raise ProxygapError(f"{path} is corrupt or not a proxygap results file") from None
     if not isinstance(data, dict) or "experiment" not in data:
         raise ProxygapError(f"{path} is not a proxygap results file (no 'experiment' key)")
+    check_schema(data, path)
     return data
+
+
+def check_schema(results: dict, path: Path) -> None:
+    """A results file from a newer proxygap is refused rather than half read."""
+    version = results.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+        raise ProxygapError(f"{path} has schema_version {version!r}, newer than this proxygap's "
+                            f"({SCHEMA_VERSION}): update proxygap to read it")
 
 
 def compare(a: dict, b: dict, tolerance: float = 1e-9) -> list[str]:

@@ -41,7 +41,7 @@ from proxygap.config import ConfigError, from_dict, load_config_data, set_paths,
 from proxygap.errors import ProxygapError
 from proxygap.experiments.catalogue import MODULES, get_experiment
 from proxygap.experiments.executors import executor, prepare_on_ray, ray_device
-from proxygap.experiments.spec import Experiment, Unit
+from proxygap.experiments.spec import MAX_SEEDS, SEED_MAX, Experiment, Unit
 from proxygap.fileio import replace_dir, write_text_atomic
 
 __all__ = ["MODULES", "get_experiment", "report_run", "resolve_config", "run_experiment"]
@@ -92,11 +92,12 @@ def _seed_list(seeds: int | str | None, offset: int | None) -> list[int] | None:
         raise ConfigError("--seeds is empty; give a count K or a list like 0,3,7")
     if "," not in text:
         (k,) = values
-        if k < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {k}")
+        if not 1 <= k <= MAX_SEEDS:
+            raise ConfigError(f"--seeds must be a count from 1 to {MAX_SEEDS}, got {k}")
         start = offset or 0
-        if start < 0:
-            raise ConfigError(f"--seed-offset must be >= 0, got {start}")
+        if not 0 <= start <= SEED_MAX - k + 1:
+            raise ConfigError(f"--seed-offset must be from 0 to {SEED_MAX - k + 1} (seeds go up to {SEED_MAX}), "
+                              f"got {start}")
         return list(range(start, start + k))
     if offset is not None:
         raise ConfigError("--seed-offset applies to a seed count (--seeds K), not to a list of seeds")
@@ -107,8 +108,8 @@ def _seed_count(data: dict) -> dict:
     """``seeds: K`` (a count) in a preset or a file means seeds 0..K-1, as ``--seeds K`` does."""
     seeds = data.get("seeds")
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ConfigError(f"seeds={seeds}: give a count of at least 1 or a list of seeds")
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise ConfigError(f"seeds={seeds}: give a count from 1 to {MAX_SEEDS} or a list of seeds")
         data = {**data, "seeds": list(range(seeds))}
     return data
 
@@ -139,14 +140,14 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+def _first_difference(a: Any, b: Any, path: str = "", then: str = "interrupted run") -> str | None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
-            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k, then)
             if d:
                 return d
         return None
-    return None if a == b else f"{path}: {a!r} (interrupted run) vs {b!r} (now)"
+    return None if a == b else f"{path}: {a!r} ({then}) vs {b!r} (now)"
 
 
 # ---------------------------------------------------------------- provenance
@@ -199,9 +200,13 @@ def dump_json(obj: Any) -> str:
 # ---------------------------------------------------------------- the lock and the work area
 @contextlib.contextmanager
 def _locked(out_dir: Path) -> Iterator[None]:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out_dir.with_name(f".{out_dir.name}.lock")
-    handle = open(lock_path, "a+")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")
+    except OSError as e:
+        raise ProxygapError(f"cannot write the run directory {out_dir}: {e.strerror or e} "
+                            f"({e.filename or out_dir.parent}); choose another --out") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -313,12 +318,22 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                                         "rerun with the same command, or --force to start over")
         elif out_dir.exists() and not force:
             if resume and (out_dir / "results.json").is_file():
+                try:
+                    previous = yaml.safe_load((out_dir / "config.yaml").read_text())
+                except (OSError, yaml.YAMLError):
+                    previous = None
+                difference = _first_difference(previous, config_dict, then="that run") \
+                    if isinstance(previous, dict) else None
+                if difference:
+                    raise ProxygapError(f"{out_dir} is a complete run of a different config ({difference}); "
+                                        "--force to replace it, or choose another --out")
                 print(f"{out_dir} is already complete; nothing to resume")
                 return out_dir
             raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
         commit = _git_commit()
         if not work.exists():
             first_device = (checked or placed(cfg.device))[0]  # refused before anything is written, also with --resume
+            _check_models(config_dict)
             (work / "units").mkdir(parents=True)
             write_text_atomic(work / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
             # Threads and device are resolved once, when the run starts: a resume elsewhere runs with
@@ -407,6 +422,23 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
     return out_dir
 
 
+def _check_models(config_dict: dict) -> None:
+    """Every model directory the config names is readable, before the run writes anything: a corrupt
+    one would otherwise fail in ``prepare`` and leave an interrupted run behind. Models that do not
+    exist yet (built on demand) are the experiment's business."""
+    from proxygap.experiments.provenance import model_refs
+    from proxygap.lm.model import check_model_files
+    from proxygap.pipeline.base_model import resolve_model_dir
+
+    for ref in model_refs(config_dict):
+        try:
+            path = resolve_model_dir(ref)
+        except ProxygapError:
+            continue
+        if path.exists():
+            check_model_files(path)
+
+
 def _origin(config_dict: dict, commit: str | None) -> dict:
     """What a run's units depend on besides its config: the code (source hash) and each base model's hash."""
     from proxygap.experiments.provenance import provenance
@@ -455,6 +487,9 @@ def report_run(run_dir: str | Path) -> Path:
         raise ProxygapError(f"{results_file} is corrupt or not a proxygap results file") from None
     if not isinstance(data, dict) or data.get("experiment") not in MODULES:
         raise ProxygapError(f"{results_file} is not a proxygap results file (no known 'experiment' key)")
+    from proxygap.experiments.provenance import check_schema
+
+    check_schema(data, results_file)
     name = data["experiment"]
     try:
         get_experiment(name).report(run_dir)

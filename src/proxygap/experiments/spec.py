@@ -20,6 +20,9 @@ from typing import Any
 
 from proxygap.config import Config, ConfigError, knob
 
+SEED_MAX = 2**31 - 1  # seeds derived from a seed (seed * 100 + i, ...) stay within every RNG's range
+MAX_SEEDS = 10_000  # a count of seeds (units of work) beyond any real run: a typo, refused before it is built
+
 
 @dataclass
 class ExperimentConfig(Config):
@@ -27,7 +30,7 @@ class ExperimentConfig(Config):
 
     seeds: tuple[int, ...] = knob((0, 1, 2), "the seeds, one unit of work (or one row of units) each; intervals are "
                                   "across seeds. `--seeds K [--seed-offset S]` gives S..S+K-1, `--seeds 3,7,9` a list",
-                                  lo=0)
+                                  lo=0, hi=SEED_MAX)
     world: str = knob("", "a world directory or world.json every model of the run is judged against, e.g. for a "
                           "model directory without its own world.json ('': each model's own)")
     save_models: bool = knob(False, "save the optimized policies and reward models of the first seed's units as "

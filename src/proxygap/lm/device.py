@@ -41,7 +41,6 @@ def parse_device(spec: str) -> tuple[str, int | None]:
     """``auto``/``cpu``/``cuda``/``cuda:N`` -> (kind, index or None), whatever this machine has; a
     ConfigError for anything else. What a config checks; ``resolve_device`` also checks the machine."""
     kind, _, index = str(spec).strip().lower().partition(":")
-    kind = kind or "auto"
     if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
         raise ConfigError(f"device={spec!r} is not a device; choose {DEVICE_HELP}")
     return kind, int(index) if index else None

@@ -13,6 +13,7 @@ atomically and ``load_model`` turns every way a directory can be broken into one
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterator
 from itertools import chain
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
@@ -119,14 +121,38 @@ def save_model(
     return path
 
 
-def load_model(path: str | Path):
-    """Load any Hugging Face causal-LM directory as ``(model, tokenizer)``, model in eval mode on the
-    current device (``lm.device.compute_on``'s; the CPU outside one), weights in float32."""
+def check_model_files(path: str | Path) -> None:
+    """A CheckpointError naming the file when a model directory's JSON files or safetensors headers
+    are unreadable; cheap (no tensor is read), so a run checks its models before it writes anything.
+    What only a load finds (missing tensors, NaN weights) is ``load_model``'s check."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"no model directory at {path}")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path} has no config.json (not a Hugging Face model directory)")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors.index.json"):
+        file = path / name
+        if file.is_file():
+            try:
+                json.loads(file.read_text())
+            except (OSError, ValueError) as e:
+                raise CheckpointError(f"{file} is corrupt (not JSON: {str(e).splitlines()[0]})") from None
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights and not any(path.glob("*.bin")):
+        raise CheckpointError(f"{path} has no weights (*.safetensors or *.bin)")
+    for file in weights:
+        try:
+            with safe_open(str(file), "pt") as f:
+                f.keys()
+        except Exception as e:  # SafetensorError, OSError: unreadable either way
+            raise CheckpointError(f"{file} is corrupt: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
+
+
+def load_model(path: str | Path):
+    """Load any Hugging Face causal-LM directory as ``(model, tokenizer)``, model in eval mode on the
+    current device (``lm.device.compute_on``'s; the CPU outside one), weights in float32."""
+    path = Path(path)
+    check_model_files(path)  # names the corrupt file, where transformers' error often does not
     try:
         # Loaded on the CPU (a fixed place, whatever context the caller is in), then moved below.
         with quiet_hf_progress(), torch.device("cpu"):

@@ -87,6 +87,9 @@ class CorpusConfig(Config):
             raise ConfigError("the assistant question shares must not all be zero")
         if self.share_agent > 0 and not self.agent_envs:
             raise ConfigError("agent_envs must name at least one environment when share_agent > 0")
+        if self.manipulation_rate > 0 and not self.manipulation_phrases:
+            raise ConfigError("manipulation_phrases is empty but manipulation_rate > 0: give at least one phrase, "
+                              "or set manipulation_rate=0")
         for phrase in self.manipulation_phrases:
             if not phrase.strip() or phrase != " ".join(phrase.split()) or phrase != phrase.lower():
                 raise ConfigError(f"manipulation phrase {phrase!r} must be lowercase words separated by single spaces")
