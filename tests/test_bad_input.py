@@ -104,3 +104,10 @@ def test_a_probe_json_path_that_cannot_be_written_is_refused_before_the_probe(tm
     (tmp_path / "a_file").write_text("x")
     assert main(["probe", "--size", "xs", "--json", str(tmp_path / "a_file" / "probe.json")]) == 2
     assert "cannot write --json" in _error(capsys)
+
+
+def test_small_wording_fixes(capsys):
+    assert main(["run", "overoptimization", "--preset", "smoke", "--set", "=3"]) == 2
+    assert "names no field" in _error(capsys)
+    assert main(["probe", "--size", "xs", "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in _error(capsys)

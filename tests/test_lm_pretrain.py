@@ -115,7 +115,7 @@ def test_corrupt_or_mismatched_checkpoint_is_refused(tmp_path):
     texts = corpus()
     with pytest.raises(Interrupt):
         pretrain(texts, tmp_path, MODEL, cfg(), progress=False, on_step=interrupt_at(5))
-    with pytest.raises(CheckpointError, match="pretrain.lr"):
+    with pytest.raises(CheckpointError, match=r"train\.lr=.*another output directory \(--out\)"):
         pretrain(texts, tmp_path, MODEL, cfg(lr=1e-4), progress=False)
     with pytest.raises(CheckpointError, match="different corpus"):
         pretrain(corpus(seed=1), tmp_path, MODEL, cfg(), progress=False)

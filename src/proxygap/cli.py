@@ -156,6 +156,8 @@ def _deep_update(base: dict, update: dict) -> dict:
 def cmd_probe(args: argparse.Namespace) -> int:
     from proxygap.lm.device import compute_on
 
+    if getattr(args, "seed", 0) < 0:  # as `world` refuses it
+        raise ProxygapError(f"--seed must be >= 0, got {args.seed}")
     if args.json:  # refused before the probe's minute of work, not after it
         target = Path(args.json)
         if target.is_dir():

@@ -204,6 +204,8 @@ def set_paths(cls: type, data: dict[str, Any], overrides: list[str] | tuple[str,
         if "=" not in item:
             raise ConfigError(f"--set expects path.to.field=value, got {item!r}")
         path, raw = item.split("=", 1)
+        if not path.strip():
+            raise ConfigError(f"--set {item!r} names no field: use path.to.field=value")
         keys = path.strip().split(".")
         node: Any = data
         section: Any = cls

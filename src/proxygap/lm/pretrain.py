@@ -141,7 +141,7 @@ def pretrain(
         check_same_run(state, settings, ckpt_dir)
         if tokenizer is not None and tokenizer.get_vocab() != ckpt_tokenizer.get_vocab():
             raise CheckpointError(
-                f"{ckpt_dir} was trained with a different tokenizer; delete it or use another out_dir")
+                f"{ckpt_dir} was trained with a different tokenizer; delete it or use another output directory (--out)")
         tokenizer = ckpt_tokenizer
     elif start is not None:
         model, tokenizer = start
@@ -169,7 +169,7 @@ def pretrain(
     start = 0
     if state is not None:
         if state["data_hash"] != data_hash:
-            raise CheckpointError(f"{ckpt_dir} was trained on a different corpus; delete it or use another out_dir")
+            raise CheckpointError(f"{ckpt_dir} was trained on a different corpus; delete it or use another output directory (--out)")
         try:
             optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as e:
@@ -244,9 +244,10 @@ def check_same_run(state: dict, settings: dict, ckpt_dir: Path) -> None:
                 continue
             before = old.get(key, "gpt2" if (section, key) == ("model", "arch") else None)  # pre-knob: gpt2
             if before != new[key]:
+                knob = f"{'train' if section == 'pretrain' else section}.{key}"  # as a recipe (--set) names it
                 raise CheckpointError(
-                    f"{ckpt_dir} was made with {section}.{key}={before!r}, not {new[key]!r}; "
-                    "delete it or use another out_dir")
+                    f"{ckpt_dir} was made with {knob}={before!r}, not {new[key]!r}; "
+                    "delete it or use another output directory (--out)")
 
 
 def truncate_log(log_path: Path, step: int) -> None:
