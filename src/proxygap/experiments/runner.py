@@ -140,6 +140,15 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+def _recorded_config(run_dir: Path) -> dict | None:
+    """The config.yaml a run recorded, or None if it is missing or corrupt."""
+    try:
+        recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
 def _first_difference(a: Any, b: Any, path: str = "", then: str = "interrupted run") -> str | None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
@@ -307,23 +316,16 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 raise ProxygapError(f"{work} holds an interrupted run ({n_done} of {len(units)} units done); "
                                     "pass --resume to finish it or --force to discard it")
             else:
-                try:
-                    previous = yaml.safe_load((work / "config.yaml").read_text())
-                except (OSError, yaml.YAMLError):
-                    previous = None
-                difference = _first_difference(previous, config_dict) if isinstance(previous, dict) else \
+                previous = _recorded_config(work)
+                difference = _first_difference(previous, config_dict) if previous is not None else \
                     "its config.yaml is missing or corrupt"
                 if difference:
                     raise ProxygapError(f"cannot resume {work} with a different config ({difference}); "
                                         "rerun with the same command, or --force to start over")
         elif out_dir.exists() and not force:
             if resume and (out_dir / "results.json").is_file():
-                try:
-                    previous = yaml.safe_load((out_dir / "config.yaml").read_text())
-                except (OSError, yaml.YAMLError):
-                    previous = None
-                difference = _first_difference(previous, config_dict, then="that run") \
-                    if isinstance(previous, dict) else None
+                previous = _recorded_config(out_dir)
+                difference = _first_difference(previous, config_dict, then="that run") if previous is not None else None
                 if difference:
                     raise ProxygapError(f"{out_dir} is a complete run of a different config ({difference}); "
                                         "--force to replace it, or choose another --out")

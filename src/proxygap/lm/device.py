@@ -120,8 +120,8 @@ def explicitly_placed() -> Iterator[None]:
         yield
     finally:
         # Each mode back where it was: ``with torch.device(...)`` pops whatever is on top when it exits.
-        now = [pop() for _ in range(depth())][::-1]
-        for mode in stack + [mode for mode in now if not any(mode is k for k in kept)]:
+        now = [pop() for _ in range(depth())][::-1]  # the kept modes, then any the body left on
+        for mode in stack + now[len(kept):]:
             push(mode)
 
 

@@ -152,13 +152,17 @@ def load_model(path: str | Path):
     """Load any Hugging Face causal-LM directory as ``(model, tokenizer)``, model in eval mode on the
     current device (``lm.device.compute_on``'s; the CPU outside one), weights in float32."""
     path = Path(path)
-    check_model_files(path)  # names the corrupt file, where transformers' error often does not
+    if not path.is_dir():
+        raise CheckpointError(f"no model directory at {path}")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path} has no config.json (not a Hugging Face model directory)")
     try:
         # Loaded on the CPU (a fixed place, whatever context the caller is in), then moved below.
         with quiet_hf_progress(), torch.device("cpu"):
             model, info = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:  # OSError, ValueError, SafetensorError, ...: all mean "not loadable"
+        check_model_files(path)  # names the corrupt file, where transformers' error often does not
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"cannot load model from {path}: {first_line}") from e
     # A weights file missing tensors would otherwise load silently with random weights.
