@@ -111,3 +111,20 @@ def test_small_wording_fixes(capsys):
     assert "names no field" in _error(capsys)
     assert main(["probe", "--size", "xs", "--seed", "-1"]) == 2
     assert "--seed must be >= 0" in _error(capsys)
+
+
+def test_an_unknown_knobs_target_lists_every_target(capsys):
+    assert main(["knobs", "nosuch"]) == 2
+    err = _error(capsys)
+    assert "unknown knobs target 'nosuch'" in err
+    assert all(name in err for name in ("world", "pretrain", "probe", "overoptimization", "weak-to-strong"))
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    import proxygap.cli as cli
+
+    def closed(*_):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(cli, "describe", closed)
+    assert main(["knobs", "world"]) == 141
+    assert capsys.readouterr().err == ""

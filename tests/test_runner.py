@@ -222,7 +222,7 @@ def test_kill_9_then_resume_gives_the_same_results_and_a_second_writer_is_refuse
     assert [p.name for p in tmp_path.glob(".run.*")] == [".run.lock"]  # no temporary directory left behind
 
 
-def test_a_torn_unit_file_is_run_again(serial_run, tiny_base_dir, tmp_path):
+def test_a_torn_unit_file_is_run_again(serial_run, tiny_base_dir, tmp_path, capsys):
     out = tmp_path / "run"
     partial = out.with_name("run.partial")
     (partial / "units").mkdir(parents=True)
@@ -231,6 +231,7 @@ def test_a_torn_unit_file_is_run_again(serial_run, tiny_base_dir, tmp_path):
     (partial / "units" / "seed=0.json").write_text((serial_run[0] / "units" / "seed=0.json").read_text())
     (partial / "units" / "seed=1.json").write_text('{"unit": {"key": "seed=1"}, "resu')  # killed mid-write
     assert main([*_argv(tiny_base_dir, out), "--resume"]) == 0
+    assert "seed=1.json is unreadable or not this unit's result; running the unit again" in capsys.readouterr().err
     resumed = json.loads((out / "results.json").read_text())
     assert resumed["meta"]["units"]["resumed"] == 1
     assert _comparable(resumed) == _comparable(serial_run[1])

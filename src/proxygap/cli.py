@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from proxygap import __version__
-from proxygap.config import describe, load_config, to_dict
+from proxygap.config import ConfigError, describe, load_config, to_dict
 from proxygap.errors import ProxygapError
 from proxygap.fileio import WRITE_ERRNOS, os_error_reason, replace_dir, temp_sibling, write_text_atomic, writing
 
@@ -262,13 +263,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_knobs(args: argparse.Namespace) -> int:
-    from proxygap.experiments.catalogue import get_experiment
+    from proxygap.experiments.catalogue import MODULES, get_experiment
     from proxygap.pipeline.base_model import BaseModelRecipe
     from proxygap.measure.probe import ProbeConfig
     from proxygap.world.config import WorldConfig
 
     classes = {"world": WorldConfig, "pretrain": BaseModelRecipe, "probe": ProbeConfig}
-    cls = classes[args.target] if args.target in classes else get_experiment(args.target).config_cls
+    if args.target in classes:
+        cls = classes[args.target]
+    elif args.target in MODULES:
+        cls = get_experiment(args.target).config_cls
+    else:
+        raise ConfigError(f"unknown knobs target {args.target!r}; choose one of: "
+                          f"{', '.join(classes)}, or an experiment: {', '.join(sorted(set(MODULES) - set(classes)))}")
     for path, default, help_text in describe(cls):
         print(f"{path:<42} {default!s:<14} {help_text}")
     return 0
@@ -362,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     except ProxygapError as e:
         print(f"proxygap: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Whatever read the output (`| head`) stopped reading: end quietly, as Unix tools do.
+        try:  # stdout to /dev/null, so the interpreter's flush at exit cannot fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout with no file descriptor (captured)
+            pass
+        return 141
     except OSError as e:
         # A full disk, a read-only file system, no permission: the user's to fix, not a traceback.
         if e.errno not in WRITE_ERRNOS:

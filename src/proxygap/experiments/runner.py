@@ -256,9 +256,12 @@ def _units_done(work: Path, units: list[Unit]) -> dict[str, dict]:
             try:
                 data = json.loads(f.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(data, dict) and data.get("unit", {}).get("key") == unit.key:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("unit"), dict) and data["unit"].get("key") == unit.key \
+                    and "result" in data:
                 done[unit.key] = data["result"]
+            else:  # written atomically, so this is damage from outside: say so rather than re-run it silently
+                print(f"{f} is unreadable or not this unit's result; running the unit again", file=sys.stderr)
     return done
 
 
