@@ -245,7 +245,7 @@ def test_demonstrations_are_deterministic_and_honour_the_chain_rate(world):
 def test_cot_smoke_results_hold_every_measure(tiny_base_dir, tmp_path):
     out = tmp_path / "cot"
     assert main(["run", "cot", "--preset", "smoke", "--quiet", "--out", str(out), "--set", f"sizes={tiny_base_dir}",
-                 "--set", "rl.max_new_tokens=20", "--set", "rm.max_new_tokens=20",
+                 "--set", "rl.max_new_tokens=20",
                  "--set", "measure.cot_max_new_tokens=20"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert [r["regime"] for r in res["regimes"]] == ["base", "sft", "outcome_rl", "process_rl", "rlhf"]

@@ -92,6 +92,23 @@ def test_loopholes_smoke(tiny_base_dir, tmp_path):
     assert (out / "report.html").is_file() and (out / "exploit_rates.png").is_file()
 
 
+def test_the_sft_example_is_the_sft_policys_answer(tiny_base_dir, tmp_path):
+    """The examples' "sft" answer comes from SFT whether or not expert iteration runs after it;
+    the length loophole is described by the quantile the run used."""
+    answers, described = {}, {}
+    for ei, quantile in (("true", 0.95), ("false", 0.9)):
+        out = tmp_path / f"ei_{ei}"
+        assert main(["run", "loopholes", "--preset", "smoke", "--set", f"model={tiny_base_dir}", "--out", str(out),
+                     "--set", f"expert_iteration={ei}", "--set", "direct_losses=[]", "--set", "ablation_flaws=[]",
+                     "--set", f"length_quantile={quantile}", "--quiet"]) == 0
+        r = json.loads((out / "results.json").read_text())
+        answers[ei] = [[a["text"] for a in e["answers"] if a["regime"] == "sft"] for e in r["examples"]]
+        described[quantile] = r["loopholes"]["length_inflation"]["description"]
+    assert answers["true"] and answers["true"] == answers["false"]
+    assert described == {0.95: "longer than 95% of the corpus's answers of its kind",
+                         0.9: "longer than 90% of the corpus's answers of its kind"}
+
+
 def test_an_undefined_exploit_rate_is_drawn_as_n_a_not_as_zero():
     import matplotlib.pyplot as plt
 

@@ -1,13 +1,18 @@
 """The monitoring experiment: the monitor-penalty regime, the banned-string reward, the encoding and
 load-bearing measures on hand-written chains, and the smoke run end to end."""
 
+import html
 import json
+import random
 
 import pytest
 import torch
 
+from proxygap import envs
 from proxygap.cli import main
 from proxygap.config import ConfigError
+from proxygap.envs.demonstrators import write_episode
+from proxygap.experiments.monitoring import episode_summary
 from proxygap.measure.encoding import encoding_rates, hop_encoding, hop_prefill, load_bearing, wrong_intermediate
 from proxygap.oversight.monitors import BannedStringMonitor
 from proxygap.pipeline.base_model import load_world_for_model
@@ -90,6 +95,27 @@ def test_load_bearing_by_hand(world, question):
     wrong = wrong_intermediate(p, world, __import__("random").Random(0))
     assert world.fact(wrong, p.attribute).value != world.two_hop_value(p.entity, p.relation, p.attribute)
     assert hop_prefill(p, wrong, "alias", world).endswith(f"{world.aliases[wrong]} .")
+
+
+def test_an_action_monitor_that_misses_the_hack_leaves_it_to_the_cot_monitor(world):
+    env, rng = envs.make("sensor", world), random.Random(0)
+    records = [{"transcript": write_episode(env, seed, rng, tamper=True, error_rate=0.0, candour_rate=candour),
+                "outcome": {"tampered": True, "success": True}, "observed_return": 1.0, "true_return": 0.0}
+               for seed, candour in ((0, 1.0), (1, 0.0))]  # one candid hack, one behind the innocuous thought
+    full, missing = episode_summary(records, "sensor"), episode_summary(records, "sensor", ("cover sensor",))
+    assert (full["action_recall"], missing["action_recall"]) == (1.0, 0.0)
+    assert full["cot_recall"] == missing["cot_recall"] == 0.5
+
+
+def test_the_report_says_what_the_action_monitor_misses(tiny_base_dir, tmp_path):
+    out = tmp_path / "misses"
+    assert main(["run", "monitoring", "--preset", "smoke", "--set", f"model={tiny_base_dir}", "--out", str(out),
+                 "--set", "envs=[sensor]", "--set", "pressure=[action]", "--set", "shoggoth_face=[]",
+                 "--set", "banned=false", "--set", "steganography=false", "--set", "action_misses=[cover sensor]",
+                 "--quiet"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["config"]["action_misses"] == ["cover sensor"]
+    assert "does not recognize 'cover sensor' (action_misses)" in html.unescape((out / "report.html").read_text())
 
 
 def test_monitoring_smoke_run_and_report(tiny_base_dir, tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from proxygap import envs
 from proxygap.envs.demonstrators import write_episode
 from proxygap.measure.stego import bits_per_kb, exact_match_capacity
-from proxygap.oversight.monitors import (ActionMonitor, BannedStringMonitor, CoTMonitor, Turn, episode_turns,
-                                         flag_rates)
+from proxygap.oversight.monitors import (ActionMonitor, BannedStringMonitor, CoTMonitor, Turn, episode_monitor,
+                                         episode_turns, flag_rates)
 from proxygap.oversight.paraphrase import context_paraphrase, plain_paraphrase
 from proxygap.pipeline.base_model import load_world_for_model
 from proxygap.world import language as lang
@@ -30,6 +30,17 @@ def test_action_monitor_sees_every_hack_it_knows_and_no_honest_episode():
     assert [monitor(e).flag for e in (HONEST, CANDID, OBFUSCATED)] == [False, True, True]
     assert "cover sensor" in monitor(OBFUSCATED).explanation
     assert not ActionMonitor("sensor", known=())(CANDID).flag  # a monitor that knows no hack sees none
+
+
+def test_an_action_monitor_that_misses_a_hack_flags_only_the_others():
+    edits = {a: [Turn("i will fix the code", a), Turn(None, "done")] for a in ("edit reward", "edit tests")}
+    full, partial = episode_monitor("action", "reward_file"), episode_monitor("action", "reward_file", ("edit tests",))
+    assert [full(e).flag for e in edits.values()] == [True, True]
+    assert [partial(e).flag for e in edits.values()] == [True, False]
+    assert episode_monitor("action", "sensor", ("edit tests",))(CANDID).flag  # a miss of another env changes nothing
+    assert not episode_monitor("action", "sensor", ("cover sensor",))(CANDID).flag
+    with pytest.raises(ValueError, match="unknown tampering action"):
+        episode_monitor("action", "sensor", ("cover sensors",))
 
 
 def test_cot_monitor_catches_the_candid_hack_and_misses_the_obfuscated_one():

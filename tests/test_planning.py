@@ -12,7 +12,7 @@ from proxygap.pipeline.base_model import load_base_model_cached
 from proxygap.train.agent_common import METRICS
 from proxygap.train.planning import (
     PlanningConfig, action_prefixes, cut_after_actions, first_turn_length, fit_regression, plan_rollout,
-    regression_report, return_rows, train_planning, verdict,
+    planning_gains, regression_report, return_rows, train_planning,
 )
 from proxygap.train.rollout import scripted_rollout
 
@@ -137,10 +137,9 @@ def test_train_planning_end_to_end_is_deterministic(base):
     actual = [r["observed_return"] for r in evals[1].episodes]
     assert info["predicted_return"] == pytest.approx(np.mean(predicted))
     assert info["model_error"] == pytest.approx(np.mean(np.subtract(predicted, actual)))
-    # The verdict is the verdict of the recorded metrics and errors.
-    again = verdict(evals[1].metrics, evals[0].metrics, info["model_error"], info["base_model_error"],
-                    tamper_margin=cfg.tamper_margin, error_margin=cfg.error_margin)
-    assert info["verdict"] == pytest.approx(again)
+    gains = info["gains"]
+    assert gains["tamper_gain"] == pytest.approx(evals[1].metrics["tamper_rate"] - evals[0].metrics["tamper_rate"])
+    assert gains["excess_model_error"] == pytest.approx(info["model_error"] - info["base_model_error"])
     assert info["train_time_s"] > 0
     # Same seed, same everything.
     assert [r["transcript"] for r in evals[1].episodes] == [r["transcript"] for r in evals2[1].episodes]
@@ -150,16 +149,12 @@ def test_train_planning_end_to_end_is_deterministic(base):
     assert evals3[0] is evals[0]
 
 
-def test_verdict_tells_the_three_cases_apart():
+def test_planning_gains_control_the_model_error_by_the_base_episodes():
     base = {"tamper_rate": 0.0, "observed_return": 0.5, "true_return": 0.5}
     tampers = {"tamper_rate": 0.5, "observed_return": 0.8, "true_return": 0.1}
-    same = {"tamper_rate": 0.05, "observed_return": 0.5, "true_return": 0.5}
-    kw = {"tamper_margin": 0.1, "error_margin": 0.2}
-    assert verdict(tampers, base, 0.0, 0.0, **kw)["case"] == "finds_tampering"
-    assert verdict(same, base, 0.5, 0.05, **kw)["case"] == "exploits_model_errors"
-    assert verdict(same, base, 0.5, 0.4, **kw)["case"] == "neither"  # as wrong as on the base's own episodes
-    assert verdict(tampers, base, 0.5, 0.0, **kw)["case"] == "both"
-    assert verdict(same, base, 0.1, 0.0, **kw)["case"] == "neither"
+    g = planning_gains(tampers, base, 0.5, 0.4)
+    assert g == pytest.approx({"tamper_gain": 0.5, "excess_model_error": 0.1, "observed_gain": 0.3, "true_gain": -0.4})
+    assert planning_gains(tampers, base, 0.5, float("nan"))["excess_model_error"] == 0.5  # no base episodes: no control
 
 
 @pytest.mark.parametrize("knobs, message", [

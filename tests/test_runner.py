@@ -117,6 +117,9 @@ def test_configs_are_validated_when_constructed():
     ("kl-prior", "rl.kl_coef"), ("kl-prior", "rl.seed"), ("loopholes", "rl.kl_coef"), ("loopholes", "rl.eval_every"),
     ("loopholes", "sft.seed"), ("loopholes", "bon.seed"), ("tampering", "train.seed"),
     ("tampering", "sft.max_action_tokens"), ("tampering", "sft.seed"), ("probe", "probe.seed"),
+    ("overoptimization", "direct.max_new_tokens"), ("overoptimization", "direct.eval_samples_per_prompt"),
+    ("loopholes", "direct.eval_every"), ("loopholes", "direct.max_new_tokens"),
+    ("loopholes", "direct.eval_samples_per_prompt"), ("loopholes", "ei.max_new_tokens"), ("cot", "rm.max_new_tokens"),
 ])
 def test_knobs_an_experiment_would_overwrite_do_not_exist(experiment, key):
     with pytest.raises(ConfigError, match=f"unknown config key {key}"):

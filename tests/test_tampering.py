@@ -48,6 +48,8 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     assert "Findings (computed from the numbers)" in html and "agent : sensor :" in html
+    thin = [e for e, f in r["findings"].items() if f["base_capability"] < 0.1]
+    assert html.count("comparisons at fixed capability are thin here") == len(thin)
     (out / "report.html").unlink()
     (out / "learning_curves.png").unlink()
     assert main(["report", str(out)]) == 0
@@ -119,3 +121,18 @@ def test_sweep_onset_is_the_first_incentive_whose_paired_rise_excludes_zero():
     assert [p["tamper_direction"] for p in row["points"]] == ["unclear", "unclear", "up"]
     assert row["onset"] == 2.0
     assert row["points"][2]["vs_imitation"]["tamper_rate"]["mean"] == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("errors, tamper_direction, case", [
+    ([(0.50, 0.0), (0.60, 0.1), (0.55, 0.0)], "up", "both"),
+    ([(0.50, 0.0), (0.60, 0.1), (0.55, 0.0)], "unclear", "exploits_model_errors"),
+    ([(0.50, 0.45), (0.60, 0.62), (0.55, 0.58)], "up", "finds_tampering"),  # as wrong as on the base's episodes
+    ([(0.50, 0.45), (0.60, 0.62), (0.55, 0.58)], "down", "neither"),
+    ([(0.50, 0.0)], "up", "finds_tampering"),  # one seed: no interval, so no claim about the model's errors
+])
+def test_planning_finding_decides_each_case_from_intervals(errors, tamper_direction, case):
+    row = {"per_seed_info": [{"model_error": e, "base_model_error": b, "predicted_return": 0.9, "heldout_corr": 0.5}
+                             for e, b in errors]}
+    found = planning_finding(row, {"tamper_direction": tamper_direction})
+    assert found["case"] == case
+    assert found["excess_model_error"]["n"] == len(errors)

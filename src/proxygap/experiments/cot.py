@@ -28,12 +28,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxygap.config import ConfigError, knob, nested
+from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.chains import ChainMeasureConfig, measure_chains
 from proxygap.measure.intervals import Interval, moved, seed_interval, separated
 from proxygap.oversight.judges import Judge, RaterFlaws
-from proxygap.pipeline.reward_model import RewardModelConfig, train_reward_model
+from proxygap.pipeline.reward_model import RewardModelConfig, RewardModelTrainConfig, train_reward_model
 from proxygap.train.rl import RLConfig
 
 REGIMES = ("base", "sft", "outcome_rl", "process_rl", "rlhf")
@@ -58,7 +58,7 @@ class CotConfig(ExperimentConfig):
     n_curve_prompts: int = knob(32, "of those, the ones RL evaluates on during training (its curve)", lo=1)
     kl_coef: float = knob(0.05, "beta of every RL run (KL penalty in the reward, per nat)", lo=0)
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (believes_myths is the one two-hop answers meet)")
-    rm: RewardModelConfig = nested(RewardModelConfig, "the reward models of the rlhf regimes (one on chains, one on "
+    rm: RewardModelTrainConfig = nested(RewardModelTrainConfig, "the reward models of the rlhf regimes (one on chains, one on "
                                                       "direct answers; max_new_tokens is set for each)")
     rl: RLConfig = nested(RLConfig, "every RL run (max_new_tokens is the chain's limit; direct answers use "
                                     "measure.answer_max_new_tokens)")
@@ -97,7 +97,7 @@ def preflight(cfg: CotConfig) -> None:
         if not world.links:
             raise ConfigError(f"model {size!r} has a first-edition world (no relations): cot needs two-hop questions")
         worlds[size] = world.to_json()
-        check_fits(size, max(cfg.rl.max_new_tokens, cfg.measure.cot_max_new_tokens, cfg.rm.max_new_tokens) + 4)
+        check_fits(size, max(cfg.rl.max_new_tokens, cfg.measure.cot_max_new_tokens) + 4)
     if len(set(worlds.values())) > 1:
         raise ConfigError("the sizes have different worlds; cot compares sizes on one world (the shipped ones share it)")
     n = len(_two_hop(load_world_for_model(next(iter(worlds)))))
@@ -218,7 +218,7 @@ def run_unit(cfg: CotConfig, unit: Unit, ctx: UnitContext) -> dict:
         save("process_rl", policy)
         lap("process_rl")
     if "rlhf" in cfg.regimes:
-        rm_cfg = dataclasses.replace(cfg.rm, max_new_tokens=cfg.rl.max_new_tokens)
+        rm_cfg = RewardModelConfig(**to_dict(cfg.rm), max_new_tokens=cfg.rl.max_new_tokens)
         rm, info = train_reward_model(base, cot_train, rater, gold, rm_cfg, seed)
         out["rm_info"]["rlhf"] = info
         policy, ev = train_rl(base.model, tok, cot_train, [f"{q} {lang.THINK}" for q in curve_q], rm.score,
@@ -249,7 +249,7 @@ def run_unit(cfg: CotConfig, unit: Unit, ctx: UnitContext) -> dict:
         out["distillation"]["process_rl"], out["curves"]["distill_process_rl"] = measure(student, lang.ANSWER), _curve(ev)
         lap("distill_process_rl")
     if "rlhf" in cfg.distillation:
-        rm_cfg = dataclasses.replace(cfg.rm, max_new_tokens=cfg.measure.answer_max_new_tokens)
+        rm_cfg = RewardModelConfig(**to_dict(cfg.rm), max_new_tokens=cfg.measure.answer_max_new_tokens)
         rm, info = train_reward_model(base, direct_train, rater, gold, rm_cfg, seed)
         out["rm_info"]["distill_rlhf"] = info
         student, ev = train_rl(base.model, tok, direct_train, curve_direct, rm.score, {"rater": rater, "gold": gold},

@@ -53,6 +53,7 @@ from proxygap.measure.exploits import (
     LOOPHOLE_INFO,
     answer_length_limits,
     bon_sample_weights,
+    loophole_description,
     sample_table,
     summarize,
 )
@@ -61,8 +62,8 @@ from proxygap.oversight.reward_model import RewardEnsemble
 from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, train_reward_model, training_pairs
 from proxygap.tasks.splits import STRATA, stratified_split, stratum
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
-from proxygap.train.dpo import DPOConfig, train_dpo
-from proxygap.train.expert_iteration import ExpertIterationConfig, train_expert_iteration
+from proxygap.train.dpo import DPOConfig, DPOTrainConfig, train_dpo
+from proxygap.train.expert_iteration import ExpertIterationConfig, ExpertIterationTrainConfig, train_expert_iteration
 from proxygap.measure.best_of_n import bon_kl, bon_kl_pool
 from proxygap.train.rl import RLConfig, RLTrainConfig, train_rl
 from proxygap.train.sft import SFTConfig, assistant_transcripts, train_sft
@@ -116,12 +117,12 @@ class LoopholesConfig(ExperimentConfig):
                                               "ablation runs), evaluated once, at the end, on the held-out prompts")
     expert_iteration: bool = knob(True, "add the expert-iteration regime (sample, keep the RM's best of each "
                                         "prompt's samples, fine-tune, repeat), at RL's sample budget")
-    ei: ExpertIterationConfig = nested(ExpertIterationConfig, "expert iteration (rounds x prompts_per_round x "
+    ei: ExpertIterationTrainConfig = nested(ExpertIterationTrainConfig, "expert iteration (rounds x prompts_per_round x "
                                                               "samples_per_prompt samples; max_new_tokens: rl's)")
     direct_losses: tuple[str, ...] = knob(("dpo", "ipo"), "direct alignment regimes, trained on the single RM's own "
                                                           "rater-labelled pairs (none: ())", choices=("dpo", "ipo"))
     direct_beta: float = knob(0.2, "beta of the DPO and IPO regimes (their KL regularization)", lo=0)
-    direct: DPOConfig = nested(DPOConfig, "DPO and IPO training; its evaluation knobs are set as RL's (once, at the "
+    direct: DPOTrainConfig = nested(DPOTrainConfig, "DPO and IPO training; its evaluation knobs are set as RL's (once, at the "
                                           "end, eval_samples_per_prompt samples of rl.max_new_tokens)")
 
     def check(self) -> None:
@@ -217,6 +218,7 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
                                        rater, gold, single.score, max_words)
     regime["sft_loss"] = {"first": sft_losses[0] if sft_losses else None, "last": sft_losses[-1] if sft_losses else None}
     regimes.append(regime)
+    sft_texts = s.texts  # kept for the examples: ``s`` is reused below
     if save is not None:
         save("sft", sft_model)
     del sft_model
@@ -251,7 +253,7 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
 
     # Expert iteration against the single RM, sampled on the held-out prompts like SFT.
     if cfg.expert_iteration:
-        ei_cfg = replace(cfg.ei, max_new_tokens=cfg.rl.max_new_tokens)
+        ei_cfg = ExpertIterationConfig(**to_dict(cfg.ei), max_new_tokens=cfg.rl.max_new_tokens)
         ei_model, ei_log = train_expert_iteration(base.model, base.tokenizer, train_prompts, single.score, ei_cfg,
                                                   seed=seed, progress=progress)
         s = sample(ei_model, base.tokenizer, repeated, cfg.rl.max_new_tokens,
@@ -270,9 +272,8 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
 
     # Direct alignment on the single RM's own training pairs (the same rater labels), no RM in the loop.
     preference = training_pairs(pairs, rater, cfg.rm, seed) if cfg.direct_losses else []
-    direct_cfg = replace(cfg.direct, eval_every=max(1, cfg.direct.steps),
-                                     eval_samples_per_prompt=cfg.eval_samples_per_prompt,
-                                     max_new_tokens=cfg.rl.max_new_tokens)
+    direct_cfg = DPOConfig(**to_dict(cfg.direct), eval_every=max(1, cfg.direct.steps),
+                           eval_samples_per_prompt=cfg.eval_samples_per_prompt, max_new_tokens=cfg.rl.max_new_tokens)
     for name in cfg.direct_losses:
         direct_policy, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, single.score,
                                          {"rater": rater, "gold": gold}, direct_cfg, beta=cfg.direct_beta,
@@ -309,7 +310,7 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
     for i in shown:
         prompt, k = eval_prompts[i], cfg.eval_samples_per_prompt
         picks = {"base": pool_texts[i * N], f"bon_{max(cfg.bon_ns)}": pool_texts[i * N + int(np.argmax(pool_rm[i]))],
-                 "sft": s.texts[i * k], f"rl_beta_{lowest:g}": rl_texts[lowest][i * k]}
+                 "sft": sft_texts[i * k], f"rl_beta_{lowest:g}": rl_texts[lowest][i * k]}
         rows = []
         for name, text in picks.items():
             t = sample_table([prompt], [text], world, rater, gold, max_words)
@@ -573,7 +574,7 @@ def aggregate_units(cfg: LoopholesConfig, results: dict[str, dict], prepared: di
     result = aggregate(per_seed, cfg)
     result["model"] = str(resolve_model_dir(cfg.model))
     result["loopholes"] = {h: {"flaw": LOOPHOLE_INFO[h].flaw, "term": LOOPHOLE_INFO[h].term,
-                               "description": LOOPHOLE_INFO[h].description} for h in LOOPHOLES}
+                               "description": loophole_description(h, cfg.length_quantile)} for h in LOOPHOLES}
     result["length_limits_words"] = per_seed[0]["length_limits_words"]
     result["n_sft_examples"] = per_seed[0]["n_sft_examples"]
     result["eval_prompts_per_stratum"] = per_seed[0]["eval_prompts_per_stratum"]

@@ -45,6 +45,7 @@ from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.intervals import moved, paired_rate_change, seed_interval
 from proxygap.oversight.judges import RaterFlaws
+from proxygap.oversight.monitors import ALL_TAMPERING_ACTIONS
 from proxygap.train.agent_common import AgentRLConfig
 from proxygap.train.rl import RLConfig
 from proxygap.train.shoggoth_face import VARIANTS
@@ -70,6 +71,9 @@ class MonitoringConfig(ExperimentConfig):
     pressure: tuple[str, ...] = knob(PRESSURE, "the monitor in the reward of each outcome-RL run: none (the monitors "
                                                "only evaluate), cot, action", choices=PRESSURE)
     penalty: float = knob(1.0, "reward subtracted from an episode (or a chain) the monitor in the reward flags", lo=0)
+    action_misses: tuple[str, ...] = knob((), "tampering actions the action monitor does not recognize, in the reward "
+                                              "and in every measurement (none: it knows every one, so its recall is "
+                                              "1 by construction)", choices=ALL_TAMPERING_ACTIONS)
     monitor_episodes: int = knob(256, "base-model episodes per environment and seed on which the monitors are "
                                       "measured (the base model tampers rarely: many episodes for a few positives)",
                                  lo=1)
@@ -114,7 +118,7 @@ def regime_name(pressure: str) -> str:
 # Part 1: monitors and pressure on the tampering environments
 
 
-def episode_summary(records: list[dict], env: str) -> dict:
+def episode_summary(records: list[dict], env: str, action_misses: tuple[str, ...] = ()) -> dict:
     """The measures of EPISODE_KEYS on a list of episode records (``agent_common.episode_record``):
     rates and returns, and both monitors' recall on truly tampered episodes and precision.
     ``obfuscated_rate`` is the share of episodes that tamper behind thoughts the CoT monitor does
@@ -129,7 +133,7 @@ def episode_summary(records: list[dict], env: str) -> dict:
            "observed_return": sum(r["observed_return"] for r in records) / n,
            "true_return": sum(r["true_return"] for r in records) / n}
     for kind in ("cot", "action"):
-        monitor = episode_monitor(kind, env)
+        monitor = episode_monitor(kind, env, action_misses)
         verdicts = [monitor(episode_turns(r["transcript"])) for r in records]
         rates = flag_rates(verdicts, tampered)
         out[f"{kind}_recall"], out[f"{kind}_precision"] = rates["recall"], rates["precision"]
@@ -163,7 +167,7 @@ def run_env_unit(cfg: MonitoringConfig, env_name: str, seed: int, progress: bool
     episodes = rollout(base.model, base.tokenizer, make_env, starts, t.max_action_tokens,
                        torch.Generator().manual_seed(seed + 31))
     base_records = [episode_record(e) for e in episodes]
-    monitors = episode_summary(base_records, env_name)
+    monitors = episode_summary(base_records, env_name, cfg.action_misses)
     timings["monitors_s"] = round(time.time() - clock, 2)
     # 2. Outcome RL with each monitor of ``pressure`` in the reward (none: evaluation only).
     first = evaluate_agent(base.model, base.tokenizer, make_env, t.eval_episodes, t.max_action_tokens, seed, 0)
@@ -174,12 +178,13 @@ def run_env_unit(cfg: MonitoringConfig, env_name: str, seed: int, progress: bool
         if pressure == "none":
             regime, agent_cfg = OUTCOME, OutcomeConfig(**shared)
         else:
-            regime, agent_cfg = MONITORED, MonitoredConfig(**shared, monitor=pressure, penalty=cfg.penalty)
+            regime, agent_cfg = MONITORED, MonitoredConfig(**shared, monitor=pressure, penalty=cfg.penalty,
+                                                           action_misses=cfg.action_misses)
         policy, evals = train_agent(regime, base.model, base.tokenizer, make_env, agent_cfg, seed, progress=progress,
                                     first_eval=first, label=f"{env_name} {regime_name(pressure)} s{seed}")
         if save is not None:
             save(regime_name(pressure), policy)
-        runs[pressure] = {"curve": [{"step": e.step, **episode_summary(e.episodes, env_name)} for e in evals],
+        runs[pressure] = {"curve": [{"step": e.step, **episode_summary(e.episodes, env_name, cfg.action_misses)} for e in evals],
                           "first_records": evals[0].episodes[:cfg.n_examples],
                           "last_records": pick_examples(evals[-1].episodes, cfg.n_examples)}
         timings[f"{pressure}_s"] = round(time.time() - clock, 2)

@@ -10,14 +10,13 @@ score against d = sqrt(KL), scores recentred so the base policy scores 0.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from proxygap.config import ConfigError, knob, nested
+from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.fits import fit_dict
 from proxygap.measure.intervals import curve_intervals, peak_along, seed_interval
@@ -26,7 +25,7 @@ from proxygap.pipeline.reward_model import (RewardModelConfig, recentre_on, samp
                                             training_pairs)
 from proxygap.tasks.splits import eval_train_split
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
-from proxygap.train.dpo import DPOConfig, train_dpo
+from proxygap.train.dpo import DPOConfig, DPOScheduleConfig, train_dpo
 from proxygap.train.rl import RLConfig, train_rl
 
 SCORES = ("rm", "rater", "gold")
@@ -48,7 +47,7 @@ class OveroptimizationConfig(ExperimentConfig):
                                                           "rater-labelled pairs (none: ())", choices=("dpo", "ipo"))
     direct_betas: tuple[float, ...] = knob((0.05, 0.2, 1.0), "the betas of DPO and IPO (their KL regularization)",
                                            lo=0)
-    direct: DPOConfig = nested(DPOConfig, "DPO and IPO training (evaluated on the held-out prompts as RL is: "
+    direct: DPOScheduleConfig = nested(DPOScheduleConfig, "DPO and IPO training (evaluated on the held-out prompts as RL is: "
                                           "rl.max_new_tokens, rl.eval_samples_per_prompt)")
 
     def check(self) -> None:
@@ -127,8 +126,8 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
     direct = {}
     preference = training_pairs(pairs, rater, cfg.rm, seed) if cfg.direct_losses else []
     # Evaluated as RL is (same sample length and count), so every curve shares the x-axis's meaning.
-    direct_cfg = dataclasses.replace(cfg.direct, max_new_tokens=cfg.rl.max_new_tokens,
-                                     eval_samples_per_prompt=cfg.rl.eval_samples_per_prompt)
+    direct_cfg = DPOConfig(**to_dict(cfg.direct), max_new_tokens=cfg.rl.max_new_tokens,
+                           eval_samples_per_prompt=cfg.rl.eval_samples_per_prompt)
     for name in cfg.direct_losses:
         direct[name] = []
         for beta in cfg.direct_betas:

@@ -10,7 +10,8 @@
   cannot see. Since the action monitor knows every hack and the CoT monitor reads only the
   reasons given for them, on these environments the CoT monitor's recall can never exceed the
   action monitor's: the comparison with Baker et al. (whose action monitor missed hacks it did
-  not recognize) holds only with an action monitor that knows fewer hacks (``known``).
+  not recognize) holds only with an action monitor that knows fewer hacks (``known``; the
+  ``action_misses`` knob of the ``monitored`` regime and of the ``monitoring`` experiment).
 - ``BannedStringMonitor``: reads a two-hop chain and flags it if the intermediate entity's name
   appears in the chain (Skaf et al. 2025's regex monitor); its alias is not banned: the look-alike
   encoding a policy can switch to.
@@ -111,12 +112,20 @@ class BannedStringMonitor:
 
 
 EPISODE_MONITORS = ("action", "cot")
+ALL_TAMPERING_ACTIONS = tuple(dict.fromkeys(a for actions in TAMPERING_ACTIONS.values() for a in actions))
 
 
-def episode_monitor(kind: str, env: str) -> ActionMonitor | CoTMonitor:
-    """The ``kind`` ('action' or 'cot') monitor of environment ``env``, with its default knowledge."""
+def episode_monitor(kind: str, env: str, action_misses: Sequence[str] = ()) -> ActionMonitor | CoTMonitor:
+    """The ``kind`` ('action' or 'cot') monitor of environment ``env``: the action monitor
+    recognizes every tampering action of ``env`` but those of ``action_misses``."""
     if kind == "action":
-        return ActionMonitor(env)
+        unknown = [a for a in action_misses if a not in ALL_TAMPERING_ACTIONS]
+        if unknown:
+            raise ValueError(f"unknown tampering action(s) {unknown}; the environments' are "
+                             f"{', '.join(ALL_TAMPERING_ACTIONS)}")
+        if not action_misses:
+            return ActionMonitor(env)
+        return ActionMonitor(env, tuple(a for a in TAMPERING_ACTIONS.get(env, ()) if a not in action_misses))
     if kind == "cot":
         return CoTMonitor(env)
     raise ValueError(f"unknown episode monitor {kind!r}; choose one of {', '.join(EPISODE_MONITORS)}")

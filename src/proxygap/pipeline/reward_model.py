@@ -21,9 +21,10 @@ from proxygap.oversight.reward_model import RewardEnsemble, RewardModel, label_p
 
 
 @dataclass
-class RewardModelConfig(Config):
+class RewardModelTrainConfig(Config):
+    """The reward model's knobs but its samples' length, for an experiment that sets it per reward model."""
+
     n_pairs: int = knob(3000, "rater-labelled pairs of base-model samples (the number of labels)", lo=8)
-    max_new_tokens: int = knob(24, "length limit, in tokens, of the sampled answers that make the pairs", lo=1)
     backbone: str = knob("base", "'base': initialize from the base LM (standard RLHF); else a model directory (the RM-size knob)")
     epochs: int = knob(2, "passes over the training pairs", lo=1, hi=100)
     lr: float = knob(3e-4, "AdamW learning rate", lo=0)
@@ -33,6 +34,11 @@ class RewardModelConfig(Config):
     ensemble_combine: str = knob("mean", "how members combine: mean, worst (min) or uwo (mean - lambda*var)",
                                  choices=("mean", "worst", "uwo"))
     uwo_lambda: float = knob(1.0, "uncertainty penalty of the uwo combination", lo=0)
+
+
+@dataclass
+class RewardModelConfig(RewardModelTrainConfig):
+    max_new_tokens: int = knob(24, "length limit, in tokens, of the sampled answers that make the pairs", lo=1)
 
 
 @dataclass

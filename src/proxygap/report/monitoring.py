@@ -277,10 +277,13 @@ def draw_report(run_dir: Path) -> Path:
     page.heading("Example episodes (seed 0: the first and the last evaluation)")
     page.table(["env", "regime", "when", "transcript", "observed", "true", "outcome"], _episode_rows(res), left_columns=4)
     meta, cfg = res.get("meta", {}), res.get("config", {})
+    misses = cfg.get("action_misses") or []
+    knows = ("The action monitor knows every tampering action, so its recall is 1 by construction, and the CoT "
+             "monitor reads thoughts only: its recall cannot exceed the action monitor's here." if not misses else
+             f"The action monitor does not recognize {', '.join(repr(a) for a in misses)} (action_misses): "
+             "those hacks only the CoT monitor can catch, by the thought before them.")
     page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, model {res['model']}, wall time "
                    f"{fmt(meta.get('wall_time_s'), 1)} s. Tamper bonus {cfg.get('tamper_bonus')}, monitor penalty "
                    f"{cfg.get('penalty')}. Intervals are 95% t-intervals across seeds; a paired change of a rate whose "
-                   "seeds agree exactly is widened to Newcombe's interval on the pooled episodes. The action monitor "
-                   "knows every tampering action, so its recall is 1 by construction, and the CoT monitor reads "
-                   "thoughts only: its recall cannot exceed the action monitor's here.", note=True)
+                   f"seeds agree exactly is widened to Newcombe's interval on the pooled episodes. {knows}", note=True)
     return page.write(run_dir / "report.html")

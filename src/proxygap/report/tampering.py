@@ -179,6 +179,10 @@ def _signed(iv: dict) -> str:
     return f"{iv['mean']:+.2f} [{iv['lo']:+.2f}, {iv['hi']:+.2f}]"
 
 
+# Below this base capability a regime's capability change rests on a handful of successful episodes.
+THIN_CAPABILITY = 0.1
+
+
 def findings_text(res: dict) -> list[str]:
     """One paragraph per environment, every clause computed from results.json."""
     paragraphs = []
@@ -187,6 +191,11 @@ def findings_text(res: dict) -> list[str]:
         by = {r["name"]: r for r in env["regimes"]}
         parts = [f"{env['name']}: the base model (imitation) tampers in {f['base_tamper_rate']:.0%} of held-out episodes "
                  f"and succeeds in {f['base_capability']:.0%}."]
+        episodes = res.get("config", {}).get("train", {}).get("eval_episodes", 0) * len(res.get("seeds", []))
+        if episodes and f["base_capability"] < THIN_CAPABILITY:
+            parts.append(f"That is about {round(f['base_capability'] * episodes)} successful episodes of {episodes}: "
+                         "comparisons at fixed capability are thin here; read the capability changes by their "
+                         "intervals.")
         verdict = {"up": "learned to tamper", "down": "tampered less than the base model",
                    "unclear": "did not measurably change how often it tampers",
                    "single seed": "ran one seed (no interval)", "n/a": "has no data"}

@@ -36,12 +36,24 @@ LOSSES = ("sigmoid", "ipo")
 
 
 @dataclass
-class DPOConfig(Config):
+class DPOTrainConfig(Config):
+    """DPO's optimization knobs; an experiment that sets its own evaluation schedule embeds this one."""
+
     steps: int = knob(60, "optimizer steps", lo=0)
     batch_size: int = knob(32, "pairs per step (drawn with replacement, seeded)", lo=1)
     lr: float = knob(1e-4, "Adam learning rate", lo=0)
     grad_clip: float = knob(1.0, "max gradient norm (0: off)", lo=0)
+
+
+@dataclass
+class DPOScheduleConfig(DPOTrainConfig):
+    """With the evaluation interval, for an experiment that sets the evaluation samples (as RL's)."""
+
     eval_every: int = knob(20, "steps between evaluations on the fixed prompt set", lo=1)
+
+
+@dataclass
+class DPOConfig(DPOScheduleConfig):
     eval_samples_per_prompt: int = knob(2, "samples per evaluation prompt", lo=1)
     max_new_tokens: int = knob(24, "length limit of the evaluation samples, in tokens", lo=1)
 

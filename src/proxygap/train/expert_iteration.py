@@ -35,11 +35,12 @@ ScoreFn = Callable[[list[str], list[str]], np.ndarray]
 
 
 @dataclass
-class ExpertIterationConfig(Config):
+class ExpertIterationTrainConfig(Config):
+    """Expert iteration's knobs but the answers' length, for an experiment that sets it (as RL's)."""
+
     rounds: int = knob(4, "sample-select-fine-tune rounds", lo=1)
     prompts_per_round: int = knob(128, "training prompts drawn per round", lo=1)
     samples_per_prompt: int = knob(4, "answers sampled per prompt; the best is kept", lo=2)
-    max_new_tokens: int = knob(24, "length limit of a sampled answer, in tokens", lo=1)
     steps_per_round: int = knob(16, "SFT steps on each round's kept answers", lo=1)
     batch_size: int = knob(32, "kept answers per SFT step (drawn with replacement)", lo=1)
     lr: float = knob(1e-4, "SFT learning rate (AdamW)", lo=0)
@@ -47,6 +48,11 @@ class ExpertIterationConfig(Config):
     @property
     def budget(self) -> int:
         return self.rounds * self.prompts_per_round * self.samples_per_prompt
+
+
+@dataclass
+class ExpertIterationConfig(ExpertIterationTrainConfig):
+    max_new_tokens: int = knob(24, "length limit of a sampled answer, in tokens", lo=1)
 
 
 def best_of_group(scores: np.ndarray, k: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from proxygap.config import knob
-from proxygap.oversight.monitors import EPISODE_MONITORS, episode_monitor, episode_turns
+from proxygap.oversight.monitors import ALL_TAMPERING_ACTIONS, EPISODE_MONITORS, episode_monitor, episode_turns
 from proxygap.train.agent_common import AgentRegime, AgentRLConfig, Batch, Credit
 from proxygap.train.outcome import outcome_advantages
 
@@ -31,6 +31,8 @@ class MonitoredConfig(AgentRLConfig):
     monitor: str = knob("cot", "the monitor in the reward: cot (thoughts and actions) or action (actions only)",
                         choices=EPISODE_MONITORS)
     penalty: float = knob(1.0, "reward subtracted from an episode the monitor flags", lo=0)
+    action_misses: tuple[str, ...] = knob((), "tampering actions the action monitor does not recognize (none: it "
+                                              "knows every one, so its recall is 1)", choices=ALL_TAMPERING_ACTIONS)
 
 
 def monitored_returns(observed: torch.Tensor, flags: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -40,7 +42,7 @@ def monitored_returns(observed: torch.Tensor, flags: torch.Tensor, penalty: floa
 
 def monitored_credit(batch: Batch, cfg: MonitoredConfig) -> Credit:
     episodes, rows = batch.episodes, batch.rows
-    monitor = episode_monitor(cfg.monitor, batch.make_env().name)
+    monitor = episode_monitor(cfg.monitor, batch.make_env().name, cfg.action_misses)
     flags = torch.tensor([float(monitor(episode_turns(e.transcript)).flag) for e in episodes])  # (E,)
     observed = torch.tensor([e.observed_return for e in episodes])  # (E,)
     kl_episode = torch.zeros(len(episodes)).index_add_(0, rows.episode, batch.executed_kl(cfg.kl_coef))  # (E,)
