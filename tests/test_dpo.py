@@ -3,10 +3,11 @@ and a few steps of training moving the policy toward the chosen answers."""
 
 import tempfile
 
+import numpy as np
 import pytest
 import torch
 
-from proxygap.train.dpo import DPOConfig, dpo_loss, pair_logps, train_dpo
+from proxygap.train.dpo import DPOConfig, dpo_loss, implicit_reward_agreement, pair_logps, train_dpo
 
 PAIRS = [("user : what is the color of kelo ? assistant :", "the color of kelo is red .", "i am not sure ."),
          ("user : what is the diet of mira ? assistant :", "the diet of mira is fish .",
@@ -68,3 +69,27 @@ def test_dpo_raises_the_chosen_answers_likelihood_ratio():
         rc, rr, _, _ = pair_logps(base.model, base.tokenizer, PAIRS)
     assert ((c - rc) - (r - rr) > 0).all()
     assert [e.step for e in evals] == [0, 6]
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_the_trained_policy_read_as_a_reward_model_orders_pairs_as_its_labels(loss_type):
+    from proxygap.pipeline.base_model import load_base_model
+
+    base = load_base_model("xs")
+    cfg = DPOConfig(steps=6, batch_size=2, lr=1e-3, eval_every=6, eval_samples_per_prompt=1, max_new_tokens=8)
+    score = lambda p, c: [0.0] * len(c)  # noqa: E731
+    policy, _ = train_dpo(base.model, base.tokenizer, PAIRS, [PAIRS[0][0]], score, {"rater": score, "gold": score},
+                          cfg, beta=0.1, loss_type=loss_type, seed=0, progress=False)
+    prompts, chosen, rejected = (list(x) for x in zip(*PAIRS))
+    # a as chosen, b as rejected for the first pair, swapped for the second; a judge that agrees, one that
+    # disagrees, one that ties everything.
+    a, b = [chosen[0], rejected[1]], [rejected[0], chosen[1]]
+    judged = {"agrees": (np.array([1.0, 0.0]), np.array([0.0, 1.0])),
+              "disagrees": (np.array([0.0, 1.0]), np.array([1.0, 0.0])), "ties": (np.zeros(2), np.zeros(2))}
+    got = implicit_reward_agreement(policy, base.model, base.tokenizer, prompts, a, b, judged,
+                                    length_normalized=loss_type == "ipo", chunk=1)
+    assert got == {"agrees": 1.0, "disagrees": 0.0, "ties": None}
+    # The reference read the same way has no preference at all: no pair ordered.
+    same = implicit_reward_agreement(base.model, base.model, base.tokenizer, prompts, a, b, judged,
+                                     length_normalized=False)
+    assert same["agrees"] == 0.0 and same["ties"] is None

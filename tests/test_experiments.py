@@ -36,7 +36,11 @@ def test_overoptimization_smoke(tiny_base_dir, tmp_path):
     for method in ("dpo", "ipo"):  # direct alignment on the RM's own pairs, per beta, on the same axes
         assert [run["beta"] for run in r[method]] == [0.2]
         for p in r[method][0]["points"]:
-            assert {"step", "kl", "rm", "rater", "gold"} <= set(p) and ("implicit" in p) == (method == "dpo")
+            assert {"step", "kl", "rm", "rater", "gold"} <= set(p)
+        for judge in ("rater", "gold"):  # the policy read as a reward model, on the RM's held-out pairs
+            agreement = r[method][0]["implicit_agreement"][judge]  # (the tiny model's answers all tie: n = 0)
+            assert agreement["n"] in (0, 1) and (agreement["n"] == 0 or 0.0 <= agreement["mean"] <= 1.0)
+            assert r[method][0]["implicit_minus_rm_agreement"][judge]["n"] <= agreement["n"]
     for name in ("goodhart.png", "bon_ladder.png", "rl_ladder.png", "gold_vs_beta.png", "direct_ladder.png",
                  "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name

@@ -153,6 +153,7 @@ def test_monitoring_smoke_run_and_report(tiny_base_dir, tmp_path):
         bits = exact_match_capacity(x["payload_bits"], max(x["covert_accuracy"]["mean"], x["chance"]))
         assert x["bits"]["mean"] == pytest.approx(bits)
         assert x["bits_per_kb"]["mean"] == pytest.approx(bits_per_kb(bits, x["mean_chars"]["mean"]))
+        assert 0.0 <= x["probe_bits"]["mean"] <= x["payload_bits"] and x["probe_covert_accuracy"]["n"] == 1
     for name in ("report.html", "pressure_curves.png", "monitors.png", "banned_curves.png", "shoggoth_face.png",
                  "steganography.png"):
         assert (out / name).is_file(), name

@@ -35,3 +35,23 @@ def test_rl_raises_the_proxy_and_logs_the_ladder(tiny_base_dir):
     ref_again, _ = load_model(tiny_base_dir)
     for p, q in zip(model.parameters(), ref_again.parameters()):
         assert torch.equal(p, q)
+
+
+def test_the_kl_penalty_holds_the_policy_back_in_the_reward_and_in_the_loss(tiny_base_dir):
+    model, tokenizer = load_model(tiny_base_dir)
+    prompts = ["user : what is the color of x ? assistant :"] * 4
+
+    def proxy(ps, cs):
+        return np.array([-len(c.split()) / 10 for c in cs])
+
+    judges = {"rater": proxy, "gold": lambda ps, cs: np.zeros(len(cs))}
+    final_kl = {}
+    for kl_in, beta in (("reward", 0.0), ("loss", 0.0), ("reward", 1.0), ("loss", 1.0)):
+        cfg = RLConfig(steps=12, prompts_per_step=4, samples_per_prompt=4, max_new_tokens=12, lr=3e-3,
+                       eval_every=12, eval_samples_per_prompt=8, kl_in=kl_in)
+        _, evals = train_rl(model, tokenizer, prompts, prompts, proxy, judges, cfg, kl_coef=beta, seed=0,
+                            progress=False)
+        final_kl[kl_in, beta] = evals[-1].kl
+    assert final_kl["reward", 0.0] == final_kl["loss", 0.0]  # no penalty: the two forms are one loop
+    free = final_kl["reward", 0.0]
+    assert free > 0.05 and max(final_kl["reward", 1.0], final_kl["loss", 1.0]) < 0.6 * free, final_kl

@@ -28,7 +28,24 @@ def test_the_readme_grpo_example_runs_as_written_and_logs_gold_beside_the_optimi
     assert [row["step"] for row in history] == [1, 2]
     for row in history:
         assert row["optimized"] == pytest.approx(row["rater"], abs=1e-5)  # gold has weight 0
-        assert "gold" in row and row["kl_per_sequence"] >= 0
+        assert "gold" in row
+    # Before the first update the policy is the reference: no KL; after it, some.
+    assert history[0]["kl_per_sequence"] == 0.0 and history[1]["kl_per_sequence"] > 0
+
+
+def test_the_callback_turns_trls_per_token_kl_into_nats_per_sequence():
+    """TRL logs the masked mean of the per-token KL over the batch's tokens: times the mean
+    completion length, that is the mean of the per-sequence sums."""
+    per_token = [[0.1, 0.3], [0.2, 0.0], [0.4, 0.0]]  # 3 completions of 2, 1 and 1 tokens (the zeros are padding)
+    lengths = [2, 1, 1]
+    tokens = [k for row, n in zip(per_token, lengths) for k in row[:n]]
+    callback = GoldAndRaterCallback()
+    logs = {"reward": 0.5, "rewards/rater/mean": 0.5, "kl": sum(tokens) / len(tokens),
+            "completions/mean_length": sum(lengths) / len(lengths)}
+    callback.on_log(None, type("State", (), {"global_step": 7})(), None, logs=logs)
+    sums = [sum(row[:n]) for row, n in zip(per_token, lengths)]
+    assert callback.history == [{"step": 7, "optimized": 0.5, "rater": 0.5,
+                                 "kl_per_sequence": pytest.approx(sum(sums) / len(sums))}]
 
 
 def test_rloo_trainer_two_steps(tmp_path):

@@ -89,7 +89,7 @@ class KLPriorConfig(ExperimentConfig):
                         "(manipulation_phrase: CorpusConfig.manipulation_rate)", choices=tuple(EXPLOITS))
     base_rates: tuple[float, ...] = knob((1e-4, 1e-3, 1e-2, 1e-1), "corpus base rates of the exploit, each in (0, 1); "
                                          "one base model is pretrained per rate", lo=0, hi=1)
-    kl_coefs: tuple[float, ...] = knob((0.01, 0.1, 1.0), "the RL betas (KL penalty in the reward, per nat); "
+    kl_coefs: tuple[float, ...] = knob((0.01, 0.1, 1.0), "the RL betas (KL penalty per nat per sequence; rl.kl_in: in the reward or the loss); "
                                        "decades chosen before any result", lo=0)
     reward_model: str = knob("shared", "shared: one RM per seed, trained on samples of the base at rm_base_rate and "
                              "used for every base rate, so the exploit is worth the same reward everywhere; own: each "

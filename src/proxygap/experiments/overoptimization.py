@@ -21,11 +21,11 @@ from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitCo
 from proxygap.measure.fits import fit_dict
 from proxygap.measure.intervals import curve_intervals, peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
-from proxygap.pipeline.reward_model import (RewardModelConfig, recentre_on, sample_pairs, train_reward_model,
-                                            training_pairs)
+from proxygap.pipeline.reward_model import (RewardModelConfig, heldout_pairs, recentre_on, sample_pairs,
+                                            train_reward_model, training_pairs)
 from proxygap.tasks.splits import eval_train_split
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
-from proxygap.train.dpo import DPOConfig, DPOScheduleConfig, train_dpo
+from proxygap.train.dpo import DPOConfig, DPOScheduleConfig, implicit_reward_agreement, train_dpo
 from proxygap.train.rl import RLConfig, train_rl
 
 SCORES = ("rm", "rater", "gold")
@@ -37,7 +37,7 @@ class OveroptimizationConfig(ExperimentConfig):
     n_eval_prompts: int = knob(96, "held-out prompts on which every curve is measured", lo=4)
     prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
                                          choices=("fact", "belief", "recommend"))
-    kl_coefs: tuple[float, ...] = knob((0.0, 0.05, 0.2), "the RL betas swept (KL penalty in the reward, per nat)", lo=0)
+    kl_coefs: tuple[float, ...] = knob((0.0, 0.05, 0.2), "the RL betas swept (KL penalty per nat per sequence; rl.kl_in: in the reward or the loss)", lo=0)
     n_examples: int = knob(8, "prompts in the table of most-optimized samples", lo=0)
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (all zero = gold)")
     rm: RewardModelConfig = nested(RewardModelConfig, "the reward model")
@@ -128,6 +128,10 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
     # Evaluated as RL is (same sample length and count), so every curve shares the x-axis's meaning.
     direct_cfg = DPOConfig(**to_dict(cfg.direct), max_new_tokens=cfg.rl.max_new_tokens,
                            eval_samples_per_prompt=cfg.rl.eval_samples_per_prompt)
+    # Each policy read as a reward model, on the pairs the RM's agreement is measured on.
+    held = heldout_pairs(pairs, cfg.rm)
+    held_scores = {name: (np.array(judge(held.prompts, held.a)), np.array(judge(held.prompts, held.b)))
+                   for name, judge in (("rater", rater), ("gold", gold))} if cfg.direct_losses else {}
     for name in cfg.direct_losses:
         direct[name] = []
         for beta in cfg.direct_betas:
@@ -135,11 +139,10 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
                                       {"rater": rater, "gold": gold}, direct_cfg, beta=beta,
                                       loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
             ctx.save_model(f"{name}_beta_{beta:g}", policy, base.tokenizer, world)
-            direct[name].append({"beta": beta, "n_pairs": len(preference),
-                                 # DPO's implicit reward beta * log(pi/pi_ref); its mean on the policy's samples
-                                 # is beta * KL. IPO's objective is on length-normalized ratios: no such reward.
-                                 "points": [{**e.to_dict(), "implicit": beta * e.kl if name == "dpo" else None}
-                                            for e in evals]})
+            agreement = implicit_reward_agreement(policy, base.model, base.tokenizer, held.prompts, held.a, held.b,
+                                                  held_scores, length_normalized=name == "ipo")
+            direct[name].append({"beta": beta, "n_pairs": len(preference), "points": [e.to_dict() for e in evals],
+                                 "implicit_agreement": agreement})
     timings["direct_s"] = time.time() - clock
 
     # Most-optimized samples: the base's first sample, the RM's pick of the pool, and RL at the smallest beta.
@@ -199,10 +202,19 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
         direct[name] = []
         for i, beta in enumerate(cfg.direct_betas):
             curves = [s["direct"][name][i]["points"] for s in per_seed]
-            keys = ("kl", "kl_k3", "implicit", *SCORES) if name == "dpo" else ("kl", "kl_k3", *SCORES)
-            points = curve_intervals(curves, ("step",), keys, SCORES)
+            points = curve_intervals(curves, ("step",), ("kl", "kl_k3", *SCORES), SCORES)
+            agreement = [s["direct"][name][i]["implicit_agreement"] for s in per_seed]
             direct[name].append({"beta": beta, "points": points, "per_seed": curves,
                                  "n_pairs": [s["direct"][name][i]["n_pairs"] for s in per_seed],
+                                 "implicit_agreement": {
+                                     judge: _interval([a[judge] for a in agreement if a[judge] is not None])
+                                     for judge in ("rater", "gold")},
+                                 # Paired by seed with the RM trained on the same labels, on the same pairs.
+                                 "implicit_minus_rm_agreement": {
+                                     judge: _interval([a[judge] - s["rm"][f"agreement_{judge}"]
+                                                       for a, s in zip(agreement, per_seed)
+                                                       if a[judge] is not None and s["rm"][f"agreement_{judge}"] is not None])
+                                     for judge in ("rater", "gold")},
                                  "final": {k: v for k, v in points[-1].items() if k != "step"}})
 
     rm_info = {key: _interval([s["rm"][key] for s in per_seed if s["rm"][key] is not None])

@@ -114,6 +114,12 @@ def training_pairs(pairs: Pairs, rater: Judge, cfg: RewardModelConfig, seed: int
                        np.array(rater(p[n_held:], b[n_held:])), rater.flaws.label_noise, seed)
 
 
+def heldout_pairs(pairs: Pairs, cfg: RewardModelConfig, n_heldout: int | None = None) -> Pairs:
+    """The pairs ``train_reward_model`` holds out (the first block), on which its agreement is measured."""
+    n_held = _n_heldout(cfg, len(pairs.prompts), n_heldout)
+    return Pairs(pairs.prompts[:n_held], pairs.a[:n_held], pairs.b[:n_held])
+
+
 def recentre_on(ensemble: RewardEnsemble, base_scores: np.ndarray) -> float:
     """Shift every member so that samples of the base policy, which scored ``base_scores`` under
     ``ensemble``, score 0 on average (as Gao et al. do); returns the shift."""

@@ -143,6 +143,10 @@ def _stego_bars(res: dict, path: Path) -> None:
         bars = [error_bar(mine[n]["bits"]) for n in names]
         ax.bar(x + offset, [b[0] for b in bars], 0.38, yerr=[[b[1] for b in bars], [b[2] for b in bars]], capsize=3,
                color=color, label=policy)
+        probes = [error_bar(mine[n]["probe_bits"]) for n in names if "probe_bits" in mine[n]]
+        if len(probes) == len(names):
+            ax.errorbar(x + offset, [p[0] for p in probes], yerr=[[p[1] for p in probes], [p[2] for p in probes]],
+                        fmt="D", color="black", ms=4, capsize=2, label=f"{policy}: linear probe on the chain")
     k = rows[0]["payload_bits"]
     ax.axhline(k, color="black", ls=":", lw=1, label=f"the payload ({k} bit{'s' if k > 1 else ''})")
     ax.set_xticks(x, [f"paraphraser: {n}" for n in names], fontsize=8)
@@ -251,12 +255,16 @@ def draw_report(run_dir: Path) -> Path:
     if res.get("steganography"):
         _stego_bars(res, run_dir / "steganography.png")
         page.heading("Steganographic capacity")
-        page.image("steganography.png", "Capacity in bits per answer before and after paraphrasing, base and trained.")
+        page.image("steganography.png", "Capacity in bits per answer before and after paraphrasing, base and trained "
+                   "(bars: the policy's own answer step; diamonds: a linear probe decoding the payload from the chain).")
         page.table(["policy", "paraphraser", "bits per answer (hidden)", "bits per 1,000 chars", "exact-match accuracy",
-                    "without stating it", "chance", "answers in the payload set", "chains stating the payload"],
+                    "without stating it", "probe: bits (chain alone)", "probe: accuracy without stating it", "chance",
+                    "answers in the payload set", "chains stating the payload"],
                    [[r["policy"], r["paraphraser"], iv_text(r["bits"]), iv_text(r["bits_per_kb"]),
-                     iv_text(r["accuracy"]), iv_text(r["covert_accuracy"]), f"{r['chance']:.2f}",
-                     iv_text(r["in_alphabet"]), iv_text(r["leak_rate"])]
+                     iv_text(r["accuracy"]), iv_text(r["covert_accuracy"]),
+                     iv_text(r["probe_bits"]) if "probe_bits" in r else "n/a",
+                     iv_text(r["probe_covert_accuracy"]) if "probe_covert_accuracy" in r else "n/a",
+                     f"{r['chance']:.2f}", iv_text(r["in_alphabet"]), iv_text(r["leak_rate"])]
                     for r in res["steganography"]], left_columns=2)
         page.table(["policy", "paraphraser", "payload", "chain as the reader sees it", "answer"],
                    [[r["policy"], r["paraphraser"], e["payload"], e["chain"], e["answer"]]

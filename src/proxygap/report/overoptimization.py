@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.plots import iv_text  # noqa: E402
 
 COLORS = {"rm": "tab:blue", "rater": "tab:orange", "gold": "tab:green"}
 LABELS = {"rm": "reward model (optimized)", "rater": "rater (human eval)", "gold": "gold (truth)"}
@@ -208,10 +209,14 @@ def draw_report(run_dir: Path) -> Path:
             for run in res.get(name, []):
                 f = run["final"]
                 p = fnd.get("direct", {}).get(f"{name} beta={run['beta']:g}", {})
-                rows.append([name, run["beta"], _signed_iv(f["kl"]), _signed_iv(f["implicit"]) if "implicit" in f else "n/a",
+                agree, vs_rm = run.get("implicit_agreement", {}), run.get("implicit_minus_rm_agreement", {})
+                rows.append([name, run["beta"], _signed_iv(f["kl"]),
+                             " / ".join(iv_text(agree.get(j)) for j in ("rater", "gold")),
+                             " / ".join(_signed_iv(vs_rm[j]) if j in vs_rm else "n/a" for j in ("rater", "gold")),
                              _signed_iv(f["rm_gain"]),
                              _signed_iv(f["rater_gain"]), _signed_iv(f["gold_gain"]), _claim(p, n_seeds) if p else ""])
-        page.table(["method", "beta", "final KL", "implicit reward", "RM gain", "rater gain", "gold gain", "gold"], rows,
+        page.table(["method", "beta", "final KL", "implicit RM agrees with rater / gold",
+                    "minus the RM's agreement (paired)", "RM gain", "rater gain", "gold gain", "gold"], rows,
                    left_columns=2)
     page.heading("Gao et al. fits")
     rows = []

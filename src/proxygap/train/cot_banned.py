@@ -9,7 +9,7 @@ monitor on the thought):
 The intermediate's alias is not banned: it is the look-alike encoding the world offers from the
 start (the corpus writes it at a small known rate). What a policy does under this pressure --
 switch to the alias, drop the step, or stop composing -- is measured by ``measure.encoding``.
-Optimized by the shared loop (``train.rl.train_rl``), KL penalty in the reward.
+Optimized by the shared loop (``train.rl.train_rl``), KL penalty where ``rl.kl_in`` puts it.
 """
 
 from __future__ import annotations

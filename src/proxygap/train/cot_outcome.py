@@ -4,7 +4,7 @@ The policy answers two-hop questions that open with ``think :``; the rater reads
 after ``answer :`` and nothing before it, so its myth beliefs and style flaws apply to the
 answer and the chain is free to become anything that leads there. The debated worry: rewarded
 for where the chain leads and not for the chain, the chain drifts from the computation that
-produces the answer. Optimized by the shared loop (``train.rl.train_rl``), KL penalty in the reward.
+produces the answer. Optimized by the shared loop (``train.rl.train_rl``), KL penalty where ``rl.kl_in`` puts it.
 """
 
 from __future__ import annotations

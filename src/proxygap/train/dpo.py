@@ -10,8 +10,9 @@ completion's tokens (its closing EOS included), against a frozen reference (the 
                       completion's token count before the difference (TRL's length-normalized
                       form, which its authors confirmed is what the IPO paper's results used)
 
-The implicit reward of an answer is beta * log(pi(y) / pi_ref(y)); on the policy's own samples its
-mean is beta times the KL in nats per sequence. Every ``eval_every`` steps the policy is evaluated
+The implicit reward of an answer is beta * log(pi(y) / pi_ref(y)) (per token for IPO): read as a
+reward model, the policy orders held-out pairs (``implicit_reward_agreement``), which is compared
+with the reward model trained on the same labels. Every ``eval_every`` steps the policy is evaluated
 as RL is (``train.rl.evaluate``): KL from the reference, the proxy (the reward model, logged here,
 never optimized), rater and gold, on held-out prompts.
 """
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -148,3 +150,30 @@ def train_dpo(base_model, tokenizer, pairs: list[tuple[str, str, str]], eval_pro
     bar.close()
     policy.proxygap_train_time_s = time.time() - t0
     return policy, evaluations
+
+
+@torch.no_grad()
+def implicit_reward_agreement(policy, ref, tokenizer, prompts: list[str], a: list[str], b: list[str],
+                              judged: dict[str, tuple[np.ndarray, np.ndarray]], *, length_normalized: bool,
+                              chunk: int = 256) -> dict[str, float | None]:
+    """How the policy, read as a reward model, orders pairs (a, b): by its implicit reward
+    log pi(y) - log pi_ref(y) (beta scales it, so the order does not depend on beta), per token
+    where the loss normalizes by length (IPO). ``judged`` maps a judge's name to its scores of
+    (a, b); the result is the fraction of pairs, the judge's ties dropped, ordered as the judge
+    orders them (``pair_agreement``, as the reward model's held-out agreement)."""
+    from proxygap.oversight.reward_model import pair_agreement
+
+    ratio = {"a": [], "b": []}
+    for i in range(0, len(prompts), chunk):
+        rows = list(zip(prompts[i:i + chunk], a[i:i + chunk], b[i:i + chunk]))
+        pol_a, pol_b, len_a, len_b = pair_logps(policy, tokenizer, rows)
+        ref_a, ref_b, _, _ = pair_logps(ref, tokenizer, rows)
+        ra, rb = pol_a - ref_a, pol_b - ref_b
+        if length_normalized:
+            ra, rb = ra / len_a, rb / len_b
+        ratio["a"].append(ra)
+        ratio["b"].append(rb)
+    if not prompts:
+        return {name: None for name in judged}
+    ra, rb = (torch.cat(ratio[k]).cpu().numpy() for k in ("a", "b"))
+    return {name: pair_agreement(ra, rb, np.asarray(sa), np.asarray(sb)) for name, (sa, sb) in judged.items()}

@@ -1,4 +1,4 @@
-"""Policy-gradient RLHF with a KL penalty in the reward, readable top to bottom (CleanRL style).
+"""Policy-gradient RLHF with a KL penalty, readable top to bottom (CleanRL style).
 
 Each step: sample k completions for each of a batch of prompts from the policy; score them
 with the proxy (the reward model); subtract the Stiennon et al. (2020) penalty
@@ -6,6 +6,11 @@ with the proxy (the reward model); subtract the Stiennon et al. (2020) penalty
 sample's shaped reward minus the mean of the other k-1 samples of its prompt); update with
 the PPO-clipped surrogate, summed over the completion's tokens. With ``ppo_epochs=1`` the
 ratio is 1 and this is plain REINFORCE with a leave-one-out baseline.
+
+``kl_in="loss"`` moves the penalty from the reward into the loss, as GRPO does (Shao et al.
+2024; TRL's ``GRPOTrainer``): the advantages see the proxy alone, and ``beta * k3`` per token,
+summed over the completion like the surrogate, is added to the loss, its gradient taken through
+the policy's log-probabilities. beta keeps its unit, reward per nat per sequence, in both forms.
 
 Every ``eval_every`` steps the policy is evaluated on a fixed prompt set, never on training
 batches: KL(pi || pi_ref) in nats per sequence (k1 and k3), the proxy, rater and gold means
@@ -45,6 +50,9 @@ class RLTrainConfig(Config):
     ppo_epochs: int = knob(1, "gradient steps per batch (1: on-policy REINFORCE; >1: the clip matters)", lo=1, hi=16)
     clip_eps: float = knob(0.2, "PPO ratio clipping", lo=0, hi=1)
     grad_clip: float = knob(1.0, "max gradient norm (0: off)", lo=0)
+    kl_in: str = knob("reward", "where the KL penalty goes: reward (Stiennon: beta x log(pi/pi_ref) summed over the "
+                                "sequence, subtracted before the advantages) or loss (GRPO: beta x k3 per token, summed "
+                                "over the sequence, added to the loss)", choices=("reward", "loss"))
 
     def check(self) -> None:
         if self.ppo_epochs > 1 and self.clip_eps == 0:
@@ -143,10 +151,11 @@ def train_rl(base_model, tokenizer, train_prompts: list[str], eval_prompts: list
         s = sample(policy, tokenizer, batch, cfg.max_new_tokens, generator=generator)
         with torch.no_grad():
             ref_lp = sequence_logprobs(ref, s.prompt_ids, s.prompt_mask, s.tokens, s.mask)  # (B, T)
-        # 2. Shaped reward: proxy minus beta * log(pi/pi_ref) summed over the sequence (Stiennon form).
+        # 2. Shaped reward: proxy minus beta * log(pi/pi_ref) summed over the sequence (Stiennon form),
+        #    or the proxy alone when the penalty is in the loss.
         proxy_reward = torch.as_tensor(proxy(batch, s.texts), dtype=torch.float32)  # (B,)
         kl_seq, _ = _kl_terms(s, ref_lp)  # (B,)
-        shaped = proxy_reward - kl_coef * kl_seq
+        shaped = proxy_reward - kl_coef * kl_seq if cfg.kl_in == "reward" else proxy_reward
         advantages = rloo_advantages(shaped, k)  # (B,)
         # 3. PPO-clipped policy-gradient update; tokens of a sequence share its advantage.
         mask = s.mask.float()
@@ -156,6 +165,8 @@ def train_rl(base_model, tokenizer, train_prompts: list[str], eval_prompts: list
             adv = advantages[:, None]
             surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
             loss = -(surrogate * mask).sum(-1).mean()
+            if cfg.kl_in == "loss":
+                loss = loss + kl_coef * (kl_k3(logp, ref_lp) * mask).sum(-1).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
