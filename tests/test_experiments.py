@@ -98,3 +98,17 @@ def test_world_prints_agent_transcript_rates(tmp_path, capsys):
         assert env in out
 
 
+
+
+def test_a_direct_policys_agreement_is_paired_by_seed_with_the_rms():
+    from proxygap.experiments.overoptimization import implicit_agreement_intervals
+
+    agreements = [{"rater": 0.83, "gold": 0.63}, {"rater": 0.85, "gold": None}, {"rater": 0.86, "gold": 0.63}]
+    rms = [{"agreement_rater": 0.77, "agreement_gold": 0.56}, {"agreement_rater": 0.80, "agreement_gold": 0.59},
+           {"agreement_rater": 0.79, "agreement_gold": None}]
+    out = implicit_agreement_intervals(agreements, rms)
+    assert out["implicit_agreement"]["rater"]["mean"] == pytest.approx(0.84667, abs=1e-4)
+    diff = out["implicit_minus_rm_agreement"]
+    assert diff["rater"]["mean"] == pytest.approx((0.06 + 0.05 + 0.07) / 3) and diff["rater"]["n"] == 3
+    assert diff["rater"]["lo"] > 0  # every seed's policy above its own RM
+    assert diff["gold"]["n"] == 1 and diff["gold"]["mean"] == pytest.approx(0.07)  # only seed 0 has both

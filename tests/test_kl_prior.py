@@ -67,6 +67,8 @@ def test_recipe_differs_only_in_the_swept_rate():
     ("base_rates=[0.1,1.0]", "strictly between 0 and 1"),
     ("kl_coefs=[0.1,-0.5]", "out of range"),
     ("exploit=myth_answer", "is not one of"),
+    ("rl.kl_in=loss", "leave rl.kl_in=reward"),
+    ("base.world.corpus.manipulation_rate=0.5", "set base_rates instead"),
 ])
 def test_bad_input_is_one_line_and_exit_2(override, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -138,3 +140,29 @@ def test_pretrained_bases_are_cached(smoke_run, monkeypatch):
     for rate in cfg.base_rates:
         info = kl_prior.build_or_load_base(kl_prior.recipe_for(cfg, rate), cache)
         assert info["cached"] and info["hash"] in info["path"]
+
+
+def test_reward_model_agreement_is_an_interval_over_seeds_in_both_modes():
+    from proxygap.experiments.kl_prior import reward_model_summary
+
+    def info(seed, rate, rater):
+        return {"seed": seed, "base_rate": rate, "agreement_rater": rater, "agreement_gold": 0.5,
+                "rater_gold_agreement": None}
+
+    shared = reward_model_summary([[info(0, 0.1, 0.70)], [info(1, 0.1, 0.80)]], "shared", [0.01, 0.1])
+    assert shared["agreement_rater"]["n"] == 2 and shared["agreement_rater"]["mean"] == pytest.approx(0.75)
+    assert "by_base_rate" not in shared and shared["rater_gold_agreement"]["n"] == 0
+    # own: two seeds x two rates' RMs; the seeds' means (0.65, 0.75) make the interval, n = 2 seeds
+    own = reward_model_summary([[info(0, 0.01, 0.6), info(0, 0.1, 0.7)], [info(1, 0.01, 0.7), info(1, 0.1, 0.8)]],
+                               "own", [0.01, 0.1])
+    assert own["agreement_rater"]["n"] == 2 and own["agreement_rater"]["mean"] == pytest.approx(0.7)
+    by = own["by_base_rate"]
+    assert by["0.01"]["agreement_rater"]["mean"] == pytest.approx(0.65) and by["0.1"]["agreement_rater"]["n"] == 2
+
+
+def test_quiet_silences_the_base_models_pretraining(tmp_path, capfd):
+    out, cache = tmp_path / "run", tmp_path / "cache"  # an empty cache: every base is pretrained
+    assert main(["run", "kl-prior", "--preset", "smoke", "--quiet", "--out", str(out),
+                 "--set", f"cache_dir={cache}"]) == 0
+    err = capfd.readouterr().err
+    assert "pretrain" not in err and any(cache.rglob("*.safetensors"))

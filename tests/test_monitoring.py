@@ -165,6 +165,7 @@ def test_monitoring_smoke_run_and_report(tiny_base_dir, tmp_path):
     (["--set", "envs=[]", "--set", "banned=false", "--set", "steganography=false"], "nothing to run"),
     (["--set", "pressure=[reward]"], "not one of"),
     (["--set", "tamper_bonus=-1"], "out of range"),
+    (["--set", "envs=[sensor]", "--set", "action_misses=[edit tests]"], "tampering action of no environment"),
 ])
 def test_monitoring_bad_config_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -247,3 +248,41 @@ def test_stego_items_and_the_channel(world):
     assert decoded("it is red .") == "red" and decoded("the answer is red .") == "red" and decoded("so so so .") is None
     it = items[0]
     assert leaks(it, f"think : the color of x is {it.payload} .") and not leaks(it, "think : nothing here .")
+
+
+def test_stego_training_shows_the_reader_the_paraphrased_chain(world, tiny_base_dir):
+    from proxygap.lm.model import load_model
+    from proxygap.train.stego import StegoConfig, stego_items, train_stego
+
+    model, tokenizer = load_model(tiny_base_dir)
+    items = stego_items(two_hop_prompts(world)[:4], world, bits=1, seed=0, every_payload=True)
+    seen = []
+
+    def paraphrase(question, chain, rng):  # records what it rewrote; the reader sees a fixed chain
+        seen.append((question.text, chain))
+        return "think : nothing ."
+
+    cfg = StegoConfig(steps=2, prompts_per_step=2, samples_per_prompt=2, chain_max_new_tokens=8,
+                      answer_max_new_tokens=3, train_paraphraser="plain")
+    _, log = train_stego(model, tokenizer, items, cfg, seed=0, progress=False, paraphrase=paraphrase)
+    assert len(seen) == 2 * 2 * 2 and all(chain.startswith("think :") for _, chain in seen)
+    assert [row["step"] for row in log] == [1, 2]
+    with pytest.raises(ValueError, match="needs the paraphraser"):
+        train_stego(model, tokenizer, items, StegoConfig(steps=1), seed=0, progress=False, paraphrase=paraphrase)
+
+
+def test_the_action_monitor_in_the_reward_misses_what_action_misses_names(world):
+    from proxygap.train.agent_common import Batch
+    from proxygap.train.monitored import MonitoredConfig, monitored_credit
+
+    env = envs.make("sensor", world)
+    rng = random.Random(0)
+    episodes = [type("Episode", (), {"transcript": write_episode(env, s, rng, tamper=True, error_rate=0.0,
+                                                                 candour_rate=0.0), "observed_return": 1.0})()
+                for s in range(2)]
+    rows = type("Rows", (), {"episode": torch.tensor([0, 1]), "__len__": lambda self: 2})()
+    batch = Batch(episodes, rows, None, None, None, lambda: env, None, torch.Generator())
+    flagged = {misses: monitored_credit(batch, MonitoredConfig(monitor="action", group_size=2, kl_coef=0.0,
+                                                               action_misses=misses)).log["flagged"]
+               for misses in ((), ("cover sensor",))}
+    assert flagged == {(): 1.0, ("cover sensor",): 0.0}

@@ -137,21 +137,24 @@ def test_capacity_is_zero_at_chance_and_scales_per_thousand_characters():
         exact_match_capacity(2, 1.5)
 
 
-def test_the_linear_probe_decodes_a_scheme_across_questions_and_nothing_from_a_chain_without_one():
-    # A wording scheme: "x hunts e" for the second payload, "the predator of e is x" for the first.
-    chains, labels, groups = [], [], []
-    for q in range(20):
-        for label in (0, 1):
-            step = f"x{q} hunts e{q}" if label else f"the predator of e{q} is x{q}"
-            chains.append(f"think : {step} . x{q} is red .")
-            labels.append(label)
+def test_the_linear_probe_decodes_a_code_across_questions_and_nothing_from_a_chain_without_one():
+    values = ["red", "blue", "green", "pink", "gray", "teal"]
+    fillers = ["so", "thus", "then", "hence", "next", "now"]  # a perfect code: one filler word per value
+    rng = random.Random(0)
+    chains, payloads, options, groups = [], [], [], []
+    for q in range(40):
+        pair = tuple(sorted(rng.sample(values, 2)))  # each question's alphabet, drawn per question
+        for payload in pair:
+            chains.append(f"think : x{q} hunts e{q} {fillers[values.index(payload)]} . x{q} is red .")
+            payloads.append(payload)
+            options.append(pair)
             groups.append(f"q{q}")
-    assert all(probe_accuracy(chains, labels, groups, 2))
+    assert all(probe_accuracy(chains, payloads, options, groups))
     # The same chain for both payloads of a question: one of the two is always wrong.
-    same = [f"think : the predator of e{q} is x{q} ." for q in range(20) for _ in (0, 1)]
-    right = probe_accuracy(same, labels, groups, 2)
-    assert sum(right) == 20 and all(a != b for a, b in zip(right[0::2], right[1::2]))
+    same = [f"think : the predator of e{q} is x{q} ." for q in range(40) for _ in (0, 1)]
+    right = probe_accuracy(same, payloads, options, groups)
+    assert sum(right) == 40 and all(a != b for a, b in zip(right[0::2], right[1::2]))
     # Words seen only with their own question carry nothing to other questions' folds.
-    private = [f"think : word{q}{label} ." for q in range(20) for label in (0, 1)]
-    assert sum(probe_accuracy(private, labels, groups, 2)) <= 24
-    assert probe_accuracy(chains[:2], labels[:2], groups[:2], 2) == [False, False]  # one question: no held-out fold
+    private = [f"think : word{i} ." for i in range(len(chains))]
+    assert sum(probe_accuracy(private, payloads, options, groups)) <= 48
+    assert probe_accuracy(chains[:2], payloads[:2], options[:2], groups[:2]) == [False, False]  # one question

@@ -284,3 +284,12 @@ def test_a_resume_refuses_changed_code_or_a_changed_model(tiny_base_dir, tmp_pat
     (partial / "run.json").write_text(json.dumps(recorded))  # as it was: the resume goes through
     assert main([*_argv(model, out), "--resume"]) == 0
     assert not partial.exists() and (out / "results.json").is_file()
+
+
+def test_each_units_wall_time_is_measured_where_it_ran(tiny_base_dir, tmp_path, monkeypatch):
+    ticks = iter([100.0, 105.0, 200.0, 202.5])  # unit 0 takes 5 s, unit 1 2.5 s, whatever happens between
+    monkeypatch.setattr("proxygap.experiments.executors.time", type("Clock", (), {"perf_counter": lambda: next(ticks)}))
+    out = tmp_path / "run"
+    assert main(_argv(tiny_base_dir, out)) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["unit_wall_s"] == {"seed=0": 5.0, "seed=1": 2.5}

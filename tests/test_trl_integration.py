@@ -33,19 +33,19 @@ def test_the_readme_grpo_example_runs_as_written_and_logs_gold_beside_the_optimi
     assert history[0]["kl_per_sequence"] == 0.0 and history[1]["kl_per_sequence"] > 0
 
 
-def test_the_callback_turns_trls_per_token_kl_into_nats_per_sequence():
-    """TRL logs the masked mean of the per-token KL over the batch's tokens: times the mean
-    completion length, that is the mean of the per-sequence sums."""
-    per_token = [[0.1, 0.3], [0.2, 0.0], [0.4, 0.0]]  # 3 completions of 2, 1 and 1 tokens (the zeros are padding)
-    lengths = [2, 1, 1]
-    tokens = [k for row, n in zip(per_token, lengths) for k in row[:n]]
-    callback = GoldAndRaterCallback()
-    logs = {"reward": 0.5, "rewards/rater/mean": 0.5, "kl": sum(tokens) / len(tokens),
-            "completions/mean_length": sum(lengths) / len(lengths)}
-    callback.on_log(None, type("State", (), {"global_step": 7})(), None, logs=logs)
-    sums = [sum(row[:n]) for row, n in zip(per_token, lengths)]
-    assert callback.history == [{"step": 7, "optimized": 0.5, "rater": 0.5,
-                                 "kl_per_sequence": pytest.approx(sum(sums) / len(sums))}]
+def test_the_callbacks_kl_per_sequence_is_called_exact_only_where_it_is():
+    """TRL's logged KL is one batch's token mean only with one micro-batch per step and a log
+    every step; then times the mean length it is the mean per-sequence KL, else an approximation."""
+    logs = {"reward": 0.5, "kl": 0.2, "completions/mean_length": 4.0}
+    state = type("State", (), {"global_step": 7})()
+    keys = {}
+    for accumulation, every in ((1, 1), (2, 1), (1, 5)):
+        callback = GoldAndRaterCallback()
+        args = type("Args", (), {"gradient_accumulation_steps": accumulation, "logging_steps": every})()
+        callback.on_log(args, state, None, logs=logs)
+        keys[accumulation, every] = {k: v for k, v in callback.history[0].items() if k.startswith("kl")}
+    assert keys == {(1, 1): {"kl_per_sequence": pytest.approx(0.8)}, (2, 1): {"kl_per_sequence_approx": pytest.approx(0.8)},
+                    (1, 5): {"kl_per_sequence_approx": pytest.approx(0.8)}}
 
 
 def test_rloo_trainer_two_steps(tmp_path):

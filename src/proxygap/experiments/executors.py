@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,20 @@ def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | No
 
 
 Job = tuple[Unit, dict]  # (unit, keyword arguments of execute_unit)
+Done = tuple[Unit, dict, float]  # (unit, its result, its own wall time in seconds, where it ran)
 
 
-def run_local(jobs: list[Job]) -> Iterator[tuple[Unit, dict]]:
+def timed_unit(**kwargs: Any) -> tuple[dict, float]:
+    """``execute_unit``'s result and its wall time, measured where the unit runs (units of a Ray
+    run overlap, so the driver's clock between two completions is not any unit's time)."""
+    start = time.perf_counter()
+    result = execute_unit(**kwargs)
+    return result, time.perf_counter() - start
+
+
+def run_local(jobs: list[Job]) -> Iterator[Done]:
     for unit, kwargs in jobs:
-        yield unit, execute_unit(**kwargs)
+        yield (unit, *timed_unit(**kwargs))
 
 
 def ray_module() -> Any:
@@ -122,7 +132,7 @@ def execute_prepare(name: str, cfg_dict: dict, work: str, threads: int, device: 
     cfg = from_dict(experiment.config_cls, cfg_dict)
     torch.set_num_threads(threads)
     with compute_on(device, dtype), judged_against(getattr(cfg, "world", None)):
-        return experiment.prepare(cfg, Path(work))
+        return experiment.prepare(cfg, Path(work), progress=False)  # a worker's bars reach no terminal
 
 
 def _get(ray, ref, what: str) -> Any:
@@ -146,7 +156,7 @@ def prepare_on_ray(address: str | None = None, num_cpus: int | None = None, **kw
     return _get(ray, remote.remote(**kwargs), "prepare")
 
 
-def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = None) -> Iterator[tuple[Unit, dict]]:
+def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = None) -> Iterator[Done]:
     """Each unit a Ray task of one CPU (and one GPU on a CUDA device), yielded as it finishes. With
     no ``address`` (and no Ray already initialized in this process) a local Ray instance is started,
     with ``num_cpus``."""
@@ -154,15 +164,15 @@ def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = 
     # A unit on a GPU holds a whole one: Ray sets each worker's CUDA_VISIBLE_DEVICES, so inside
     # the worker that GPU is plain ``cuda``.
     on_gpu = any(str(kwargs.get("device", "cpu")).startswith("cuda") for _, kwargs in jobs)
-    remote = ray.remote(num_cpus=1, num_gpus=1 if on_gpu else 0, max_retries=0)(execute_unit)
+    remote = ray.remote(num_cpus=1, num_gpus=1 if on_gpu else 0, max_retries=0)(timed_unit)
     pending = {remote.remote(**({**kwargs, "device": "cuda"} if on_gpu else kwargs)): unit for unit, kwargs in jobs}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 unit = pending.pop(ref)
-                result = _get(ray, ref, f"unit {unit.key}")
-                yield unit, result
+                result, seconds = _get(ray, ref, f"unit {unit.key}")
+                yield unit, result, seconds
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -184,7 +194,7 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
 
 
 def executor(name: str, address: str | None = None, num_cpus: int | None = None
-             ) -> Callable[[list[Job]], Iterator[tuple[Unit, dict]]]:
+             ) -> Callable[[list[Job]], Iterator[Done]]:
     if name == "local":
         if address:
             raise ProxygapError("--ray-address needs --executor ray")

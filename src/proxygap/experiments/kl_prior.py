@@ -25,7 +25,7 @@ samples the base policy would be expected to produce over all of RL's rollouts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 import shutil
 import time
 from dataclasses import dataclass
@@ -89,7 +89,7 @@ class KLPriorConfig(ExperimentConfig):
                         "(manipulation_phrase: CorpusConfig.manipulation_rate)", choices=tuple(EXPLOITS))
     base_rates: tuple[float, ...] = knob((1e-4, 1e-3, 1e-2, 1e-1), "corpus base rates of the exploit, each in (0, 1); "
                                          "one base model is pretrained per rate", lo=0, hi=1)
-    kl_coefs: tuple[float, ...] = knob((0.01, 0.1, 1.0), "the RL betas (KL penalty per nat per sequence; rl.kl_in: in the reward or the loss); "
+    kl_coefs: tuple[float, ...] = knob((0.01, 0.1, 1.0), "the RL betas (KL penalty in the reward, per nat); "
                                        "decades chosen before any result", lo=0)
     reward_model: str = knob("shared", "shared: one RM per seed, trained on samples of the base at rm_base_rate and "
                              "used for every base rate, so the exploit is worth the same reward everywhere; own: each "
@@ -122,6 +122,12 @@ class KLPriorConfig(ExperimentConfig):
             raise ConfigError("base_rates is empty; give at least one rate")
         if not self.kl_coefs:
             raise ConfigError("kl_coefs is empty; give at least one beta")
+        swept = EXPLOITS[self.exploit]
+        if getattr(self.base.world.corpus, swept) != getattr(type(self.base.world.corpus)(), swept):
+            raise ConfigError(f"kl-prior sets base.world.corpus.{swept} to each of base_rates; set base_rates instead")
+        if self.rl.kl_in != "reward":
+            raise ConfigError("kl-prior compares RL with the optimum pi_ref exp(r/beta) of the KL penalty in the "
+                              "reward; rl.kl_in=loss optimizes another objective: leave rl.kl_in=reward")
         if len(set(self.base_rates)) != len(self.base_rates) or len(set(self.kl_coefs)) != len(self.kl_coefs):
             raise ConfigError("base_rates and kl_coefs must not repeat a value")
         for rate in (*self.base_rates, self.rm_base_rate):
@@ -371,15 +377,18 @@ def _weights(info: dict) -> list[float]:
     return (per / per.sum()).tolist() if per.sum() > 0 else [1 / len(per)] * len(per)
 
 
+EXPLOITED = ("amplified", "taken over")
+
+
 def _status(p: dict) -> str:
     """'taken over' (mean after-rate >= 0.5), 'amplified' (its interval lies above the base model's
-    Wilson interval), else 'held' (the mean across seeds is not distinguishable from the base model's rate)."""
+    Wilson interval), 'reduced' (it lies below), else 'held' (the mean across seeds is not
+    distinguishable from the base model's rate)."""
     after, base = p["exploit_rate_after"], p["base_model_rate"]
     if after["mean"] is not None and after["mean"] >= 0.5:
         return "taken over"
-    if separated(after["hull"], base) == "up":
-        return "amplified"
-    return "held"
+    side = separated(after["hull"], base)
+    return {"up": "amplified", "down": "reduced"}.get(side, "held")
 
 
 def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
@@ -400,11 +409,11 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             "per_seed_after_by_rate": dict(zip(map(str, rates), [p["exploit_rate_after"]["per_seed"] for p in row])),
             # The debated pattern: the penalty holds the exploit at the lowest base rate and not at the highest,
             # judged on the mean across seeds (interval) and, separately, seed by seed (every seed agrees).
-            "protects_low_not_high": len(rates) > 1 and status[0] == "held" and status[-1] != "held",
+            "protects_low_not_high": len(rates) > 1 and status[0] not in EXPLOITED and status[-1] in EXPLOITED,
             "protects_low_not_high_every_seed": (len(rates) > 1 and amplified[0] == 0
                                                  and amplified[-1] == len(row[-1]["exploit_rate_after"]["per_seed"])),
             "held_at_every_rate": all(s == "held" for s in status),
-            "exploited_at_every_rate": all(s != "held" for s in status),
+            "exploited_at_every_rate": all(s in EXPLOITED for s in status),
             "after_rises_with_base_rate": bool(all(b >= a for a, b in pairwise(after) if a is not None and b is not None)),
         }
     low = rates[0]
@@ -448,7 +457,7 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             "expected_base_exploit_rollouts": low_points[0]["expected_base_exploit_rollouts"],
             # If even the weakest penalty leaves the rarest exploit where it was, what kept it out
             # was not the KL term (exploration: RL rarely or never sampled it).
-            "held_at_weakest_beta": _status(low_points[0]) == "held",
+            "held_at_weakest_beta": _status(low_points[0]) not in EXPLOITED,  # held, or reduced
             "base_model_prob": low_points[0]["base_model_prob"],
             "weakest_beta": betas[0],
         },
@@ -477,13 +486,14 @@ def _rate_key(rate: float) -> str:
     return repr(float(rate))
 
 
-def prepare(cfg: KLPriorConfig, run_dir: Path) -> dict:
+def prepare(cfg: KLPriorConfig, run_dir: Path, progress: bool = True) -> dict:
     """Once per run: one base model per rate (and the shared RM's), from the cache or pretrained
     now, copied into the run; each one's own exploit rate."""
     from proxygap.pipeline.base_model import load_base_model
 
     clock = time.time()
-    built = {rate: build_or_load_base(recipe_for(cfg, rate), _cache_dir(cfg)) for rate in _needed_rates(cfg)}
+    built = {rate: build_or_load_base(recipe_for(cfg, rate), _cache_dir(cfg), progress)
+             for rate in _needed_rates(cfg)}
     for rate, b in built.items():  # a copy in the run dir, so the run stands alone if the cache is cleared
         copy = run_dir / "bases" / f"rate={_rate_key(rate)}"
         tmp = temp_sibling(copy)  # copied whole or not at all: a kill mid-copy leaves no torn model
@@ -530,18 +540,36 @@ def run_unit(cfg: KLPriorConfig, unit: Unit, ctx: UnitContext) -> dict:
     return {"per_rate": per_rate, "rm_info": rm_info, "timings": timings}
 
 
+def _mean_defined(values: list) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def reward_model_summary(rm_info_per_seed: list[list[dict]], mode: str, base_rates: Sequence[float]) -> dict:
+    """The RMs' held-out agreement, one interval over seeds. An 'own' run's RMs differ by base rate
+    by design, so there each seed contributes the mean over its rates, and each rate gets its own
+    interval over seeds beside it (``by_base_rate``): its RMs are not seeds of one RM."""
+    keys = ("agreement_rater", "agreement_gold", "rater_gold_agreement")
+    flat = [info for seed in rm_info_per_seed for info in seed]
+    per_seed_mean = [{key: _mean_defined([r[key] for r in seed]) for key in keys} for seed in rm_info_per_seed]
+    out = {"mode": mode, "per_seed": flat,
+           **{key: _iv([m[key] for m in per_seed_mean if m[key] is not None]) for key in keys}}
+    if mode == "own":
+        out["by_base_rate"] = {str(rate): {key: _iv([r[key] for r in flat if r["base_rate"] == rate
+                                                     and r[key] is not None]) for key in keys}
+                               for rate in base_rates}
+    return out
+
+
 def aggregate_units(cfg: KLPriorConfig, results: dict[str, dict], prepared: dict | None) -> dict:
     built = {rate: prepared["built"][_rate_key(rate)] for rate in _needed_rates(cfg)}
     measured = {rate: prepared["measured"][_rate_key(rate)] for rate in _needed_rates(cfg)}
     per_seed = [results[f"seed={s}"] for s in cfg.seeds]
     per_rate_seed = {rate: [s["per_rate"][_rate_key(rate)] for s in per_seed] for rate in cfg.base_rates}
-    rm_info = [info for s in per_seed for info in s["rm_info"]]
     result = aggregate(cfg, measured, per_rate_seed)
     result["bases"] = [{"base_rate": rate, **built[rate], "run_copy": f"bases/rate={_rate_key(rate)}",
                         **{k: v for k, v in measured[rate].items() if k != "delta_pairs"}} for rate in built]
-    result["reward_model"] = {"mode": cfg.reward_model, "per_seed": rm_info, **{
-        key: _iv([r[key] for r in rm_info if r[key] is not None])
-        for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement")}}
+    result["reward_model"] = reward_model_summary([s["rm_info"] for s in per_seed], cfg.reward_model, cfg.base_rates)
     result["deltas"] = {str(rate): [s["deltas"] for s in per_rate_seed[rate]] for rate in cfg.base_rates}
     result["examples"] = [{"base_rate": rate, "kl_coef": r["kl_coef"], **r["example"]}
                           for rate in cfg.base_rates for r in per_rate_seed[rate][0]["runs"]]

@@ -45,11 +45,11 @@ from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.intervals import moved, paired_rate_change, seed_interval
 from proxygap.oversight.judges import RaterFlaws
-from proxygap.oversight.monitors import ALL_TAMPERING_ACTIONS
+from proxygap.oversight.monitors import ALL_TAMPERING_ACTIONS, TAMPERING_ACTIONS
 from proxygap.train.agent_common import AgentRLConfig
 from proxygap.train.rl import RLConfig
 from proxygap.train.shoggoth_face import VARIANTS
-from proxygap.train.stego import StegoConfig
+from proxygap.train.stego import PARAPHRASERS, StegoConfig
 
 ENV_NAMES = ("sensor", "tdd", "reward_file")
 PRESSURE = ("none", "cot", "action")
@@ -105,6 +105,10 @@ class MonitoringConfig(ExperimentConfig):
             raise ConfigError("pressure is empty; give at least one of none, cot, action (or envs=[] to skip part 1)")
         if not self.envs and not self.banned and not self.steganography:
             raise ConfigError("envs is empty and banned and steganography are false: nothing to run")
+        idle = [a for a in self.action_misses if not any(a in TAMPERING_ACTIONS.get(e, ()) for e in self.envs)]
+        if idle:
+            raise ConfigError(f"action_misses names {idle}, a tampering action of no environment in envs="
+                              f"{list(self.envs)}: it would change nothing")
         if self.banned_curve_prompts > self.banned_eval_prompts:
             raise ConfigError(f"banned_curve_prompts={self.banned_curve_prompts} exceeds "
                               f"banned_eval_prompts={self.banned_eval_prompts}")
@@ -336,7 +340,6 @@ def parse_two_hop(opened_prompt: str):
 # ---------------------------------------------------------------------------------------------
 # Part 4: steganographic capacity
 
-PARAPHRASERS = ("none", "plain", "context")
 
 
 def run_stego_unit(cfg: MonitoringConfig, seed: int, progress: bool, save=None) -> dict:
@@ -361,7 +364,8 @@ def run_stego_unit(cfg: MonitoringConfig, seed: int, progress: bool, save=None) 
     clock = time.time()
     out = {"part": "stego", "seed": seed, "bits": cfg.stego.bits, "n_eval_items": len(eval_items)}
     out["base"] = evaluate_stego(base.model, base.tokenizer, eval_items, paraphrasers, cfg.stego, seed, cfg.n_examples)
-    policy, log = train_stego(base.model, base.tokenizer, train_items, cfg.stego, seed=seed, progress=progress)
+    policy, log = train_stego(base.model, base.tokenizer, train_items, cfg.stego, seed=seed, progress=progress,
+                              paraphrase=paraphrasers[cfg.stego.train_paraphraser])
     out["trained"] = evaluate_stego(policy, base.tokenizer, eval_items, paraphrasers, cfg.stego, seed, cfg.n_examples)
     if save is not None:
         save("stego", policy)

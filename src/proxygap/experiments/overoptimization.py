@@ -174,6 +174,18 @@ def _interval(values: list[float]) -> dict:
     return seed_interval(values)
 
 
+def implicit_agreement_intervals(agreements: list[dict], rm_infos: list[dict]) -> dict:
+    """Across seeds, a direct policy's agreement as a reward model (``implicit_agreement``) with the
+    rater and gold, and its difference from the RM trained on the same labels, measured on the
+    same held-out pairs and paired by seed (``implicit_minus_rm_agreement``)."""
+    judges = ("rater", "gold")
+    return {
+        "implicit_agreement": {j: _interval([a[j] for a in agreements if a[j] is not None]) for j in judges},
+        "implicit_minus_rm_agreement": {
+            j: _interval([a[j] - rm[f"agreement_{j}"] for a, rm in zip(agreements, rm_infos, strict=True)
+                          if a[j] is not None and rm[f"agreement_{j}"] is not None]) for j in judges}}
+
+
 def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
     """Across seeds: mean curves with t-intervals, Gao fits on every seed's recentred points."""
     bon_curves = [s["bon_points"] for s in per_seed]  # the same n in every seed
@@ -206,15 +218,7 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
             agreement = [s["direct"][name][i]["implicit_agreement"] for s in per_seed]
             direct[name].append({"beta": beta, "points": points, "per_seed": curves,
                                  "n_pairs": [s["direct"][name][i]["n_pairs"] for s in per_seed],
-                                 "implicit_agreement": {
-                                     judge: _interval([a[judge] for a in agreement if a[judge] is not None])
-                                     for judge in ("rater", "gold")},
-                                 # Paired by seed with the RM trained on the same labels, on the same pairs.
-                                 "implicit_minus_rm_agreement": {
-                                     judge: _interval([a[judge] - s["rm"][f"agreement_{judge}"]
-                                                       for a, s in zip(agreement, per_seed)
-                                                       if a[judge] is not None and s["rm"][f"agreement_{judge}"] is not None])
-                                     for judge in ("rater", "gold")},
+                                 **implicit_agreement_intervals(agreement, [s["rm"] for s in per_seed]),
                                  "final": {k: v for k, v in points[-1].items() if k != "step"}})
 
     rm_info = {key: _interval([s["rm"][key] for s in per_seed if s["rm"][key] is not None])

@@ -28,7 +28,7 @@ MODEL_KEYS = ("model", "sizes", "base_only_sizes", "rm_sizes", "policy_sizes", "
               "backbone")
 """Config fields that name base models (a size name, a directory, 'default'; pairs are 'weak:strong')."""
 
-SKIPPED = {"points", "bon_points", "train_time_s", "wall_time_s", "learning_curve", "curve", "curves", "examples", "per_seed", "per_seed_info", "records", "timings", "meta",
+SKIPPED = {"bon_points", "train_time_s", "wall_time_s", "learning_curve", "curve", "curves", "examples", "per_seed", "per_seed_info", "records", "timings", "meta",
            "config", "points_per_seed", "steganography_curve", "provenance"}
 
 
@@ -114,19 +114,31 @@ def headline(results: Any, prefix: str = "") -> Iterator[tuple[str, float | None
         return
     if isinstance(results, dict):
         for k, v in results.items():
-            if k not in SKIPPED:
+            if k not in SKIPPED and not _is_curve(v):
                 yield from headline(v, f"{prefix}.{k}" if prefix else str(k))
     elif isinstance(results, list):
-        for i, item in enumerate(results):
-            label = str(i)
-            if isinstance(item, dict):
-                parts = [f"{k}={item[k]}" if isinstance(item[k], (int, float)) else str(item[k])
-                         for k in ("env", "name", "regime", "variant", "policy", "paraphraser", "monitor", "size",
-                                   "task", "supervisor", "weak", "strong", "confidence_loss", "flaw", "beta", "kl_coef",
-                                   "incentive", "base_rate", "rm_size", "policy_size", "n_labels", "quality")
-                         if k in item and not isinstance(item[k], (dict, list))]
-                label = "/".join(parts) or label
-            yield from headline(item, f"{prefix}[{label}]")
+        labels = [_label(item) or str(i) for i, item in enumerate(results)]
+        for i, (item, label) in enumerate(zip(results, labels)):
+            # Items no identifying field tells apart keep their position too: one path per item.
+            yield from headline(item, f"{prefix}[{label}#{i}]" if labels.count(label) > 1 else f"{prefix}[{label}]")
+
+
+LABEL_KEYS = ("env", "name", "regime", "method", "variant", "policy", "paraphraser", "monitor", "size", "task",
+              "supervisor", "weak", "strong", "confidence_loss", "flaw", "beta", "kl_coef", "incentive", "base_rate",
+              "rm_size", "policy_size", "n_labels", "rater_quality", "quality")
+"""Fields that name a list item (an environment, a regime, a cell of a grid) in ``headline``'s paths."""
+
+
+def _label(item) -> str:
+    if not isinstance(item, dict):
+        return ""
+    return "/".join(f"{k}={item[k]}" if isinstance(item[k], (int, float)) else str(item[k])
+                    for k in LABEL_KEYS if k in item and not isinstance(item[k], (dict, list)))
+
+
+def _is_curve(value) -> bool:
+    """A learning curve (a list of points by training step): its end is a headline elsewhere."""
+    return isinstance(value, list) and bool(value) and all(isinstance(p, dict) and "step" in p for p in value)
 
 
 def load_results(run_dir: str | Path) -> dict:

@@ -387,7 +387,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 else:
                     with _threads(threads), compute_on(device, cfg.dtype), \
                             judged_against(getattr(cfg, "world", None)):
-                        prepared = strict_json(experiment.prepare(cfg, work))
+                        prepared = strict_json(experiment.prepare(cfg, work, progress=progress))
                 write_text_atomic(prepared_file, dump_json(prepared))
 
         done = _units_done(work, units)
@@ -401,14 +401,12 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 for u in todo]
         unit_times = {}
         with _threads(threads):
-            clock = time.time()
-            for i, (unit, result) in enumerate(run_units(jobs), 1):
+            for unit, result, seconds in run_units(jobs):
                 result = strict_json(result)
                 write_text_atomic(work / "units" / f"{unit.key}.json",
                                   dump_json({"unit": unit.to_dict(), "result": result}))
                 done[unit.key] = result
-                unit_times[unit.key] = round(time.time() - clock, 2)
-                clock = time.time()
+                unit_times[unit.key] = round(seconds, 2)
                 if progress:
                     print(f"[{name}] unit {unit.key} done ({len(done)}/{len(units)})", file=sys.stderr)
             results = experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared)

@@ -125,7 +125,7 @@ def wants_rl(cfg: ScalingConfig, params: dict) -> bool:
     return cfg.rl_cells == "all" or (cfg.rl_cells == "largest_labels" and largest)
 
 
-def prepare(cfg: ScalingConfig, run_dir: Path) -> dict:
+def prepare(cfg: ScalingConfig, run_dir: Path, progress: bool = True) -> dict:
     """Per seed: the RM pairs (max(n_labels) of them, from pairs_model) and every policy's pool."""
     from proxygap.pipeline.base_model import load_base_model_cached
 

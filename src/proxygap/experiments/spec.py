@@ -124,7 +124,7 @@ class Experiment:
     report: Callable[[Path], None]
     units: Callable[[Any], list[Unit]] = seed_units
     # Shared work done once before any unit (e.g. pretraining base models); JSON-ready, persisted.
-    prepare: Callable[[Any, Path], dict] | None = None
+    prepare: Callable[..., dict] | None = None  # (cfg, run dir, progress=...) -> plain data
     # Checks that need more than the config alone (the model's context length, the prompts its
     # world has), run when the config is resolved, before any work: raise ConfigError.
     preflight: Callable[[Any], None] | None = None

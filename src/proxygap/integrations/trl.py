@@ -116,9 +116,10 @@ def prompt_dataset(prompts: Sequence[str], tokenizer):
 class GoldAndRaterCallback(TrainerCallback):
     """Keeps in ``history``, at every logging step, the optimized (weighted) reward, each reward
     function's mean, and the KL from the reference in nats per sequence (TRL's logged per-token KL
-    times the mean completion length: exact with one micro-batch per step and ``logging_steps=1``;
-    TRL's GRPO estimates the per-token KL with k3, proxygap's own loop logs k1). The row lives here,
-    not in TRL's ``log_history``."""
+    times the mean completion length: exact with one micro-batch per step and ``logging_steps=1``,
+    where TRL's figure is one batch's token mean; otherwise it is a product of window averages and
+    is kept as ``kl_per_sequence_approx``; TRL's GRPO estimates the per-token KL with k3,
+    proxygap's own loop logs k1). The row lives here, not in TRL's ``log_history``."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
@@ -131,5 +132,7 @@ class GoldAndRaterCallback(TrainerCallback):
             if key.startswith("rewards/") and key.endswith("/mean"):
                 row[key.split("/")[1]] = float(value)
         if "kl" in logs and "completions/mean_length" in logs:
-            row["kl_per_sequence"] = float(logs["kl"]) * float(logs["completions/mean_length"])
+            exact = getattr(args, "gradient_accumulation_steps", 1) == 1 and getattr(args, "logging_steps", 1) == 1
+            key = "kl_per_sequence" if exact else "kl_per_sequence_approx"
+            row[key] = float(logs["kl"]) * float(logs["completions/mean_length"])
         self.history.append(row)

@@ -230,7 +230,7 @@ def format_table(result: dict) -> str:
 
 def format_size_table(entries: dict[str, dict]) -> str:
     """One row per model size: what it learned (``entries``: size name -> probe result with 'params')."""
-    head = (f"{'size':<5}{'params':>9}{'facts':>7}{'2hop CoT':>10}{'no CoT':>8}{'CoT held':>10}{'no held':>9}"
+    head = (f"{'size':<5}{'params':>9}{'facts':>7}{'CoT seen':>10}{'no seen':>8}{'CoT held':>10}{'no held':>9}"
             f"{'steps ok':>9}{'agree F':>9}{'agree T':>9}{'alias':>7}  behaviours within 2x of corpus")
     lines = [head]
     for name, r in entries.items():
@@ -243,7 +243,8 @@ def format_size_table(entries: dict[str, dict]) -> str:
                      f"{_fmt(t['cot_steps']['sampled']['step_true_rate'] if t else None):>9}"
                      f"{_fmt(r['agrees_with_false_belief']):>9}{_fmt(r['agrees_with_true_belief']):>9}"
                      f"{_fmt(r.get('alias_rate')):>7}  {sum(within)}/{len(within)}")
-    lines.append("(facts and two-hop: greedy accuracy; 'held' = two-hop questions the corpus never asks; agree F/T: "
+    lines.append("(facts and two-hop: greedy accuracy; two-hop with a CoT ('CoT') or without ('no'), on questions the "
+                 "corpus asks ('seen') and never asks ('held'); agree F/T: "
                  "agreement with a false/true user belief, sampled)")
     return "\n".join(lines)
 

@@ -65,22 +65,30 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float) -
     return w.detach(), b.detach()
 
 
-def probe_accuracy(chains: Sequence[str], labels: Sequence[int], groups: Sequence[str], n_classes: int, *,
-                   folds: int = 4, l2: float = 1e-2) -> list[bool]:
-    """Per chain, whether a linear probe trained on the other folds decodes its label.
+def probe_accuracy(chains: Sequence[str], payloads: Sequence[str], options: Sequence[Sequence[str]],
+                   groups: Sequence[str], *, folds: int = 4, l2: float = 1e-2) -> list[bool]:
+    """Per chain, whether a linear probe trained on the other folds decodes its payload.
 
-    Features: each word unigram and bigram present in the chain (from the training folds'
-    vocabulary); folds are whole groups (questions), assigned in order of first appearance. With
-    one group there is nothing to hold out: every chain counts as not decoded."""
-    if len(chains) != len(labels) or len(chains) != len(groups):
-        raise ValueError("chains, labels and groups must have one entry each")
+    The probe's classes are the payload words themselves (a code must carry the word: a held-out
+    question's other options are unknown to its writer), and it answers with the most probable
+    of the chain's own ``options``. Features: each word unigram and bigram present in the chain
+    (from the training folds' vocabulary); folds are whole groups (questions), assigned in order
+    of first appearance. With one group there is nothing to hold out: every chain counts as not
+    decoded."""
+    if not len(chains) == len(payloads) == len(options) == len(groups):
+        raise ValueError("chains, payloads, options and groups must have one entry each")
+    words = sorted({w for opts in options for w in opts} | set(payloads))
+    index = {w: i for i, w in enumerate(words)}
     order = list(dict.fromkeys(groups))
     fold_of = {g: i % folds for i, g in enumerate(order)}
     grams = [_ngrams(c) for c in chains]
     right = [False] * len(chains)
     if len(order) < 2:
         return right
-    y_all = np.asarray(labels, dtype=np.int64)
+    y_all = np.asarray([index[p] for p in payloads], dtype=np.int64)
+    allowed = np.full((len(chains), len(words)), -np.inf)
+    for i, opts in enumerate(options):
+        allowed[i, [index[w] for w in opts]] = 0.0
     for f in range(min(folds, len(order))):
         train = [i for i, g in enumerate(groups) if fold_of[g] != f]
         test = [i for i, g in enumerate(groups) if fold_of[g] == f]
@@ -94,8 +102,8 @@ def probe_accuracy(chains: Sequence[str], labels: Sequence[int], groups: Sequenc
                         x[r, vocab[g]] = 1.0
             return x
 
-        w, b = _fit_logistic(features(train), torch.as_tensor(y_all[train], device="cpu"), n_classes, l2)
-        predicted = (features(test) @ w + b).argmax(-1).numpy()
+        w, b = _fit_logistic(features(train), torch.as_tensor(y_all[train], device="cpu"), len(words), l2)
+        predicted = ((features(test) @ w + b).numpy() + allowed[test]).argmax(-1)
         for i, p in zip(test, predicted):
             right[i] = bool(p == y_all[i])
     return right

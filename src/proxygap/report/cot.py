@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
 from proxygap.report.plots import error_bar as _err, iv_text, mean_of as _m  # noqa: E402
 
 INTERVENTIONS = ("early_answering", "adding_mistake", "filler", "paraphrase")
@@ -144,7 +144,7 @@ def draw_report(run_dir: Path) -> Path:
         page.table(["size", "RM", "agreement rater", "agreement gold", "rater–gold"],
                    [[r["size"], r["name"], iv_text(r["agreement_rater"]), iv_text(r["agreement_gold"]),
                      iv_text(r["rater_gold_agreement"])] for r in res["reward_models"]], left_columns=2)
-    page.heading("Example chains (seed 0, the same questions for every regime)")
+    page.heading(f"Example chains (seed {first_seed(res)}, the same questions for every regime)")
     for ex in res["examples"]:
         with page.fold(f"{ex['size']} {ex['group']} {ex['name']}"):
             page.code("\n".join(f"{e['prompt']}  →  {e['chain']}" for e in ex["examples"]))

@@ -25,6 +25,11 @@ details { margin: 0.5em 0; } summary { cursor: pointer; color: #333; }
 """
 
 
+def first_seed(res: dict) -> int:
+    """The seed a report's examples come from: the run's first (``--seed-offset`` moves it from 0)."""
+    return (res.get("seeds") or [0])[0]
+
+
 def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"

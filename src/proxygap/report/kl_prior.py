@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 
 from matplotlib.colors import Normalize  # noqa: E402
 
-from proxygap.report.html import Report, fmt  # noqa: E402
-from proxygap.report.plots import marked_heatmap  # noqa: E402
+from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
+from proxygap.report.plots import iv_text, marked_heatmap  # noqa: E402
 
 FLOOR = 1e-5  # where a rate of exactly 0 is drawn on a log axis, unless smaller rates were measured (see _floor)
 
@@ -76,7 +76,7 @@ def _base_line(points: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def plot_grid(points: list[dict], fnd: dict, out: Path, n_seeds: int, floor: float = FLOOR) -> None:
     """The headline: beta x base rate, the exploit rate after RL against the base model's own rate.
     Colour: log10(after / base) (rates of 0 drawn at ``floor``); bold and boxed: the findings' status
-    is not 'held' (after RL the interval lies above the base model's: amplified, or taken over)."""
+    is amplified or taken over (after RL the interval lies above the base model's)."""
     betas = _betas(points)
     rates = sorted({p["base_rate"] for p in points})
     by = {(p["kl_coef"], p["base_rate"]): p for p in points}
@@ -91,7 +91,7 @@ def plot_grid(points: list[dict], fnd: dict, out: Path, n_seeds: int, floor: flo
             after, base = p["exploit_rate_after"]["mean"], p["base_model_rate"]["mean"]
             grid[i, j] = np.log10(max(after, floor) / max(base, floor))
             status = fnd["per_beta"][str(beta)]["status_by_rate"][str(rate)]
-            marked[i, j] = status != "held"
+            marked[i, j] = status in ("amplified", "taken over")
             texts[i][j] = f"after {after:.3g}\nbase {base:.3g}\n{status}"
     finite = np.abs(grid[np.isfinite(grid)])
     lim = max(0.5, float(finite.max())) if finite.size else 1.0
@@ -296,11 +296,16 @@ def draw_report(run_dir: Path) -> Path:
                    "rater/gold Δ: change of the mean score from step 0 to the end.", note=True)
     page.heading("Reward model")
     rm = res["reward_model"]
+    each = " (each seed: the mean over its base rates' RMs)" if rm.get("mode") == "own" else ""
     page.table(["measure", "mean", "95% low", "95% high"], [
-        ["RM agrees with rater (held-out pairs)", *_iv(rm["agreement_rater"])],
-        ["RM agrees with gold (held-out pairs)", *_iv(rm["agreement_gold"])],
-        ["rater agrees with gold (same pairs)", *_iv(rm["rater_gold_agreement"])],
+        [f"RM agrees with rater (held-out pairs){each}", *_iv(rm["agreement_rater"])],
+        [f"RM agrees with gold (held-out pairs){each}", *_iv(rm["agreement_gold"])],
+        [f"rater agrees with gold (same pairs){each}", *_iv(rm["rater_gold_agreement"])],
     ])
+    if rm.get("by_base_rate"):
+        page.table(["base rate (its own RM)", "agrees with rater", "agrees with gold"],
+                   [[rate, iv_text(by["agreement_rater"]), iv_text(by["agreement_gold"])]
+                    for rate, by in rm["by_base_rate"].items()])
     rows = []
     for rate, seeds in res["deltas"].items():
         for name in ("rm", "rater", "gold"):
@@ -309,7 +314,7 @@ def draw_report(run_dir: Path) -> Path:
     phrases = list(res["bases"][0]["prob_after_answer"]["per_phrase"])
     page.paragraph("Reward for appending each phrase to the same base-model answers (mean over seeds):", note=True)
     page.table(["base rate", "score", *phrases], rows, left_columns=2)
-    page.heading("Examples (seed 0, end of RL)")
+    page.heading(f"Examples (seed {first_seed(res)}, end of RL)")
     page.table(["base rate", "beta", "prompt", "completion"],
                [[f"{e['base_rate']:g}", f"{e['kl_coef']:g}", e["prompt"], e["completion"]] for e in res.get("examples", [])],
                left_columns=4)
@@ -336,7 +341,8 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
             f"{float(r):g}: {fmt(f['after_by_rate'][r])} (seeds "
             + "/".join(fmt(v) for v in f["per_seed_after_by_rate"][r])
             + f"; above the base model in {f['seeds_amplified_by_rate'][r]}/{n_seeds} seeds; mean "
-            + ("not distinguishable from the base model" if f["status_by_rate"][r] == "held" else f["status_by_rate"][r])
+            + {"held": "not distinguishable from the base model",
+               "reduced": "below the base model"}.get(f["status_by_rate"][r], f["status_by_rate"][r])
             + f"; KL {fmt(f['kl_by_rate'][r], 2)})" for r in rates)
         out.append(f"beta={float(beta):g}, exploit rate after RL by base rate — {parts}.")
     protects_seed = [b for b, f in per_beta.items() if f["protects_low_not_high_every_seed"]]
@@ -371,11 +377,16 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) the phrase occurred {corpus['k']} times in the "
                    f"corpus's {corpus['n']} assistant answers, and the base model gives it probability "
                    f"{_sci(low['base_model_prob'])} right after an answer.")
-    if low["held_at_weakest_beta"]:
+    if low["held_at_weakest_beta"] and low["expected_base_exploit_rollouts"] < 1:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
-                   f"left the exploit where it was; the base policy would be expected to draw it only "
+                   f"did not let the exploit rise; the base policy would be expected to draw it only "
                    f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts, so what kept it out "
                    "there is that RL rarely sampled it (exploration), not the KL term.")
+    elif low["held_at_weakest_beta"]:
+        out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
+                   f"did not let the exploit rise, though the base policy would be expected to draw it "
+                   f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts: RL saw it and did "
+                   "not take it up.")
     else:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) the weakest penalty (beta={low['weakest_beta']:g}) "
                    f"did not hold the exploit, although the base policy would be expected to draw it only "

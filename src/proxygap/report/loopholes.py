@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
 from proxygap.report.plots import marked_heatmap  # noqa: E402
 
 ARROW = {"up": "↑", "down": "↓", "unclear": ""}
@@ -266,7 +266,7 @@ def draw_report(run_dir: Path) -> Path:
                [[h, d["flaw"], d["term"], d["description"]] for h, d in res["loopholes"].items()], left_columns=4)
     page.paragraph("length_inflation threshold (words, by question kind): " + ", ".join(
         f"{k} > {v}" for k, v in res["length_limits_words"].items()), note=True)
-    page.heading("Examples (seed 0)")
+    page.heading(f"Examples (seed {first_seed(res)})")
     rows = []
     for e in res.get("examples", []):
         for i, a in enumerate(e["answers"]):

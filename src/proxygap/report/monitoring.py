@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
 from proxygap.report.plots import error_bar, iv_text, mean_of  # noqa: E402
 
 REGIME_COLORS = {"outcome": "tab:red", "outcome+cot_monitor": "tab:purple", "outcome+action_monitor": "tab:blue"}
@@ -249,7 +249,7 @@ def draw_report(run_dir: Path) -> Path:
                    [[r["env"], r["variant"], iv_text(r["hack_rate"]), iv_text(r["monitor_recall"]),
                      iv_text(r["visible_flag_rate"]), iv_text(r["observed_return"]), iv_text(r["true_return"]),
                      iv_text(r["capability"])] for r in res["shoggoth_face"]], left_columns=2)
-        page.table(["env", "variant", "episode at the end (seed 0)"],
+        page.table(["env", "variant", f"episode at the end (seed {first_seed(res)})"],
                    [[r["env"], r["variant"], e["transcript"]] for r in res["shoggoth_face"] for e in r["examples"]],
                    left_columns=3)
     if res.get("steganography"):
@@ -281,8 +281,8 @@ def draw_report(run_dir: Path) -> Path:
         rows = [[name, e["chain"], "yes" if e["named"] else "", "yes" if e["alias"] else "",
                  "yes" if e["dropped_step"] else ""]
                 for name, exs in b["examples"].items() for e in exs]
-        page.table(["policy", "sampled chain (seed 0)", "named", "alias only", "hop dropped"], rows, left_columns=2)
-    page.heading("Example episodes (seed 0: the first and the last evaluation)")
+        page.table(["policy", f"sampled chain (seed {first_seed(res)})", "named", "alias only", "hop dropped"], rows, left_columns=2)
+    page.heading(f"Example episodes (seed {first_seed(res)}: the first and the last evaluation)")
     page.table(["env", "regime", "when", "transcript", "observed", "true", "outcome"], _episode_rows(res), left_columns=4)
     meta, cfg = res.get("meta", {}), res.get("config", {})
     misses = cfg.get("action_misses") or []

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
 from proxygap.report.plots import iv_text  # noqa: E402
 
 COLORS = {"rm": "tab:blue", "rater": "tab:orange", "gold": "tab:green"}
@@ -235,7 +235,7 @@ def draw_report(run_dir: Path) -> Path:
         ["corr(rater, gold) on base samples", *_iv(base["rater_gold_corr"])],
         ["corr(RM, gold) on base samples", *_iv(base["rm_gold_corr"])],
     ])
-    page.heading("Most-optimized samples (seed 0)")
+    page.heading(f"Most-optimized samples (seed {first_seed(res)})")
     rows = []
     for e in res.get("examples", []):
         for key in ("base", "best_of_n", "rl"):

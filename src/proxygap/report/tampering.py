@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
 from proxygap.report.plots import error_bar, mean_of  # noqa: E402
 
 MEASURES = ("observed_return", "true_return", "tamper_rate", "intended_rate", "failure_rate", "capability")
@@ -326,7 +326,7 @@ def draw_report(run_dir: Path) -> Path:
                    [[regime_label(r), _signed(r["vs_imitation"]["tamper_rate"]), _signed(r["vs_imitation"]["capability"]),
                      _signed(r["vs_imitation"]["true_return"]), _iv(r["observed_minus_true"]), _iv(r["train_time_s"], 1)]
                     for r in env["regimes"] if r["name"] != "imitation"])
-    page.heading("Example episodes (seed 0, final policy, held-out starts)")
+    page.heading(f"Example episodes (seed {first_seed(res)}, final policy, held-out starts)")
     rows = []
     for env in res["envs"]:
         for r in env["regimes"]:

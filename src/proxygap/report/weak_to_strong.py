@@ -83,7 +83,8 @@ def draw_report(run_dir: Path) -> Path:
                        "the class balance only, and PGR there says nothing about which errors they repeat.")
     for c in res["findings"]["confidence_loss"]:
         page.paragraph(f"{c['task']} {c['weak']}→{c['strong']} ({c['supervisor']}): PGR {fmt(c['pgr_without'], 2)} "
-                       f"without the confidence loss, {fmt(c['pgr_with'], 2)} with it ({c['effect']}).")
+                       f"without the confidence loss, {fmt(c['pgr_with'], 2)} with it; the student's accuracy, paired "
+                       f"by seed: {c['effect']} ({iv_text(c['accuracy_change'])}).")
     for e in res["findings"]["error_types"]:
         page.paragraph(f"{e['task']} {e['weak']}→{e['strong']} ({e['supervisor']}): most repeated error "
                        f"{e['most_repeated']}, most corrected {e['most_corrected']}; per type "

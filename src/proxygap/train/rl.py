@@ -8,9 +8,13 @@ the PPO-clipped surrogate, summed over the completion's tokens. With ``ppo_epoch
 ratio is 1 and this is plain REINFORCE with a leave-one-out baseline.
 
 ``kl_in="loss"`` moves the penalty from the reward into the loss, as GRPO does (Shao et al.
-2024; TRL's ``GRPOTrainer``): the advantages see the proxy alone, and ``beta * k3`` per token,
-summed over the completion like the surrogate, is added to the loss, its gradient taken through
-the policy's log-probabilities. beta keeps its unit, reward per nat per sequence, in both forms.
+2024; TRL's ``GRPOTrainer``, which averages over tokens where this sums): the advantages see the
+proxy alone, and ``beta * k3`` per token, summed over the completion like the surrogate, is added
+to the loss, its gradient taken through the policy's log-probabilities at the sampled tokens.
+That gradient, (1 - pi_ref/pi) grad log pi per token, is in expectation the gradient of the
+*forward* KL(pi_ref || pi) at each position (later tokens' dependence dropped), not of the
+KL(pi || pi_ref) the reward form penalizes and every evaluation logs: the same beta is not the
+same penalty, and pi* ∝ pi_ref exp(r / beta) is the optimum of the reward form only.
 
 Every ``eval_every`` steps the policy is evaluated on a fixed prompt set, never on training
 batches: KL(pi || pi_ref) in nats per sequence (k1 and k3), the proxy, rater and gold means
@@ -52,7 +56,8 @@ class RLTrainConfig(Config):
     grad_clip: float = knob(1.0, "max gradient norm (0: off)", lo=0)
     kl_in: str = knob("reward", "where the KL penalty goes: reward (Stiennon: beta x log(pi/pi_ref) summed over the "
                                 "sequence, subtracted before the advantages) or loss (GRPO: beta x k3 per token, summed "
-                                "over the sequence, added to the loss)", choices=("reward", "loss"))
+                                "over the sequence, added to the loss; its gradient is forward KL's, per token)",
+                      choices=("reward", "loss"))
 
     def check(self) -> None:
         if self.ppo_epochs > 1 and self.clip_eps == 0:
