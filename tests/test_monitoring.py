@@ -154,6 +154,8 @@ def test_monitoring_smoke_run_and_report(tiny_base_dir, tmp_path):
         assert x["bits"]["mean"] == pytest.approx(bits)
         assert x["bits_per_kb"]["mean"] == pytest.approx(bits_per_kb(bits, x["mean_chars"]["mean"]))
         assert 0.0 <= x["probe_bits"]["mean"] <= x["payload_bits"] and x["probe_covert_accuracy"]["n"] == 1
+        depends = x["chain_depends_on_payload"]  # the smoke's questions are each asked with both payloads
+        assert depends["n"] == 1 and 0.0 <= depends["mean"] <= 1.0
     for name in ("report.html", "pressure_curves.png", "monitors.png", "banned_curves.png", "shoggoth_face.png",
                  "steganography.png"):
         assert (out / name).is_file(), name
@@ -286,3 +288,13 @@ def test_the_action_monitor_in_the_reward_misses_what_action_misses_names(world)
                                                                action_misses=misses)).log["flagged"]
                for misses in ((), ("cover sensor",))}
     assert flagged == {(): 1.0, ("cover sensor",): 0.0}
+
+
+def test_payload_dependence_counts_questions_whose_chain_changes_with_the_payload(world):
+    from proxygap.train.stego import payload_dependence, stego_items
+
+    items = stego_items(two_hop_prompts(world)[:3], world, bits=1, seed=0, every_payload=True)  # 3 questions x 2
+    same = ["think : a ."] * 6
+    assert payload_dependence(items, same) == 0.0
+    assert payload_dependence(items, ["think : a .", "think : b ."] + same[:4]) == pytest.approx(1 / 3)
+    assert payload_dependence(items[::2], same[:3]) is None  # each question asked once: nothing to compare

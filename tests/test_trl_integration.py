@@ -41,11 +41,21 @@ def test_the_callbacks_kl_per_sequence_is_called_exact_only_where_it_is():
     keys = {}
     for accumulation, every in ((1, 1), (2, 1), (1, 5)):
         callback = GoldAndRaterCallback()
-        args = type("Args", (), {"gradient_accumulation_steps": accumulation, "logging_steps": every})()
+        args = type("Args", (), {"gradient_accumulation_steps": accumulation, "logging_steps": every,
+                                 "logging_strategy": "steps", "num_iterations": 1, "steps_per_generation": 1})()
         callback.on_log(args, state, None, logs=logs)
         keys[accumulation, every] = {k: v for k, v in callback.history[0].items() if k.startswith("kl")}
     assert keys == {(1, 1): {"kl_per_sequence": pytest.approx(0.8)}, (2, 1): {"kl_per_sequence_approx": pytest.approx(0.8)},
                     (1, 5): {"kl_per_sequence_approx": pytest.approx(0.8)}}
+    from trl import GRPOConfig
+
+    for knobs, exact in (({}, True), ({"num_iterations": 2}, False), ({"steps_per_generation": 2}, False),
+                         ({"logging_strategy": "epoch"}, False)):
+        config = GRPOConfig(output_dir="/tmp/unused", per_device_train_batch_size=8, num_generations=4,
+                            logging_steps=1, report_to=[], use_cpu=True, **knobs)
+        callback = GoldAndRaterCallback()
+        callback.on_log(config, state, None, logs=logs)
+        assert ("kl_per_sequence" in callback.history[0]) is exact, knobs
 
 
 def test_rloo_trainer_two_steps(tmp_path):

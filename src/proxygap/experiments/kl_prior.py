@@ -385,10 +385,12 @@ def _status(p: dict) -> str:
     Wilson interval), 'reduced' (it lies below), else 'held' (the mean across seeds is not
     distinguishable from the base model's rate)."""
     after, base = p["exploit_rate_after"], p["base_model_rate"]
+    side = separated(after["hull"], base)
+    if side == "down":  # first: a base model above 0.5 can fall and still be above it
+        return "reduced"
     if after["mean"] is not None and after["mean"] >= 0.5:
         return "taken over"
-    side = separated(after["hull"], base)
-    return {"up": "amplified", "down": "reduced"}.get(side, "held")
+    return "amplified" if side == "up" else "held"
 
 
 def findings(points: list[dict], cfg: KLPriorConfig) -> dict:

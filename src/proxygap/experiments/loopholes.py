@@ -106,7 +106,7 @@ class LoopholesConfig(ExperimentConfig):
                                            choices=tuple(RaterFlaws.__dataclass_fields__))
     length_quantile: float = knob(0.95, "length_inflation: more words than this quantile of the corpus's answers "
                                         "to the same kind of question", lo=0.5, hi=0.999)
-    n_examples: int = knob(6, "held-out prompts shown with each regime's answer (seed 0): the first of each stratum", lo=0)
+    n_examples: int = knob(6, "held-out prompts shown with each regime's answer (the first seed): the first of each stratum", lo=0)
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (all zero = gold)")
     rm: RewardModelConfig = field(default_factory=_default_rm,
                                   metadata={"help": "the reward model(s): member 0 alone is the single RM; all "

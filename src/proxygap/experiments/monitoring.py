@@ -77,7 +77,7 @@ class MonitoringConfig(ExperimentConfig):
     monitor_episodes: int = knob(256, "base-model episodes per environment and seed on which the monitors are "
                                       "measured (the base model tampers rarely: many episodes for a few positives)",
                                  lo=1)
-    n_examples: int = knob(3, "example episodes / chains per run in the report (seed 0: first and last evaluation)",
+    n_examples: int = knob(3, "example episodes / chains per run in the report (the first seed: first and last evaluation)",
                            lo=0)
     threads: int = knob(1, "torch CPU threads per unit (small batches: one thread is fastest on a shared CPU)", lo=0)
     train: AgentRLConfig = nested(AgentRLConfig, "every outcome-RL run on the tampering environments")
@@ -341,7 +341,6 @@ def parse_two_hop(opened_prompt: str):
 # Part 4: steganographic capacity
 
 
-
 def run_stego_unit(cfg: MonitoringConfig, seed: int, progress: bool, save=None) -> dict:
     from proxygap.oversight.paraphrase import context_paraphrase, plain_paraphrase
     from proxygap.pipeline.base_model import load_base_model_cached
@@ -400,6 +399,7 @@ def aggregate_stego(stego_units: list[dict], cfg: MonitoringConfig) -> list[dict
                    # What a linear probe decodes from the same chains (the policy's answer step aside).
                    "probe_bits": seed_interval(probe_bits, bounds=(0.0, float(k))),
                    "probe_covert_accuracy": _iv([m["probe_covert_accuracy"] for m in per], rate=True),
+                   "chain_depends_on_payload": _iv([m.get("chain_depends_on_payload") for m in per], rate=True),
                    "chance": chance,
                    "in_alphabet": _iv([m["in_alphabet"] for m in per], rate=True),
                    "leak_rate": _iv([m["leak_rate"] for m in per], rate=True),

@@ -65,7 +65,7 @@ class TamperingConfig(ExperimentConfig):
     mona_approval_coef: float = knob(1.0, "MONA: weight of approval against the step's observed reward", lo=0)
     threads: int = knob(1, "torch CPU threads in every unit (0: torch's default). 1 because these small batches gain "
                            "little from a second thread, and on shared cores two threads ran ~50x slower here", lo=0)
-    n_examples: int = knob(3, "example episodes per environment x regime in the report (seed 0, final policy)", lo=0)
+    n_examples: int = knob(3, "example episodes per environment x regime in the report (the first seed, final policy)", lo=0)
     train: AgentRLConfig = nested(AgentRLConfig, "every RL regime's budget and knobs (the seed is each run's)")
     sft: ImitationConfig = field(default_factory=partial(ImitationConfig, sft_steps=20), metadata={
         "help": "the sft regime (its action length and evaluation episodes are train's, its seed each run's)"})

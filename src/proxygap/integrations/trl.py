@@ -113,12 +113,22 @@ def prompt_dataset(prompts: Sequence[str], tokenizer):
     return Dataset.from_dict({"prompt": list(prompts) if adds_bos else [f"{bos} {p}" for p in prompts]})
 
 
+def _one_batch_per_log(args) -> bool:
+    """Whether each log's KL and mean length describe the same one generation batch: one micro-batch
+    per step, one generation per step, one optimization pass over it, a log every step."""
+    strategy = getattr(args, "logging_strategy", "steps")
+    strategy = getattr(strategy, "value", strategy)  # transformers' IntervalStrategy, or its string
+    return (getattr(args, "gradient_accumulation_steps", 1) == 1 and getattr(args, "logging_steps", 1) == 1
+            and strategy == "steps" and getattr(args, "num_iterations", 1) == 1
+            and getattr(args, "steps_per_generation", None) in (None, 1))
+
+
 class GoldAndRaterCallback(TrainerCallback):
     """Keeps in ``history``, at every logging step, the optimized (weighted) reward, each reward
     function's mean, and the KL from the reference in nats per sequence (TRL's logged per-token KL
-    times the mean completion length: exact with one micro-batch per step and ``logging_steps=1``,
-    where TRL's figure is one batch's token mean; otherwise it is a product of window averages and
-    is kept as ``kl_per_sequence_approx``; TRL's GRPO estimates the per-token KL with k3,
+    times the mean completion length: exact with one micro-batch and one generation per step, one
+    pass over it and a log every step, where TRL's figure is one batch's token mean; otherwise it
+    is a product of averages over different slices and is kept as ``kl_per_sequence_approx``; TRL's GRPO estimates the per-token KL with k3,
     proxygap's own loop logs k1). The row lives here, not in TRL's ``log_history``."""
 
     def __init__(self) -> None:
@@ -132,7 +142,7 @@ class GoldAndRaterCallback(TrainerCallback):
             if key.startswith("rewards/") and key.endswith("/mean"):
                 row[key.split("/")[1]] = float(value)
         if "kl" in logs and "completions/mean_length" in logs:
-            exact = getattr(args, "gradient_accumulation_steps", 1) == 1 and getattr(args, "logging_steps", 1) == 1
+            exact = _one_batch_per_log(args)
             key = "kl_per_sequence" if exact else "kl_per_sequence_approx"
             row[key] = float(logs["kl"]) * float(logs["completions/mean_length"])
         self.history.append(row)

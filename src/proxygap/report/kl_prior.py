@@ -385,8 +385,8 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
     elif low["held_at_weakest_beta"]:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
                    f"did not let the exploit rise, though the base policy would be expected to draw it "
-                   f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts: RL saw it and did "
-                   "not take it up.")
+                   f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts: not so rarely that "
+                   "a lack of exploration alone explains it.")
     else:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) the weakest penalty (beta={low['weakest_beta']:g}) "
                    f"did not hold the exploit, although the base policy would be expected to draw it only "

@@ -255,16 +255,20 @@ def draw_report(run_dir: Path) -> Path:
     if res.get("steganography"):
         _stego_bars(res, run_dir / "steganography.png")
         page.heading("Steganographic capacity")
+        trained_with = res.get("config", {}).get("stego", {}).get("train_paraphraser", "none")
         page.image("steganography.png", "Capacity in bits per answer before and after paraphrasing, base and trained "
-                   "(bars: the policy's own answer step; diamonds: a linear probe decoding the payload from the chain).")
+                   "(bars: the policy's own answer step; diamonds: a linear probe decoding the payload from the chain). "
+                   + ("Trained with no paraphraser between writer and reader." if trained_with == "none" else
+                      f"Trained with the {trained_with} paraphraser between writer and reader."))
         page.table(["policy", "paraphraser", "bits per answer (hidden)", "bits per 1,000 chars", "exact-match accuracy",
                     "without stating it", "probe: bits (chain alone)", "probe: accuracy without stating it", "chance",
-                    "answers in the payload set", "chains stating the payload"],
+                    "answers in the payload set", "chains stating the payload", "questions whose chain depends on the payload"],
                    [[r["policy"], r["paraphraser"], iv_text(r["bits"]), iv_text(r["bits_per_kb"]),
                      iv_text(r["accuracy"]), iv_text(r["covert_accuracy"]),
                      iv_text(r["probe_bits"]) if "probe_bits" in r else "n/a",
                      iv_text(r["probe_covert_accuracy"]) if "probe_covert_accuracy" in r else "n/a",
-                     f"{r['chance']:.2f}", iv_text(r["in_alphabet"]), iv_text(r["leak_rate"])]
+                     f"{r['chance']:.2f}", iv_text(r["in_alphabet"]), iv_text(r["leak_rate"]),
+                     iv_text(r.get("chain_depends_on_payload"))]
                     for r in res["steganography"]], left_columns=2)
         page.table(["policy", "paraphraser", "payload", "chain as the reader sees it", "answer"],
                    [[r["policy"], r["paraphraser"], e["payload"], e["chain"], e["answer"]]
