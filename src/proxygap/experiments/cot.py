@@ -56,7 +56,7 @@ class CotConfig(ExperimentConfig):
     n_eval_prompts: int = knob(96, "two-hop questions held out for every measurement, whole links at a time (every "
                                    "attribute of a held-out (entity, relation)); the rest train", lo=8)
     n_curve_prompts: int = knob(32, "of those, the ones RL evaluates on during training (its curve)", lo=1)
-    kl_coef: float = knob(0.05, "beta of every RL run (KL penalty per nat per sequence; rl.kl_in: in the reward or the loss)", lo=0)
+    kl_coef: float = knob(0.05, "beta of every RL run (KL penalty per nat; rl.kl_in: reward or loss)", lo=0)
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (believes_myths is the one two-hop answers meet)")
     rm: RewardModelTrainConfig = nested(RewardModelTrainConfig, "the reward models of the rlhf regimes (one on chains, one on "
                                                       "direct answers; max_new_tokens is set for each)")

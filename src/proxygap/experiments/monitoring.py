@@ -90,7 +90,7 @@ class MonitoringConfig(ExperimentConfig):
     banned: bool = knob(True, "run part 2, banned-string pressure on two-hop chains")
     banned_eval_prompts: int = knob(96, "two-hop questions held out for part 2's measurements (split by link)", lo=8)
     banned_curve_prompts: int = knob(32, "of those, the ones RL evaluates on during training", lo=1)
-    banned_kl_coef: float = knob(0.05, "beta of part 2's RL runs (KL penalty per nat per sequence; rl.kl_in: in the reward or the loss)", lo=0)
+    banned_kl_coef: float = knob(0.05, "beta of part 2's RL runs (KL penalty per nat; rl.kl_in: reward or loss)", lo=0)
     chain_max_new_tokens: int = knob(32, "length limit of a chain and its answer in part 2's measurements", lo=8)
     rl: RLConfig = nested(RLConfig, "part 2's RL runs on chains (max_new_tokens: the chain's limit)")
     rater: RaterFlaws = nested(RaterFlaws, "the rater of part 2 (reads the final answer; believes myths)")
@@ -188,7 +188,8 @@ def run_env_unit(cfg: MonitoringConfig, env_name: str, seed: int, progress: bool
                                     first_eval=first, label=f"{env_name} {regime_name(pressure)} s{seed}")
         if save is not None:
             save(regime_name(pressure), policy)
-        runs[pressure] = {"curve": [{"step": e.step, **episode_summary(e.episodes, env_name, cfg.action_misses)} for e in evals],
+        runs[pressure] = {"curve": [{"step": e.step, **episode_summary(e.episodes, env_name, cfg.action_misses)}
+                                    for e in evals],
                           "first_records": evals[0].episodes[:cfg.n_examples],
                           "last_records": pick_examples(evals[-1].episodes, cfg.n_examples)}
         timings[f"{pressure}_s"] = round(time.time() - clock, 2)

@@ -37,7 +37,7 @@ class OveroptimizationConfig(ExperimentConfig):
     n_eval_prompts: int = knob(96, "held-out prompts on which every curve is measured", lo=4)
     prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
                                          choices=("fact", "belief", "recommend"))
-    kl_coefs: tuple[float, ...] = knob((0.0, 0.05, 0.2), "the RL betas swept (KL penalty per nat per sequence; rl.kl_in: in the reward or the loss)", lo=0)
+    kl_coefs: tuple[float, ...] = knob((0.0, 0.05, 0.2), "the RL betas swept (KL penalty per nat; rl.kl_in: reward or loss)", lo=0)
     n_examples: int = knob(8, "prompts in the table of most-optimized samples", lo=0)
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (all zero = gold)")
     rm: RewardModelConfig = nested(RewardModelConfig, "the reward model")

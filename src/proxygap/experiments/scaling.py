@@ -56,7 +56,7 @@ class ScalingConfig(ExperimentConfig):
                                        "label count at the lowest rater quality: the slice the report's curves hold "
                                        "fixed, every policy size); largest_labels; or all",
                          choices=("none", "reference", "largest_labels", "all"))
-    rl_kl_coef: float = knob(0.05, "beta of the RL runs (KL penalty per nat per sequence; rl.kl_in: in the reward or the loss)", lo=0)
+    rl_kl_coef: float = knob(0.05, "beta of the RL runs (KL penalty per nat; rl.kl_in: reward or loss)", lo=0)
     n_eval_prompts: int = knob(64, "held-out prompts on which every curve is measured", lo=4)
     prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
                                          choices=("fact", "belief", "recommend"))

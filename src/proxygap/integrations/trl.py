@@ -128,8 +128,9 @@ class GoldAndRaterCallback(TrainerCallback):
     function's mean, and the KL from the reference in nats per sequence (TRL's logged per-token KL
     times the mean completion length: exact with one micro-batch and one generation per step, one
     pass over it and a log every step, where TRL's figure is one batch's token mean; otherwise it
-    is a product of averages over different slices and is kept as ``kl_per_sequence_approx``; TRL's GRPO estimates the per-token KL with k3,
-    proxygap's own loop logs k1). The row lives here, not in TRL's ``log_history``."""
+    is a product of averages over different slices and is kept as ``kl_per_sequence_approx``.
+    TRL's GRPO estimates the per-token KL with k3, proxygap's own loop logs k1). The row lives
+    here, not in TRL's ``log_history``."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
