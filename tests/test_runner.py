@@ -112,18 +112,24 @@ def test_configs_are_validated_when_constructed():
         RLConfig(ppo_epochs=2, clip_eps=0.0)
 
 
-@pytest.mark.parametrize("experiment, key", [
-    ("overoptimization", "rl.kl_coef"), ("overoptimization", "rl.seed"), ("overoptimization", "bon.seed"),
-    ("kl-prior", "rl.kl_coef"), ("kl-prior", "rl.seed"), ("loopholes", "rl.kl_coef"), ("loopholes", "rl.eval_every"),
-    ("loopholes", "sft.seed"), ("loopholes", "bon.seed"), ("tampering", "train.seed"),
-    ("tampering", "sft.max_action_tokens"), ("tampering", "sft.seed"), ("probe", "probe.seed"),
-    ("overoptimization", "direct.max_new_tokens"), ("overoptimization", "direct.eval_samples_per_prompt"),
-    ("loopholes", "direct.eval_every"), ("loopholes", "direct.max_new_tokens"),
-    ("loopholes", "direct.eval_samples_per_prompt"), ("loopholes", "ei.max_new_tokens"), ("cot", "rm.max_new_tokens"),
+@pytest.mark.parametrize("experiment, key, hint", [
+    ("overoptimization", "rl.kl_coef", "kl_coefs, kl_coef or rl_kl_coef"), ("overoptimization", "rl.seed", "--seeds"),
+    ("overoptimization", "bon.seed", "--seeds"), ("kl-prior", "rl.kl_coef", "kl_coefs"), ("kl-prior", "rl.seed", "--seeds"),
+    ("loopholes", "rl.kl_coef", "kl_coefs"), ("loopholes", "rl.eval_every", ""), ("loopholes", "sft.seed", "--seeds"),
+    ("loopholes", "bon.seed", "--seeds"), ("tampering", "train.seed", "--seeds"), ("tampering", "sft.max_action_tokens", ""),
+    ("tampering", "sft.seed", "--seeds"), ("probe", "probe.seed", "--seeds"),
+    ("overoptimization", "direct.max_new_tokens", "set rl.max_new_tokens"),
+    ("overoptimization", "direct.eval_samples_per_prompt", "set rl.eval_samples_per_prompt"),
+    ("loopholes", "direct.eval_every", "once, at the end"), ("loopholes", "direct.max_new_tokens", "set rl.max_new_tokens"),
+    ("loopholes", "direct.eval_samples_per_prompt", "eval_samples_per_prompt where the experiment has it"),
+    ("loopholes", "ei.max_new_tokens", "set rl.max_new_tokens"), ("cot", "rm.max_new_tokens", "as long as its policy's"),
+    ("scaling", "rm.n_pairs", "set n_labels"), ("scaling", "rm.backbone", "set rm_sizes"),
 ])
-def test_knobs_an_experiment_would_overwrite_do_not_exist(experiment, key):
-    with pytest.raises(ConfigError, match=f"unknown config key {key}"):
+def test_knobs_an_experiment_would_overwrite_do_not_exist(experiment, key, hint):
+    """Each is refused by name; where something else sets it, the error says what."""
+    with pytest.raises(ConfigError, match=f"unknown config key {key}") as caught:
         resolve_config(get_experiment(experiment), "smoke", None, [f"{key}=1"])
+    assert hint in str(caught.value)
 
 
 def test_cross_knob_limits_are_checked_when_resolved(tiny_base_dir):

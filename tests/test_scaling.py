@@ -64,7 +64,9 @@ def test_models_of_another_world_are_refused(tiny_base_dir, capsys):
                  "--set", f"policy_sizes={tiny_base_dir}", "--set", f"pairs_model={tiny_base_dir}"]) == 2
     assert "another world or tokenizer" in capsys.readouterr().err
     assert main(["run", "scaling", "--preset", "smoke", "--set", "rm.n_pairs=99"]) == 2
-    assert "set n_labels and rm_sizes instead" in capsys.readouterr().err
+    assert "unknown config key rm.n_pairs (each cell's labels: set n_labels)" in capsys.readouterr().err
+    assert main(["run", "scaling", "--preset", "smoke", "--set", "rm.backbone=s"]) == 2
+    assert "set rm_sizes" in capsys.readouterr().err
 
 
 def _cell(rm, n, alphas):

@@ -17,7 +17,7 @@ import math
 import threading
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -36,6 +36,10 @@ _building = threading.local()  # set while from_dict builds a config: it validat
 class Config:
     """Base of every config dataclass: a config is validated when it is constructed, so code
     that builds one directly (not through a file or ``--set``) is checked too."""
+
+    # Keys a user may reach for that this class does not have because something else sets them:
+    # key -> where to set it instead, shown by the unknown-key error (merged along the class's bases).
+    SET_ELSEWHERE: ClassVar[dict[str, str]] = {"seed": "every unit's seed is one of the run's seeds: --seeds or seeds=..."}
 
     def __post_init__(self) -> None:
         if not getattr(_building, "active", False):
@@ -134,7 +138,9 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 def _unknown_key(cls: type, key: str, prefix: str) -> ConfigError:
     names = [f.name for f in dataclasses.fields(cls)]
     close = difflib.get_close_matches(key, names, n=1)
-    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    elsewhere = next((base.__dict__["SET_ELSEWHERE"][key] for base in cls.__mro__
+                      if key in base.__dict__.get("SET_ELSEWHERE", {})), None)
+    hint = f" ({elsewhere})" if elsewhere else f" (did you mean {prefix}{close[0]}?)" if close else ""
     return ConfigError(f"unknown config key {prefix}{key}{hint}")
 
 

@@ -62,7 +62,7 @@ from proxygap.oversight.reward_model import RewardEnsemble
 from proxygap.pipeline.reward_model import RewardModelConfig, sample_pairs, train_reward_model, training_pairs
 from proxygap.tasks.splits import STRATA, stratified_split, stratum
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
-from proxygap.train.dpo import DPOConfig, DPOTrainConfig, train_dpo
+from proxygap.train.dpo import DPOConfig, DPOTrainConfig, reference_logps, train_dpo
 from proxygap.train.expert_iteration import ExpertIterationConfig, ExpertIterationTrainConfig, train_expert_iteration
 from proxygap.measure.best_of_n import bon_kl, bon_kl_pool
 from proxygap.train.rl import RLConfig, RLTrainConfig, train_rl
@@ -274,10 +274,12 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
     preference = training_pairs(pairs, rater, cfg.rm, seed) if cfg.direct_losses else []
     direct_cfg = DPOConfig(**to_dict(cfg.direct), eval_every=max(1, cfg.direct.steps),
                            eval_samples_per_prompt=cfg.eval_samples_per_prompt, max_new_tokens=cfg.rl.max_new_tokens)
+    ref_logps = reference_logps(base.model, base.tokenizer, preference) if cfg.direct_losses else None
     for name in cfg.direct_losses:
         direct_policy, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, single.score,
                                          {"rater": rater, "gold": gold}, direct_cfg, beta=cfg.direct_beta,
-                                         loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
+                                         loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress,
+                                         ref_logps=ref_logps)
         if save is not None:
             save(f"{name}_beta_{cfg.direct_beta:g}", direct_policy)
         regime = _policy_regime(f"{name}_beta_{cfg.direct_beta:g}", "direct", {"method": name, "beta": cfg.direct_beta},

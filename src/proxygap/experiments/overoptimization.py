@@ -25,7 +25,7 @@ from proxygap.pipeline.reward_model import (RewardModelConfig, heldout_pairs, re
                                             train_reward_model, training_pairs)
 from proxygap.tasks.splits import eval_train_split
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
-from proxygap.train.dpo import DPOConfig, DPOScheduleConfig, implicit_reward_agreement, train_dpo
+from proxygap.train.dpo import DPOConfig, DPOScheduleConfig, implicit_reward_agreement, reference_logps, train_dpo
 from proxygap.train.rl import RLConfig, train_rl
 
 SCORES = ("rm", "rater", "gold")
@@ -132,15 +132,19 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
     held = heldout_pairs(pairs, cfg.rm)
     held_scores = {name: (np.array(judge(held.prompts, held.a)), np.array(judge(held.prompts, held.b)))
                    for name, judge in (("rater", rater), ("gold", gold))} if cfg.direct_losses else {}
+    if cfg.direct_losses:  # the reference is the same model for every run: its log-probs once per seed
+        ref_train = reference_logps(base.model, base.tokenizer, preference)
+        ref_held = reference_logps(base.model, base.tokenizer, list(zip(held.prompts, held.a, held.b)))
     for name in cfg.direct_losses:
         direct[name] = []
         for beta in cfg.direct_betas:
             policy, evals = train_dpo(base.model, base.tokenizer, preference, eval_prompts, ensemble.score,
                                       {"rater": rater, "gold": gold}, direct_cfg, beta=beta,
-                                      loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress)
+                                      loss_type="sigmoid" if name == "dpo" else "ipo", seed=seed, progress=progress,
+                                      ref_logps=ref_train)
             ctx.save_model(f"{name}_beta_{beta:g}", policy, base.tokenizer, world)
             agreement = implicit_reward_agreement(policy, base.model, base.tokenizer, held.prompts, held.a, held.b,
-                                                  held_scores, length_normalized=name == "ipo")
+                                                  held_scores, length_normalized=name == "ipo", ref_logps=ref_held)
             direct[name].append({"beta": beta, "n_pairs": len(preference), "points": [e.to_dict() for e in evals],
                                  "implicit_agreement": agreement})
     timings["direct_s"] = time.time() - clock

@@ -20,25 +20,38 @@ compare the first and the last value of each.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from proxygap.config import ConfigError, knob, nested
+from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.fits import fit_dict
 from proxygap.measure.intervals import curve_intervals, moved, peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
-from proxygap.pipeline.reward_model import Pairs, RewardModelConfig, recentre_on, sample_pairs, train_reward_model
+from proxygap.pipeline.reward_model import (Pairs, RewardModelConfig, RewardModelFitConfig, pair_length_knob, recentre_on,
+                                            sample_pairs, train_reward_model)
 from proxygap.tasks.splits import eval_train_split
 from proxygap.train.best_of_n import BestOfNConfig, sample_pool, score_pool
 from proxygap.train.rl import RLConfig, train_rl
 
 SCORES = ("rm", "rater", "gold")
 FIT_KEYS = ("alpha", "beta", "d_star", "r2")
+
+
+@dataclass
+class ScalingRewardModelConfig(RewardModelFitConfig):
+    """The reward models' knobs but the two each cell sets: labels (n_labels) and backbone (rm_sizes)."""
+
+    SET_ELSEWHERE: ClassVar[dict[str, str]] = {"n_pairs": "each cell's labels: set n_labels",
+                                               "backbone": "each cell's reward model: set rm_sizes"}
+    max_new_tokens: int = pair_length_knob()
+
+    def for_cell(self, n_pairs: int, backbone: str = "base") -> RewardModelConfig:
+        return RewardModelConfig(**to_dict(self), n_pairs=n_pairs, backbone=backbone)
 
 
 @dataclass
@@ -61,8 +74,8 @@ class ScalingConfig(ExperimentConfig):
     prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
                                          choices=("fact", "belief", "recommend"))
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws at quality 1 (each scaled by the cell's quality)")
-    rm: RewardModelConfig = nested(RewardModelConfig, "the reward models (n_pairs and backbone come from each "
-                                                      "cell's n_labels and RM size; leave them alone)")
+    rm: ScalingRewardModelConfig = nested(ScalingRewardModelConfig, "the reward models (their labels and backbone "
+                                                                    "are each cell's n_labels and RM size)")
     bon: BestOfNConfig = nested(BestOfNConfig, "best-of-n")
     rl: RLConfig = nested(RLConfig, "KL-penalized RL of the cells named by rl_cells")
 
@@ -79,9 +92,6 @@ class ScalingConfig(ExperimentConfig):
             if values != sorted(values):
                 raise ConfigError(f"{name}={values} must be listed smallest first (findings compare the first "
                                   "with the last)")
-        defaults = RewardModelConfig()
-        if self.rm.n_pairs != defaults.n_pairs or self.rm.backbone != defaults.backbone:
-            raise ConfigError("scaling sets rm.n_pairs and rm.backbone per cell; set n_labels and rm_sizes instead")
 
 
 def preflight(cfg: ScalingConfig) -> None:
@@ -133,7 +143,7 @@ def prepare(cfg: ScalingConfig, run_dir: Path, progress: bool = True) -> dict:
     out = {}
     for seed in cfg.seeds:
         eval_prompts, train_prompts = eval_train_split(sampler.world, seed, cfg.prompt_kinds, cfg.n_eval_prompts)
-        pairs = sample_pairs(sampler, train_prompts, dataclasses.replace(cfg.rm, n_pairs=max(cfg.n_labels)), seed)
+        pairs = sample_pairs(sampler, train_prompts, cfg.rm.for_cell(max(cfg.n_labels)), seed)
         pools = {}
         for size in cfg.policy_sizes:
             base = load_base_model_cached(size)
@@ -151,7 +161,7 @@ def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
     eval_prompts, train_prompts = eval_train_split(world, seed, cfg.prompt_kinds, cfg.n_eval_prompts)
     rater, gold = Judge(world, cfg.rater.scaled(params["rater_quality"])), Judge.gold(world)
     n = params["n_labels"]
-    rm_cfg = dataclasses.replace(cfg.rm, n_pairs=n, backbone=str(resolve_model_dir(params["rm_size"])))
+    rm_cfg = cfg.rm.for_cell(n, str(resolve_model_dir(params["rm_size"])))
     drawn = ctx.prepared[str(seed)]
     held = round(cfg.rm.heldout_fraction * max(cfg.n_labels))  # one held-out block for every label count
     end = held + n - round(cfg.rm.heldout_fraction * n)

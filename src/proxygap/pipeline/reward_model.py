@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,11 +22,9 @@ from proxygap.oversight.reward_model import RewardEnsemble, RewardModel, label_p
 
 
 @dataclass
-class RewardModelTrainConfig(Config):
-    """The reward model's knobs but its samples' length, for an experiment that sets it per reward model."""
+class RewardModelFitConfig(Config):
+    """How a reward model is fitted, for an experiment that sets its labels and backbone itself (scaling)."""
 
-    n_pairs: int = knob(3000, "rater-labelled pairs of base-model samples (the number of labels)", lo=8)
-    backbone: str = knob("base", "'base': initialize from the base LM (standard RLHF); else a model directory (the RM-size knob)")
     epochs: int = knob(2, "passes over the training pairs", lo=1, hi=100)
     lr: float = knob(3e-4, "AdamW learning rate", lo=0)
     batch_size: int = knob(64, "pairs per optimizer step", lo=1)
@@ -37,8 +36,24 @@ class RewardModelTrainConfig(Config):
 
 
 @dataclass
+class RewardModelTrainConfig(RewardModelFitConfig):
+    """The reward model's knobs but its samples' length, for an experiment that sets it per reward model."""
+
+    SET_ELSEWHERE: ClassVar[dict[str, str]] = {"max_new_tokens": "each reward model's samples are as long as its "
+                                                                 "policy's: set the policy's max_new_tokens"}
+
+    n_pairs: int = knob(3000, "rater-labelled pairs of base-model samples (the number of labels)", lo=8)
+    backbone: str = knob("base", "'base': initialize from the base LM (standard RLHF); else a model directory (the RM-size knob)")
+
+
+def pair_length_knob():
+    """The length limit of the answers sampled for pairs (one definition for every class that has it)."""
+    return knob(24, "length limit, in tokens, of the sampled answers that make the pairs", lo=1)
+
+
+@dataclass
 class RewardModelConfig(RewardModelTrainConfig):
-    max_new_tokens: int = knob(24, "length limit, in tokens, of the sampled answers that make the pairs", lo=1)
+    max_new_tokens: int = pair_length_knob()
 
 
 @dataclass

@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +41,12 @@ LOSSES = ("sigmoid", "ipo")
 @dataclass
 class DPOTrainConfig(Config):
     """DPO's optimization knobs; an experiment that sets its own evaluation schedule embeds this one."""
+
+    SET_ELSEWHERE: ClassVar[dict[str, str]] = {
+        "max_new_tokens": "the direct policies are evaluated as RL is: set rl.max_new_tokens",
+        "eval_samples_per_prompt": "the direct policies are evaluated as RL is: set rl.eval_samples_per_prompt, or "
+                                   "eval_samples_per_prompt where the experiment has it",
+        "eval_every": "this experiment evaluates the direct policies once, at the end"}
 
     steps: int = knob(60, "optimizer steps", lo=0)
     batch_size: int = knob(32, "pairs per step (drawn with replacement, seeded)", lo=1)
@@ -99,11 +106,27 @@ def pair_logps(model, tokenizer, pairs: list[tuple[str, str, str]]) -> tuple[tor
     return logps[:B], logps[B:], lengths[:B], lengths[B:]
 
 
+@torch.no_grad()
+def reference_logps(ref, tokenizer, pairs: list[tuple[str, str, str]], chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen reference's sequence log-probs of every pair's two completions, (B,) each: computed
+    once and shared by every DPO/IPO run (and agreement measurement) on the same pairs."""
+    chosen, rejected = [], []
+    for i in range(0, len(pairs), chunk):
+        c, r, _, _ = pair_logps(ref, tokenizer, pairs[i:i + chunk])
+        chosen.append(c)
+        rejected.append(r)
+    if not pairs:
+        return torch.zeros(0), torch.zeros(0)
+    return torch.cat(chosen), torch.cat(rejected)
+
+
 def train_dpo(base_model, tokenizer, pairs: list[tuple[str, str, str]], eval_prompts: list[str], proxy: ScoreFn,
               judges: dict[str, ScoreFn], cfg: DPOConfig, *, beta: float, loss_type: str, seed: int,
-              progress: bool = True, on_eval: Callable[[Evaluation], None] | None = None):
+              progress: bool = True, on_eval: Callable[[Evaluation], None] | None = None,
+              ref_logps: tuple[torch.Tensor, torch.Tensor] | None = None):
     """Optimize a copy of ``base_model`` on (prompt, chosen, rejected) pairs; returns (policy, evaluations).
-    With no pairs (a rater that tied every pair) the policy stays the base model, evaluated on the same schedule."""
+    With no pairs (a rater that tied every pair) the policy stays the base model, evaluated on the same schedule.
+    ``ref_logps``: ``reference_logps(base_model, tokenizer, pairs)``, where several runs share the pairs."""
     if not beta > 0:
         raise ValueError(f"beta must be > 0 for DPO/IPO, got {beta}")
     if loss_type not in LOSSES:
@@ -114,12 +137,9 @@ def train_dpo(base_model, tokenizer, pairs: list[tuple[str, str, str]], eval_pro
     policy = copy.deepcopy(base_model).eval()  # eval mode: no dropout, as in RL
     policy.requires_grad_(True)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    with torch.no_grad():  # the reference is frozen: its log-probs of every pair, once
-        ref_logps = {}
-        for i in range(0, len(pairs), 256):
-            chunk = pairs[i:i + 256]
-            c, r, _, _ = pair_logps(ref, tokenizer, chunk)
-            ref_logps.update({id_: (float(a), float(b)) for id_, a, b in zip(range(i, i + len(chunk)), c, r)})
+    ref_chosen, ref_rejected = reference_logps(ref, tokenizer, pairs) if ref_logps is None else ref_logps
+    if len(ref_chosen) != len(pairs) or len(ref_rejected) != len(pairs):
+        raise ValueError(f"ref_logps has {len(ref_chosen)} and {len(ref_rejected)} log-probs for {len(pairs)} pairs")
 
     evaluations = [evaluate(policy, ref, tokenizer, eval_prompts, proxy, judges, cfg, 0, eval_generator)]
     if on_eval:
@@ -134,9 +154,8 @@ def train_dpo(base_model, tokenizer, pairs: list[tuple[str, str, str]], eval_pro
             continue
         idx = rng.choices(range(len(pairs)), k=cfg.batch_size)
         chosen, rejected, len_c, len_r = pair_logps(policy, tokenizer, [pairs[i] for i in idx])
-        ref_c = torch.tensor([ref_logps[i][0] for i in idx])
-        ref_r = torch.tensor([ref_logps[i][1] for i in idx])
-        loss = dpo_loss(chosen, rejected, ref_c, ref_r, beta, loss_type, len_c, len_r).mean()
+        rows = torch.tensor(idx, device=ref_chosen.device)
+        loss = dpo_loss(chosen, rejected, ref_chosen[rows], ref_rejected[rows], beta, loss_type, len_c, len_r).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -155,20 +174,24 @@ def train_dpo(base_model, tokenizer, pairs: list[tuple[str, str, str]], eval_pro
 @torch.no_grad()
 def implicit_reward_agreement(policy, ref, tokenizer, prompts: list[str], a: list[str], b: list[str],
                               judged: dict[str, tuple[np.ndarray, np.ndarray]], *, length_normalized: bool,
-                              chunk: int = 256) -> dict[str, float | None]:
+                              chunk: int = 256,
+                              ref_logps: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float | None]:
     """How the policy, read as a reward model, orders pairs (a, b): by its implicit reward
     log pi(y) - log pi_ref(y) (beta scales it, so the order does not depend on beta), per token
     where the loss normalizes by length (IPO). ``judged`` maps a judge's name to its scores of
     (a, b); the result is the fraction of pairs, the judge's ties dropped, ordered as the judge
-    orders them (``pair_agreement``, as the reward model's held-out agreement)."""
+    orders them (``pair_agreement``, as the reward model's held-out agreement). ``ref_logps``: the
+    reference's, ``reference_logps(ref, tokenizer, list(zip(prompts, a, b)))``, where several
+    policies are read on the same pairs."""
     from proxygap.oversight.reward_model import pair_agreement
 
+    if ref_logps is None:
+        ref_logps = reference_logps(ref, tokenizer, list(zip(prompts, a, b)), chunk)
     ratio = {"a": [], "b": []}
     for i in range(0, len(prompts), chunk):
         rows = list(zip(prompts[i:i + chunk], a[i:i + chunk], b[i:i + chunk]))
         pol_a, pol_b, len_a, len_b = pair_logps(policy, tokenizer, rows)
-        ref_a, ref_b, _, _ = pair_logps(ref, tokenizer, rows)
-        ra, rb = pol_a - ref_a, pol_b - ref_b
+        ra, rb = pol_a - ref_logps[0][i:i + chunk], pol_b - ref_logps[1][i:i + chunk]
         if length_normalized:
             ra, rb = ra / len_a, rb / len_b
         ratio["a"].append(ra)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ ScoreFn = Callable[[list[str], list[str]], np.ndarray]
 @dataclass
 class ExpertIterationTrainConfig(Config):
     """Expert iteration's knobs but the answers' length, for an experiment that sets it (as RL's)."""
+
+    SET_ELSEWHERE: ClassVar[dict[str, str]] = {"max_new_tokens": "expert iteration samples as RL does: set "
+                                                                 "rl.max_new_tokens"}
 
     rounds: int = knob(4, "sample-select-fine-tune rounds", lo=1)
     prompts_per_round: int = knob(128, "training prompts drawn per round", lo=1)

@@ -29,6 +29,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ ScoreFn = Callable[[list[str], list[str]], np.ndarray]
 @dataclass
 class RLTrainConfig(Config):
     """RL's optimization knobs; an experiment that sets its own evaluation schedule embeds this one."""
+
+    SET_ELSEWHERE: ClassVar[dict[str, str]] = {"kl_coef": "beta is the experiment's own knob (kl_coefs, kl_coef or "
+                                                          "rl_kl_coef: see `proxygap knobs EXPERIMENT`)"}
 
     steps: int = knob(120, "optimizer steps", lo=0)
     prompts_per_step: int = knob(16, "prompts per batch", lo=1)
