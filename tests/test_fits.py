@@ -55,22 +55,33 @@ def test_noiseless_r2_is_one_and_peak_is_exact(form, curve, d):
     assert f.predict(grid).max() <= f.peak_value + 1e-12
 
 
-def test_rl_drops_d_zero_and_predicts_zero_there():
+@pytest.mark.parametrize("fitter, curve", [(fit_rl, _rl), (fit_bon, _bon)])
+def test_d_zero_is_dropped_and_predicted_zero(fitter, curve):
     d = np.array([0.0, 0.5, 1.0, 2.0])
-    f = fit_rl(d, np.r_[0.7, _rl(d[1:])])  # a d = 0 outlier must not count
+    f = fitter(d, np.r_[0.7, curve(d[1:])])  # a d = 0 outlier must not count
     assert f.n_points == 3 and f.d_min == 0.5
     assert f.r2 == pytest.approx(1.0)
     assert f.predict(0.0) == 0.0
-    assert fit_bon(d, _bon(d)).n_points == 4  # bon keeps d = 0 (n = 1)
 
 
-def test_no_interior_peak_gives_none():
+def test_r2_is_not_raised_by_points_that_are_zero_by_construction():
+    rng = np.random.default_rng(3)
+    d = np.repeat([0.0, 0.6, 1.0, 1.4, 1.8], 4)
+    r = np.where(d > 0, _bon(d) + rng.normal(0, 0.1, d.size), 0.0)  # recentred: n = 1 scores exactly 0
+    with_zeros, without = fit_bon(d, r), fit_bon(d[d > 0], r[d > 0])
+    assert with_zeros.r2 == without.r2 and with_zeros.alpha == without.alpha
+
+
+def test_where_the_fitted_curve_peaks():
     d = np.linspace(0.1, 3, 10)
-    rising = fit_bon(d, d * (1.0 + 0.2 * d))  # beta = -0.2
-    assert rising.beta < 0 and rising.d_star is None and rising.peak_value is None
-    assert fit_rl(d, d * (1.0 + 0.2 * np.log(d))).d_star is None
-    falling = fit_bon(d, d * (-0.5 - 0.2 * d))  # beta > 0 but alpha < 0: vertex at d < 0
-    assert falling.d_star is None
+    rising = fit_bon(d, d * (1.0 + 0.2 * d))  # beta = -0.2: no maximum, still rising (censored)
+    assert rising.beta < 0 and rising.d_star is None and rising.peak_value is None and rising.peak == "none"
+    assert fit_rl(d, d * (1.0 + 0.2 * np.log(d))).peak == "none"
+    falling = fit_bon(d, d * (-0.5 - 0.2 * d))  # beta > 0, alpha < 0: only falls, so the maximum is the base
+    assert falling.d_star == 0.0 and falling.peak_value == 0.0 and falling.peak == "at_base"
+    assert fit_bon(d, _bon(d)).peak == "interior"  # d* = 1.67 within [0.1, 3]
+    far = fit_bon(d[:4], _bon(d[:4]))  # d_max 1.07 < d* 1.67: an extrapolation
+    assert far.peak == "beyond_range" and far.d_star == pytest.approx(ALPHA / (2 * BETA))
 
 
 def test_predict_shapes_and_to_dict():

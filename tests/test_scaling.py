@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from proxygap.cli import main
@@ -69,13 +70,20 @@ def test_models_of_another_world_are_refused(tiny_base_dir, capsys):
     assert "set rm_sizes" in capsys.readouterr().err
 
 
-def _cell(rm, n, alphas):
-    return {"rm_size": rm, "policy_size": "s", "n_labels": n, "rater_quality": 0.0,
+def _cell(rm, n, alphas, quality=0.0):
+    return {"rm_size": rm, "policy_size": "s", "n_labels": n, "rater_quality": quality,
             "fit": {"alpha": {"per_seed": alphas}}}
 
 
+def test_rater_quality_is_a_trend_axis_paired_by_seed():
+    res = {"rm_sizes": ["s"], "n_labels": [100], "policy_sizes": ["s"], "rater_qualities": [0.0, 1.0],
+           "cells": [_cell("s", 100, [1.0, 1.1, 0.9], 0.0), _cell("s", 100, [0.2, 0.4, 0.1], 1.0)]}
+    t = _trend(res, "rater_quality", "alpha")
+    assert (t["up"], t["down"], t["no_claim"]) == (0, 1, 0) and t["slices"][0]["from"] == 0.0
+
+
 def test_trend_claims_only_where_the_paired_interval_excludes_zero():
-    res = {"rm_sizes": ["xs", "m"], "n_labels": [100], "policy_sizes": ["s"],
+    res = {"rm_sizes": ["xs", "m"], "n_labels": [100], "policy_sizes": ["s"], "rater_qualities": [0.0],
            "cells": [_cell("xs", 100, [1.0, 1.1, 0.9]), _cell("m", 100, [2.0, 2.2, 1.9])]}
     t = _trend(res, "rm_size", "alpha")
     assert (t["up"], t["down"], t["no_claim"]) == (1, 0, 0)
@@ -84,7 +92,24 @@ def test_trend_claims_only_where_the_paired_interval_excludes_zero():
     assert (t["up"], t["down"], t["no_claim"]) == (0, 0, 1)
     res["cells"][1] = _cell("m", 100, [2.0, None, None])  # one seed defined: no interval, no claim
     assert _trend(res, "rm_size", "alpha")["no_claim"] == 1
+    res["cells"][1] = _cell("m", 100, [2.0, 2.2, None])  # a seed missing in one cell: no claim, not a re-pairing
+    assert _trend(res, "rm_size", "alpha")["no_claim"] == 1
 
+
+def test_d_star_counts_a_falling_curve_as_zero_and_withholds_censored_seeds():
+    from proxygap.experiments.scaling import _fit_intervals
+    from proxygap.measure.fits import fit_dict
+
+    d = np.array([0.0, 0.5, 1.0, 1.5])
+    peaks = fit_dict("bon", d, d * (1.0 - 0.5 * d))  # d* = 1.0, inside the range
+    falls = fit_dict("bon", d, d * (-0.2 - 0.3 * d))  # only falls: its maximum is the base
+    rises = fit_dict("bon", d, d * (0.5 + 0.1 * d))  # no maximum: censored
+    both = _fit_intervals([peaks, falls, peaks])
+    assert both["d_star"]["per_seed"] == pytest.approx([1.0, 0.0, 1.0]) and both["d_star"]["at_base"] == 1
+    assert both["d_star"]["mean"] == pytest.approx(2 / 3)  # the falling seed is not dropped
+    censored = _fit_intervals([peaks, rises, peaks])
+    assert censored["d_star"]["mean"] is None and censored["d_star"]["no_maximum"] == 1
+    assert censored["alpha"]["mean"] is not None  # alpha and beta keep every seed
 
 def test_rl_subsets():
     from proxygap.experiments.scaling import wants_rl

@@ -204,12 +204,26 @@ def run_unit(cfg: ScalingConfig, unit: Unit, ctx: UnitContext) -> dict:
 
 
 # ---------------------------------------------------------------- aggregation
+CENSORED = ("none", "beyond_range")  # a d* the fitted range does not locate: no maximum, or past d_max
+
+
 def _fit_intervals(fits: list[dict]) -> dict:
-    """Per fitted quantity, the interval across seeds of the seeds where it is defined."""
+    """Per fitted quantity, the interval across seeds. d*'s interval is over every seed or none: a
+    seed whose curve falls from the start counts as d* = 0; where any seed's d* is censored (no
+    maximum, or past the fitted range), the interval is withheld and the censored seeds counted,
+    since dropping them would keep only the seeds that peak early."""
     out = {}
+    peaks = [f.get("peak") for f in fits]
     for key in FIT_KEYS:
-        values = [f[key] for f in fits if f.get(key) is not None]
-        out[key] = {**seed_interval(values), "per_seed": [f.get(key) for f in fits]}
+        per_seed = [f.get(key) for f in fits]
+        if key == "d_star":
+            per_seed = [None if p in CENSORED else v for v, p in zip(per_seed, peaks)]
+        values = [v for v in per_seed if v is not None]
+        withheld = key == "d_star" and any(p in CENSORED for p in peaks)
+        out[key] = {**seed_interval([] if withheld else values), "per_seed": per_seed}
+    out["d_star"].update({"at_base": peaks.count("at_base"), "no_maximum": peaks.count("none"),
+                          "beyond_range": peaks.count("beyond_range")})
+    out["peak"] = peaks
     out["errors"] = [f["error"] for f in fits if "error" in f]
     return out
 
@@ -248,6 +262,9 @@ def aggregate_units(cfg: ScalingConfig, results: dict[str, dict], prepared: dict
             "gold_peak": peak_along(curve_intervals(curves, ("n", "kl", "d"), SCORES, SCORES), "gold", curves),
             "rm_agreement_gold": seed_interval([s["rm"]["agreement_gold"] for s in seeds]),
             "rm_agreement_rater": seed_interval([s["rm"]["agreement_rater"] for s in seeds]),
+            # the labels the RM was fitted on: n_labels less the held-out share and the pairs this
+            # rater tied (dropped), which depend on its quality
+            "n_train_pairs": seed_interval([s["rm"]["n_train_pairs"] for s in seeds]),
         }
         if all("rl_points" in s for s in seeds):
             rl_curves = [s["rl_points"] for s in seeds]
@@ -270,17 +287,20 @@ def _cell(res: dict, rm_size, policy_size, n_labels, rater_quality) -> dict | No
 
 
 def _paired_change(a: dict, b: dict, key: str) -> dict | None:
-    """Interval across seeds of b's fitted ``key`` minus a's, over the seeds where both are defined."""
+    """Interval across seeds of b's fitted ``key`` minus a's; None (no claim) where a seed lacks it
+    in either cell (for d*: where either cell has a censored seed)."""
     pa, pb = a["fit"][key]["per_seed"], b["fit"][key]["per_seed"]
-    diffs = [y - x for x, y in zip(pa, pb) if x is not None and y is not None]
-    return seed_interval(diffs) if diffs else None
+    if not pa or any(v is None for v in (*pa, *pb)):
+        return None
+    return seed_interval([y - x for x, y in zip(pa, pb)])
 
 
 def _trend(res: dict, axis: str, key: str) -> dict:
     """How ``key`` (a gold fit's alpha, beta or d*) changes from the smallest to the largest value of
-    ``axis`` (rm_size / n_labels / policy_size), in every slice of the other axes: per slice the
+    ``axis`` (rm_size / n_labels / policy_size / rater_quality), in every slice of the other axes: per slice the
     paired change across seeds and whether it moved; then how many slices moved up and down."""
-    order = {"rm_size": res["rm_sizes"], "n_labels": res["n_labels"], "policy_size": res["policy_sizes"]}[axis]
+    order = {"rm_size": res["rm_sizes"], "n_labels": res["n_labels"], "policy_size": res["policy_sizes"],
+             "rater_quality": res["rater_qualities"]}[axis]
     if len(order) < 2:
         return {"slices": [], "up": 0, "down": 0, "no_claim": 0, "note": f"one value of {axis}: nothing to compare"}
     lo_value, hi_value = order[0], order[-1]
@@ -313,6 +333,8 @@ def findings(res: dict, results: dict, cfg: ScalingConfig) -> dict:
     for axis in ("rm_size", "n_labels"):
         out[axis] = {key: _trend(res, axis, key) for key in ("alpha", "beta", "d_star")}
     out["policy_size"] = {key: _trend(res, "policy_size", key) for key in ("d_star", "alpha", "beta")}
+    # Every quality labels the same pairs and best-of-n reads the same pools: paired by seed.
+    out["rater_quality_trend"] = {key: _trend(res, "rater_quality", key) for key in ("alpha", "beta", "d_star")}
     peaks = []
     for c in res["cells"]:
         p = c["gold_peak"]
@@ -323,7 +345,13 @@ def findings(res: dict, results: dict, cfg: ScalingConfig) -> dict:
         str(q): {"cells": sum(p["rater_quality"] == q for p in peaks),
                  "gold_rises": sum(p["rises_above_base"] for p in peaks if p["rater_quality"] == q),
                  "gold_peaks_then_falls": sum(p["interior_peak"] for p in peaks if p["rater_quality"] == q),
-                 "gold_ends_below_base": sum(p["ends_below_base"] for p in peaks if p["rater_quality"] == q)}
+                 "gold_ends_below_base": sum(p["ends_below_base"] for p in peaks if p["rater_quality"] == q),
+                 # each claim is a one-sided test at 2.5% (the rise Bonferroni-corrected for the chosen peak)
+                 "expected_by_chance": round(0.025 * sum(p["rater_quality"] == q for p in peaks), 2),
+                 # per label count, the labels its reward models were fitted on (mean over cells and seeds)
+                 "n_train_pairs": {str(n): float(np.mean([c["n_train_pairs"]["mean"] for c in res["cells"]
+                                                          if c["rater_quality"] == q and c["n_labels"] == n]))
+                                   for n in res["n_labels"]}}
         for q in res["rater_qualities"]}
     out["peaks"] = peaks
     return out

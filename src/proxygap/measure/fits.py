@@ -13,6 +13,15 @@ and a meaningless d*.
 
 Both forms are linear in (alpha, beta) — features (d, -d^2) and (d, -d log d) — so ordinary
 least squares gives the exact minimiser; no iterative curve fitting, no starting guesses.
+Points at d = 0 are left out of the fit and of R²: both features vanish there, so they say
+nothing about (alpha, beta), and after recentring their score is 0 by construction, so keeping
+them would only add fitted-exactly points to R².
+
+Where the fitted curve peaks (``Fit.peak``): ``interior`` (0 < d* <= d_max), ``beyond_range``
+(d* > d_max: an extrapolation, as Gao et al.'s predictions to n = 60,000 were), ``at_base``
+(best-of-n with alpha <= 0 < beta: the curve only falls, so its maximum over d >= 0 is at
+d* = 0, the base policy), or ``none`` (beta <= 0: no maximum, the curve still rises or bends up
+at the end of the range; d* is censored, not small).
 """
 
 from __future__ import annotations
@@ -49,9 +58,10 @@ class Fit:
     form: 'bon' for R(d) = d(alpha - beta d), 'rl' for R(d) = d(alpha - beta log d).
     r2: 1 - SS_res / SS_tot over the points used; negative when the form fits worse than
         a constant, reported as is (a warning sign, not an error).
-    d_star, peak_value: where the curve peaks and its value there; None when the fitted
-        curve has no interior maximum for d > 0 (beta <= 0, or for 'bon' alpha <= 0).
-    d_min, d_max: range of d the fit saw — predictions beyond d_max are extrapolation
+    d_star, peak_value: where the curve peaks over d >= 0 and its value there (0 and 0 when it
+        peaks at the base); None when it has no maximum (beta <= 0).
+    peak: interior, beyond_range, at_base or none (the module docstring says which is which).
+    d_min, d_max: range of d > 0 the fit saw — predictions beyond d_max are extrapolation
         (Gao et al. fitted best-of-n on n <= 1,000 and predicted to n = 60,000).
     """
 
@@ -64,6 +74,7 @@ class Fit:
     n_points: int
     d_min: float
     d_max: float
+    peak: str
 
     def predict(self, d: ArrayLike) -> np.ndarray | float:
         """R(d) under this fit; a float for scalar d, an array otherwise."""
@@ -86,21 +97,31 @@ class Fit:
             "n_points": self.n_points,
             "d_min": self.d_min,
             "d_max": self.d_max,
+            "peak": self.peak,
         }
 
 
 def _peak(form: Form, alpha: float, beta: float) -> float | None:
-    """d* of the fitted curve, or None if there is no maximum at d > 0."""
+    """d* of the fitted curve over d >= 0 (0 where it only falls), or None if it has no maximum."""
     if not beta > 0:  # also catches nan
         return None
     if form == "bon":
-        # alpha <= 0 puts the vertex at d <= 0: the curve only falls on d > 0.
-        return alpha / (2 * beta) if alpha > 0 else None
+        # alpha <= 0 puts the vertex at d <= 0: on d >= 0 the curve only falls from R(0) = 0.
+        return alpha / (2 * beta) if alpha > 0 else 0.0
     # R'(d) = alpha - beta (log d + 1) = 0; R''(d) = -beta / d < 0, so always a maximum.
     expo = alpha / beta - 1
     if expo > 700:  # exp would overflow: the peak lies absurdly far out.
         return math.inf
     return math.exp(expo)
+
+
+def peak_kind(d_star: float | None, d_max: float) -> str:
+    """interior, beyond_range, at_base or none: where a fitted d* lies against the fitted range."""
+    if d_star is None:
+        return "none"
+    if d_star == 0:
+        return "at_base"
+    return "beyond_range" if d_star > d_max else "interior"
 
 
 def _fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
@@ -115,14 +136,13 @@ def _fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
             "d = sqrt(KL) must be >= 0; clip a slightly negative KL estimate to 0 before sqrt"
         )
 
-    if form == "rl":
-        # Gao et al.: the log form is not meant to hold near d = 0 (infinite slope there);
-        # d = 0 rows carry no information about alpha, beta anyway (both features are 0).
-        keep = d_arr > 0
-        d_arr, r_arr = d_arr[keep], r_arr[keep]
-    # For 'bon', d = 0 points (n = 1) are kept: they test the R(0) = 0 assumption in r2.
+    # d = 0 rows carry no information about alpha, beta (both features are 0), and once scores are
+    # recentred on the base their value is 0 by construction: in R² they would count as fitted
+    # exactly. (For the log form, Gao et al. also note it is not meant to hold near d = 0.)
+    keep = d_arr > 0
+    d_arr, r_arr = d_arr[keep], r_arr[keep]
 
-    n_distinct = np.unique(d_arr[d_arr > 0]).size
+    n_distinct = np.unique(d_arr).size
     if n_distinct < 2:
         raise ValueError(
             f"fitting the '{form}' form needs at least 2 distinct d > 0 points to determine "
@@ -143,7 +163,9 @@ def _fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
 
     d_star = _peak(form, alpha, beta)
     peak_value = None
-    if d_star is not None:
+    if d_star == 0:
+        peak_value = 0.0
+    elif d_star is not None:
         # bon: R(d*) = alpha^2 / (4 beta); rl: R(d*) = beta d*. Both > 0 and finite iff d* is.
         peak_value = alpha * alpha / (4 * beta) if form == "bon" else beta * d_star
     return Fit(
@@ -156,6 +178,7 @@ def _fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
         n_points=int(d_arr.size),
         d_min=float(d_arr.min()),
         d_max=float(d_arr.max()),
+        peak=peak_kind(d_star, float(d_arr.max())),
     )
 
 
@@ -163,7 +186,8 @@ def fit_bon(d: ArrayLike, r: ArrayLike) -> Fit:
     """Least-squares fit of Gao et al. 2022's best-of-n form R(d) = d(alpha - beta d).
 
     d: sqrt(KL) per point, KL in nats per sequence (for best-of-n, KL = log n - (n-1)/n).
-    r: scores recentred so the initial policy (n = 1, d = 0) scores 0. No intercept is fitted.
+    r: scores recentred so the initial policy (n = 1, d = 0) scores 0. No intercept is fitted;
+    points at d = 0 are dropped (they are 0 by construction).
     """
     return _fit("bon", d, r)
 
@@ -172,8 +196,7 @@ def fit_rl(d: ArrayLike, r: ArrayLike) -> Fit:
     """Least-squares fit of Gao et al. 2022's RL form R(d) = d(alpha - beta log d).
 
     d: sqrt(KL) per point, KL in nats per sequence. Points with d = 0 are dropped before
-    fitting (the form has infinite slope there and is not meant to hold near 0); predict(0)
-    still returns 0. r: scores recentred so the initial policy scores 0; no intercept.
+    fitting, as for best-of-n (and the form has infinite slope there); predict(0) still returns 0. r: scores recentred so the initial policy scores 0; no intercept.
     """
     return _fit("rl", d, r)
 

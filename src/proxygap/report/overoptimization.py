@@ -224,8 +224,11 @@ def draw_report(run_dir: Path) -> Path:
             (f"RL beta={r['kl_coef']:g}", r["fits"], "d(α − β log d)") for r in rl]:
         for name in ("rm", "rater", "gold"):
             f = fits.get(name) or {}
-            rows.append([label, name, form, f.get("alpha"), f.get("beta"), f.get("r2"), f.get("d_star"), f.get("error", "")])
-    page.table(["curve", "score", "form", "α", "β", "R²", "peak d*", "note"], rows, left_columns=3)
+            where = {"at_base": "falls from the base", "beyond_range": f"beyond the fitted d ≤ {f.get('d_max', 0):.2f}",
+                     "none": "no maximum (still rising)"}.get(f.get("peak"), "")
+            rows.append([label, name, form, f.get("alpha"), f.get("beta"), f.get("r2"), f.get("d_star"),
+                         "; ".join(x for x in (where, f.get("error", "")) if x)])
+    page.table(["curve", "score", "form", "α", "β", "R² (d > 0)", "peak d*", "note"], rows, left_columns=3)
     page.heading("Reward model and rater on base-model samples")
     rm, base = res["reward_model"], res["base"]
     page.table(["measure", "mean", "95% low", "95% high"], [

@@ -147,9 +147,16 @@ def draw_report(run_dir: Path) -> Path:
     lines = [trend_sentence("RM size", fnd["rm_size"][k], k) for k in ("alpha", "beta", "d_star")]
     lines += [trend_sentence("labels", fnd["n_labels"][k], k) for k in ("alpha", "beta", "d_star")]
     lines += [trend_sentence("policy size", fnd["policy_size"]["d_star"], "gold's peak d*")]
+    if "rater_quality_trend" in fnd:
+        lines += [trend_sentence("rater quality", fnd["rater_quality_trend"][k], k) for k in ("alpha", "beta", "d_star")]
     for q, r in fnd["rater_quality"].items():
+        chance = f" (about {r['expected_by_chance']:g} of each expected by chance alone)" if "expected_by_chance" in r else ""
+        trained = r.get("n_train_pairs", {})
+        labels_text = ("; its reward models trained on " + " / ".join(f"{v:.0f}" for v in trained.values()) + " of "
+                       + " / ".join(trained) + " labels (held out and tied pairs dropped)") if trained else ""
         lines.append(f"rater quality {q}: gold rises above the base in {r['gold_rises']} of {r['cells']} cells, peaks "
-                     f"then falls in {r['gold_peaks_then_falls']}, ends below the base in {r['gold_ends_below_base']}.")
+                     f"then falls in {r['gold_peaks_then_falls']}, ends below the base in {r['gold_ends_below_base']}"
+                     f"{chance}{labels_text}.")
     page.paragraph(" ".join(lines))
     meta = res.get("meta", {})
     page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, wall time {fmt(meta.get('wall_time_s'), 1)} s. "
@@ -163,10 +170,23 @@ def draw_report(run_dir: Path) -> Path:
     rows = []
     for c in res["cells"]:
         f = c["fit"]
-        rows.append([c["rm_size"], c["policy_size"], c["n_labels"], c["rater_quality"], _iv(f["alpha"]), _iv(f["beta"]),
-                     _iv(f["d_star"]), _iv(f["r2"]), _iv(c["rm_agreement_gold"])])
-    page.table(["RM", "policy", "labels", "quality", "α", "β", "d*", "R²", "RM–gold agreement"], rows, left_columns=4)
+        rows.append([c["rm_size"], c["policy_size"], c["n_labels"], _m(c.get("n_train_pairs", {}).get("mean")),
+                     c["rater_quality"], _iv(f["alpha"]), _iv(f["beta"]), _d_star(f["d_star"]), _iv(f["r2"]),
+                     _iv(c["rm_agreement_gold"])])
+    page.table(["RM", "policy", "labels", "trained on", "quality", "α", "β", "d*", "R²", "RM–gold agreement"], rows,
+               left_columns=5)
+    page.paragraph("labels: n_labels; trained on: the labels left after the held-out share and the pairs the rater "
+                   "tied (mean over seeds). d*: where each seed's fitted curve peaks, 0 where it only falls; withheld "
+                   "('censored') where a seed's curve has no maximum or peaks beyond the fitted range.", note=True)
     return page.write(run_dir / "report.html")
+
+
+def _d_star(iv: dict) -> str:
+    censored = iv.get("no_maximum", 0) + iv.get("beyond_range", 0)
+    at_base = f", {iv['at_base']} at 0" if iv.get("at_base") else ""
+    if censored:
+        return f"censored in {censored} of {len(iv.get('per_seed', []))} seeds{at_base}"
+    return _iv(iv) + (f" ({iv['at_base']} of {len(iv['per_seed'])} seeds at 0)" if iv.get("at_base") else "")
 
 
 def _iv(iv: dict) -> str:
