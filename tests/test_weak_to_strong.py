@@ -3,12 +3,13 @@ hand-computed value, the 50/50 split, the rater's error causes, and a smoke run'
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from proxygap.cli import main
 from proxygap.experiments.weak_to_strong import split_halves
-from proxygap.measure.pgr import accuracy, pgr, pgr_by_error
+from proxygap.measure.pgr import accuracy, gap_resolved, pgr, pgr_by_error
 from proxygap.oversight.judges import RaterFlaws
 from proxygap.oversight.labels import flip, rater_labels
 from proxygap.pipeline.base_model import load_world_for_model
@@ -20,6 +21,10 @@ def test_pgr_is_the_share_of_the_gap_recovered():
     assert pgr(0.6, 0.7, 0.8) == pytest.approx(0.5)
     assert pgr(0.6, 0.9, 0.8) == pytest.approx(1.5)
     assert pgr(0.8, 0.9, 0.8) is None  # no gap to recover
+    # given the items the accuracies are on, a gap within their noise recovers nothing measurable
+    assert pgr(0.550, 0.560, 0.5525, n=400) is None  # one item in 400: a PGR of 4 from noise
+    assert pgr(0.5, 0.55, 0.6, n=400) == pytest.approx(0.5)
+    assert gap_resolved(0.5, 0.6, 400) and not gap_resolved(0.5, 0.6, 40)
 
 
 def test_accuracy_hardens_predictions_and_skips_gold_ties():
@@ -33,7 +38,8 @@ def test_pgr_by_error_counts_each_cause_on_its_own_items():
     ceiling = [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     out = pgr_by_error(student, ceiling, gold, causes)
     assert out["believes_myths"] == {"n": 2, "student": 0.5, "ceiling": 1.0, "pgr": 0.5}
-    assert out["noise"] == {"n": 2, "student": 0.5, "ceiling": 0.5, "pgr": 1.0}
+    # the ceiling's 1 of 2 is not told apart from 0 of 2 (the supervisor's, by definition): no PGR
+    assert out["noise"] == {"n": 2, "student": 0.5, "ceiling": 0.5, "pgr": None}
 
 
 def test_confidence_loss_matches_a_hand_computed_value():
@@ -95,15 +101,37 @@ def test_weak_to_strong_smoke_results_hold_pairs_with_intervals(tmp_path):
         assert set(p["pgr"]) >= {"mean", "lo", "hi"}
         weak, student, ceiling = (p[k]["per_seed"] for k in ("weak_accuracy", "student_accuracy", "ceiling_accuracy"))
         assert len(weak) == len(student) == len(ceiling) == len(res["config"]["seeds"])
-        seeds_pgr = [pgr(w, s, c) for w, s, c in zip(weak, student, ceiling)]  # PGR is its formula, seed by seed
-        assert p["pgr"]["per_seed"] == pytest.approx([x for x in seeds_pgr if x is not None])
+        # PGR is its formula, seed by seed, on that seed's test items
+        seeds_pgr = [pgr(w, s, c, n) for w, s, c, n in zip(weak, student, ceiling, p["n_items"])]
+        assert p["pgr"]["per_seed"] == [pytest.approx(x) if x is not None else None for x in seeds_pgr]
         assert p["pgr_undefined_seeds"] == sum(x is None for x in seeds_pgr)
-        of_means = pgr(p["weak_accuracy"]["mean"], p["student_accuracy"]["mean"], p["ceiling_accuracy"]["mean"])
-        assert p["pgr_of_means"] == (None if of_means is None else pytest.approx(of_means))
+        assert p["gap"]["per_seed"] == pytest.approx([c - w for c, w in zip(ceiling, weak)])
+        assert p["pgr_of_means"] is None  # one seed: its gap has no interval, so no PGR of the means
         for e in p["pgr_by_error"].values():
             assert set(e) >= {"n", "pgr", "student", "ceiling"}
     assert any(p["pgr"]["mean"] is not None for p in res["pairs"])
+    assert any(p["pgr"]["mean"] is None for p in res["pairs"])  # the gap rule bites in the smoke run too
     assert (out / "report.html").is_file() and (out / "pgr.png").is_file()
+
+
+def test_error_types_are_ranked_only_where_the_seeds_say_so():
+    from proxygap.experiments.weak_to_strong import findings
+
+    def row(types, conf=False):
+        return {"task": "preference", "weak": "rater", "strong": "m", "supervisor": "rater", "confidence_loss": conf,
+                "student_accuracy": {"per_seed": [0.6, 0.6, 0.6]}, "pgr_of_means": None,
+                "pgr_by_error": {c: {"n": 30, "pgr": {"mean": float(np.mean(v)), "per_seed": v}}
+                                 for c, v in types.items()}}
+
+    clear = {"manipulation": [0.1, 0.2, 0.15], "myths": [0.9, 1.0, 0.9], "noise": [0.5, 0.65, 0.5]}
+    overlapping = {"manipulation": [0.2, 0.7, 0.1], "myths": [0.9, 0.3, 1.0]}
+    out = findings([row(clear), row(overlapping, conf=True)])["error_types"]
+    assert out[0]["most_repeated"] == "manipulation" and out[0]["most_corrected"] == "myths"
+    assert len(out[0]["orders"]) == 3
+    # means differ (0.33 against 0.73) but the seeds disagree: no order, and both losses are ranked
+    assert out[1]["confidence_loss"] and out[1]["orders"] == [] and out[1]["most_repeated"] is None
+    one_cause = findings([row({"noise": [0.5, 0.6, 0.55]})])["error_types"]
+    assert one_cause == []  # nothing to rank a single cause against
 
 
 def test_weak_to_strong_rejects_a_malformed_pair(capsys):

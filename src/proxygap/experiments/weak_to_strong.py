@@ -136,6 +136,9 @@ def split_halves(n: int) -> tuple[slice, slice]:
     return slice(0, n // 2), slice(n // 2, n)
 
 
+STUDENT_INIT = 200  # the seed offset of the ceiling's and every student's initialization (weak models: 100 + i)
+
+
 def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
     """One task, strong size and seed: the ceiling, then a student per supervisor and loss."""
     from proxygap.oversight.labels import flip, labels_of, rater_labels
@@ -160,7 +163,9 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
         return train_student(resolve_model_dir(backbone), task, examples, labels, cfg.student, confidence_loss=conf,
                              seed=seed * 1000 + offset)
 
-    ceiling_model = fit(strong, b, gold_b, False, 0)
+    # The ceiling and every student share one initialization and batch order (offset STUDENT_INIT):
+    # each differs from the ceiling in its labels alone, and each from the others too.
+    ceiling_model = fit(strong, b, gold_b, False, STUDENT_INIT)
     ctx.save_model("ceiling", ceiling_model, ceiling_model.tokenizer, world)
     ceiling_pred = predict(ceiling_model, task, test)
     ceiling_acc = accuracy(ceiling_pred, gold_test)
@@ -190,12 +195,13 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
             timings[f"weak_{weak}_s"] = round(time.time() - t1, 2)
 
     students = []
+    n_decided = sum(g != 0.5 for g in gold_test)  # the items every accuracy is on (gold ties left out)
     for j, (name, sup) in enumerate(supervisors.items()):
         weak_acc = accuracy(sup["test"], gold_test)
         for conf in cfg.confidence_loss:
             t1 = time.time()
             # The same initialization and batch order with and without the confidence loss: a paired comparison.
-            student = fit(strong, b, sup["labels"], conf, 200 + 10 * j)
+            student = fit(strong, b, sup["labels"], conf, STUDENT_INIT)
             label = name if ":" not in name else f"small_gold_{j}"  # a weak model may be a directory path
             ctx.save_model(f"student_{label}{'_conf' if conf else ''}", student, student.tokenizer, world)
             pred = predict(student, task, test)
@@ -203,7 +209,7 @@ def run_unit(cfg: WeakToStrongConfig, unit: Unit, ctx: UnitContext) -> dict:
             students.append({
                 "supervisor": name.split(":")[0], "weak": sup["weak"], "strong": strong, "task": task,
                 "confidence_loss": conf, "weak_accuracy": weak_acc, "student_accuracy": acc,
-                "ceiling_accuracy": ceiling_acc, "pgr": pgr(weak_acc, acc, ceiling_acc),
+                "ceiling_accuracy": ceiling_acc, "pgr": pgr(weak_acc, acc, ceiling_acc, n_decided), "n_items": n_decided,
                 "pgr_by_error": pgr_by_error(pred, ceiling_pred, gold_test, sup["causes"]),
                 "training_label_accuracy": accuracy(sup["labels"], gold_b),
             })
@@ -227,21 +233,26 @@ def aggregate_units(cfg: WeakToStrongConfig, results: dict[str, dict], prepared:
     pairs = []
     for (task, weak, strong, supervisor, conf), per_seed in rows.items():
         causes = sorted({c for s in per_seed for c in s["pgr_by_error"]})
-        accs = {k: seed_interval([s[k] for s in per_seed if s[k] is not None], per_seed=True)
+        # per_seed lists keep None where a seed has no value, so that lists zip seed by seed
+        accs = {k: seed_interval([s[k] for s in per_seed], per_seed=True)
                 for k in ("weak_accuracy", "student_accuracy", "ceiling_accuracy", "training_label_accuracy")}
+        gap = seed_interval([_minus(c, w) for c, w in zip(accs["ceiling_accuracy"]["per_seed"],
+                                                         accs["weak_accuracy"]["per_seed"])], per_seed=True)
         pairs.append({
             "task": task, "weak": weak, "strong": strong, "supervisor": supervisor, "confidence_loss": conf,
-            # Per seed, then across seeds; seeds where the ceiling does not beat the supervisor have no PGR.
-            "pgr": seed_interval([s["pgr"] for s in per_seed if s["pgr"] is not None], per_seed=True),
+            # Per seed, then across seeds; seeds where the ceiling does not beat the supervisor beyond the
+            # test set's noise have no PGR.
+            "pgr": seed_interval([s["pgr"] for s in per_seed], per_seed=True),
             "pgr_undefined_seeds": sum(s["pgr"] is None for s in per_seed),
-            # From the seed-mean accuracies: steadier where the gap (ceiling - weak) is small in some seed.
+            "gap": gap,  # ceiling - weak, per seed: what PGR divides by
+            "n_items": [s.get("n_items") for s in per_seed],  # per seed, the test items the accuracies are on
+            # From the seed-mean accuracies, where the seeds' gap clears 0: steadier than the per-seed ratio.
             "pgr_of_means": pgr(accs["weak_accuracy"]["mean"], accs["student_accuracy"]["mean"],
-                                accs["ceiling_accuracy"]["mean"]),
+                                accs["ceiling_accuracy"]["mean"]) if moved(gap) == "up" else None,
             **accs,
             "pgr_by_error": {c: {
                 "n": sum(s["pgr_by_error"].get(c, {}).get("n", 0) for s in per_seed),
-                **{k: seed_interval([s["pgr_by_error"][c][k] for s in per_seed
-                                     if c in s["pgr_by_error"] and s["pgr_by_error"][c][k] is not None], per_seed=True)
+                **{k: seed_interval([s["pgr_by_error"].get(c, {}).get(k) for s in per_seed], per_seed=True)
                    for k in ("pgr", "student", "ceiling")}} for c in causes},
         })
     timings = {key: r["timings"] for key, r in results.items()}
@@ -249,41 +260,57 @@ def aggregate_units(cfg: WeakToStrongConfig, results: dict[str, dict], prepared:
                                      for seed in cfg.seeds], per_seed=True) for task in cfg.tasks}
     for p in pairs:
         # Whether the ceiling learned more than the class balance (per-seed paired excess over the majority rate).
-        excess = [c - m for c, m in zip(p["ceiling_accuracy"]["per_seed"], majority[p["task"]]["per_seed"])]
+        excess = [_minus(c, m) for c, m in zip(p["ceiling_accuracy"]["per_seed"], majority[p["task"]]["per_seed"])]
         p["ceiling_above_majority"] = moved(seed_interval(excess)) == "up"
     result = {"pairs": pairs, "timings": timings, "majority_accuracy": majority}
     result["findings"] = findings(pairs)
     return result
 
 
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
 def findings(pairs: list[dict]) -> dict:
     """Per task, pair and supervisor: whether the confidence loss moved the student's accuracy (paired
-    per seed: both students share labels, test set, initialization and batch order), and which error
-    types the student corrected most and least."""
+    per seed: both students share labels, test set, initialization and batch order); and per loss,
+    which error types the student repeats more than others, each order claimed only where the
+    paired per-seed difference of the two types' PGRs clears 0."""
     from proxygap.measure.intervals import Interval
 
     out = {"confidence_loss": [], "error_types": []}
     index = {(p["task"], p["weak"], p["strong"], p["supervisor"], p["confidence_loss"]): p for p in pairs}
     for (task, weak, strong, sup, conf), p in index.items():
-        if conf:
-            continue
         with_conf = index.get((task, weak, strong, sup, True))
-        if with_conf is not None:
-            diff = Interval.from_values([a - b for a, b in zip(with_conf["student_accuracy"]["per_seed"],
-                                                               p["student_accuracy"]["per_seed"])])
+        if not conf and with_conf is not None:
+            diff = Interval.from_values([_minus(a, b) for a, b in zip(with_conf["student_accuracy"]["per_seed"],
+                                                                      p["student_accuracy"]["per_seed"])])
             out["confidence_loss"].append({
                 "task": task, "weak": weak, "strong": strong, "supervisor": sup,
                 "pgr_without": p["pgr_of_means"], "pgr_with": with_conf["pgr_of_means"],
                 "accuracy_change": diff.to_dict(),
                 "effect": moved(diff) or ("no clear change" if diff.has_spread else "no interval (one seed)")})
         typed = {c: e for c, e in p["pgr_by_error"].items() if e["pgr"]["mean"] is not None and e["n"] >= 10}
-        if typed:
-            ranked = sorted(typed, key=lambda c: typed[c]["pgr"]["mean"])
-            out["error_types"].append({
-                "task": task, "weak": weak, "strong": strong, "supervisor": sup,
-                "most_repeated": ranked[0], "most_corrected": ranked[-1],
-                "pgr_by_type": {c: typed[c]["pgr"]["mean"] for c in ranked},
-                "recovers_above_zero": {c: moved(typed[c]["pgr"]) == "up" for c in ranked}})
+        if len(typed) < 2:  # one cause (noise, a weak model): nothing to rank it against
+            continue
+        ranked = sorted(typed, key=lambda c: typed[c]["pgr"]["mean"])
+        orders = []
+        for i, lo in enumerate(ranked):
+            for hi in ranked[i + 1:]:
+                change = Interval.from_values([_minus(a, b) for a, b in zip(typed[hi]["pgr"]["per_seed"],
+                                                                            typed[lo]["pgr"]["per_seed"])])
+                if moved(change) == "up":
+                    orders.append({"repeated_more": lo, "than": hi, "difference": change.to_dict()})
+        below = {c: {o["than"] for o in orders if o["repeated_more"] == c} for c in ranked}  # c repeated more than these
+        above = {c: {o["repeated_more"] for o in orders if o["than"] == c} for c in ranked}
+        out["error_types"].append({
+            "task": task, "weak": weak, "strong": strong, "supervisor": sup, "confidence_loss": conf,
+            "pgr_by_type": {c: typed[c]["pgr"] for c in ranked},
+            "orders": orders,
+            # a type claimed below (above) every other type; None where the seeds do not say
+            "most_repeated": next((c for c in ranked if below[c] == set(ranked) - {c}), None),
+            "most_corrected": next((c for c in ranked if above[c] == set(ranked) - {c}), None),
+            "recovers_above_zero": {c: moved(typed[c]["pgr"]) == "up" for c in ranked}})
     return out
 
 

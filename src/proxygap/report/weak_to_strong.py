@@ -76,29 +76,41 @@ def draw_report(run_dir: Path) -> Path:
     page = Report("proxygap: weak-to-strong (which supervisor errors does a stronger student repeat?)")
     page.heading("Findings (computed from the numbers)")
     for task, m in res.get("majority_accuracy", {}).items():
-        above = [p for p in res["pairs"] if p["task"] == task and p.get("ceiling_above_majority")]
-        total = [p for p in res["pairs"] if p["task"] == task]
+        # one ceiling per strong size (every row of a size shares it): count ceilings, not rows
+        ceilings = {p["strong"]: p for p in res["pairs"] if p["task"] == task}
+        above = sorted(str(s) for s, p in ceilings.items() if p.get("ceiling_above_majority"))
         page.paragraph(f"task {task}: always answering the commoner gold label scores {iv_text(m)}; the gold-trained "
-                       f"ceiling beats that in {len(above)} of {len(total)} rows. Where it does not, the students learned "
+                       f"ceiling beats that for {len(above)} of {len(ceilings)} strong sizes"
+                       f"{' (' + ', '.join(above) + ')' if above else ''}. Where it does not, the students learned "
                        "the class balance only, and PGR there says nothing about which errors they repeat.")
     for c in res["findings"]["confidence_loss"]:
         page.paragraph(f"{c['task']} {c['weak']}→{c['strong']} ({c['supervisor']}): PGR {fmt(c['pgr_without'], 2)} "
                        f"without the confidence loss, {fmt(c['pgr_with'], 2)} with it; the student's accuracy, paired "
                        f"by seed: {c['effect']} ({iv_text(c['accuracy_change'])}).")
     for e in res["findings"]["error_types"]:
-        page.paragraph(f"{e['task']} {e['weak']}→{e['strong']} ({e['supervisor']}): most repeated error "
-                       f"{e['most_repeated']}, most corrected {e['most_corrected']}; per type "
-                       + ", ".join(f"{c} {fmt(v, 2)}" for c, v in e["pgr_by_type"].items()) + ".")
+        loss = "with the confidence loss" if e.get("confidence_loss") else "cross-entropy"
+        orders = e.get("orders", [])
+        claimed = ("; ".join(f"{o['repeated_more']} repeated more than {o['than']} ({iv_text(o['difference'])})"
+                           for o in orders) if orders else "no type repeated more than another by the paired per-seed test")
+        page.paragraph(f"{e['task']} {e['weak']}→{e['strong']} ({e['supervisor']}, {loss}): per error type, the "
+                       "student's accuracy over the ceiling's "
+                       + ", ".join(f"{c} {iv_text(v) if isinstance(v, dict) else fmt(v, 2)}"
+                                   for c, v in e["pgr_by_type"].items()) + f"; {claimed}.")
     meta = res.get("meta", {})
     page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res.get('seeds')}, wall time "
                    f"{fmt(meta.get('wall_time_s'), 1)} s. Intervals: 95% t-intervals across seeds.", note=True)
     page.image("pgr.png", "PGR per pair, supervisor and loss.")
     page.image("pgr_by_error.png", "Per error type of the rater supervisor.")
     page.heading("Pairs")
-    page.table(["task", "supervisor", "weak", "strong", "conf loss", "weak acc", "student acc", "ceiling acc", "PGR"],
+    page.table(["task", "supervisor", "weak", "strong", "conf loss", "weak acc", "student acc", "ceiling acc",
+                "gap (ceiling − weak)", "PGR", "seeds without PGR"],
                [[p["task"], p["supervisor"], p["weak"], p["strong"], "yes" if p["confidence_loss"] else "no",
                  iv_text(p["weak_accuracy"]), iv_text(p["student_accuracy"]), iv_text(p["ceiling_accuracy"]),
-                 iv_text(p["pgr"])] for p in res["pairs"]], left_columns=5)
+                 iv_text(p["gap"]) if "gap" in p else "", iv_text(p["pgr"]), p.get("pgr_undefined_seeds", "")]
+                for p in res["pairs"]], left_columns=5)
+    page.paragraph("A seed has no PGR where the ceiling does not beat the supervisor beyond the test items' sampling "
+                   "noise (Newcombe's interval of the gap excludes 0); pgr_of_means in results.json only where the "
+                   "seeds' gap clears 0.", note=True)
     page.heading("Per error type")
     rows = []
     for p in res["pairs"]:
