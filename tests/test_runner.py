@@ -246,6 +246,68 @@ def test_a_torn_unit_file_is_run_again(serial_run, tiny_base_dir, tmp_path, caps
     assert _comparable(resumed) == _comparable(serial_run[1])
 
 
+def _partial_copy(serial_run, out: Path) -> Path:
+    partial = out.with_name(out.name + ".partial")
+    shutil.copytree(serial_run[0], partial)
+    (partial / "results.json").unlink()
+    return partial
+
+
+def test_a_unit_file_damaged_from_outside_is_one_line(serial_run, tiny_base_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    partial = _partial_copy(serial_run, out)
+    (partial / "units" / "seed=1.json").write_text(json.dumps({"unit": {"key": "seed=1"}, "result": {}}))
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not this experiment's (missing key" in err and "delete the damaged file" in err and "\n" not in err
+    assert partial.is_dir() and not out.exists()
+
+
+def test_a_run_json_with_no_threads_is_corrupt(serial_run, tiny_base_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    partial = _partial_copy(serial_run, out)
+    recorded = json.loads((partial / "run.json").read_text())
+    (partial / "run.json").write_text(json.dumps({**recorded, "threads": 0}))
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
+    assert "run.json is missing or corrupt" in capsys.readouterr().err
+
+
+def test_force_replaces_runs_only(serial_run, tiny_base_dir, tmp_path, capsys):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("x")
+    assert main([*_argv(tiny_base_dir, precious), "--force"]) == 2
+    assert "is not a proxygap run directory" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "x"
+    partial = tmp_path / "other.partial"
+    partial.mkdir()
+    (partial / "data.csv").write_text("x")
+    assert main([*_argv(tiny_base_dir, tmp_path / "other"), "--force"]) == 2
+    assert (partial / "data.csv").is_file()
+
+
+@pytest.mark.parametrize("out", [".", "", "/", ".."])
+def test_out_must_name_a_directory_of_its_own(out, tiny_base_dir, capsys):
+    assert main([*_argv(tiny_base_dir, Path("x"))[:-1], out, "--force"]) == 2
+    assert "is not a run directory of its own" in capsys.readouterr().err
+
+
+def test_compare_of_a_malformed_results_file_is_one_line(serial_run, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    results = json.loads((serial_run[0] / "results.json").read_text())
+    (bad / "results.json").write_text(json.dumps({**results, "provenance": "lost"}))
+    assert main(["compare", str(serial_run[0]), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot compare" in err and "\n" not in err
+    (bad / "results.json").write_text(json.dumps({**results, "schema_version": "2"}))
+    assert main(["compare", str(serial_run[0]), str(bad)]) == 2
+    assert "schema_version '2': not a proxygap results file" in capsys.readouterr().err
+    (bad / "results.json").write_text(json.dumps({**results, "experiment": 3}))
+    assert main(["compare", str(serial_run[0]), str(bad)]) == 2
+    assert "no 'experiment' name" in capsys.readouterr().err
+
+
 def test_serial_and_ray_executors_give_identical_results(serial_run, tiny_base_dir, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -257,7 +257,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from proxygap.experiments.provenance import compare, load_results
 
-    for line in compare(load_results(args.run_a), load_results(args.run_b)):
+    a, b = load_results(args.run_a), load_results(args.run_b)
+    try:
+        lines = compare(a, b)
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as e:
+        # A results file with values of the wrong shape (a hand-edited or foreign file), not a bug.
+        raise ProxygapError(f"cannot compare {args.run_a} with {args.run_b}: a results file has a value of the "
+                            f"wrong shape ({type(e).__name__}: {e})") from e
+    for line in lines:
         print(line)
     return 0
 

@@ -20,6 +20,7 @@ from proxygap.config import ConfigError, knob, nested  # noqa: E402
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext  # noqa: E402
 from proxygap.measure.probe import ProbeConfig, format_table, probe  # noqa: E402
 from proxygap.report.html import Report  # noqa: E402
+from proxygap.report.plots import save_figure  # noqa: E402
 
 
 @dataclass
@@ -65,7 +66,7 @@ def report(run_dir: Path) -> None:
     ax.set_title("Behaviour rates: corpus vs base-model samples (95% Wilson intervals)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(run_dir / "behaviours.png", dpi=110)
+    save_figure(fig, run_dir / "behaviours.png", dpi=110)
     plt.close(fig)
 
     page = Report("proxygap probe: what did the base model learn?")

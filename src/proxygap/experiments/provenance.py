@@ -149,8 +149,8 @@ def load_results(run_dir: str | Path) -> dict:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ProxygapError(f"{path} is corrupt or not a proxygap results file") from None
-    if not isinstance(data, dict) or "experiment" not in data:
-        raise ProxygapError(f"{path} is not a proxygap results file (no 'experiment' key)")
+    if not isinstance(data, dict) or not isinstance(data.get("experiment"), str):
+        raise ProxygapError(f"{path} is not a proxygap results file (no 'experiment' name)")
     check_schema(data, path)
     return data
 
@@ -158,7 +158,10 @@ def load_results(run_dir: str | Path) -> dict:
 def check_schema(results: dict, path: Path) -> None:
     """A results file from a newer proxygap is refused rather than half read."""
     version = results.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ProxygapError(f"{path} has schema_version {version!r}: not a proxygap results file "
+                            "(a positive integer is expected)")
+    if version > SCHEMA_VERSION:
         raise ProxygapError(f"{path} has schema_version {version!r}, newer than this proxygap's "
                             f"({SCHEMA_VERSION}): update proxygap to read it")
 

@@ -42,7 +42,7 @@ from proxygap.errors import ProxygapError
 from proxygap.experiments.catalogue import MODULES, get_experiment
 from proxygap.experiments.executors import executor, prepare_on_ray, ray_device
 from proxygap.experiments.spec import MAX_SEEDS, SEED_MAX, Experiment, Unit
-from proxygap.fileio import replace_dir, write_text_atomic
+from proxygap.fileio import replace_dir, write_text_atomic, writing
 
 __all__ = ["MODULES", "get_experiment", "report_run", "resolve_config", "run_experiment"]
 
@@ -300,6 +300,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
     if resume and out is None:
         raise ProxygapError("--resume needs --out DIR: the run directory to finish")
     out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_out_dir(out_dir)
     work = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
     config_dict = to_dict(cfg)
 
@@ -313,6 +314,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             raise ProxygapError(f"experiment {name} declared two units with the same key")
         if work.exists():
             if force:
+                _check_is_run(work, partial=True)
                 shutil.rmtree(work)
             elif not resume:
                 n_done = len(_units_done(work, units))
@@ -335,6 +337,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 print(f"{out_dir} is already complete; nothing to resume")
                 return out_dir
             raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
+        elif out_dir.exists():  # --force: replaced at the end, so it must be a run, not any directory
+            _check_is_run(out_dir)
         commit = _git_commit()
         if not work.exists():
             first_device = (checked or placed(cfg.device))[0]  # refused before anything is written, also with --resume
@@ -351,6 +355,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             recorded = json.loads((work / "run.json").read_text())
             threads = int(recorded["threads"])
             device_name = str(recorded.get("device", "cpu"))  # runs from before the knob ran on the CPU
+            if threads < 1:
+                raise ValueError(threads)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise ProxygapError(f"{work}/run.json is missing or corrupt; --force to start over") from None
         if resume and isinstance(recorded.get("origin"), dict):  # runs from before the record: unchecked
@@ -409,7 +415,15 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 unit_times[unit.key] = round(seconds, 2)
                 if progress:
                     print(f"[{name}] unit {unit.key} done ({len(done)}/{len(units)})", file=sys.stderr)
-            results = experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared)
+            try:
+                results = experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared)
+            except (KeyError, TypeError, IndexError, AttributeError) as e:
+                if not meta["units"]["resumed"]:
+                    raise  # every result was made by this process: a bug, with its traceback
+                # A resumed unit's file parsed but lacks what this experiment's results hold: damage from outside.
+                what = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+                raise ProxygapError(f"a unit result in {work / 'units'} is not this experiment's ({what}); "
+                                    "delete the damaged file to re-run its unit, or --force to start over") from e
         meta["wall_time_s"] = round(time.time() - start, 2)
         meta["unit_wall_s"] = unit_times
         from proxygap.experiments.provenance import SCHEMA_VERSION, provenance
@@ -419,10 +433,30 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                    "meta": meta}
         write_text_atomic(work / "meta.json", dump_json(meta))
         write_text_atomic(work / "results.json", dump_json(results))
-        experiment.report(work)
+        with writing(work):  # plots and report.html: a full disk names the run, not a traceback
+            experiment.report(work)
         shutil.rmtree(work / "scratch", ignore_errors=True)
         replace_dir(work, out_dir)
     return out_dir
+
+
+RUN_FILES = ("results.json", "config.yaml", "run.json")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out names a directory of its own: not the working directory, one above it, or a filesystem root."""
+    resolved, here = out_dir.resolve(), Path.cwd().resolve()
+    if not out_dir.name or not resolved.name or resolved == here or resolved in here.parents:
+        raise ProxygapError(f"--out {str(out_dir) or repr('')} is not a run directory of its own; "
+                            "name a new one, e.g. --out runs/NAME")
+
+
+def _check_is_run(path: Path, partial: bool = False) -> None:
+    """--force replaces a run directory only: a directory without a run's files is refused, not deleted."""
+    if not path.is_dir() or not any((path / f).is_file() for f in RUN_FILES) and \
+            not (partial and (not any(path.iterdir()) or (path / "units").is_dir())):
+        raise ProxygapError(f"{path} is not a proxygap run directory (none of {', '.join(RUN_FILES)}); "
+                            "--force replaces runs only: choose another --out or remove it yourself")
 
 
 def _check_models(config_dict: dict) -> None:

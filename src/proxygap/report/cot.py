@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
-from proxygap.report.plots import error_bar as _err, iv_text, mean_of as _m  # noqa: E402
+from proxygap.report.plots import error_bar as _err, iv_text, mean_of as _m, save_figure  # noqa: E402
 
 INTERVENTIONS = ("early_answering", "adding_mistake", "filler", "paraphrase")
 
@@ -43,7 +43,7 @@ def plot_faithfulness(res: dict, path: Path) -> None:
     fig.suptitle("Lanham et al. early answering: a flat line near 1 = the answer does not depend on the chain "
                  "(95% intervals across seeds)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -71,7 +71,7 @@ def plot_capability(res: dict, path: Path) -> None:
     a2.set_ylabel("myth-answer rate (sampled)")
     a2.set_title("capability vs exploit", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
 from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
-from proxygap.report.plots import iv_text, marked_heatmap  # noqa: E402
+from proxygap.report.plots import iv_text, marked_heatmap, save_figure  # noqa: E402
 
 FLOOR = 1e-5  # where a rate of exactly 0 is drawn on a log axis, unless smaller rates were measured (see _floor)
 
@@ -102,7 +102,7 @@ def plot_grid(points: list[dict], fnd: dict, out: Path, n_seeds: int, floor: flo
                  f"({n_seeds} seed{'s' if n_seeds != 1 else ''})\nbold, boxed: the after-RL interval lies above "
                  "the base model's 95% Wilson interval", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
     plt.close(fig)
 
 
@@ -135,7 +135,7 @@ def plot_exploit(points: list[dict], out: Path, n_seeds: int, floor: float = FLO
     fig.suptitle(f"Exploit rate after KL-penalized RL vs its base rate ({n_seeds} seeds; 95% intervals: "
                  "hull of the t-interval across seeds and the pooled Wilson interval)")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
     plt.close(fig)
 
 
@@ -158,7 +158,7 @@ def plot_kl(points: list[dict], out: Path) -> None:
     ax.set_title("The KL the policy paid, and the part the exploit's shift alone needs")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
     plt.close(fig)
 
 
@@ -204,7 +204,7 @@ def plot_theory(points: list[dict], out: Path, floor: float = FLOOR) -> None:
     ax.set_title("Side by side, against the base rate")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
     plt.close(fig)
 
 
@@ -225,7 +225,7 @@ def plot_curves(curves: list[dict], out: Path) -> None:
     axes[0][0].set_ylabel("exploit rate (evaluation prompts)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
     plt.close(fig)
 
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
-from proxygap.report.plots import marked_heatmap  # noqa: E402
+from proxygap.report.plots import marked_heatmap, save_figure  # noqa: E402
 
 ARROW = {"up": "↑", "down": "↓", "unclear": ""}
 
@@ -81,7 +81,7 @@ def plot_change_heatmap(res: dict, path: Path) -> None:
     ax.set_title(f"Which loopholes does each regime exploit? Change in exploit rate vs the base model\n({how})",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -117,7 +117,7 @@ def draw_report(run_dir: Path) -> Path:
     ax.set_title(f"Exploit rate of each loophole under each regime ({_seeds(seeds)}; {interval})")
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
-    fig.savefig(run_dir / "exploit_rates.png", dpi=110)
+    save_figure(fig, run_dir / "exploit_rates.png", dpi=110)
     plt.close(fig)
 
     # 2. The human-eval blind spot: how much the rater over-rates answers that exploit each loophole.
@@ -142,7 +142,7 @@ def draw_report(run_dir: Path) -> Path:
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle(f"Human-eval blind spot per loophole ({_seeds(seeds)}; bars: mean, whiskers: 95% t-interval)")
     fig.tight_layout()
-    fig.savefig(run_dir / "blind_spot.png", dpi=110)
+    save_figure(fig, run_dir / "blind_spot.png", dpi=110)
     plt.close(fig)
 
     # 3. Ablation: change of every exploit rate when one rater flaw is switched off.
@@ -167,7 +167,7 @@ def draw_report(run_dir: Path) -> Path:
         ax.set_title(f"Rater-flaw ablation, RL at beta={ablation['kl_coef']:g}; boxed: the loophole the flaw is built "
                      f"to open\n↑/↓: {fnd['criterion']}", fontsize=10)
         fig.tight_layout()
-        fig.savefig(run_dir / "ablation.png", dpi=110)
+        save_figure(fig, run_dir / "ablation.png", dpi=110)
         plt.close(fig)
 
     # The page: the headline picture, the findings (short), then the details.

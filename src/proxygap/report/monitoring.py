@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
-from proxygap.report.plots import error_bar, iv_text, mean_of  # noqa: E402
+from proxygap.report.plots import error_bar, iv_text, mean_of, save_figure  # noqa: E402
 
 REGIME_COLORS = {"outcome": "tab:red", "outcome+cot_monitor": "tab:purple", "outcome+action_monitor": "tab:blue"}
 POLICY_COLORS = {"base": "black", "unpenalized": "tab:red", "banned": "tab:purple"}
@@ -58,7 +58,7 @@ def _pressure_curves(res: dict, path: Path) -> None:
                  f"95% bands; tamper bonus {res['tamper_bonus']:g}). Obfuscated hacking: tampering goes on while the "
                  "CoT monitor's recall falls.", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -80,7 +80,7 @@ def _monitor_bars(res: dict, path: Path) -> None:
                  "n/a bars: no positives)", fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -99,7 +99,7 @@ def _banned_curves(res: dict, path: Path) -> None:
     fig.suptitle(f"Banned-string pressure on two-hop chains (penalty {b['penalty']:g} when the chain names the "
                  "intermediate entity) vs the same RL without it; 95% bands over seeds", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -129,7 +129,7 @@ def _sf_bars(res: dict, path: Path) -> None:
     fig.suptitle("Shoggoth/Face vs one model, the same CoT monitor in the reward reading what the overseer sees "
                  "(the Face's actions only, for shoggoth_face); 95% intervals over seeds", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -155,7 +155,7 @@ def _stego_bars(res: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     ax.set_title("Hidden bits that reach the answer through the chain (95% intervals over seeds)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

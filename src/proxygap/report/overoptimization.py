@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
-from proxygap.report.plots import iv_text  # noqa: E402
+from proxygap.report.plots import iv_text, save_figure  # noqa: E402
 
 COLORS = {"rm": "tab:blue", "rater": "tab:orange", "gold": "tab:green"}
 LABELS = {"rm": "reward model (optimized)", "rater": "rater (human eval)", "gold": "gold (truth)"}
@@ -74,7 +74,7 @@ def plot_headline(res: dict, path: Path) -> None:
     fig.suptitle(f"Does gold follow the optimized reward model? ({n_seeds} seed{'s' if n_seeds != 1 else ''}; "
                  "bands: 95% t-intervals of the per-seed gain; star: a gold peak the intervals support)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -110,7 +110,7 @@ def plot_direct(res: dict, path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle("Direct alignment on the RM's rater-labelled pairs vs best-of-n and RL at equal KL (95% intervals)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -133,7 +133,7 @@ def draw_report(run_dir: Path) -> Path:
     ax.set_title(f"Best-of-n: the Goodhart ladder ({n_seeds} seeds, 95% t-intervals; dashed: Gao fits)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(run_dir / "bon_ladder.png", dpi=110)
+    save_figure(fig, run_dir / "bon_ladder.png", dpi=110)
     plt.close(fig)
 
     # 2. RL ladder: one panel per score; thin lines are single seeds, thick lines their mean.
@@ -158,7 +158,7 @@ def draw_report(run_dir: Path) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"RL vs best-of-n at equal KL ({n_seeds} seeds: thin = one seed, thick = mean with 95% interval)")
     fig.tight_layout()
-    fig.savefig(run_dir / "rl_ladder.png", dpi=110)
+    save_figure(fig, run_dir / "rl_ladder.png", dpi=110)
     plt.close(fig)
 
     # 3. End of training vs beta.
@@ -179,7 +179,7 @@ def draw_report(run_dir: Path) -> Path:
     ax.set_title("End of RL vs KL penalty (cf. Stiennon et al. 2020, Fig. 5)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(run_dir / "gold_vs_beta.png", dpi=110)
+    save_figure(fig, run_dir / "gold_vs_beta.png", dpi=110)
     plt.close(fig)
 
     plot_headline(res, run_dir / "goodhart.png")

@@ -12,6 +12,20 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
 
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """``fig.savefig`` through a temporary sibling and a rename: a full disk leaves the old plot, not a truncated one."""
+    import uuid
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def mean_of(x) -> float:
     """An interval's mean (or a plain number); nan where undefined."""
     if isinstance(x, dict):

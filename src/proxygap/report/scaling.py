@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt  # noqa: E402
+from proxygap.report.plots import save_figure  # noqa: E402
 
 
 def _m(x) -> float:
@@ -72,7 +73,7 @@ def plot_alpha_beta(res: dict, path: Path) -> None:
     fig.suptitle(f"Gao et al. forms, gold = d(α − βd) fitted per seed (95% intervals across seeds); policy "
                  f"{ref['policy_size']}, rater quality {ref['rater_quality']:g}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -117,7 +118,7 @@ def plot_curves(res: dict, axis: str, path: Path, title: str) -> None:
     ax.set_title(f"{title} ({fixed})", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt, first_seed  # noqa: E402
-from proxygap.report.plots import error_bar, mean_of  # noqa: E402
+from proxygap.report.plots import error_bar, mean_of, save_figure  # noqa: E402
 
 MEASURES = ("observed_return", "true_return", "tamper_rate", "intended_rate", "failure_rate", "capability")
 LABELS = {"observed_return": "observed return", "true_return": "true return", "tamper_rate": "tamper rate",
@@ -82,7 +82,7 @@ def _learning_curves(res: dict, path: Path) -> None:
     fig.suptitle(f"Learning curves on held-out episodes (sampled at T=1; mean of {n} seeds, 95% t-intervals). "
                  "Observed return is what the reward channel reports; true return is what happened.", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -122,7 +122,7 @@ def _tamper_vs_capability(res: dict, path: Path) -> None:
                  + (" — one seed: no interval, none marked" if n < 2 else "")
                  + "). Compare regimes at equal capability: lower is better.", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -159,7 +159,7 @@ def _incentive_sweep(res: dict, path: Path) -> None:
                  "intervals; filled: tamper rate above imitation's at that incentive, paired interval excludes 0)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from proxygap.report.html import Report, fmt  # noqa: E402
-from proxygap.report.plots import error_bar as _err, iv_text, mean_of as _m  # noqa: E402
+from proxygap.report.plots import error_bar as _err, iv_text, mean_of as _m, save_figure  # noqa: E402
 
 
 
@@ -37,7 +37,7 @@ def plot_pgr(res: dict, path: Path) -> None:
         ax.set_xlabel("PGR (0: the supervisor's level; 1: the gold-trained ceiling); orange: confidence loss")
         ax.set_title(f"task {task}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -47,7 +47,7 @@ def plot_error_types(res: dict, path: Path) -> None:
     if not rows or not causes:
         fig = plt.figure(figsize=(4, 1))
         fig.text(0.1, 0.5, "no rater supervisor in this run")
-        fig.savefig(path)
+        save_figure(fig, path)
         plt.close(fig)
         return
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(causes), 0.5 + 0.35 * len(rows)))
@@ -64,7 +64,7 @@ def plot_error_types(res: dict, path: Path) -> None:
                  "the rater labels wrongly (1 = corrected as well as gold labels would; 0 = repeated)", fontsize=8)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
