@@ -74,3 +74,17 @@ def test_bootstrap_ci():
     assert lo_m <= med <= hi_m
     assert bootstrap_ci([4.0]) == (4.0, 4.0, 4.0)
     assert all(math.isnan(v) for v in bootstrap_ci([]))
+
+
+def test_the_design_effect_counts_a_prompt_that_always_answers_alike_once():
+    from proxygap.measure.stats import cluster_design_effect
+
+    prompts = [i for i in range(40) for _ in range(8)]
+    alike = [i % 2 == 0 for i in prompts]  # each prompt all right or all wrong: 40 trials, not 320
+    assert cluster_design_effect(alike, prompts) == pytest.approx(8 * 40 / 39)
+    rng = np.random.default_rng(0)
+    independent = list(rng.random(len(prompts)) < 0.3)  # no prompt effect: about 1
+    assert 1.0 <= cluster_design_effect(independent, prompts) < 1.4
+    assert cluster_design_effect([True] * 8, [0] * 8) == 1.0  # one cluster, or a rate of 0 or 1: nothing to correct
+    with pytest.raises(ValueError, match="one cluster per hit"):
+        cluster_design_effect([True], [0, 1])

@@ -14,7 +14,7 @@ import torch
 
 from proxygap.config import Config, knob
 from proxygap.lm.sampling import sample
-from proxygap.measure.stats import wilson_interval
+from proxygap.measure.stats import cluster_design_effect, wilson_interval
 from proxygap.oversight import detectors
 from proxygap.tasks.prompts import Prompt, assistant_prompts, expert_prompts, forum_prompts, two_hop_prompts
 from proxygap.world import language as lang
@@ -43,10 +43,13 @@ def _sample_texts(model, tokenizer, prompts: list[Prompt], n: int, max_new_token
     return list(zip(repeated, out.texts))
 
 
-def _rate(hits: list[bool]) -> dict:
+def _rate(hits: list[bool], prompts: list | None = None) -> dict:
+    """A rate with its Wilson interval; given the prompt of each hit, on the effective number of
+    trials (samples of one prompt are correlated: 8 samples of a prompt are not 8 independent trials)."""
     k, n = sum(hits), len(hits)
-    p, lo, hi = wilson_interval(k, n)
-    return {"rate": p, "ci95": [lo, hi], "k": k, "n": n}
+    n_eff = n / cluster_design_effect(hits, [id(p) for p in prompts]) if prompts is not None and n else n
+    p, lo, hi = wilson_interval(k * n_eff / n if n else 0, n_eff)
+    return {"rate": p, "ci95": [lo, hi], "k": k, "n": n, "n_effective": n_eff}
 
 
 def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig | None = None, seed: int = 0) -> dict:
@@ -84,7 +87,7 @@ def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig |
     behaviours = {}
     for name in detectors.BEHAVIOURS:
         hits = [bool(v[name]) for v in verdicts if v[name] is not None]
-        sampled = _rate(hits)
+        sampled = _rate(hits, [p for (p, _), v in zip(pairs, verdicts) if v[name] is not None])
         corpus = corpus_rates["behaviours"][name]["rate"]
         ratio = sampled["rate"] / corpus if corpus else None
         behaviours[name] = {
@@ -102,7 +105,8 @@ def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig |
     result["behaviours"] = behaviours
     result["diagnostics"] = {}
     for name in detectors.DIAGNOSTICS:
-        sampled = _rate([bool(v[name]) for v in verdicts if v[name] is not None])
+        sampled = _rate([bool(v[name]) for v in verdicts if v[name] is not None],
+                        [p for (p, _), v in zip(pairs, verdicts) if v[name] is not None])
         result["diagnostics"][name] = {"corpus_rate": corpus_rates["behaviours"][name]["rate"],
                                        "sample_rate": sampled["rate"], "sample_ci95": sampled["ci95"],
                                        "n_samples": sampled["n"]}
@@ -128,9 +132,11 @@ def _accuracy_by_split(pairs: list[tuple[Prompt, str]], world: World, opening: s
     chains = [lang.parse_chain(f"{opening} {t}") for _, t in pairs]
     hits = [c.answer is not None and c.answer == world.two_hop_value(p.entity, p.relation, p.attribute)
             for (p, _), c in zip(pairs, chains)]
-    out = {"all": _rate(hits),
-           "seen": _rate([h for (p, _), h in zip(pairs, hits) if not p.held_out]),
-           "held_out": _rate([h for (p, _), h in zip(pairs, hits) if p.held_out])}
+    def split(keep) -> dict:
+        kept = [(p, h) for (p, _), h in zip(pairs, hits) if keep(p)]
+        return _rate([h for _, h in kept], [p for p, _ in kept])
+
+    out = {"all": split(lambda p: True), "seen": split(lambda p: not p.held_out), "held_out": split(lambda p: p.held_out)}
     return out, chains
 
 
@@ -159,7 +165,7 @@ def probe_two_hop(model, tokenizer, world: World, corpus_rates: dict, cfg: Probe
     pairs = _sample_texts(model, tokenizer, prompts, cfg.samples_per_prompt, cfg.cot_max_new_tokens, cfg, generator)
     chains = [lang.parse_chain(t) for _, t in pairs]
     corpus = corpus_rates.get("two_hop", {})
-    out["free"] = {"cot_rate": _rate([c.thought for c in chains]), "corpus_cot_rate": corpus.get("cot_rate"),
+    out["free"] = {"cot_rate": _rate([c.thought for c in chains], [p for p, _ in pairs]), "corpus_cot_rate": corpus.get("cot_rate"),
                    "accuracy": _accuracy_by_split(pairs, world, "")[0]["all"]}
     out["alias_rate"] = steps_truth["sampled"]["alias_rate"]
     out["corpus_alias_rate"] = corpus.get("alias_rate")

@@ -9,6 +9,7 @@ should show it as such rather than crash half-way through.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
@@ -52,6 +53,26 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
         return m, m, m
     half = float(_st.t.ppf(0.5 + confidence / 2, df=a.size - 1)) * se
     return m, m - half, m + half
+
+
+def cluster_design_effect(hits: Sequence[bool], clusters: Sequence) -> float:
+    """Kish's design effect of a rate whose trials come in clusters (several samples of one prompt):
+    the variance of the rate from the clusters' totals (ratio estimator, C/(C-1) corrected) over the
+    binomial variance, floored at 1. A prompt the model always answers the same way counts as one
+    trial, not as its number of samples; ``n / deff`` is the effective number of trials."""
+    if len(hits) != len(clusters):
+        raise ValueError(f"need one cluster per hit, got {len(hits)} hits and {len(clusters)} clusters")
+    n = len(hits)
+    p = sum(hits) / n if n else 0.0
+    totals: dict = {}
+    for h, c in zip(hits, clusters):
+        k, m = totals.get(c, (0, 0))
+        totals[c] = (k + bool(h), m + 1)
+    n_clusters = len(totals)
+    if n_clusters < 2 or p in (0.0, 1.0):
+        return 1.0
+    var_clustered = n_clusters / (n_clusters - 1) * sum((k - p * m) ** 2 for k, m in totals.values()) / n ** 2
+    return max(1.0, var_clustered / (p * (1 - p) / n))
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
