@@ -128,3 +128,17 @@ def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
     monkeypatch.setattr(cli, "describe", closed)
     assert main(["knobs", "world"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_config_file_and_knob_mistakes_say_where(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl:\n  steps: 3\n   kl: [\n")
+    assert main(["run", "overoptimization", "--preset", "smoke", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "is not valid YAML/JSON (line 3, column" in _error(capsys)
+    assert main(["run", "overoptimization", "--preset", "smoke", "--config", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "is a directory; give a YAML or JSON file" in _error(capsys)
+    assert main(["run", "overoptimization", "--preset", "smoke", "--set", "prompt_kinds=[]", "--out", str(tmp_path / "r")]) == 2
+    assert "prompt_kinds is empty" in _error(capsys)
+    assert main(["pretrain", "--out", str(tmp_path / "base"), "--set", "train.seed=-1"]) == 2
+    assert "train.seed" in _error(capsys)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "base").exists()

@@ -243,13 +243,18 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
 def load_config_data(path: str | Path) -> dict[str, Any]:
     """The raw mapping in a YAML/JSON config file (keys and values are checked when it is applied)."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a directory; give a YAML or JSON file")
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
         text = p.read_text()
         data = json.loads(text) if p.suffix == ".json" else (yaml.safe_load(text) or {})
     except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {p} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+        mark = getattr(e, "problem_mark", None)  # YAML's position; JSON's is in its one-line message
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        reason = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {p} is not valid YAML/JSON{where}: {reason}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level")
     return data

@@ -52,7 +52,7 @@ class PretrainConfig(Config):
     grad_clip: float = knob(1.0, "max global gradient norm; 0 disables clipping", lo=0.0)
     checkpoint_every: int = knob(250, "steps between resumable checkpoints", lo=1)
     eval_every: int = knob(250, "steps between validation-loss evaluations", lo=1)
-    seed: int = knob(0, "seed for initialization, validation split and batch order")
+    seed: int = knob(0, "seed for initialization, validation split and batch order", lo=0, hi=2**31 - 1)
     threads: int = knob(0, "torch CPU threads; 0 keeps torch's default", lo=0)
 
     def check(self) -> None:

@@ -18,6 +18,8 @@ STRATA = ("fact_deep_myth", "fact_myth", "fact", "belief_false", "belief_true", 
 
 def eval_train_split(world: World, seed: int, kinds: tuple[str, ...], n_eval: int) -> tuple[list[str], list[str]]:
     """(the first ``n_eval`` of a seeded shuffle of the prompts, the rest) of the given kinds."""
+    if not kinds:
+        raise ConfigError("prompt_kinds is empty; give at least one of fact, belief, recommend")
     prompts = [p.text for p in assistant_prompts(world, seed, kinds)]
     random.Random(seed).shuffle(prompts)
     if n_eval >= len(prompts):
