@@ -119,7 +119,14 @@ def test_corrupt_or_mismatched_checkpoint_is_refused(tmp_path):
         pretrain(texts, tmp_path, MODEL, cfg(lr=1e-4), progress=False)
     with pytest.raises(CheckpointError, match="different corpus"):
         pretrain(corpus(seed=1), tmp_path, MODEL, cfg(), progress=False)
-    (tmp_path / "checkpoint" / "trainer_state.pt").write_bytes(b"garbage")
+    state_file = tmp_path / "checkpoint" / "trainer_state.pt"
+    good = torch.load(state_file, weights_only=True)
+    for damage, words in (({"step": "5"}, "step of the wrong type"), ({"settings": []}, "settings of the wrong type"),
+                          ({"torch_rng": torch.zeros(3, dtype=torch.uint8)}, "random-number state is corrupt")):
+        torch.save({**good, **damage}, state_file)
+        with pytest.raises(CheckpointError, match=words):
+            pretrain(texts, tmp_path, MODEL, cfg(), progress=False)
+    state_file.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="trainer_state.pt"):
         pretrain(texts, tmp_path, MODEL, cfg(), progress=False)
     (tmp_path / "checkpoint" / "model.safetensors").write_bytes(b"garbage")

@@ -174,8 +174,11 @@ def pretrain(
             optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"{ckpt_dir}: optimizer state does not fit the model: {e}") from e
-        torch.set_rng_state(state["torch_rng"])
-        gen.set_state(state["generator"])
+        try:
+            torch.set_rng_state(state["torch_rng"])
+            gen.set_state(state["generator"])
+        except (RuntimeError, ValueError) as e:  # a byte tensor of the wrong length
+            raise CheckpointError(f"{ckpt_dir}: random-number state is corrupt: {str(e).splitlines()[0]}") from e
         start = state["step"]
     truncate_log(log_path, start)  # drop rows an interrupted (or deleted) run logged after `start`
 
@@ -229,6 +232,16 @@ def read_trainer_state(ckpt_dir: Path) -> dict:
         missing = {"step", "optimizer", "torch_rng", "generator", "data_hash", "settings"} - set(state)
         if missing:
             raise KeyError(f"missing {', '.join(sorted(missing))}")
+        wrong = [k for k, ok in (
+            ("step", isinstance(state["step"], int) and not isinstance(state["step"], bool) and state["step"] >= 0),
+            ("optimizer", isinstance(state["optimizer"], dict)),
+            ("torch_rng", isinstance(state["torch_rng"], torch.Tensor) and state["torch_rng"].dtype == torch.uint8),
+            ("generator", isinstance(state["generator"], torch.Tensor) and state["generator"].dtype == torch.uint8),
+            ("data_hash", isinstance(state["data_hash"], str)),
+            ("settings", isinstance(state["settings"], dict)
+             and all(isinstance(state["settings"].get(k), dict) for k in ("model", "pretrain")))) if not ok]
+        if wrong:
+            raise TypeError(f"{', '.join(wrong)} of the wrong type")
     except Exception as e:  # missing file, truncated pickle, wrong contents
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"cannot read trainer state {path}: {first_line}") from e
