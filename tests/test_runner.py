@@ -272,6 +272,20 @@ def test_a_run_json_with_no_threads_is_corrupt(serial_run, tiny_base_dir, tmp_pa
     assert "run.json is missing or corrupt" in capsys.readouterr().err
 
 
+def test_a_run_started_on_a_gpu_resumes_there_only(serial_run, tiny_base_dir, tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    partial = _partial_copy(serial_run, out)
+    recorded = json.loads((partial / "run.json").read_text())
+    (partial / "run.json").write_text(json.dumps({**recorded, "device": "cuda:0"}))
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was started on cuda:0 and resumes there only, but this machine has no CUDA GPU" in err, err
+    assert "use device=cpu" not in err and "\n" not in err
+
+
 def test_force_replaces_runs_only(serial_run, tiny_base_dir, tmp_path, capsys):
     precious = tmp_path / "notes"
     precious.mkdir()

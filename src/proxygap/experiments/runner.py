@@ -361,7 +361,15 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             raise ProxygapError(f"{work}/run.json is missing or corrupt; --force to start over") from None
         if resume and isinstance(recorded.get("origin"), dict):  # runs from before the record: unchecked
             _check_same_origin(recorded["origin"], _origin(config_dict, commit), work)
-        device, device_text = placed(device_name, recorded=True)
+        try:
+            device, device_text = placed(device_name, recorded=True)
+        except ConfigError as e:
+            if on_ray:
+                raise
+            # The device is part of the run's record: changing it would not resume the same run.
+            raise ProxygapError(f"{work} was started on {device_name} and resumes there only, but "
+                                f"{str(e).split(' but ', 1)[-1].split(';')[0]}; resume it on a machine with that "
+                                "device, or --force to start over here") from None
         meta = {
             "experiment": name,
             "preset": preset or experiment.default_preset,
