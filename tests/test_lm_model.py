@@ -114,6 +114,21 @@ def test_broken_dirs_raise_checkpoint_error(tmp_path, tok, breaker):
     assert str(path) in msg and "\n" not in msg
 
 
+def test_weights_that_do_not_fit_the_config_and_a_missing_tokenizer_are_named(tmp_path, tok, capsys):
+    path = save_model(tiny_gpt2(tok), tok, tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "n_embd": config["n_embd"] * 2}))
+    with pytest.raises(CheckpointError, match=r"weights do not fit config.json: \S+ is stored as \[\d+"):
+        load_model(path)
+    captured = capsys.readouterr()
+    assert "LOAD REPORT" not in captured.out + captured.err  # transformers' table is ours in one line
+    path = save_model(tiny_gpt2(tok), tok, tmp_path / "n")
+    for name in ("tokenizer.json", "vocab.json", "merges.txt"):
+        (path / name).unlink(missing_ok=True)
+    with pytest.raises(CheckpointError, match="has no tokenizer"):  # not an empty tokenizer, silently
+        load_model(path)
+
+
 def test_missing_dir_raises_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="no model directory"):
         load_model(tmp_path / "nope")

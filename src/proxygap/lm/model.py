@@ -86,12 +86,15 @@ def build_model(cfg: ModelConfig, tokenizer) -> PreTrainedModel:
 
 @contextlib.contextmanager
 def quiet_hf_progress() -> Iterator[None]:
-    """Hide transformers' own progress bars (e.g. "Writing model shards") inside our tqdm loops."""
-    was_enabled = hf_logging.is_progress_bar_enabled()
+    """Hide transformers' own progress bars (e.g. "Writing model shards") inside our tqdm loops, and
+    its load reports: what they say that matters becomes our one-line error."""
+    was_enabled, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
 
@@ -121,6 +124,15 @@ def save_model(
     return path
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt", "spiece.model")
+
+
+def _check_tokenizer_files(path: Path) -> None:
+    # Without one, transformers builds an empty GPT-2 tokenizer from the config and says nothing.
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(f"{path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+
+
 def check_model_files(path: str | Path) -> None:
     """A CheckpointError naming the file when a model directory's JSON files or safetensors headers
     are unreadable; cheap (no tensor is read), so a run checks its models before it writes anything.
@@ -130,6 +142,7 @@ def check_model_files(path: str | Path) -> None:
         raise CheckpointError(f"no model directory at {path}")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path} has no config.json (not a Hugging Face model directory)")
+    _check_tokenizer_files(path)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors.index.json"):
         file = path / name
         if file.is_file():
@@ -148,6 +161,27 @@ def check_model_files(path: str | Path) -> None:
             raise CheckpointError(f"{file} is corrupt: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
 
 
+def _shape_mismatch(path: Path) -> str | None:
+    """The first weight whose stored shape is not the one config.json builds (None if all fit):
+    transformers only says 'look at the above report'."""
+    from transformers import AutoConfig
+
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(
+                AutoConfig.from_pretrained(path, local_files_only=True)).state_dict().items()}
+        for file in sorted(path.glob("*.safetensors")):
+            with safe_open(str(file), "pt") as f:
+                for key in f.keys():
+                    stored = tuple(f.get_slice(key).get_shape())
+                    if key in shapes and shapes[key] != stored:
+                        return (f"weights do not fit config.json: {key} is stored as {list(stored)} "
+                                f"but the config builds {list(shapes[key])}")
+    except Exception:  # noqa: BLE001 - a diagnosis only; the caller's error stands without it
+        return None
+    return None
+
+
 def load_model(path: str | Path):
     """Load any Hugging Face causal-LM directory as ``(model, tokenizer)``, model in eval mode on the
     current device (``lm.device.compute_on``'s; the CPU outside one), weights in float32."""
@@ -156,6 +190,7 @@ def load_model(path: str | Path):
         raise CheckpointError(f"no model directory at {path}")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path} has no config.json (not a Hugging Face model directory)")
+    _check_tokenizer_files(path)
     try:
         # Loaded on the CPU (a fixed place, whatever context the caller is in), then moved below.
         with quiet_hf_progress(), torch.device("cpu"):
@@ -163,7 +198,7 @@ def load_model(path: str | Path):
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:  # OSError, ValueError, SafetensorError, ...: all mean "not loadable"
         check_model_files(path)  # names the corrupt file, where transformers' error often does not
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first_line = _shape_mismatch(path) or (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"cannot load model from {path}: {first_line}") from e
     # A weights file missing tensors would otherwise load silently with random weights.
     if info.get("missing_keys"):
