@@ -106,6 +106,20 @@ def test_a_probe_json_path_that_cannot_be_written_is_refused_before_the_probe(tm
     assert "cannot write --json" in _error(capsys)
 
 
+def test_a_read_only_probe_json_place_is_refused_before_the_probe(tmp_path, monkeypatch, capsys):
+    import os
+
+    import proxygap.cli as cli
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(read_only) else real_access(p, mode))
+    monkeypatch.setattr(cli, "_probe", lambda args: pytest.fail("the probe ran before the check"))
+    assert main(["probe", "--size", "xs", "--json", str(read_only / "probe.json")]) == 2
+    assert "permission denied" in _error(capsys)
+
+
 def test_small_wording_fixes(capsys):
     assert main(["run", "overoptimization", "--preset", "smoke", "--set", "=3"]) == 2
     assert "names no field" in _error(capsys)

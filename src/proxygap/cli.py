@@ -167,6 +167,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ProxygapError(f"cannot write --json {target}: {e.strerror or e} ({e.filename})") from None
+        if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise ProxygapError(f"cannot write --json {target}: permission denied")
     with compute_on(getattr(args, "device", "auto"), getattr(args, "dtype", "fp32")):
         return _probe(args)
 

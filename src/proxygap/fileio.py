@@ -68,7 +68,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             tmp.write_text(text)
             tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a refused write must not be masked by a refused clean-up
+            tmp.unlink(missing_ok=True)
     return path
 
 
