@@ -127,6 +127,10 @@ def test_weights_that_do_not_fit_the_config_and_a_missing_tokenizer_are_named(tm
         (path / name).unlink(missing_ok=True)
     with pytest.raises(CheckpointError, match="has no tokenizer"):  # not an empty tokenizer, silently
         load_model(path)
+    from proxygap.lm.model import _check_tokenizer_files
+
+    (path / "sentencepiece.bpe.model").write_bytes(b"")  # a slow sentencepiece tokenizer's only file
+    _check_tokenizer_files(path)
 
 
 def test_missing_dir_raises_checkpoint_error(tmp_path):

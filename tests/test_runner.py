@@ -298,6 +298,13 @@ def test_force_replaces_runs_only(serial_run, tiny_base_dir, tmp_path, capsys):
     (partial / "data.csv").write_text("x")
     assert main([*_argv(tiny_base_dir, tmp_path / "other"), "--force"]) == 2
     assert (partial / "data.csv").is_file()
+    (tmp_path / "notes.partial").mkdir()  # an empty interrupted run beside it: notes is still checked
+    assert main([*_argv(tiny_base_dir, precious), "--force"]) == 2
+    assert (precious / "thesis.tex").read_text() == "x"
+    empty = tmp_path / "empty"
+    empty.mkdir()  # refused without --force ("already exists"), so --force must accept it
+    assert main([*_argv(tiny_base_dir, empty)]) == 2
+    assert main([*_argv(tiny_base_dir, empty), "--force"]) == 0 and (empty / "results.json").is_file()
 
 
 @pytest.mark.parametrize("out", [".", "", "/", ".."])

@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             raise ProxygapError(f"experiment {name} has no units of work with this config (nothing to run)")
         if len({u.key for u in units}) != len(units):
             raise ProxygapError(f"experiment {name} declared two units with the same key")
+        if force and out_dir.exists():  # replaced at the end, so it must be a run, not any directory
+            _check_is_run(out_dir)
         if work.exists():
             if force:
                 _check_is_run(work, partial=True)
@@ -337,8 +340,6 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 print(f"{out_dir} is already complete; nothing to resume")
                 return out_dir
             raise ProxygapError(f"run directory {out_dir} already exists; pass --force to replace it")
-        elif out_dir.exists():  # --force: replaced at the end, so it must be a run, not any directory
-            _check_is_run(out_dir)
         commit = _git_commit()
         if not work.exists():
             first_device = (checked or placed(cfg.device))[0]  # refused before anything is written, also with --resume
@@ -430,6 +431,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                     raise  # every result was made by this process: a bug, with its traceback
                 # A resumed unit's file parsed but lacks what this experiment's results hold: damage from outside.
                 what = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+                frame = traceback.extract_tb(e.__traceback__)[-1]  # where, in case it is a bug after all
+                what += f" at {Path(frame.filename).name}:{frame.lineno}"
                 raise ProxygapError(f"a unit result in {work / 'units'} is not this experiment's ({what}); "
                                     "delete the damaged file to re-run its unit, or --force to start over") from e
         meta["wall_time_s"] = round(time.time() - start, 2)
@@ -462,7 +465,7 @@ def _check_out_dir(out_dir: Path) -> None:
 def _check_is_run(path: Path, partial: bool = False) -> None:
     """--force replaces a run directory only: a directory without a run's files is refused, not deleted."""
     if not path.is_dir() or not any((path / f).is_file() for f in RUN_FILES) and \
-            not (partial and (not any(path.iterdir()) or (path / "units").is_dir())):
+            not (not any(path.iterdir()) or (partial and (path / "units").is_dir())):
         raise ProxygapError(f"{path} is not a proxygap run directory (none of {', '.join(RUN_FILES)}); "
                             "--force replaces runs only: choose another --out or remove it yourself")
 

@@ -124,12 +124,13 @@ def save_model(
     return path
 
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt", "spiece.model")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "*.model", "*.spm", "*.tokenizer", "*.tiktoken")
 
 
 def _check_tokenizer_files(path: Path) -> None:
     # Without one, transformers builds an empty GPT-2 tokenizer from the config and says nothing.
-    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+    # The patterns cover fast tokenizers, BPE/WordPiece vocabularies and sentencepiece/tiktoken files.
+    if not any(any(path.glob(pattern)) for pattern in TOKENIZER_FILES):
         raise CheckpointError(f"{path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
 
 

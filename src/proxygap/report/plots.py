@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import matplotlib
@@ -23,7 +24,8 @@ def save_figure(fig, path, dpi: int = 110) -> None:
         fig.savefig(tmp, dpi=dpi)
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a refused clean-up must not mask the refused write
+            tmp.unlink(missing_ok=True)
 
 
 def mean_of(x) -> float:
