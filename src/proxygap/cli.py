@@ -17,7 +17,7 @@ from pathlib import Path
 
 from proxygap import __version__
 from proxygap.config import ConfigError, describe, load_config, to_dict
-from proxygap.errors import ProxygapError
+from proxygap.errors import ProxygapError, shape_error_text
 from proxygap.fileio import WRITE_ERRNOS, os_error_reason, replace_dir, temp_sibling, write_text_atomic, writing
 
 
@@ -249,7 +249,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise
     except (KeyError, TypeError, IndexError, ValueError, AttributeError) as e:
         # The report reads keys results.json lacks, or values of the wrong type: a user's file, not a bug.
-        what = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+        what = shape_error_text(e)
         raise ProxygapError(f"{results_file} is not a results file of experiment {name} "
                             f"(the shape a {name} report reads): {what}") from e
     print(f"report written to {report}")

@@ -11,3 +11,8 @@ class CheckpointError(ProxygapError):
 
 class WriteError(ProxygapError, OSError):
     """An output could not be written (disk full, read-only, no permission). Still an OSError."""
+
+
+def shape_error_text(e: BaseException) -> str:
+    """What a KeyError/TypeError/... raised while reading a results file says about its shape, on one line."""
+    return f"missing key {e.args[0]!r}" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"

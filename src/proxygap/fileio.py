@@ -57,20 +57,28 @@ def writing(path: str | Path) -> Iterator[None]:
         raise
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary sibling and a rename (WriteError if the disk refuses)."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (same suffix, so writers that infer a format from it
+    still do) to write; it replaces ``path`` only when the block completes (WriteError if the disk refuses)."""
     path = Path(path)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         with writing(path):
-            tmp.write_text(text)
+            yield tmp
             tmp.replace(path)
     finally:
         with contextlib.suppress(OSError):  # a refused write must not be masked by a refused clean-up
             tmp.unlink(missing_ok=True)
-    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary sibling and a rename (WriteError if the disk refuses)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def temp_sibling(path: Path) -> Path:

@@ -39,7 +39,7 @@ import yaml
 
 import proxygap
 from proxygap.config import ConfigError, from_dict, load_config_data, set_paths, to_dict
-from proxygap.errors import ProxygapError
+from proxygap.errors import ProxygapError, shape_error_text
 from proxygap.experiments.catalogue import MODULES, get_experiment
 from proxygap.experiments.executors import executor, prepare_on_ray, ray_device
 from proxygap.experiments.spec import MAX_SEEDS, SEED_MAX, Experiment, Unit
@@ -430,7 +430,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 if not meta["units"]["resumed"]:
                     raise  # every result was made by this process: a bug, with its traceback
                 # A resumed unit's file parsed but lacks what this experiment's results hold: damage from outside.
-                what = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+                what = shape_error_text(e)
                 frame = traceback.extract_tb(e.__traceback__)[-1]  # where, in case it is a bug after all
                 what += f" at {Path(frame.filename).name}:{frame.lineno}"
                 raise ProxygapError(f"a unit result in {work / 'units'} is not this experiment's ({what}); "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import matplotlib
@@ -15,17 +14,10 @@ from matplotlib.colors import Normalize  # noqa: E402
 
 def save_figure(fig, path, dpi: int = 110) -> None:
     """``fig.savefig`` through a temporary sibling and a rename: a full disk leaves the old plot, not a truncated one."""
-    import uuid
-    from pathlib import Path
+    from proxygap.fileio import atomic_file
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=dpi)
-        tmp.replace(path)
-    finally:
-        with contextlib.suppress(OSError):  # a refused clean-up must not mask the refused write
-            tmp.unlink(missing_ok=True)
 
 
 def mean_of(x) -> float:
