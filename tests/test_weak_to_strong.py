@@ -3,12 +3,12 @@ hand-computed value, the 50/50 split, the rater's error causes, and a smoke run'
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from proxygap.cli import main
 from proxygap.experiments.weak_to_strong import split_halves
+from proxygap.measure.intervals import seed_interval
 from proxygap.measure.pgr import accuracy, gap_resolved, pgr, pgr_by_error
 from proxygap.oversight.judges import RaterFlaws
 from proxygap.oversight.labels import flip, rater_labels
@@ -120,8 +120,7 @@ def test_error_types_are_ranked_only_where_the_seeds_say_so():
     def row(types, conf=False):
         return {"task": "preference", "weak": "rater", "strong": "m", "supervisor": "rater", "confidence_loss": conf,
                 "student_accuracy": {"per_seed": [0.6, 0.6, 0.6]}, "pgr_of_means": None,
-                "pgr_by_error": {c: {"n": 30, "pgr": {"mean": float(np.mean(v)), "per_seed": v}}
-                                 for c, v in types.items()}}
+                "pgr_by_error": {c: {"n": 30, "pgr": seed_interval(v, per_seed=True)} for c, v in types.items()}}
 
     clear = {"manipulation": [0.1, 0.2, 0.15], "myths": [0.9, 1.0, 0.9], "noise": [0.5, 0.65, 0.5]}
     overlapping = {"manipulation": [0.2, 0.7, 0.1], "myths": [0.9, 0.3, 1.0]}
@@ -130,6 +129,11 @@ def test_error_types_are_ranked_only_where_the_seeds_say_so():
     assert len(out[0]["orders"]) == 3
     # means differ (0.33 against 0.73) but the seeds disagree: no order, and both losses are ranked
     assert out[1]["confidence_loss"] and out[1]["orders"] == [] and out[1]["most_repeated"] is None
+    assert out[0]["recovers_above_zero"] == {"manipulation": True, "myths": True, "noise": True}
+    assert out[1]["recovers_above_zero"] == {"manipulation": False, "myths": False}  # intervals reach below 0
+    # seeds that agree exactly give no interval: no claim either way, not "does not recover"
+    agreeing = findings([row({"myths": [1.0, 1.0, 1.0], "noise": [0.0, 0.5, 0.25]})])["error_types"][0]
+    assert agreeing["recovers_above_zero"] == {"noise": False, "myths": None}
     one_cause = findings([row({"noise": [0.5, 0.6, 0.55]})])["error_types"]
     assert one_cause == []  # nothing to rank a single cause against
 

@@ -276,7 +276,7 @@ def findings(pairs: list[dict]) -> dict:
     per seed: both students share labels, test set, initialization and batch order); and per loss,
     which error types the student repeats more than others, each order claimed only where the
     paired per-seed difference of the two types' PGRs clears 0."""
-    from proxygap.measure.intervals import Interval
+    from proxygap.measure.intervals import Interval, as_interval
 
     out = {"confidence_loss": [], "error_types": []}
     index = {(p["task"], p["weak"], p["strong"], p["supervisor"], p["confidence_loss"]): p for p in pairs}
@@ -310,7 +310,10 @@ def findings(pairs: list[dict]) -> dict:
             # a type claimed below (above) every other type; None where the seeds do not say
             "most_repeated": next((c for c in ranked if below[c] == set(ranked) - {c}), None),
             "most_corrected": next((c for c in ranked if above[c] == set(ranked) - {c}), None),
-            "recovers_above_zero": {c: moved(typed[c]["pgr"]) == "up" for c in ranked}})
+            # True / False where the seeds give an interval; None where they do not (one seed, or
+            # seeds that agree exactly, e.g. every seed 1.0): no interval, no claim either way.
+            "recovers_above_zero": {c: moved(typed[c]["pgr"]) == "up" if as_interval(typed[c]["pgr"]).has_spread
+                                    else None for c in ranked}})
     return out
 
 
