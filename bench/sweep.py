@@ -40,10 +40,25 @@ def comparable(path: Path) -> dict:
     return {k: v for k, v in results.items() if k not in ("meta", "timings")}
 
 
+def differences(a, b, path: str = "") -> list[str]:
+    """Where two results differ: each path with both values (shortened)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str)
+                for d in (differences(a[k], b[k], f"{path}/{k}") if k in a and k in b else [f"{path}/{k}: only in one"])]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {str(a)[:60]} vs {str(b)[:60]}"]
+
+
 with tempfile.TemporaryDirectory() as tmp:
     serial_s = run(Path(tmp) / "serial")
     ray_s = run(Path(tmp) / "ray", "--executor", "ray", "--ray-cpus", "2")
-    same = comparable(Path(tmp) / "serial") == comparable(Path(tmp) / "ray")
+    diff = differences(comparable(Path(tmp) / "serial"), comparable(Path(tmp) / "ray"))
+for line in diff[:10]:
+    print(f"differs: {line}")
+if len(diff) > 10:
+    print(f"differs: ... {len(diff) - 10} more")
+same = not diff
 print(f"preset={args.preset} seeds={args.seeds} threads_per_unit=1 ray_workers=2")
 print(f"serial_s={serial_s:.1f}")
 print(f"ray_s={ray_s:.1f}")
