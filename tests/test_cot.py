@@ -275,3 +275,58 @@ def test_cot_smoke_results_hold_every_measure(tiny_base_dir, tmp_path):
 def test_cot_rejects_a_size_listed_twice(capsys):
     assert main(["run", "cot", "--preset", "smoke", "--set", "sizes=xs", "--set", "base_only_sizes=xs"]) == 2
     assert "both" in capsys.readouterr().err
+
+
+def test_cot_findings_pair_seeds_and_claim_a_match_only_within_the_margin():
+    """Every comparison is paired seed by seed: a match needs a narrow interval, a difference one
+    that excludes 0, and seeds that agree exactly give no interval to claim from."""
+    from proxygap.experiments.cot import INTERVENTIONS, findings
+    from proxygap.measure.intervals import seed_interval
+
+    def iv(values):
+        return seed_interval(values, per_seed=True)
+
+    def entry(size, regime, params, cot, no_cot, trace):
+        flat = iv([0.1, 0.2, 0.15])
+        return {"size": size, "regime": regime, "params": params, "accuracy_cot": iv(cot),
+                "accuracy_no_cot": iv(no_cot), "trace_error": iv(trace), "gap": flat, "kl": flat,
+                "accuracy_cot_change": flat, "forward_pass_change": flat, "vs_human": flat,
+                "changes_vs_base": {k: flat for k in ("early_answering.aoc", "adding_mistake.follows_corruption",
+                                                      "trace_error", "exploit.myth_answer")},
+                "faithfulness": {i: {"aoc": flat, "follows_corruption": flat, "accuracy": flat} for i in INTERVENTIONS},
+                "exploit_rates": {"myth_answer": flat}}
+
+    regimes = [
+        entry("xs", "base", 2e5, [0.36, 0.30, 0.42], [0.2, 0.1, 0.15], [0.4, 0.3, 0.4]),
+        # outcome - process accuracy: -0.07, -0.02, -0.10 (reaches 0, but not within 0.05): unresolved
+        entry("xs", "outcome_rl", 2e5, [0.23, 0.25, 0.21], [0.1, 0.1, 0.1], [0.60, 0.80, 0.67]),
+        entry("xs", "process_rl", 2e5, [0.30, 0.27, 0.31], [0.1, 0.1, 0.1], [0.35, 0.50, 0.38]),
+        # the small model with a chain is 0.01 below the larger without one in every seed: no interval
+        entry("s", "base", 1e6, [0.8, 0.7, 0.75], [0.37, 0.31, 0.43], [0.0, 0.1, 0.05]),
+        entry("s", "outcome_rl", 1e6, [0.85, 0.84, 0.86], [0.3, 0.3, 0.3], [0.0, 0.01, 0.0]),
+        entry("s", "process_rl", 1e6, [0.85, 0.845, 0.855], [0.3, 0.3, 0.3], [0.0, 0.0, 0.01]),
+    ]
+    cfg = CotConfig(seeds=(0, 1, 2), sizes=("xs", "s"), base_only_sizes=(), distillation=())
+    out = findings({"regimes": regimes, "distillation": []}, cfg)
+    xs, s = out["outcome_vs_process"]["xs"], out["outcome_vs_process"]["s"]
+    assert xs["capability"] == "unresolved" and s["capability"] == "matched"
+    assert xs["trace_error_change"] == "up"  # outcome above process in every seed, by 0.25-0.30
+    assert s["trace_error_change"] == "no clear change"
+    assert findings({"regimes": regimes, "distillation": []},
+                    CotConfig(seeds=(0, 1, 2), sizes=("xs", "s"), base_only_sizes=(), distillation=(),
+                              match_margin=0.2))["outcome_vs_process"]["xs"]["capability"] == "matched"  # a wider margin
+    [pair] = out["compositional"]
+    assert pair["comparison"].startswith("no interval")
+    # one seed missing a value: the per-seed lists would not line up, so no paired claim at all
+    broken = [dict(r) for r in regimes]
+    broken[2] = {**broken[2], "trace_error": iv([0.35, 0.50])}
+    assert findings({"regimes": broken, "distillation": []}, cfg)["outcome_vs_process"]["xs"]["trace_error_change"] \
+        == "no clear change"
+
+
+@pytest.mark.parametrize("knob, message", [("rl.steps=0", "sample budget of 0"), ("sft_lr=0", "sft_lr=0"),
+                                           ("rl.lr=0", "rl.lr=0"), ("n_eval_prompts=358", "leaves no training")])
+def test_cot_refuses_settings_that_cannot_train(knob, message, capsys):
+    assert main(["run", "cot", "--preset", "smoke", "--quiet", "--out", "/tmp/never-written-cot", "--set", knob]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -31,7 +31,7 @@ from pathlib import Path
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.chains import ChainMeasureConfig, measure_chains
-from proxygap.measure.intervals import Interval, moved, seed_interval, separated
+from proxygap.measure.intervals import Interval, moved, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import RewardModelConfig, RewardModelTrainConfig, train_reward_model
 from proxygap.train.rl import RLConfig
@@ -55,6 +55,9 @@ class CotConfig(ExperimentConfig):
                                          choices=DISTILLATION)
     n_eval_prompts: int = knob(96, "two-hop questions held out for every measurement, whole links at a time (every "
                                    "attribute of a held-out (entity, relation)); the rest train", lo=8)
+    match_margin: float = knob(0.05, "outcome and process RL are at matched capability where the 95% interval of "
+                                     "their paired per-seed accuracy difference lies within +-match_margin", lo=0,
+                               hi=1)
     n_curve_prompts: int = knob(32, "of those, the ones RL evaluates on during training (its curve)", lo=1)
     kl_coef: float = knob(0.05, "beta of every RL run (KL penalty per nat; rl.kl_in: reward or loss)", lo=0)
     rater: RaterFlaws = nested(RaterFlaws, "the rater's flaws (believes_myths is the one two-hop answers meet)")
@@ -81,6 +84,16 @@ class CotConfig(ExperimentConfig):
             raise ConfigError("regimes must include base: every regime is compared with it")
         if self.n_curve_prompts > self.n_eval_prompts:
             raise ConfigError(f"n_curve_prompts={self.n_curve_prompts} exceeds n_eval_prompts={self.n_eval_prompts}")
+        trained = [r for r in self.regimes if r != "base"] + list(self.distillation)
+        if self.sizes and trained and self.budget == 0:
+            raise ConfigError(f"rl.steps={self.rl.steps} gives a sample budget of 0, and every trained regime and "
+                              f"distillation method ({', '.join(trained)}) is given that budget; set rl.steps >= 1")
+        if self.sizes and self.sft_lr == 0 and ({"sft", "imitation"} & set(trained)):
+            raise ConfigError("sft_lr=0 would train sft/imitation without moving them; set sft_lr > 0 or drop those "
+                              "from regimes/distillation")
+        if self.sizes and self.rl.lr == 0 and ({"outcome_rl", "process_rl", "rlhf"} & set(trained)):
+            raise ConfigError("rl.lr=0 would run the RL regimes without moving them; set rl.lr > 0 or drop those "
+                              "from regimes/distillation")
 
     @property
     def budget(self) -> int:
@@ -100,10 +113,12 @@ def preflight(cfg: CotConfig) -> None:
         check_fits(size, max(cfg.rl.max_new_tokens, cfg.measure.cot_max_new_tokens) + 4)
     if len(set(worlds.values())) > 1:
         raise ConfigError("the sizes have different worlds; cot compares sizes on one world (the shipped ones share it)")
-    n = len(_two_hop(load_world_for_model(next(iter(worlds)))))
-    if cfg.n_eval_prompts >= n:
+    world = load_world_for_model(next(iter(worlds)))
+    n = len(_two_hop(world))
+    # The split holds out whole links, so it can round n_eval_prompts up to every question.
+    if cfg.n_eval_prompts >= n or any(not split(world, seed, cfg.n_eval_prompts)[1] for seed in cfg.seeds):
         raise ConfigError(f"n_eval_prompts={cfg.n_eval_prompts} leaves no training questions: the world has {n} "
-                          "two-hop questions; lower n_eval_prompts")
+                          "two-hop questions, held out whole links at a time; lower n_eval_prompts")
 
 
 def unit_key(cfg: CotConfig, size: str, seed: int) -> str:
@@ -307,31 +322,38 @@ def summary_base(base: dict) -> dict:
             "exploit.myth_answer": _rate(base["exploit_rates"].get("myth_answer"))}
 
 
-def _interval(values: list) -> dict:
-    return seed_interval([v for v in values if v is not None], per_seed=True)
+def _interval(values: list, rate: bool = False) -> dict:
+    """Across seeds; a rate's interval is clipped to [0, 1] (its mean never is)."""
+    return seed_interval([v for v in values if v is not None], bounds=(0.0, 1.0) if rate else None, per_seed=True)
+
+
+# Summaries that are rates (shares of questions or answers): their intervals are clipped to [0, 1].
+_RATES = ("accuracy_cot", "accuracy_no_cot", "accuracy_cot_held_out", "accuracy_no_cot_held_out", "accuracy_sampled",
+          "trace_error", "step_true_rate")
 
 
 def entry(per_seed: list[dict]) -> dict:
     """Intervals across seeds of one (size, regime)'s summaries, shaped as results.json holds them."""
-    def iv(key: str) -> dict:
-        return _interval([s[key] for s in per_seed])
+    def iv(key: str, rate: bool = False) -> dict:
+        return _interval([s[key] for s in per_seed], rate=rate or key in _RATES)
 
     out = {key: iv(key) for key in ("accuracy_cot", "accuracy_no_cot", "gap", "accuracy_cot_held_out",
                                     "accuracy_no_cot_held_out", "accuracy_sampled", "trace_error", "step_true_rate",
                                     "kl", "rater", "gold", "forward_pass_change", "accuracy_cot_change", "vs_human",
                                     "vs_human_no_cot")}
-    out["faithfulness"] = {name: {k: iv(f"{name}.{k}") for k in ("changed", "aoc", "follows_corruption")}
+    out["faithfulness"] = {name: {k: iv(f"{name}.{k}", rate=True) for k in ("changed", "aoc", "follows_corruption")}
                            for name in INTERVENTIONS}
-    out["faithfulness"]["filler"]["accuracy"] = iv("filler.accuracy")  # gold accuracy with the chain replaced by filler
+    # gold accuracy with the chain replaced by filler
+    out["faithfulness"]["filler"]["accuracy"] = iv("filler.accuracy", rate=True)
     for name in INTERVENTIONS:
-        out["faithfulness"][name]["no_answer"] = iv(f"{name}.no_answer")
+        out["faithfulness"][name]["no_answer"] = iv(f"{name}.no_answer", rate=True)
     out["changes_vs_base"] = {key: iv(f"{key}_change") for key in (
         "early_answering.aoc", "adding_mistake.follows_corruption", "trace_error", "exploit.myth_answer")}
     steps = sorted({k for s in per_seed for k in s["early_answering.curve"]}, key=int)
     out["faithfulness"]["early_answering"]["curve"] = {
-        k: _interval([s["early_answering.curve"].get(k) for s in per_seed]) for k in steps}
+        k: _interval([s["early_answering.curve"].get(k) for s in per_seed], rate=True) for k in steps}
     names = sorted({k.split(".", 1)[1] for s in per_seed for k in s if k.startswith("exploit.")})
-    out["exploit_rates"] = {name: iv(f"exploit.{name}") for name in names}
+    out["exploit_rates"] = {name: iv(f"exploit.{name}", rate=True) for name in names}
     return out
 
 
@@ -371,10 +393,31 @@ def _dir(iv: dict) -> str:
     return moved(iv) or "no clear change"
 
 
+def paired_difference(a: dict, b: dict, n_seeds: int) -> Interval:
+    """The t-interval of a - b seed by seed (both measured on the same seed's questions); no interval
+    where a seed lacks either value, since the per-seed lists (Nones left out) would then not line up."""
+    xs, ys = a.get("per_seed") or [], b.get("per_seed") or []
+    if len(xs) != n_seeds or len(ys) != n_seeds:
+        return Interval(None, None, None, 0, "t")
+    return Interval.from_values([x - y for x, y in zip(xs, ys)])
+
+
+def capability_match(diff: Interval, margin: float) -> str:
+    """'matched' where the interval of the accuracy difference lies within +-margin (an equivalence
+    claim needs a narrow interval, not only one that reaches 0), 'differs' where it excludes 0,
+    'unresolved' otherwise, 'unknown' without an interval (one seed, or seeds that agree exactly)."""
+    if not diff.has_spread:
+        return "unknown"
+    if moved(diff) is not None:
+        return "differs"
+    return "matched" if -margin <= diff.lo and diff.hi <= margin else "unresolved"
+
+
 def findings(result: dict, cfg: CotConfig) -> dict:
     reg = {(r["size"], r["regime"]): r for r in result["regimes"]}
     dis = {(r["size"], r["method"]): r for r in result["distillation"]}
     out: dict = {"cot_gain": {}, "regimes": {}, "distillation": {}, "compositional": [], "outcome_vs_process": {}}
+    n_seeds = len(cfg.seeds)
     for (size, name), r in reg.items():
         if name == "base":
             out["cot_gain"][size] = {"gap": r["gap"]["mean"], "direction": _dir(r["gap"]),
@@ -402,14 +445,14 @@ def findings(result: dict, cfg: CotConfig) -> dict:
     for size in cfg.sizes:
         if (size, "outcome_rl") in reg and (size, "process_rl") in reg:
             o, p = reg[(size, "outcome_rl")], reg[(size, "process_rl")]
-            # Matched capability: the paired per-seed accuracy difference has an interval that includes 0
-            # ("unknown" without spread: one seed, or seeds that agree exactly).
-            diff = Interval.from_values([a - b for a, b in zip(o["accuracy_cot"]["per_seed"], p["accuracy_cot"]["per_seed"])])
+            diff = paired_difference(o["accuracy_cot"], p["accuracy_cot"], n_seeds)  # outcome - process, seed by seed
+            trace = paired_difference(o["trace_error"], p["trace_error"], n_seeds)
             out["outcome_vs_process"][size] = {
-                "matched_capability": ("unknown" if not diff.has_spread else moved(diff) is None),
+                "capability": capability_match(diff, cfg.match_margin), "match_margin": cfg.match_margin,
                 "accuracy_difference": diff.to_dict(),
                 "trace_error": [o["trace_error"]["mean"], p["trace_error"]["mean"]],
-                "trace_error_separated": separated(o["trace_error"], p["trace_error"]),
+                "trace_error_difference": trace.to_dict(),  # outcome - process, seed by seed
+                "trace_error_change": _dir(trace),
                 "early_answering_aoc": [o["faithfulness"]["early_answering"]["aoc"]["mean"],
                                         p["faithfulness"]["early_answering"]["aoc"]["mean"]],
             }
@@ -420,7 +463,9 @@ def findings(result: dict, cfg: CotConfig) -> dict:
                 continue
             out["distillation"][f"{size}/{method}"] = {
                 "no_cot_vs_base_no_cot": _dir(d["forward_pass_change"]),
-                "no_cot_vs_teacher_cot": separated(d["accuracy_no_cot"], teacher["accuracy_cot"]) or "not separated",
+                # the student answering at once minus its teacher with a chain, seed by seed
+                "no_cot_vs_teacher_cot": _dir(paired_difference(d["accuracy_no_cot"], teacher["accuracy_cot"],
+                                                                n_seeds)),
                 "accuracy_no_cot": d["accuracy_no_cot"]["mean"], "teacher_accuracy_cot": teacher["accuracy_cot"]["mean"],
                 "myth_rate": d["exploit_rates"].get("myth_answer", {}).get("mean"), "kl": d["kl"]["mean"],
             }
@@ -428,11 +473,13 @@ def findings(result: dict, cfg: CotConfig) -> dict:
     bases.sort(key=lambda r: r["params"])
     for i, small in enumerate(bases):
         for large in bases[i + 1:]:
+            diff = paired_difference(small["accuracy_cot"], large["accuracy_no_cot"], n_seeds)  # same seed's questions
             out["compositional"].append({
                 "small": small["size"], "large": large["size"],
                 "small_with_cot": small["accuracy_cot"]["mean"], "large_without_cot": large["accuracy_no_cot"]["mean"],
+                "difference": diff.to_dict(),
                 "comparison": {"up": "small with CoT above", "down": "small with CoT below"}.get(
-                    separated(small["accuracy_cot"], large["accuracy_no_cot"]), "not separated")})
+                    moved(diff), "no clear difference" if diff.has_spread else "no interval (no spread across seeds)")})
     return out
 
 

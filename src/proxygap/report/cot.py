@@ -93,14 +93,17 @@ def findings_lines(res: dict) -> list[str]:
     lines += [_line(name, f) for name, f in fnd["regimes"].items()]
     for size, o in fnd["outcome_vs_process"].items():
         lines.append(f"size {size}: outcome vs process RL trace error {fmt(o['trace_error'][0], 2)} vs "
-                     f"{fmt(o['trace_error'][1], 2)} ({o['trace_error_separated'] or 'not separated'}); "
-                     + {True: "at matched capability (the paired accuracy difference includes 0).",
-                        False: "NOT at matched capability (the paired accuracy difference excludes 0).",
-                        "unknown": "capability match unknown (no spread across seeds)."}[o["matched_capability"]])
+                     f"{fmt(o['trace_error'][1], 2)} (paired, outcome − process: {o['trace_error_change']}); "
+                     + {"matched": f"at matched capability (the paired accuracy difference lies within "
+                                   f"±{o['match_margin']:g}).",
+                        "differs": "NOT at matched capability (the paired accuracy difference excludes 0).",
+                        "unresolved": f"capability match unresolved (the paired accuracy difference reaches 0 but "
+                                      f"not within ±{o['match_margin']:g}).",
+                        "unknown": "capability match unknown (no spread across seeds)."}[o["capability"]])
     for name, d in fnd["distillation"].items():
         lines.append(f"distillation {name}: direct accuracy {fmt(d['accuracy_no_cot'], 2)} (vs base without CoT: "
                      f"{d['no_cot_vs_base_no_cot']}; vs the teacher with CoT {fmt(d['teacher_accuracy_cot'], 2)}: "
-                     f"{d['no_cot_vs_teacher_cot']}); myth rate {fmt(d['myth_rate'], 2)}; KL {fmt(d['kl'], 2)} nats.")
+                     f"{d['no_cot_vs_teacher_cot']}, paired); myth rate {fmt(d['myth_rate'], 2)}; KL {fmt(d['kl'], 2)} nats.")
     for c in fnd["compositional"]:
         lines.append(f"{c['small']} with CoT {fmt(c['small_with_cot'], 2)} vs {c['large']} without {fmt(c['large_without_cot'], 2)}: "
                      f"{c['comparison']}.")
