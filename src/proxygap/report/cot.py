@@ -92,6 +92,10 @@ def findings_lines(res: dict) -> list[str]:
              for s, g in fnd["cot_gain"].items()]
     lines += [_line(name, f) for name, f in fnd["regimes"].items()]
     for size, o in fnd["outcome_vs_process"].items():
+        if "capability" not in o:  # a results.json from before the paired tests: its own words, as it said them
+            o = {**o, "trace_error_change": o.get("trace_error_separated") or "not separated (unpaired)",
+                 "match_margin": 0.0, "capability": {True: "unresolved", False: "differs"}.get(
+                     o.get("matched_capability"), "unknown")}
         lines.append(f"size {size}: outcome vs process RL trace error {fmt(o['trace_error'][0], 2)} vs "
                      f"{fmt(o['trace_error'][1], 2)} (paired, outcome − process: {o['trace_error_change']}); "
                      + {"matched": f"at matched capability (the paired accuracy difference lies within "
