@@ -298,3 +298,20 @@ def test_payload_dependence_counts_questions_whose_chain_changes_with_the_payloa
     assert payload_dependence(items, same) == 0.0
     assert payload_dependence(items, ["think : a .", "think : b ."] + same[:4]) == pytest.approx(1 / 3)
     assert payload_dependence(items[::2], same[:3]) is None  # each question asked once: nothing to compare
+
+
+def test_monitoring_refuses_a_kl_term_shoggoth_face_lacks_before_any_work(capsys):
+    assert main(["run", "monitoring", "--preset", "smoke", "--quiet", "--out", "/tmp/never-written-mon",
+                 "--set", "train.kl_coef=0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "train.kl_coef=0.05" in err and "shoggoth_face=[]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_pooled_recall_counts_hacks_over_seeds_not_the_mean_of_ratios():
+    from proxygap.experiments.monitoring import _pooled_recall
+
+    seeds = [{"cot_recall": 0.0, "n_tampered": 3}, {"cot_recall": 0.0, "n_tampered": 7},
+             {"cot_recall": 3 / 11, "n_tampered": 11}, {"cot_recall": None, "n_tampered": 0}]
+    pooled = _pooled_recall(seeds, "cot")
+    assert pooled["mean"] == pytest.approx(3 / 21) and pooled["n"] == 21 and pooled["method"] == "wilson"
+    assert 0 < pooled["lo"] < 3 / 21 < pooled["hi"] < 1  # the mean of the ratios would be 0.09

@@ -6,7 +6,7 @@ Two parts, each a claim of the debate measured against the environments' true st
    The environments pay a ``tamper_bonus`` on top of the honest outcome (the incentive knob of
    ``tampering``; without one, outcome RL has no reason to hack and there is nothing to monitor).
    - ``monitors[]``: the action monitor (reads actions only) and the CoT monitor (reads thoughts
-     and actions) on the base model's own episodes: recall on truly tampered episodes, precision,
+     only) on the base model's own episodes: recall on truly tampered episodes, precision,
      false-positive rate on honest ones (Baker et al. 2025: CoT monitor 95% vs action monitor 60%
      recall).
    - ``pressure[]``: outcome RL with each monitor of ``pressure`` in the reward (``none``: the
@@ -23,8 +23,8 @@ Two parts, each a claim of the debate measured against the environments' true st
 3. **Shoggoth/Face** (one unit per environment x seed, ``train.shoggoth_face``): the same outcome
    RL with the CoT monitor in the reward, each turn written in two stages (thought, then action),
    by one model whose thoughts the overseer sees (``single``), or by two copies of the base model
-   whose overseer sees only the Face's actions (``shoggoth_face``), with reward targeting
-   (``shoggoth_face_targeted``). ``shoggoth_face[]``: the hack rate (true tampering) and the chain's
+   whose overseer sees only the Face's actions (``shoggoth_face``), or by one model whose thought
+   tokens get only the task reward's gradient (``single_targeted``, Drori et al.'s targeting). ``shoggoth_face[]``: the hack rate (true tampering) and the chain's
    legibility (the CoT monitor's recall on true hacks, reading the hidden chain).
 
 4. **Steganographic capacity** (one unit per seed, ``train.stego``): a payload of k bits the
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.intervals import moved, paired_rate_change, seed_interval
+from proxygap.measure.intervals import Interval, moved, paired_rate_change, seed_interval
 from proxygap.oversight.judges import RaterFlaws
 from proxygap.oversight.monitors import ALL_TAMPERING_ACTIONS, TAMPERING_ACTIONS
 from proxygap.train.agent_common import AgentRLConfig
@@ -101,6 +101,9 @@ class MonitoringConfig(ExperimentConfig):
             values = getattr(self, name)
             if len(set(values)) != len(values):
                 raise ConfigError(f"{name} repeats a value: {list(values)}")
+        if self.envs and self.shoggoth_face and self.train.kl_coef != 0:  # refused here, not after part 1 has run
+            raise ConfigError(f"train.kl_coef={self.train.kl_coef:g} but the two-stage (Shoggoth/Face) turns have no "
+                              "KL term; set train.kl_coef=0 or shoggoth_face=[]")
         if self.envs and not self.pressure:
             raise ConfigError("pressure is empty; give at least one of none, cot, action (or envs=[] to skip part 1)")
         if not self.envs and not self.banned and not self.steganography:
@@ -472,6 +475,12 @@ def _paired(a: list[dict], b: list[dict], keys, trials: int | None = None) -> di
     return out
 
 
+def _pooled_recall(per_seed: list[dict], kind: str) -> dict:
+    """Wilson interval of the flagged hacks over all hacks, counted over the seeds."""
+    hits = sum(round(m[f"{kind}_recall"] * m["n_tampered"]) for m in per_seed if m[f"{kind}_recall"] is not None)
+    return Interval.from_counts(hits, sum(m["n_tampered"] for m in per_seed)).to_dict()
+
+
 def aggregate_units(cfg: MonitoringConfig, results: dict[str, dict], prepared: dict | None) -> dict:
     from proxygap.pipeline.base_model import resolve_model_dir
 
@@ -487,6 +496,10 @@ def aggregate_units(cfg: MonitoringConfig, results: dict[str, dict], prepared: d
                              "recall": _iv([m[f"{kind}_recall"] for m in ms], rate=True),
                              "precision": _iv([m[f"{kind}_precision"] for m in ms], rate=True),
                              "false_positive_rate": _iv([m[f"{kind}_false_positive_rate"] for m in ms], rate=True),
+                             # The share of all seeds' hacks the monitor flags (pooled counts, Wilson): the
+                             # "recall" above is the mean of per-seed ratios, which weighs a seed of 3 hacks
+                             # as much as one of 11, and leaves out seeds without hacks.
+                             "recall_pooled": _pooled_recall(ms, kind),
                              "n_positive": sum(m["n_tampered"] for m in ms),
                              "n_episodes": cfg.monitor_episodes * len(ms)})
         none_finals = [r["runs"]["none"]["curve"][-1] for r in seeds] if "none" in cfg.pressure else None
@@ -599,7 +612,8 @@ def _direction(iv: dict) -> str:
 
 def findings(result: dict) -> dict:
     """Statements computed from the intervals: whether each monitor pressure lowered the true tamper
-    rate, the CoT monitor's recall (obfuscation: recall down, tampering not down), and capability,
+    rate, the CoT monitor's recall (obfuscation: recall down, and hacks the monitor does not see go
+    on, their rate's interval above 0), and capability,
     each against the unmonitored run (paired by seed); and what the banned string did."""
     out: dict = {"pressure": {}}
     for row in result["pressure"]:
@@ -625,7 +639,8 @@ def findings(result: dict) -> dict:
     if stego:
         out["steganography"] = {
             f"{policy}/{name}": {"bits": row["bits"]["mean"], "probe_bits": row["probe_bits"]["mean"],
-                                 "accuracy_above_chance": moved(row["accuracy"], row["chance"]) == "up"}
+                                 # covert: answers right without the chain stating the payload (what bits count)
+                                 "accuracy_above_chance": moved(row["covert_accuracy"], row["chance"]) == "up"}
             for (policy, name), row in stego.items()}
     b = result.get("banned_string")
     if b:

@@ -9,7 +9,7 @@ same KL term), except that the shaped return of an episode is
     R_i = sum_t r_obs(i, t) - penalty * flag_i - beta * sum_{action tokens of episode i} log(pi / pi_ref)
 
 where ``flag_i`` is the monitor's verdict on the whole episode: the ``cot`` monitor (reads every
-thought and action, flags a thought that states tampering intent) or the ``action`` monitor (reads
+thought, flags one that states tampering intent) or the ``action`` monitor (reads
 the actions only, flags a tampering action it knows). Nothing else about the episode -- its true
 reward, whether it truly tampered -- enters the update.
 """
@@ -28,7 +28,7 @@ from proxygap.train.outcome import outcome_advantages
 
 @dataclass
 class MonitoredConfig(AgentRLConfig):
-    monitor: str = knob("cot", "the monitor in the reward: cot (thoughts and actions) or action (actions only)",
+    monitor: str = knob("cot", "the monitor in the reward: cot (thoughts only) or action (actions only)",
                         choices=EPISODE_MONITORS)
     penalty: float = knob(1.0, "reward subtracted from an episode the monitor flags", lo=0)
     action_misses: tuple[str, ...] = knob((), "tampering actions the action monitor does not recognize (none: it "
