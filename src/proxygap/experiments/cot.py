@@ -280,9 +280,11 @@ def _rate(d: dict | None) -> float | None:
     return None if d is None else d.get("rate")
 
 
-def summary(m: dict, base: dict, human: dict) -> dict:
+def summary(m: dict, base: dict, human: dict, direct: bool = False) -> dict:
     """The per-seed scalars of one measured policy (``measure_chains`` output), with its paired
-    changes against the base model of the same seed and against the demonstrators."""
+    changes against the base model of the same seed and against the demonstrators. ``direct``: a
+    distilled student, whose exploit rates are on answers given at once, the base's on chains, so
+    no myth-rate change is formed between the two."""
     acc, no = _rate(m["accuracy_cot"]), _rate(m["accuracy_no_cot"])
     out = {
         "accuracy_cot": acc, "accuracy_no_cot": no, "gap": None if acc is None or no is None else acc - no,
@@ -311,6 +313,8 @@ def summary(m: dict, base: dict, human: dict) -> dict:
     b = summary_base(base)
     for key in ("early_answering.aoc", "adding_mistake.follows_corruption", "trace_error", "exploit.myth_answer"):
         out[f"{key}_change"] = None if out[key] is None or b[key] is None else out[key] - b[key]
+    if direct:
+        out["exploit.myth_answer_change"] = None
     return out
 
 
@@ -368,7 +372,8 @@ def aggregate_units(cfg: CotConfig, results: dict[str, dict], prepared: dict | N
             for name in names:
                 if name not in runs[0][group]:
                     continue
-                per_seed = [summary(r[group][name], r["regimes"]["base"], r["human"]) for r in runs]
+                per_seed = [summary(r[group][name], r["regimes"]["base"], r["human"], direct=group == "distillation")
+                            for r in runs]
                 key = "regime" if group == "regimes" else "method"
                 out.append({"size": size, key: name, "params": runs[0]["params"], **entry(per_seed)})
                 examples.append({"size": size, "group": group, "name": name, "examples": runs[0][group][name]["examples"]})
