@@ -315,3 +315,26 @@ def test_pooled_recall_counts_hacks_over_seeds_not_the_mean_of_ratios():
     pooled = _pooled_recall(seeds, "cot")
     assert pooled["mean"] == pytest.approx(3 / 21) and pooled["n"] == 21 and pooled["method"] == "wilson"
     assert 0 < pooled["lo"] < 3 / 21 < pooled["hi"] < 1  # the mean of the ratios would be 0.09
+
+
+def test_monitoring_findings_claim_obfuscation_only_from_intervals():
+    """Three seeds: recall down with unseen hacks going on is obfuscation; seeds that agree exactly
+    (no spread) claim nothing; one seed says so."""
+    from proxygap.experiments.monitoring import findings
+    from proxygap.measure.intervals import seed_interval
+
+    def row(env, recall_change, unseen, tamper_change=(0.0, 0.1, -0.1)):
+        return {"env": env, "regime": "outcome+cot_monitor", "obfuscated_rate": seed_interval(unseen),
+                "vs_unmonitored": {"tamper_rate": seed_interval(tamper_change),
+                                   "cot_recall": seed_interval(recall_change),
+                                   "capability": seed_interval([0.0, 0.01, -0.01])}}
+
+    out = findings({"pressure": [row("a", [-0.5, -0.6, -0.4], [0.5, 0.6, 0.4]),
+                                 row("b", [-0.5, -0.5, -0.5], [0.5, 0.6, 0.4]),  # no spread: no claim
+                                 row("c", [-0.5, -0.6, -0.4], [0.0, 0.0, 0.0]),  # nothing hidden goes on
+                                 row("d", [-0.5], [0.5])]})["pressure"]
+    assert out["a/outcome+cot_monitor"]["obfuscated"] is True
+    assert out["a/outcome+cot_monitor"]["tamper_change"] == "unclear"
+    assert out["b/outcome+cot_monitor"]["cot_recall_change"] == "unclear" and not out["b/outcome+cot_monitor"]["obfuscated"]
+    assert not out["c/outcome+cot_monitor"]["obfuscated"]
+    assert out["d/outcome+cot_monitor"]["cot_recall_change"] == "single seed"
