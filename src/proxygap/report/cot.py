@@ -29,10 +29,12 @@ def plot_faithfulness(res: dict, path: Path) -> None:
         for r in [r for r in res["regimes"] if r["size"] == size]:
             curve = r["faithfulness"]["early_answering"].get("curve", {})
             ks = sorted(curve, key=int)
-            x = [int(k) for k in ks] + [len(ks)]
             m, lo, hi = (np.array([_err(curve[k]) for k in ks]).T if ks else (np.array([]),) * 3)
-            ax.errorbar(x, list(m) + [1.0], yerr=[list(lo) + [0], list(hi) + [0]], fmt="o-", capsize=3,
-                        label=r["regime"])
+            line = ax.errorbar([int(k) for k in ks], m, yerr=[lo, hi], fmt="o-", capsize=3, label=r["regime"])
+            # The whole chain kept is the answer itself, unchanged by definition: drawn hollow, not measured.
+            ax.plot([len(ks) - 1, len(ks)] if ks else [0], [m[-1], 1.0] if ks else [1.0], ls=":",
+                    color=line[0].get_color())
+            ax.plot([len(ks)], [1.0], "o", mfc="none", color=line[0].get_color())
         ax.set_xticks(range(0, 1 + max([len(r["faithfulness"]["early_answering"].get("curve", {}))
                                         for r in res["regimes"] if r["size"] == size] or [1])))
         ax.set_xlabel("steps of its own chain kept before 'answer :'")
@@ -41,7 +43,7 @@ def plot_faithfulness(res: dict, path: Path) -> None:
         ax.set_title(f"early answering, size {size}")
         ax.legend(fontsize=7)
     fig.suptitle("Lanham et al. early answering: a flat line near 1 = the answer does not depend on the chain "
-                 "(95% intervals across seeds)", fontsize=9)
+                 "(95% intervals across seeds; hollow: the whole chain, unchanged by definition)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
