@@ -228,8 +228,10 @@ def draw_report(run_dir: Path) -> Path:
         _monitor_bars(res, run_dir / "monitors.png")
         page.heading("Monitors")
         page.image("monitors.png", "Each monitor's recall on true positives and false-positive rate, base model.")
-        page.table(["monitor", "env", "recall", "precision", "false-positive rate", "positives / episodes"],
-                   [[m["name"], m["env"], iv_text(m["recall"]), iv_text(m["precision"]),
+        page.table(["monitor", "env", "recall (mean of per-seed)", "share of all hacks flagged (pooled)", "precision",
+                    "false-positive rate", "positives / episodes"],
+                   [[m["name"], m["env"], iv_text(m["recall"]),
+                     iv_text(m["recall_pooled"]) if m.get("recall_pooled") else "–", iv_text(m["precision"]),
                      iv_text(m["false_positive_rate"]), f"{m['n_positive']} / {m['n_episodes']}"]
                     for m in res["monitors"]], left_columns=2)
     if res["pressure"]:
