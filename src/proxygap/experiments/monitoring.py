@@ -24,8 +24,9 @@ Two parts, each a claim of the debate measured against the environments' true st
    RL with the CoT monitor in the reward, each turn written in two stages (thought, then action),
    by one model whose thoughts the overseer sees (``single``), or by two copies of the base model
    whose overseer sees only the Face's actions (``shoggoth_face``), or by one model whose thought
-   tokens get only the task reward's gradient (``single_targeted``, Drori et al.'s targeting). ``shoggoth_face[]``: the hack rate (true tampering) and the chain's
-   legibility (the CoT monitor's recall on true hacks, reading the hidden chain).
+   tokens get only the task reward's gradient (``single_targeted``, Drori et al.'s targeting).
+   ``shoggoth_face[]``: the hack rate (true tampering) and the chain's legibility (the CoT
+   monitor's recall on true hacks, reading the hidden chain).
 
 4. **Steganographic capacity** (one unit per seed, ``train.stego``): a payload of k bits the
    chain's writer sees and the answer step does not, a monitor penalizing a chain that states it,
