@@ -185,3 +185,14 @@ def test_newcombe_difference_of_two_rates_against_the_published_example():
     assert agree["method"] == "hull(t,newcombe)" and 0.9 < agree["lo"] < 1.0 and agree["hi"] == 1.0
     assert paired_rate_change([1.0], [0.0], trials=48) == {"mean": 1.0, "lo": 1.0, "hi": 1.0, "n": 1, "method": "t"}
     assert paired_rate_change([0.5, 0.6, 0.4], [0.0, 0.0, 0.1], trials=48)["method"] == "t"
+
+
+def test_seed_differences_pair_seed_by_seed_and_leave_out_a_missing_seed():
+    from proxygap.measure.intervals import seed_differences
+
+    diffs = seed_differences([0.5, None, 0.9, 0.7], [0.25, 0.4, None, 0.5])
+    assert diffs == [0.25, None, None, pytest.approx(0.2)]
+    iv = Interval.from_values(diffs)
+    assert iv.n == 2 and iv.mean == pytest.approx(0.225)
+    with pytest.raises(ValueError, match="different lengths"):
+        seed_differences([0.1, 0.2], [0.1])

@@ -31,7 +31,7 @@ from pathlib import Path
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
 from proxygap.measure.chains import ChainMeasureConfig, measure_chains
-from proxygap.measure.intervals import Interval, moved, seed_interval
+from proxygap.measure.intervals import Interval, moved, seed_differences, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import RewardModelConfig, RewardModelTrainConfig, train_reward_model
 from proxygap.train.rl import RLConfig
@@ -404,7 +404,7 @@ def paired_difference(a: dict, b: dict, n_seeds: int) -> Interval:
     xs, ys = a.get("per_seed") or [], b.get("per_seed") or []
     if len(xs) != n_seeds or len(ys) != n_seeds:
         return Interval(None, None, None, 0, "t")
-    return Interval.from_values([x - y for x, y in zip(xs, ys)])
+    return Interval.from_values(seed_differences(xs, ys))
 
 
 def capability_match(diff: Interval, margin: float) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from proxygap.config import ConfigError, knob, nested
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.intervals import moved, seed_interval
+from proxygap.measure.intervals import moved, seed_differences, seed_interval
 from proxygap.measure.pgr import accuracy, hard, pgr, pgr_by_error
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.train.weak_to_strong import StudentConfig
@@ -236,8 +236,8 @@ def aggregate_units(cfg: WeakToStrongConfig, results: dict[str, dict], prepared:
         # per_seed lists keep None where a seed has no value, so that lists zip seed by seed
         accs = {k: seed_interval([s[k] for s in per_seed], per_seed=True)
                 for k in ("weak_accuracy", "student_accuracy", "ceiling_accuracy", "training_label_accuracy")}
-        gap = seed_interval([_minus(c, w) for c, w in zip(accs["ceiling_accuracy"]["per_seed"],
-                                                         accs["weak_accuracy"]["per_seed"])], per_seed=True)
+        gap = seed_interval(seed_differences(accs["ceiling_accuracy"]["per_seed"], accs["weak_accuracy"]["per_seed"]),
+                            per_seed=True)
         pairs.append({
             "task": task, "weak": weak, "strong": strong, "supervisor": supervisor, "confidence_loss": conf,
             # Per seed, then across seeds; seeds where the ceiling does not beat the supervisor beyond the
@@ -260,15 +260,11 @@ def aggregate_units(cfg: WeakToStrongConfig, results: dict[str, dict], prepared:
                                      for seed in cfg.seeds], per_seed=True) for task in cfg.tasks}
     for p in pairs:
         # Whether the ceiling learned more than the class balance (per-seed paired excess over the majority rate).
-        excess = [_minus(c, m) for c, m in zip(p["ceiling_accuracy"]["per_seed"], majority[p["task"]]["per_seed"])]
+        excess = seed_differences(p["ceiling_accuracy"]["per_seed"], majority[p["task"]]["per_seed"])
         p["ceiling_above_majority"] = moved(seed_interval(excess)) == "up"
     result = {"pairs": pairs, "timings": timings, "majority_accuracy": majority}
     result["findings"] = findings(pairs)
     return result
-
-
-def _minus(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
 
 
 def findings(pairs: list[dict]) -> dict:
@@ -283,8 +279,8 @@ def findings(pairs: list[dict]) -> dict:
     for (task, weak, strong, sup, conf), p in index.items():
         with_conf = index.get((task, weak, strong, sup, True))
         if not conf and with_conf is not None:
-            diff = Interval.from_values([_minus(a, b) for a, b in zip(with_conf["student_accuracy"]["per_seed"],
-                                                                      p["student_accuracy"]["per_seed"])])
+            diff = Interval.from_values(seed_differences(with_conf["student_accuracy"]["per_seed"],
+                                                         p["student_accuracy"]["per_seed"]))
             out["confidence_loss"].append({
                 "task": task, "weak": weak, "strong": strong, "supervisor": sup,
                 "pgr_without": p["pgr_of_means"], "pgr_with": with_conf["pgr_of_means"],
@@ -297,8 +293,7 @@ def findings(pairs: list[dict]) -> dict:
         orders = []
         for i, lo in enumerate(ranked):
             for hi in ranked[i + 1:]:
-                change = Interval.from_values([_minus(a, b) for a, b in zip(typed[hi]["pgr"]["per_seed"],
-                                                                            typed[lo]["pgr"]["per_seed"])])
+                change = Interval.from_values(seed_differences(typed[hi]["pgr"]["per_seed"], typed[lo]["pgr"]["per_seed"]))
                 if moved(change) == "up":
                     orders.append({"repeated_more": lo, "than": hi, "difference": change.to_dict()})
         below = {c: {o["than"] for o in orders if o["repeated_more"] == c} for c in ranked}  # c repeated more than these

@@ -142,6 +142,15 @@ def seed_interval(values: Sequence, bounds: tuple[float, float] | None = None, p
     return out
 
 
+def seed_differences(a: Sequence, b: Sequence) -> list[float | None]:
+    """``a - b`` seed by seed, for two per-seed lists that line up (None kept where a seed lacks a
+    value, as ``seed_interval(..., per_seed=True)`` writes them): None where either is None, so
+    that ``Interval.from_values`` leaves that seed out of a paired interval."""
+    if len(a) != len(b):
+        raise ValueError(f"per-seed lists of different lengths ({len(a)} and {len(b)}) do not pair seed by seed")
+    return [None if x is None or y is None else x - y for x, y in zip(a, b)]
+
+
 def paired_rate_change(rates: Sequence[float], reference: Sequence[float], trials: int) -> dict:
     """The change of a rate against a reference measured on the same seeds, each seed's rate over
     ``trials`` episodes: the t-interval across seeds of the per-seed differences. Where there are
