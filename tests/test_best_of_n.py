@@ -154,3 +154,23 @@ def test_pool_kl_matches_the_formula_on_distinct_samples_and_caps_on_repeats():
     assert bon_kl_pool(np.zeros(10), 16) == 0.0  # every sample ties: best-of-n is the base policy
     rows = bon_curve(two_outputs, {"proxy": two_outputs}, [1, 4])
     assert rows[1]["kl_pool"] == pytest.approx(bon_kl_pool(two_outputs, 4)) and rows[1]["d_pool"] <= rows[1]["d"]
+
+
+def test_bon_kl_pool_on_unequal_ties_by_hand():
+    from proxygap.measure.best_of_n import bon_kl_pool
+
+    # levels with shares 3/4 and 1/4; best-of-2 wins the top with 1 - (3/4)^2 = 7/16
+    expected = 9 / 16 * np.log((9 / 16) / (3 / 4)) + 7 / 16 * np.log((7 / 16) / (1 / 4))
+    assert bon_kl_pool([0, 0, 0, 1], 2) == pytest.approx(expected) == pytest.approx(0.0830107, abs=1e-6)
+
+
+def test_value_at_kl_reads_the_curve_between_points_and_never_beyond():
+    from proxygap.measure.best_of_n import value_at_kl
+
+    points = [{"kl_pool": 0.0, "kl": 0.0, "g": 0.0}, {"kl_pool": 0.2, "kl": 0.31, "g": 1.0},
+              {"kl_pool": 0.5, "kl": 0.89, "g": 4.0}]
+    assert value_at_kl(points, "g", 0.35) == pytest.approx(2.5)
+    assert value_at_kl(points, "g", 0.2) == pytest.approx(1.0)
+    assert value_at_kl(points, "g", 0.6) is None and value_at_kl(points, "g", -0.1) is None
+    assert value_at_kl(points, "g", 0.6, kl_key="kl") == pytest.approx(1.0 + 3.0 * (0.29 / 0.58))
+    assert value_at_kl(points, "g", float("nan")) is None

@@ -48,9 +48,15 @@ def test_scaling_smoke(tiny_pair, tmp_path):
         assert c["bon_points"][0]["n"] == 1 and "kl_pool" in c["bon_points"][-1]
         assert ("rl" in c) == (c["n_labels"] == 64)  # smoke: RL only at the largest label count
         assert c["rm_params"] and c["rm_params"] > 0
+        assert not c["fit"]["errors"] and all(v is not None for v in c["fit"]["alpha"]["per_seed"])
+        assert not c["fit_pool_kl"]["errors"]
+        if "rl" in c:
+            vs = c["rl"]["vs_bon_at_equal_kl"]
+            assert vs["seeds_beyond_pool"] + sum(v is not None for v in vs["gold_gain_difference"]["per_seed"]) == 1
     params = {c["rm_size"]: c["rm_params"] for c in r["cells"]}
     assert params[b] > params[a]
-    assert set(r["findings"]) >= {"rm_size", "n_labels", "policy_size", "rater_quality"}
+    assert set(r["findings"]) >= {"rm_size", "n_labels", "policy_size", "rater_quality", "policy_size_pool_kl", "rl_vs_bon"}
+    assert len(r["findings"]["rl_vs_bon"]) == sum("rl" in c for c in r["cells"])
     for name in ("alpha_beta.png", "policy_size.png", "rater_quality.png", "report.html"):
         assert (out / name).is_file()
     # one held-out block for every label count of a seed; training sets grow with the labels
@@ -58,6 +64,15 @@ def test_scaling_smoke(tiny_pair, tmp_path):
     assert len({i["rm"]["n_heldout_pairs"] for i in infos}) == 1
     train = {i["n_labels"]: i["rm"]["n_pairs_sampled"] - i["rm"]["n_heldout_pairs"] for i in infos}
     assert train == {32: 32 - round(0.2 * 32), 64: 64 - round(0.2 * 64)}
+    # gold is fitted on its gain over the policy's base (n = 1), on the formula's d
+    from proxygap.measure.fits import fit_dict
+
+    for policy in infos[0]["policies"]:
+        points = policy["bon_points"]
+        refit = fit_dict("bon", np.array([p["d"] for p in points]), np.array([p["gold"] - points[0]["gold"] for p in points]))
+        assert policy["bon_fits"]["gold"]["alpha"] == pytest.approx(refit["alpha"])
+        assert policy["bon_fits"]["gold"]["alpha"] != pytest.approx(
+            fit_dict("bon", np.array([p["d"] for p in points]), np.array([p["gold"] for p in points]))["alpha"])
 
 
 def test_models_of_another_world_are_refused(tiny_base_dir, capsys):
@@ -123,6 +138,29 @@ def test_rl_subsets():
     every = ScalingConfig(rm_sizes=("xs", "m"), n_labels=(100, 200), rl_cells="all")
     assert all(wants_rl(every, c) for c in cells)
     assert not any(wants_rl(ScalingConfig(n_labels=(100, 200), rl_cells="none"), c) for c in cells)
+
+
+def test_fits_need_three_points_beyond_the_base():
+    with pytest.raises(ConfigError, match="bon.pool_size"):
+        apply_overrides(ScalingConfig(), ["bon.pool_size=4"])
+    with pytest.raises(ConfigError, match="rl.steps=2 with rl.eval_every=1 gives 2 evaluations"):
+        apply_overrides(ScalingConfig(), ["rl.steps=2", "rl.eval_every=1"])
+    apply_overrides(ScalingConfig(), ["rl.steps=2", "rl.eval_every=1", "rl_cells=none"])  # no RL fit: fine
+    apply_overrides(ScalingConfig(), ["rl.steps=5", "rl.eval_every=2"])  # evaluations at 2, 4 and 5
+
+
+def test_rl_is_compared_with_best_of_n_at_the_kl_rl_paid():
+    from proxygap.experiments.scaling import _rl_vs_bon
+
+    bon = [{"n": n, "kl_pool": k, "gold": g} for n, k, g in ((1, 0.0, 0.5), (2, 0.2, 0.6), (4, 0.6, 0.7))]
+    seeds = [{"bon_points": bon, "rl_points": [{"kl": 0.0, "gold": 0.5}, {"kl": 0.4, "gold": 0.9 + e}]}
+             for e in (0.0, 0.01, -0.01)]
+    out = _rl_vs_bon(seeds)
+    # best-of-n's gain at KL 0.4 is 0.15 (halfway between 0.1 and 0.2); RL's is 0.4
+    assert out["gold_gain_difference"]["mean"] == pytest.approx(0.25) and out["direction"] == "up"
+    seeds[0]["rl_points"][-1]["kl"] = 0.9  # past the pool's largest KL: not compared
+    out = _rl_vs_bon(seeds)
+    assert out["seeds_beyond_pool"] == 1 and out["gold_gain_difference"]["per_seed"][0] is None
 
 
 def test_axes_must_be_listed_smallest_first(capsys):

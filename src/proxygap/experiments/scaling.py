@@ -29,13 +29,14 @@ import numpy as np
 
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
+from proxygap.measure.best_of_n import value_at_kl
 from proxygap.measure.fits import fit_dict
 from proxygap.measure.intervals import curve_intervals, moved, peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import (Pairs, RewardModelConfig, RewardModelFitConfig, pair_length_knob, recentre_on,
                                             sample_pairs, train_reward_model)
 from proxygap.tasks.splits import eval_train_split
-from proxygap.train.best_of_n import BestOfNConfig, sample_pool, score_pool
+from proxygap.train.best_of_n import BestOfNConfig, powers_of_two, sample_pool, score_pool
 from proxygap.train.rl import RLConfig, train_rl
 
 SCORES = ("rm", "rater", "gold")
@@ -92,6 +93,17 @@ class ScalingConfig(ExperimentConfig):
             if values != sorted(values):
                 raise ConfigError(f"{name}={values} must be listed smallest first (findings compare the first "
                                   "with the last)")
+        # Gao's forms have two parameters and pass through (0, 0): the n = 1 point (and RL's step 0)
+        # carries nothing, so a fit with a residual needs at least 3 points beyond it.
+        n_max = self.bon.max_n or self.bon.pool_size
+        if len(powers_of_two(n_max)) - 1 < 3:
+            raise ConfigError(f"best-of-n up to n={n_max} gives {len(powers_of_two(n_max)) - 1} points beyond n=1; "
+                              "the two-parameter Gao fit needs at least 3: set bon.pool_size (or bon.max_n) to 8 or more")
+        n_rl = self.rl.steps // self.rl.eval_every + bool(self.rl.steps % self.rl.eval_every)
+        if self.rl_cells != "none" and n_rl < 3:
+            raise ConfigError(f"rl.steps={self.rl.steps} with rl.eval_every={self.rl.eval_every} gives {n_rl} "
+                              "evaluations after step 0; the RL fit needs at least 3: raise rl.steps, lower "
+                              "rl.eval_every, or set rl_cells=none")
 
 
 def preflight(cfg: ScalingConfig) -> None:
@@ -243,6 +255,31 @@ def _params(model: str) -> int | None:
     return int(layers * 12 * d * d + layers * 13 * d + (vocab + ctx) * d + 2 * d)  # GPT-2 with tied embeddings
 
 
+def _pool_kl_fit(points: list[dict]) -> dict:
+    """Gold's best-of-n fit on the KL measured on the pool (``d_pool``) instead of the formula's: a
+    policy whose samples repeat more pays less KL for the same n, which the formula's d hides."""
+    if any("d_pool" not in p for p in points):
+        return {"error": "no measured KL in this run's curves (an older run)"}
+    return fit_dict("bon", np.array([p["d_pool"] for p in points]),
+                    np.array([p["gold"] - points[0]["gold"] for p in points]))
+
+
+def _rl_vs_bon(seeds: list[dict]) -> dict:
+    """Per seed, RL's gold gain at its last evaluation minus best-of-n's gold gain at the same KL
+    (best-of-n's curve read at RL's KL, both KLs measured on the same held-out prompts); None for a
+    seed whose RL went past the largest KL the pool measures (no best-of-n point to compare)."""
+    diffs, kls = [], []
+    for s in seeds:
+        last, first, bon = s["rl_points"][-1], s["rl_points"][0], s["bon_points"]
+        gains = [{**p, "gain": p["gold"] - bon[0]["gold"]} for p in bon]
+        at = value_at_kl(gains, "gain", last["kl"]) if all("kl_pool" in p for p in bon) else None
+        kls.append(last["kl"])
+        diffs.append(None if at is None else last["gold"] - first["gold"] - at)
+    iv = seed_interval(diffs, per_seed=True)
+    return {"gold_gain_difference": iv, "rl_kl": seed_interval(kls), "direction": moved(iv),
+            "seeds_beyond_pool": sum(d is None for d in diffs)}
+
+
 def aggregate_units(cfg: ScalingConfig, results: dict[str, dict], prepared: dict | None) -> dict:
     by_cell: dict[tuple, list[dict]] = {}
     for unit in units(cfg):
@@ -258,6 +295,7 @@ def aggregate_units(cfg: ScalingConfig, results: dict[str, dict], prepared: dict
             "rm_params": _params(rm_size), "policy_params": _params(policy_size), "seeds": [s["seed"] for s in seeds],
             "fit": _fit_intervals([s["bon_fits"]["gold"] for s in seeds]),
             "fit_rm": _fit_intervals([s["bon_fits"]["rm"] for s in seeds]),
+            "fit_pool_kl": _fit_intervals([_pool_kl_fit(s["bon_points"]) for s in seeds]),
             "bon_points": curve_intervals(curves, ("n", "kl", "d"), (*SCORES, "kl_pool"), SCORES),
             "gold_peak": peak_along(curve_intervals(curves, ("n", "kl", "d"), SCORES, SCORES), "gold", curves),
             "rm_agreement_gold": seed_interval([s["rm"]["agreement_gold"] for s in seeds]),
@@ -272,7 +310,8 @@ def aggregate_units(cfg: ScalingConfig, results: dict[str, dict], prepared: dict
                           "points": curve_intervals(rl_curves, ("step",), ("kl", *SCORES), SCORES),
                           "fit": _fit_intervals([s["rl_fits"]["gold"] for s in seeds]),
                           "gold_peak": peak_along(curve_intervals(rl_curves, ("step",), ("kl", *SCORES), SCORES), "gold",
-                                                  rl_curves)}
+                                                  rl_curves),
+                          "vs_bon_at_equal_kl": _rl_vs_bon(seeds)}
         cells.append(cell)
     result = {"seeds": list(cfg.seeds), "rm_sizes": list(cfg.rm_sizes), "policy_sizes": list(cfg.policy_sizes),
               "n_labels": list(cfg.n_labels), "rater_qualities": list(cfg.rater_qualities), "cells": cells}
@@ -286,19 +325,23 @@ def _cell(res: dict, rm_size, policy_size, n_labels, rater_quality) -> dict | No
                  == (rm_size, policy_size, n_labels, rater_quality)), None)
 
 
-def _paired_change(a: dict, b: dict, key: str) -> dict | None:
+def _paired_change(a: dict, b: dict, key: str, fit: str = "fit") -> dict | None:
     """Interval across seeds of b's fitted ``key`` minus a's; None (no claim) where a seed lacks it
     in either cell (for d*: where either cell has a censored seed)."""
-    pa, pb = a["fit"][key]["per_seed"], b["fit"][key]["per_seed"]
+    if fit not in a or fit not in b:
+        return None
+    pa, pb = a[fit][key]["per_seed"], b[fit][key]["per_seed"]
     if not pa or any(v is None for v in (*pa, *pb)):
         return None
     return seed_interval([y - x for x, y in zip(pa, pb)])
 
 
-def _trend(res: dict, axis: str, key: str) -> dict:
+def _trend(res: dict, axis: str, key: str, fit: str = "fit") -> dict:
     """How ``key`` (a gold fit's alpha, beta or d*) changes from the smallest to the largest value of
     ``axis`` (rm_size / n_labels / policy_size / rater_quality), in every slice of the other axes: per slice the
-    paired change across seeds and whether it moved; then how many slices moved up and down."""
+    paired change across seeds and whether it moved; then how many slices moved up and down, and the
+    worst fit (smallest R², any seed) the slices rest on. ``fit``: the cells' fit on the formula's
+    KL ('fit') or on the KL measured on the pool ('fit_pool_kl')."""
     order = {"rm_size": res["rm_sizes"], "n_labels": res["n_labels"], "policy_size": res["policy_sizes"],
              "rater_quality": res["rater_qualities"]}[axis]
     if len(order) < 2:
@@ -316,14 +359,20 @@ def _trend(res: dict, axis: str, key: str) -> dict:
         b = _cell(res, **{**args, axis: hi_value})
         if a is None or b is None:
             continue
-        change = _paired_change(a, b, key)
+        change = _paired_change(a, b, key, fit)
+        r2 = [v for c in (a, b) for v in c.get(fit, {}).get("r2", {}).get("per_seed", []) if v is not None]
         slices.append({**args, "from": lo_value, "to": hi_value, "change": change,
-                       "moved": moved(change) if change else None})
+                       "moved": moved(change) if change else None, "min_r2": min(r2) if r2 else None})
     count = lambda d: sum(s["moved"] == d for s in slices)  # noqa: E731
     # With no true change, a 95% interval excludes 0 on one given side in about 2.5% of slices; the
     # slices share reward models and pools, so these counts are correlated, not independent trials.
+    r2 = [s["min_r2"] for s in slices if s["min_r2"] is not None]
     return {"slices": slices, "up": count("up"), "down": count("down"),
             "no_claim": sum(s["moved"] is None for s in slices),
+            # of no_claim, slices where a seed has no value to pair (for d*: censored, no maximum or
+            # past the fitted range; for alpha and beta: a fit that failed)
+            "seed_lacks_value": sum(s["change"] is None for s in slices),
+            "min_r2": min(r2) if r2 else None,
             "expected_by_chance_per_side": round(0.025 * len(slices), 2)}
 
 
@@ -333,6 +382,12 @@ def findings(res: dict, results: dict, cfg: ScalingConfig) -> dict:
     for axis in ("rm_size", "n_labels"):
         out[axis] = {key: _trend(res, axis, key) for key in ("alpha", "beta", "d_star")}
     out["policy_size"] = {key: _trend(res, "policy_size", key) for key in ("d_star", "alpha", "beta")}
+    # The same on the KL measured on each policy's pool: bigger policies' samples may repeat differently.
+    out["policy_size_pool_kl"] = {key: _trend(res, "policy_size", key, "fit_pool_kl") for key in ("d_star", "alpha", "beta")}
+    out["rl_vs_bon"] = [{k: c[k] for k in ("rm_size", "policy_size", "n_labels", "rater_quality")}
+                        | {"direction": c["rl"]["vs_bon_at_equal_kl"]["direction"],
+                           "gold_gain_difference": c["rl"]["vs_bon_at_equal_kl"]["gold_gain_difference"]["mean"]}
+                        for c in res["cells"] if "vs_bon_at_equal_kl" in c.get("rl", {})]
     # Every quality labels the same pairs and best-of-n reads the same pools: paired by seed.
     out["rater_quality_trend"] = {key: _trend(res, "rater_quality", key) for key in ("alpha", "beta", "d_star")}
     peaks = []
@@ -349,12 +404,17 @@ def findings(res: dict, results: dict, cfg: ScalingConfig) -> dict:
                  # each claim is a one-sided test at 2.5% (the rise Bonferroni-corrected for the chosen peak)
                  "expected_by_chance": round(0.025 * sum(p["rater_quality"] == q for p in peaks), 2),
                  # per label count, the labels its reward models were fitted on (mean over cells and seeds)
-                 "n_train_pairs": {str(n): float(np.mean([c["n_train_pairs"]["mean"] for c in res["cells"]
-                                                          if c["rater_quality"] == q and c["n_labels"] == n]))
+                 "n_train_pairs": {str(n): _mean_or_none([c["n_train_pairs"]["mean"] for c in res["cells"]
+                                                          if c["rater_quality"] == q and c["n_labels"] == n])
                                    for n in res["n_labels"]}}
         for q in res["rater_qualities"]}
     out["peaks"] = peaks
     return out
+
+
+def _mean_or_none(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def report(run_dir: Path) -> None:
@@ -377,7 +437,7 @@ EXPERIMENT = Experiment(
         "smoke": {"seeds": [0], "rm_sizes": ["xs", "s"], "policy_sizes": ["xs", "s"], "n_labels": [32, 64],
                   "rater_qualities": [0.0, 1.0], "rl_cells": "largest_labels", "n_eval_prompts": 8,
                   "rm.epochs": 1, "rm.max_new_tokens": 16, "bon.pool_size": 8, "bon.max_new_tokens": 16,
-                  "rl.steps": 2, "rl.eval_every": 1, "rl.prompts_per_step": 4, "rl.max_new_tokens": 16},
+                  "rl.steps": 3, "rl.eval_every": 1, "rl.prompts_per_step": 4, "rl.max_new_tokens": 16},
         # Sized for at most 20 minutes on a 2-core CPU.
         "quick": {"seeds": [0, 1, 2], "rm_sizes": ["xs", "s", "m"], "policy_sizes": ["xs", "s", "m"],
                   "n_labels": [300, 1200], "rater_qualities": [0.0, 0.5, 1.0], "rl_cells": "reference",

@@ -6,6 +6,7 @@
   expected score of the proxy-best of n, from one pool of N >= n samples per prompt.
 - ``bon_weights``: the weight each pool rank gets in that estimator.
 - ``bon_curve``: the whole curve over n, for several scores (proxy, rater, gold) at once.
+- ``value_at_kl``: a curve's value at a given KL (RL's, say), so the two are compared at equal KL.
 
 Ties in the proxy: with ``ties="average"`` (default) the scores of samples tied on the
 proxy are averaged before weighting, which is exactly the expectation under breaking ties
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -166,7 +167,7 @@ def bon_curve(
     (the KL measured on the pool, at most kl), d_pool = sqrt(kl_pool). Each score array
     has proxy's shape, (N,) or (P, N); values are bon_expected averaged over prompts.
     Include the proxy itself in scores_by_name to get its curve too. Names are used as
-    keys as given (e.g. 'reward/rm', 'reward/gold'); 'n', 'kl', 'd' are reserved.
+    keys as given (e.g. 'reward/rm', 'reward/gold'); 'n', 'kl', 'd', 'kl_pool' and 'd_pool' are reserved.
     """
     _check_ties(ties)
     p = _as_pools(proxy, "proxy")
@@ -188,3 +189,15 @@ def bon_curve(
             row[name] = float((s @ w).mean())
         rows.append(row)
     return rows
+
+
+def value_at_kl(points: Sequence[Mapping], key: str, kl: float, kl_key: str = "kl_pool") -> float | None:
+    """A best-of-n curve's ``key`` at a KL it does not list, linear between the two points around
+    it (``kl_key``: the measured KL, or 'kl' for the formula's); None outside the curve's range,
+    since a larger n than the pool holds is not measured and extrapolating would invent it."""
+    xs = np.array([p[kl_key] for p in points], dtype=float)
+    ys = np.array([p[key] for p in points], dtype=float)
+    if len(xs) == 0 or not math.isfinite(kl) or kl < xs.min() or kl > xs.max():
+        return None
+    order = np.argsort(xs, kind="stable")  # measured KL rises with n; sorted in case ties break it
+    return float(np.interp(kl, xs[order], ys[order]))

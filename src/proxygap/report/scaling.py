@@ -48,15 +48,15 @@ def plot_alpha_beta(res: dict, path: Path) -> None:
         ax = axes[0, col]
         for i, n in enumerate(res["n_labels"]):
             cells = sorted(_cells(res, n_labels=n, **fixed), key=lambda c: res["rm_sizes"].index(c["rm_size"]))
-            x = [c["rm_params"] or j + 1 for j, c in enumerate(cells)]
+            x = _rm_axis(cells)
             m, lo, hi = np.array([_err(c["fit"][key]) for c in cells]).T if cells else ([], [], [])
             ax.errorbar(x, m, yerr=[lo, hi], fmt="o-", capsize=3, color=cmap(i / max(1, len(res["n_labels"]) - 1) * 0.85),
                         label=f"{n} labels")
         ax.set_xscale("log")
         ref_cells = sorted(_cells(res, n_labels=res["n_labels"][-1], **fixed), key=lambda c: res["rm_sizes"].index(c["rm_size"]))
-        _ticks(ax, [c["rm_params"] or j + 1 for j, c in enumerate(ref_cells)],
-               [f"{c['rm_size']}\n{(c['rm_params'] or 0) / 1e6:.2f}M" for c in ref_cells])
-        ax.set_xlabel("reward-model parameters")
+        _ticks(ax, _rm_axis(ref_cells), [c["rm_size"] + (f"\n{c['rm_params'] / 1e6:.2f}M" if c["rm_params"] else "")
+                                         for c in ref_cells])
+        ax.set_xlabel("reward-model parameters" if all(c["rm_params"] for c in ref_cells) else "reward model")
         ax.set_title(f"best-of-n gold fit: {key} vs RM size")
         ax.legend(fontsize=8)
         ax = axes[1, col]
@@ -75,6 +75,13 @@ def plot_alpha_beta(res: dict, path: Path) -> None:
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
+
+
+def _rm_axis(cells: list[dict]) -> list[float]:
+    """Parameters where every RM's are known, else positions 1, 2, ... (never the two mixed on one axis)."""
+    if all(c.get("rm_params") for c in cells):
+        return [c["rm_params"] for c in cells]
+    return [j + 1 for j in range(len(cells))]
 
 
 def _ticks(ax, values, labels) -> None:
@@ -99,7 +106,7 @@ def plot_curves(res: dict, axis: str, path: Path, title: str) -> None:
     cmap = plt.get_cmap("plasma")
     for i, v in enumerate(values):
         cell = next(iter(_cells(res, **{**ref, axis: v})), None)
-        if cell is None:
+        if cell is None or not cell["bon_points"]:
             continue
         color = cmap(i / max(1, len(values) - 1) * 0.8)
         d, y, lo, hi = _gain_curve(cell["bon_points"])
@@ -129,9 +136,24 @@ def trend_sentence(label: str, trend: dict, key: str) -> str:
     s = trend["slices"][0]
     chance = trend.get("expected_by_chance_per_side")
     chance_text = f"; about {chance:g} per side expected by chance alone" if chance is not None else ""
+    lacking = trend.get("seed_lacks_value")
+    lacking_text = f" ({lacking} of them because a seed has no value: censored or no fit)" if lacking else ""
+    r2 = trend.get("min_r2")
+    r2_text = f"; the worst per-seed fit they rest on has R² {r2:.2f}" if r2 is not None else ""
     return (f"{label}: {key} from {s['from']} to {s['to']} moved down in {trend['down']} and up in {trend['up']} of {n} "
             f"slices (95% interval of the paired per-seed change excludes 0{chance_text}); no claim in "
-            f"{trend['no_claim']}.")
+            f"{trend['no_claim']}{lacking_text}{r2_text}.")
+
+
+def rl_vs_bon_sentence(rows: list[dict]) -> str:
+    """RL against best-of-n at RL's own final KL (best-of-n read at that KL on its measured curve)."""
+    if not rows:
+        return "RL vs best-of-n at equal KL: no cell with RL."
+    parts = [f"policy {r['policy_size']} (RM {r['rm_size']}, {r['n_labels']} labels, quality {r['rater_quality']:g}): "
+             + (f"{r['gold_gain_difference']:+.3f}, " if r["gold_gain_difference"] is not None else "")
+             + (r["direction"] or "no claim") for r in rows]
+    return ("RL's gold gain minus best-of-n's at the KL RL ended at (paired per seed; no claim where the interval "
+            "reaches 0, or RL went past the pool's largest KL): " + "; ".join(parts) + ".")
 
 
 def draw_report(run_dir: Path) -> Path:
@@ -148,11 +170,16 @@ def draw_report(run_dir: Path) -> Path:
     lines = [trend_sentence("RM size", fnd["rm_size"][k], k) for k in ("alpha", "beta", "d_star")]
     lines += [trend_sentence("labels", fnd["n_labels"][k], k) for k in ("alpha", "beta", "d_star")]
     lines += [trend_sentence("policy size", fnd["policy_size"]["d_star"], "gold's peak d*")]
+    if "policy_size_pool_kl" in fnd:
+        lines += [trend_sentence("policy size, on the KL measured on each pool", fnd["policy_size_pool_kl"]["d_star"],
+                                 "gold's peak d*")]
+    if "rl_vs_bon" in fnd:
+        lines.append(rl_vs_bon_sentence(fnd["rl_vs_bon"]))
     if "rater_quality_trend" in fnd:
         lines += [trend_sentence("rater quality", fnd["rater_quality_trend"][k], k) for k in ("alpha", "beta", "d_star")]
     for q, r in fnd["rater_quality"].items():
         chance = f" (about {r['expected_by_chance']:g} of each expected by chance alone)" if "expected_by_chance" in r else ""
-        trained = r.get("n_train_pairs", {})
+        trained = {n: v for n, v in r.get("n_train_pairs", {}).items() if v is not None}
         labels_text = ("; its reward models trained on " + " / ".join(f"{v:.0f}" for v in trained.values()) + " of "
                        + " / ".join(trained) + " labels (held out and tied pairs dropped)") if trained else ""
         lines.append(f"rater quality {q}: gold rises above the base in {r['gold_rises']} of {r['cells']} cells, peaks "
