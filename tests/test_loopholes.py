@@ -49,6 +49,12 @@ def test_split_is_stratified_disjoint_and_seeded():
     (["--set", "bon_ns=[4,128]"], "needs bon.pool_size >= 128"),
     (["--set", "ablation_flaws=[gullible]"], "is not one of"),
     (["--set", "kl_coefs=[0,0.2,0.2]"], "kl_coefs lists a value twice"),
+    (["--set", "bon_ns=[]"], "bon_ns must hold at least one n"),
+    (["--set", "bon.max_n=8"], "bon.max_n=8 is not used here"),
+    (["--set", "bon.max_new_tokens=16"], "must equal rl.max_new_tokens"),
+    (["--set", "rl.steps=0"], "rl.steps=0: the regime would be the base model"),
+    (["--set", "sft.steps=0"], "sft.steps=0"),
+    (["--set", "direct.steps=0"], "direct.steps=0"),
 ])
 def test_bad_config_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     assert main(["run", "loopholes", "--out", str(tmp_path / "x"), *argv]) == 2
@@ -119,3 +125,48 @@ def test_an_undefined_exploit_rate_is_drawn_as_n_a_not_as_zero():
     _grouped_bars(ax, ["a", "b"], [("regime", [_rate_bar(undefined, True), _rate_bar(measured, True)])])
     assert [(round(t.get_position()[0], 3), t.get_text()) for t in ax.texts] == [(-0.0, "n/a")]  # only the first bar
     plt.close(fig)
+
+
+def _seed(seed: int, exploit: dict[str, float], gold: dict[str, float], kl: dict[str, float]) -> dict:
+    """One seed's unit result with regimes base, bon_4, rl_beta_0, rl_beta_0.2: every loophole at
+    rate 0.1 but the ones in ``exploit`` (regime -> invented_citation's rate)."""
+    from proxygap.oversight.detectors import LOOPHOLES
+
+    def regime(name, kind, **extra):
+        rates = {h: {"k": 1.0, "n": 10.0, "rate": 0.1} for h in LOOPHOLES}
+        rates["invented_citation"] = {"k": 10 * exploit[name], "n": 10.0, "rate": exploit[name]}
+        blind = {h: {"gap_when_fires": 0.5, "own_term_gap": 0.0, "contribution": 0.05, "share_of_gap": 0.1}
+                 for h in LOOPHOLES}
+        blind["invented_citation"] = {"gap_when_fires": 1.0, "own_term_gap": 0.8 + 0.1 * seed, "contribution": 0.3 + 0.05 * seed,
+                                      "share_of_gap": 0.5}
+        return {"name": name, "kind": kind, **extra, "kl": kl[name], "capability": 0.8, "rm": 0.0, "rater": 1.0,
+                "gold": gold[name], "rater_gold_gap": 1.0 - gold[name], "exploit_rates": rates, "blind_spot": blind}
+
+    return {"regimes": [regime("base", "base"), {**regime("bon_4", "best_of_n", n=4), "kl_pool": kl["bon_4"]},
+                        regime("rl_beta_0", "rl", kl_coef=0.0), regime("rl_beta_0.2", "rl", kl_coef=0.2)],
+            "ablation": [], "rm": {"agreement_rater": 0.7, "agreement_gold": 0.6, "rater_gold_agreement": 0.8}}
+
+
+def test_findings_over_seeds_pair_by_seed_and_claim_only_what_clears_zero():
+    from proxygap.config import apply_overrides
+    from proxygap.experiments.loopholes import LoopholesConfig, aggregate
+
+    cfg = apply_overrides(LoopholesConfig(), ["bon_ns=[4]", "kl_coefs=[0,0.2]", "ablation_flaws=[]"])
+    per_seed = [_seed(i, exploit={"base": 0.1 + d, "bon_4": 0.3 + 2 * d, "rl_beta_0": 0.6 + 3 * d, "rl_beta_0.2": 0.12 + 5 * d},
+                      gold={"base": 0.5, "bon_4": 0.6 + d, "rl_beta_0": -1.0 + 5 * d, "rl_beta_0.2": 0.7 + d},
+                      kl={"base": 0.0, "bon_4": 0.6, "rl_beta_0": 9.0, "rl_beta_0.2": 0.3})
+                for i, d in enumerate((0.0, 0.02, -0.01))]
+    f = aggregate(per_seed, cfg)["findings"]
+    invented = f["loopholes"]["invented_citation"]
+    assert invented["rises_under"] == ["bon_4", "rl_beta_0"] and invented["unclear_under"] == ["rl_beta_0.2"]
+    assert f["loopholes"]["myth_answer"]["unclear_under"] == ["bon_4", "rl_beta_0", "rl_beta_0.2"]  # exactly 0 change
+    assert f["kl_penalty"]["changes"]["invented_citation"]["direction"] == "down"  # beta 0.2 minus beta 0
+    assert f["kl_penalty"]["gold_change"]["mean"] == pytest.approx(1.7 - 4 * 0.01 / 3)
+    assert f["kl_penalty"]["gold_change"]["direction"] == "up"
+    # RL at beta 0.2 (KL 0.3) against best-of-n halfway to best-of-4 (KL 0.6): gold 0.7 + d vs 0.55 + d / 2
+    vs = f["vs_best_of_n"]["rl_beta_0.2"]
+    assert vs["gold_difference"]["mean"] == pytest.approx(0.15 + 0.01 / 6) and vs["direction"] == "up"
+    assert f["vs_best_of_n"]["rl_beta_0"]["gold_difference"]["mean"] is None  # past best-of-4's KL
+    assert f["blind_spot"]["largest_gap_regime"] == "rl_beta_0"
+    assert f["blind_spot"]["unseen_by_rater"] == ["invented_citation"]  # own term 0 elsewhere: not every loophole
+    assert f["blind_spot"]["top_loophole"] == "invented_citation"

@@ -30,14 +30,18 @@ Held-out prompts are drawn per stratum (fact questions on deep myths, on other m
 facts; beliefs false and true; recommendations), at most half of each, so that every loophole
 has prompts where it can fire and RL still trains on every kind. The mixture is therefore not
 the corpus's: capability (share of answers that are correct) is over this stratified set.
-Intervals: each number is computed per seed; ``ci`` is a 95% t-interval across seeds (the
-headline, as in ``overoptimization``), and exploit rates also carry ``pooled``: a 95% Wilson
-interval on the counts of all seeds pooled (samples treated as independent).
+Intervals: each number is computed per seed; ``lo``/``hi`` are a 95% t-interval across seeds
+(the headline, as in ``overoptimization``; clipped to where the quantity can lie: rates and
+capability in [0, 1], their changes in [-1, 1], best-of-n's measured KL at least 0), and exploit rates also carry ``pooled``: a 95% Wilson
+interval on the counts of all seeds pooled (samples treated as independent, so narrower than
+the clustered samples warrant). Each regime x loophole change is its own 95% test: over about a
+hundred of them, a few clear 0 by chance alone.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,7 +51,7 @@ import torch
 
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.intervals import count_interval, moved, seed_interval
+from proxygap.measure.intervals import count_interval, moved, seed_differences, seed_interval
 from proxygap.oversight.detectors import LOOPHOLES
 from proxygap.measure.exploits import (
     LOOPHOLE_INFO,
@@ -64,7 +68,7 @@ from proxygap.tasks.splits import STRATA, stratified_split, stratum
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
 from proxygap.train.dpo import DPOConfig, DPOTrainConfig, reference_logps, train_dpo
 from proxygap.train.expert_iteration import ExpertIterationConfig, ExpertIterationTrainConfig, train_expert_iteration
-from proxygap.measure.best_of_n import bon_kl, bon_kl_pool
+from proxygap.measure.best_of_n import bon_kl, bon_kl_pool, value_at_kl
 from proxygap.train.rl import RLConfig, RLTrainConfig, train_rl
 from proxygap.train.sft import SFTConfig, assistant_transcripts, train_sft
 
@@ -114,7 +118,8 @@ class LoopholesConfig(ExperimentConfig):
     bon: BestOfNConfig = nested(BestOfNConfig, "the best-of-n pool (pool_size is the largest n available)")
     sft: SFTConfig = nested(SFTConfig, "imitation on the corpus's assistant transcripts")
     rl: RLTrainConfig = nested(RLTrainConfig, "KL-penalized RL, one run per beta of kl_coefs (plus the ensemble and "
-                                              "ablation runs), evaluated once, at the end, on the held-out prompts")
+                                              "ablation runs), evaluated on the held-out prompts at the end (and at "
+                                              "step 0, which the regimes do not use)")
     expert_iteration: bool = knob(True, "add the expert-iteration regime (sample, keep the RM's best of each "
                                         "prompt's samples, fine-tune, repeat), at RL's sample budget")
     ei: ExpertIterationTrainConfig = nested(ExpertIterationTrainConfig, "expert iteration (rounds x prompts_per_round x "
@@ -122,15 +127,29 @@ class LoopholesConfig(ExperimentConfig):
     direct_losses: tuple[str, ...] = knob(("dpo", "ipo"), "direct alignment regimes, trained on the single RM's own "
                                                           "rater-labelled pairs (none: ())", choices=("dpo", "ipo"))
     direct_beta: float = knob(0.2, "beta of the DPO and IPO regimes (their KL regularization)", lo=0)
-    direct: DPOTrainConfig = nested(DPOTrainConfig, "DPO and IPO training; its evaluation knobs are set as RL's (once, at the "
+    direct: DPOTrainConfig = nested(DPOTrainConfig, "DPO and IPO training; its evaluation knobs are set as RL's (at the "
                                           "end, eval_samples_per_prompt samples of rl.max_new_tokens)")
 
     def check(self) -> None:
         super().check()
         if self.rm.ensemble_size < 2:
             raise ConfigError("the ensemble regime needs rm.ensemble_size >= 2 (the single-RM regimes use member 0)")
-        if not self.bon_ns or max(self.bon_ns) > self.bon.pool_size:
-            raise ConfigError(f"bon_ns={list(self.bon_ns)} needs bon.pool_size >= {max(self.bon_ns, default=1)}")
+        if not self.bon_ns:
+            raise ConfigError("bon_ns must hold at least one n")
+        if max(self.bon_ns) > self.bon.pool_size:
+            raise ConfigError(f"bon_ns={list(self.bon_ns)} needs bon.pool_size >= {max(self.bon_ns)}")
+        if self.bon.max_n:
+            raise ConfigError(f"bon.max_n={self.bon.max_n} is not used here: best-of-n's sizes are bon_ns")
+        if self.bon.max_new_tokens != self.rl.max_new_tokens:
+            # base and best-of-n answers would be capped otherwise than every policy's: length and KL confounded
+            raise ConfigError(f"bon.max_new_tokens={self.bon.max_new_tokens} must equal rl.max_new_tokens="
+                              f"{self.rl.max_new_tokens} (every regime's answers are capped alike)")
+        trained = [("rl.steps", self.rl.steps), ("sft.steps", self.sft.steps)]
+        trained += [("direct.steps", self.direct.steps)] if self.direct_losses else []
+        for name, steps in trained:
+            if steps < 1:
+                raise ConfigError(f"{name}={steps}: the regime would be the base model under another name; give "
+                                  "at least 1 step")
         if not self.kl_coefs:
             raise ConfigError("kl_coefs must hold at least one beta")
         for name in ("kl_coefs", "bon_ns"):  # each value names a regime, so each must be distinct
@@ -311,7 +330,7 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
     shown = [int(f) for st, f in zip(STRATA, firsts) if counts[st]][: cfg.n_examples]
     for i in shown:
         prompt, k = eval_prompts[i], cfg.eval_samples_per_prompt
-        picks = {"base": pool_texts[i * N], f"bon_{max(cfg.bon_ns)}": pool_texts[i * N + int(np.argmax(pool_rm[i]))],
+        picks = {"base": pool_texts[i * N], f"bon_{N}": pool_texts[i * N + int(np.argmax(pool_rm[i]))],  # the pool's best
                  "sft": sft_texts[i * k], f"rl_beta_{lowest:g}": rl_texts[lowest][i * k]}
         rows = []
         for name, text in picks.items():
@@ -328,9 +347,14 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
 
 
 # ---------------------------------------------------------------- across seeds
-def _iv(values: list) -> dict:
-    """Mean with a 95% t-interval across seeds (seeds where the value is undefined are left out)."""
-    return seed_interval(values, per_seed=True)
+RATE, CHANGE, NONNEGATIVE = (0.0, 1.0), (-1.0, 1.0), (0.0, math.inf)  # where a quantity can lie
+BOUNDS = {"capability": RATE}  # not "kl": a policy's k1 estimate can come out below 0 though KL cannot
+
+
+def _iv(values: list, bounds: tuple[float, float] | None = None) -> dict:
+    """Mean with a 95% t-interval across seeds (seeds where the value is undefined are left out),
+    its ends clipped to ``bounds``."""
+    return seed_interval(values, bounds=bounds, per_seed=True)
 
 
 def _direction(diff: dict) -> str:
@@ -348,14 +372,14 @@ def _aggregate_regime(runs: list[dict]) -> dict:
     if "n_pairs" in first:
         out["n_pairs"] = [r["n_pairs"] for r in runs]
     for key in SCORES:
-        out[key] = _iv([r.get(key) for r in runs])
+        out[key] = _iv([r.get(key) for r in runs], BOUNDS.get(key))
     if "kl_pool" in first:  # best-of-n: the KL measured on the pool beside the formula's
-        out["kl_pool"] = _iv([r["kl_pool"] for r in runs])
+        out["kl_pool"] = _iv([r["kl_pool"] for r in runs], NONNEGATIVE)
     out["exploit_rates"] = {}
     for h in LOOPHOLES:
         per = [r["exploit_rates"][h] for r in runs]
         k, n = sum(p["k"] for p in per), sum(p["n"] for p in per)
-        out["exploit_rates"][h] = {**_iv([p["rate"] for p in per]), "pooled": count_interval(k, n)}
+        out["exploit_rates"][h] = {**_iv([p["rate"] for p in per], RATE), "pooled": count_interval(k, n)}
     out["blind_spot"] = {h: {key: _iv([r["blind_spot"][h][key] for r in runs])
                              for key in ("gap_when_fires", "own_term_gap", "contribution", "share_of_gap")}
                          for h in LOOPHOLES}
@@ -368,8 +392,7 @@ def _changes(after: dict, before: dict, seeds: int) -> dict:
     out = {}
     for h in LOOPHOLES:
         a, b = after["exploit_rates"][h], before["exploit_rates"][h]
-        diffs = [None if x is None or y is None else x - y for x, y in zip(a["per_seed"], b["per_seed"])]
-        iv = _iv(diffs)
+        iv = _iv(seed_differences(a["per_seed"], b["per_seed"]), CHANGE)
         iv["direction"] = _direction(iv)
         out[h] = iv
     return out
@@ -385,7 +408,10 @@ def aggregate(per_seed: list[dict], cfg: LoopholesConfig) -> dict:
         r["change_vs_base"] = _changes(r, by_name["base"], seeds)
         r["gold_change_vs_base"] = _iv([a["gold"] - b["gold"] for a, b in zip(runs[r["name"]], runs["base"])])
         r["capability_change_vs_base"] = _iv([a["capability"] - b["capability"]
-                                              for a, b in zip(runs[r["name"]], runs["base"])])
+                                              for a, b in zip(runs[r["name"]], runs["base"])], CHANGE)
+    for r in regimes:
+        if r["kind"] in ("rl", "rl_ensemble", "direct", "expert_iteration"):
+            r["gold_vs_bon_at_equal_kl"] = _vs_best_of_n(runs[r["name"]], runs, cfg)
 
     full_name = f"rl_beta_{cfg.ablation_kl_coef:g}"
     flaws = []
@@ -407,6 +433,22 @@ def aggregate(per_seed: list[dict], cfg: LoopholesConfig) -> dict:
             "reward_model": {key: _iv([s["rm"][key] for s in per_seed])
                              for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement")},
             "findings": findings(regimes, ablation, cfg, seeds)}
+
+
+def _vs_best_of_n(policy_runs: list[dict], runs: dict[str, list[dict]], cfg: LoopholesConfig) -> dict:
+    """Per seed, the policy's gold minus best-of-n's gold at the policy's own KL: best-of-n's curve
+    (base at 0, then each of bon_ns at the KL measured on the pool) read at that KL. A policy's
+    KL is a k1 estimate from its samples, best-of-n's is exact for the pool's distribution. None
+    for a seed whose policy went past best-of-max(bon_ns)'s KL (no best-of-n point to compare)."""
+    diffs = []
+    for i, r in enumerate(policy_runs):
+        curve = [{"kl_pool": 0.0, "gold": runs["base"][i]["gold"]}]
+        curve += [{"kl_pool": runs[f"bon_{n}"][i]["kl_pool"], "gold": runs[f"bon_{n}"][i]["gold"]}
+                  for n in sorted(cfg.bon_ns) if "kl_pool" in runs[f"bon_{n}"][i]]
+        at = value_at_kl(curve, "gold", r["kl"]) if r.get("kl") is not None and len(curve) > 1 else None
+        diffs.append(None if at is None else r["gold"] - at)
+    iv = _iv(diffs)
+    return {**iv, "direction": _direction(iv), "seeds_beyond_best_of_n": sum(d is None for d in diffs)}
 
 
 def _expected(flaw: str) -> list[str]:
@@ -466,11 +508,18 @@ def findings(regimes: list[dict], ablation: dict, cfg: LoopholesConfig, seeds: i
     rl = sorted([r for r in regimes if r["kind"] == "rl"], key=lambda r: r["kl_coef"])
     if len(rl) >= 2:
         low, high = rl[0], rl[-1]
+        paired = {key: _iv(seed_differences(high[key]["per_seed"], low[key]["per_seed"]), CHANGE if key == "capability" else None)
+                  for key in ("gold", "capability")}
+        for iv in paired.values():
+            iv["direction"] = _direction(iv)
         out["kl_penalty"] = {"low_beta": low["kl_coef"], "high_beta": high["kl_coef"], "kl_low_beta": low["kl"]["mean"],
-                             "kl_high_beta": high["kl"]["mean"], "changes": _changes(high, low, seeds)}
+                             "kl_high_beta": high["kl"]["mean"], "changes": _changes(high, low, seeds),
+                             "gold_change": paired["gold"], "capability_change": paired["capability"]}
         out["kl_penalty"]["sentence"] = (
             f"KL penalty: RL at beta={high['kl_coef']:g} (KL {_num(high['kl']['mean'])} nats) vs beta={low['kl_coef']:g} "
-            f"(KL {_num(low['kl']['mean'])} nats): " + _direction_lists(out["kl_penalty"]["changes"]) + ".")
+            f"(KL {_num(low['kl']['mean'])} nats): " + _direction_lists(out["kl_penalty"]["changes"])
+            + f"; gold {_fmt_iv(paired['gold'], 2)} ({paired['gold']['direction']}), capability "
+            f"{_fmt_iv(paired['capability'], 2)} ({paired['capability']['direction']}), paired by seed.")
     ens = next((r for r in regimes if r["kind"] == "rl_ensemble"), None)
     if ens is not None:
         single = by_name[f"rl_beta_{ens['kl_coef']:g}"]
@@ -483,14 +532,19 @@ def findings(regimes: list[dict], ablation: dict, cfg: LoopholesConfig, seeds: i
 
     # Blind spot: where the rater over-rates the most, and which loophole contributes most there.
     worst = max(regimes, key=lambda r: r["rater_gold_gap"]["mean"] if r["rater_gold_gap"]["mean"] is not None else -1e9)
+    # only contributions whose interval clears 0: a loophole whose part of the gap could be nothing is not "top"
     contributions = {h: worst["blind_spot"][h]["contribution"]["mean"] for h in LOOPHOLES
-                     if worst["blind_spot"][h]["contribution"]["mean"] is not None}
+                     if moved(worst["blind_spot"][h]["contribution"]) == "up"}
     top = max(contributions, key=lambda h: contributions[h]) if contributions else None
     out["blind_spot"] = {"largest_gap_regime": worst["name"], "gap": worst["rater_gold_gap"]["mean"],
                          "base_gap": by_name["base"]["rater_gold_gap"]["mean"], "top_loophole": top,
                          "top_contribution": contributions.get(top) if top else None,
-                         "unseen_by_rater": [h for h in LOOPHOLES
-                                             if (worst["blind_spot"][h]["gap_when_fires"]["mean"] or 0) > 0]}
+                         # the loophole's own score term over-rated by the rater (its interval clears 0); the
+                         # whole answer's gap would count every loophole of a regime whose answers all over-rate
+                         "unseen_by_rater": [h for h in LOOPHOLES if moved(worst["blind_spot"][h]["own_term_gap"]) == "up"]}
+    out["vs_best_of_n"] = {r["name"]: {"gold_difference": {k: r["gold_vs_bon_at_equal_kl"][k] for k in ("mean", "lo", "hi", "n")},
+                                       "direction": r["gold_vs_bon_at_equal_kl"]["direction"]}
+                           for r in regimes if "gold_vs_bon_at_equal_kl" in r}
     for r in regimes:
         if r["name"] != "base":
             out["capability"][r["name"]] = {
@@ -619,7 +673,8 @@ EXPERIMENT = Experiment(
                   "rl.steps": 2, "rl.prompts_per_step": 4, "rl.max_new_tokens": 20,
                   "direct.steps": 2, "direct.batch_size": 4, "ei.rounds": 1, "ei.prompts_per_round": 4,
                   "ei.samples_per_prompt": 2, "ei.steps_per_round": 2, "ei.batch_size": 4},
-        # Sized for at most 10 minutes on a 2-core CPU: 3 seeds x (3 RMs + 6 ablation RMs, 10 RL runs).
+        # Sized for about 10 minutes on a 2-core CPU: 3 seeds x (3 RMs + 6 ablation RMs, 10 RL runs, expert
+        # iteration, DPO and IPO).
         "quick": {"eval_per_stratum": 6, "eval_samples_per_prompt": 3, "rm.n_pairs": 400, "bon.pool_size": 64,
                   "sft.steps": 40, "rl.steps": 64, "rl.prompts_per_step": 8,  # RL at beta 0 passes best-of-64's KL
                   "direct.steps": 64, "direct.batch_size": 16,  # DPO/IPO draw 1,024 pairs (RL: 2,048 samples)

@@ -179,19 +179,26 @@ def draw_report(run_dir: Path) -> Path:
     cells = _moved_cells(regimes, loopholes)
     n_cells = sum(1 for r in regimes if r["name"] != "base") * len(loopholes)
     page.paragraph(f"Of {n_cells} regime × loophole cells, the exploit rate clearly rises in {len(cells['up'])} and "
-                   f"clearly falls in {len(cells['down'])} (criterion: {fnd['criterion']})."
+                   f"clearly falls in {len(cells['down'])} (criterion: {fnd.get('criterion', 'the 95% interval excludes 0')}; "
+                   f"each cell is its own test, so about {0.025 * n_cells:.1f} per side would clear by chance alone)."
                    + (" Rises: " + "; ".join(cells["up"]) + "." if cells["up"] else "")
                    + (" Falls: " + "; ".join(cells["down"]) + "." if cells["down"] else ""))
     for key in ("kl_penalty", "ensemble"):
         if fnd.get(key):
             page.paragraph(fnd[key]["sentence"])
     b = fnd["blind_spot"]
+    top = (f"the loophole contributing most there is {b['top_loophole']} ({fmt(b['top_contribution'])})"
+           if b.get("top_loophole") else "no loophole's contribution there clears 0")
     page.paragraph(
         f"Blind spot: the rater over-rates {b['largest_gap_regime']} the most (rater − gold {fmt(b['gap'])}, base "
-        f"{fmt(b['base_gap'])}); the loophole contributing most there is {b['top_loophole']} "
-        f"({fmt(b['top_contribution'])}). Loopholes the rater over-rates where they fire in that regime: "
-        f"{', '.join(b['unseen_by_rater']) or 'none'}.")
-    cap = fnd["capability"]
+        f"{fmt(b['base_gap'])}); {top}. Loopholes whose own score term the rater over-rates there (interval "
+        f"clears 0): {', '.join(b.get('unseen_by_rater', [])) or 'none'}.")
+    if fnd.get("vs_best_of_n"):
+        page.paragraph("Gold against best-of-n at the same KL (the policy's gold minus best-of-n's, read on "
+                       "best-of-n's measured-KL curve at the policy's KL, paired by seed): " + "; ".join(
+                           f"{name} {_iv_text(v['gold_difference'], signed=True)}{ARROW[v.get('direction', 'unclear')]}"
+                           for name, v in fnd["vs_best_of_n"].items()) + ".")
+    cap = fnd.get("capability", {})
     page.paragraph("Capability (share of correct answers), change vs base: " + "; ".join(
         f"{name} {_iv_text(c['change'], signed=True)}{ARROW[c.get('direction', 'unclear')]}"
         for name, c in cap.items()) + ".")
