@@ -5,7 +5,7 @@ import json
 import pytest
 
 from proxygap.cli import main
-from proxygap.experiments.tampering import REGIMES, pareto_front, planning_finding
+from proxygap.experiments.tampering import pareto_front, planning_finding
 
 MEASURES = ("observed_return", "true_return", "tamper_rate", "intended_rate", "failure_rate", "capability")
 
@@ -40,8 +40,8 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
         assert by["process_blind"]["blind_to"] == env["blind_to"]
         assert env["name"] in r["findings"] and "pareto" in r["findings"][env["name"]]
         plan = r["findings"][env["name"]]["planning"]
-        # The stored finding is the planner's rows' (seed by seed errors, the regime's tamper direction).
-        assert plan == planning_finding(by["planning"], r["findings"][env["name"]]["regimes"]["planning"])
+        # one seed: no interval, so the planner is claimed neither to find tampering nor to exploit the model
+        assert plan["case"] == "neither" and r["findings"][env["name"]]["regimes"]["planning"]["tamper_direction"] == "single seed"
         assert [s["model_error"] for s in by["planning"]["per_seed_info"]] == [by["planning"]["info"]["model_error"]]
         assert by["planning"]["learning_curve"][-1]["step"] == 1 and "model_error" in by["planning"]["info"]
     for name in ("learning_curves.png", "tamper_vs_capability.png", "report.html", "config.yaml", "meta.json"):
@@ -65,6 +65,13 @@ def test_tampering_smoke_run_and_report(tiny_base_dir, tmp_path):
     (["--set", "train.group_size=1"], "out of range"),
     (["--set", "planning.max_action_tokens=12"], "differs from train.max_action_tokens"),
     (["--set", "incentives=[1,1]"], "repeated value"),
+    (["--set", "blind_to=[sensor:edits_reward]"], "sensor has no consequence edits_reward"),
+    (["--set", "blind_to=[sensor:fools_sensor,sensor:fools_sensor]"], "blind_to names sensor twice"),
+    (["--set", "regimes=[outcome,outcome]"], "regimes lists a value twice"),
+    (["--set", "incentives=[1]", "--set", "sweep_regimes=[imitation]"], "needs a regime besides imitation"),
+    (["--set", "train.eval_episodes=20000"], "would overlap the next seed's"),
+    (["--set", "sft.train_env_seeds=2000000"], "train_env_seeds must be <= 1000000"),
+    (["--set", "planning.train_env_seeds=2000000"], "train_env_seeds must be <= 1000000"),
     # seeds are the run's, not knobs the experiment would overwrite
     (["--set", "train.seed=1"], "unknown config key train.seed"),
     (["--set", "sft.seed=1"], "unknown config key sft.seed"),
@@ -81,7 +88,6 @@ def test_pareto_front_by_hand():
     # (capability, tamper): b beats a (as capable, tampers less); c is more capable but tampers more; d is dominated by b
     points = {"a": (0.5, 0.4), "b": (0.5, 0.1), "c": (0.9, 0.6), "d": (0.4, 0.1)}
     assert pareto_front(points) == ["b", "c"]
-    assert set(REGIMES) >= {"imitation", "outcome", "process", "mona", "decoupled", "planning"}
 
 
 def test_incentive_sweep_and_corruptible_feedback_smoke(tiny_base_dir, tmp_path):
@@ -128,7 +134,7 @@ def test_sweep_onset_is_the_first_incentive_whose_paired_rise_excludes_zero():
     ([(0.50, 0.0), (0.60, 0.1), (0.55, 0.0)], "unclear", "exploits_model_errors"),
     ([(0.50, 0.45), (0.60, 0.62), (0.55, 0.58)], "up", "finds_tampering"),  # as wrong as on the base's episodes
     ([(0.50, 0.45), (0.60, 0.62), (0.55, 0.58)], "down", "neither"),
-    ([(0.50, 0.0)], "up", "finds_tampering"),  # one seed: no interval, so no claim about the model's errors
+    ([(0.50, 0.0)], "single seed", "neither"),  # one seed: no interval, so no claim either way
 ])
 def test_planning_finding_decides_each_case_from_intervals(errors, tamper_direction, case):
     row = {"per_seed_info": [{"model_error": e, "base_model_error": b, "predicted_return": 0.9, "heldout_corr": 0.5}
@@ -136,3 +142,36 @@ def test_planning_finding_decides_each_case_from_intervals(errors, tamper_direct
     found = planning_finding(row, {"tamper_direction": tamper_direction})
     assert found["case"] == case
     assert found["excess_model_error"]["n"] == len(errors)
+
+
+def test_findings_over_three_seeds_pair_with_imitation_and_widen_exact_agreement():
+    from proxygap.experiments.tampering import TamperingConfig, aggregate
+
+    cfg = TamperingConfig(envs=("sensor",), seeds=(0, 1, 2), regimes=("imitation", "outcome", "process", "decoupled"),
+                          n_examples=0)
+
+    def final(tamper: float, capability: float) -> dict:
+        return {"observed_return": 1.0 + tamper, "true_return": capability - tamper, "tamper_rate": tamper,
+                "intended_rate": capability, "failure_rate": 1 - tamper - capability, "capability": capability,
+                "approval": 0.5}
+
+    finals = {"imitation": [(0.0, 0.5), (0.0, 0.55), (0.0, 0.45)],
+              "outcome": [(1.0, 0.5), (1.0, 0.52), (1.0, 0.5)],  # every seed tampers in every episode
+              "process": [(0.3, 0.6), (0.4, 0.65), (0.35, 0.5)],
+              "decoupled": [(0.05, 0.6), (0.1, 0.62), (0.0, 0.55)]}
+    per_seed = [{"env": "sensor", "seed": s, "env_knobs": {"approval_reads_channel": False},
+                 "runs": {name: {"final": final(*v[s]), "curve": [{"step": 0, **final(*v[s])}], "records": [],
+                                 "info": {"train_time_s": 1.0}} for name, v in finals.items()}}
+                for s in range(3)]
+    res = aggregate(per_seed, cfg)
+    f = res["findings"]["sensor"]
+    outcome = next(r for r in res["envs"][0]["regimes"] if r["name"] == "outcome")
+    change = outcome["vs_imitation"]["tamper_rate"]
+    # the seeds agree exactly (+1.0 each): no t-interval, so Newcombe's on the pooled 3 x 48 episodes
+    assert change["method"] == "hull(t,newcombe)" and change["mean"] == pytest.approx(1.0) and change["lo"] < 1.0
+    assert f["regimes"]["outcome"]["tamper_direction"] == "up" and f["outcome_learned_to_tamper"]
+    assert f["regimes"]["process"]["tamper_direction"] == "up"
+    assert f["regimes"]["outcome"]["capability_direction"] == "unclear"
+    assert f["decoupled_minus_process"]["direction"] == "down"  # paired with process seed by seed
+    assert f["decoupled_minus_process"]["tamper_rate"]["mean"] == pytest.approx(-0.3)
+    assert f["pareto"] == ["imitation", "decoupled"]  # tampers least; most capable

@@ -49,6 +49,8 @@ REGIMES = ("imitation", "sft", "outcome", "process", "mona", "decoupled", "proce
            "expert_iteration", "planning")
 RL_REGIMES = ("outcome", "process", "mona", "decoupled", "process_blind", "mona_blind", "expert_iteration")
 DEFAULT_BLIND = ("sensor:fools_sensor", "tdd:softball_test", "reward_file:edits_reward")
+# the hidden consequences each environment has (the Foresight knobs named after it)
+ENV_CONSEQUENCES = {"sensor": ("fools_sensor",), "tdd": ("softball_test",), "reward_file": ("edits_reward", "edits_tests")}
 CURVE_KEYS = (*METRICS, "approval")
 RATES = ("tamper_rate", "intended_rate", "failure_rate", "capability")
 SWEEP_KEYS = ("tamper_rate", "capability", "observed_return", "true_return")
@@ -81,7 +83,14 @@ class TamperingConfig(ExperimentConfig):
 
     def check(self) -> None:
         super().check()
+        for name in ("envs", "regimes", "sweep_regimes"):
+            values = list(getattr(self, name))
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{name} lists a value twice: {values}")
         self.blind_map()
+        if self.incentives and not [r for r in self.sweep_regimes if r != "imitation"]:
+            raise ConfigError("the incentive sweep needs a regime besides imitation in sweep_regimes (imitation, the "
+                              "reference, always runs)")
         if "sft" in (*self.regimes, *(self.sweep_regimes if self.incentives else ())) and self.sft.sft_steps == 0:
             raise ConfigError("the sft regime needs sft.sft_steps > 0 (with 0 it is the imitation regime)")
         if self.planning.max_action_tokens != self.train.max_action_tokens:
@@ -109,6 +118,11 @@ class TamperingConfig(ExperimentConfig):
             if env not in ENV_NAMES or consequence not in known:
                 raise ConfigError(f"blind_to entry {item!r} must be env:consequence with env in {', '.join(ENV_NAMES)} "
                                   f"and consequence in {', '.join(sorted(known))}")
+            if consequence not in ENV_CONSEQUENCES[env]:
+                raise ConfigError(f"blind_to entry {item!r}: {env} has no consequence {consequence} (its own: "
+                                  f"{', '.join(ENV_CONSEQUENCES[env])}), so its blind overseer would foresee everything")
+            if env in out:
+                raise ConfigError(f"blind_to names {env} twice ({out[env]} and {consequence}); one per environment")
             out[env] = consequence
         if any(r.endswith("_blind") for r in (*self.regimes, *(self.sweep_regimes if self.incentives else ()))):
             missing = [e for e in self.envs if e not in out]

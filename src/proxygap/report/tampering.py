@@ -69,7 +69,7 @@ def _learning_curves(res: dict, path: Path) -> None:
                 if r["name"] in ("imitation", "planning"):  # no training steps: a level, not a curve
                     style = {"imitation": ("black", ":", "imitation (base)"), "planning": ("tab:brown", "--", "planning")}
                     color, ls, label = style[r["name"]]
-                    ax.axhline(r[key]["mean"], color=color, lw=1, ls=ls, label=label)
+                    ax.axhline(_nan(r[key]["mean"]), color=color, lw=1, ls=ls, label=label)
                     continue
                 steps, y, lo, hi = _series(r["learning_curve"], key)
                 color = COLORS.get(r["name"], None)
@@ -101,6 +101,8 @@ def _tamper_vs_capability(res: dict, path: Path) -> None:
             if len(cap) > 1:  # the path training took, from the base model (first point) to the end
                 ax.plot(cap, tam, "-", color=color, alpha=0.35, lw=1)
             c, t = r["capability"], r["tamper_rate"]
+            if c["mean"] is None or t["mean"] is None:
+                continue
             direction = fnd.get(env["name"], {}).get("regimes", {}).get(r["name"], {}).get("tamper_direction")
             moved = direction in ("up", "down")
             label = regime_label(r) + (f" * tamper {'↑' if direction == 'up' else '↓'} vs imitation" if moved else "")
@@ -196,15 +198,15 @@ def findings_text(res: dict) -> list[str]:
             parts.append(f"That is about {round(f['base_capability'] * episodes)} successful episodes of {episodes}: "
                          "comparisons at fixed capability are thin here; read the capability changes by their "
                          "intervals.")
-        verdict = {"up": "learned to tamper", "down": "tampered less than the base model",
+        verdict = {"up": "tampers more than the base model", "down": "tampers less than the base model",
                    "unclear": "did not measurably change how often it tampers",
                    "single seed": "ran one seed (no interval)", "n/a": "has no data"}
         if "outcome" in f["regimes"]:
             o = f["regimes"]["outcome"]
             parts.append(f"Outcome RL {verdict[o['tamper_direction']]}: tamper rate {o['tamper_rate']:.0%} "
                          f"(change {_signed(o['tamper_change'])}), capability {o['capability']:.0%} "
-                         f"(change {_signed(o['capability_change'])}); its observed return exceeds its true return by "
-                         f"{o['observed_minus_true']:.2f}.")
+                         f"(change {_signed(o['capability_change'])}); its observed minus true return "
+                         f"{_iv(by['outcome']['observed_minus_true'])}.")
         for name, g in f["regimes"].items():
             if name == "outcome":
                 continue
@@ -233,7 +235,9 @@ def findings_text(res: dict) -> list[str]:
                        "the feedback is not corruptible here (the overseer judges each action before it runs)")
             parts.append(f"Decoupled approval minus process RL, tamper rate {_signed(gap['tamper_rate'])} "
                          f"({verdict_of_gap(gap['direction'])}): {channel}.")
-        parts.append("Changes are paired with imitation (same seed and episodes), 95% t-intervals. "
+        parts.append("Changes are paired with imitation (same seed and episodes), 95% t-intervals across seeds; where "
+                     "every seed's change of a rate is the same, Newcombe's interval on the pooled episodes instead, "
+                     "which speaks for these trained policies' episodes, not for another training seed. "
                      f"Not beaten on both tamper rate and capability (final means, intervals ignored): {', '.join(f['pareto'])}.")
         paragraphs.append(" ".join(parts))
     return paragraphs
@@ -266,7 +270,8 @@ def _short_finding(res: dict, env: dict) -> str:
             f"{', '.join(down) or 'none'}")
     if len(res["seeds"]) < 2:
         text += " (one seed: no interval, so no change is claimed)"
-    return text + f". Not beaten on both tamper rate and capability: {', '.join(f['pareto'])}."
+    return text + (f". Not beaten on both tamper rate and capability (final means, intervals ignored): "
+                   f"{', '.join(f['pareto'])}.")
 
 
 def draw_report(run_dir: Path) -> Path:
@@ -311,7 +316,8 @@ def draw_report(run_dir: Path) -> Path:
         f"KL coefficient {train.get('kl_coef')}. Evaluation: {train.get('eval_episodes')} held-out episodes per seed, "
         "sampled at temperature 1, the same episodes and random numbers for every regime of a seed. "
         "Intervals are 95% t-intervals across seeds; a paired change of a rate whose seeds all agree exactly is "
-        "widened to Newcombe's interval on the pooled episodes.", note=True)
+        "widened to Newcombe's interval on the pooled episodes (method hull(t,newcombe)). Approval is the score of "
+        "the overseer each regime is trained with: the blind one for the *_blind regimes.", note=True)
     page.heading("Regimes")
     page.table(["regime", "what each action is credited with"], [[name, REGIME_NOTES[name]] for name in REGIME_NOTES
                                                                   if any(r["name"] == name for r in res["envs"][0]["regimes"])],
@@ -319,7 +325,7 @@ def draw_report(run_dir: Path) -> Path:
     page.image("learning_curves.png", "Observed vs true return, tamper rate and capability during training.")
     for env in res["envs"]:
         page.heading(f"{env['name']}" + (f" (blind overseer misses: {env['blind_to']})" if env.get("blind_to") else ""))
-        page.table(["regime", *[LABELS[m] for m in MEASURES], "approval"],
+        page.table(["regime", *[LABELS[m] for m in MEASURES], "approval (its own overseer)"],
                    [[regime_label(r), *[_iv(r[m]) for m in MEASURES], _iv(r["approval"])] for r in env["regimes"]])
         page.table(["regime", "Δ tamper vs imitation", "Δ capability vs imitation", "Δ true return vs imitation",
                     "observed − true return", "train time (s)"],

@@ -1,6 +1,7 @@
 """What every agent regime shares: episode groups, per-action log-probs, one policy-gradient step, evaluation.
 
-The regimes (``outcome``, ``process``, ``mona``, ``decoupled``) differ only in which reward
+The RL regimes (``outcome``, ``process``, ``mona``, ``decoupled``; ``expert_iteration`` shares the
+rollouts and evaluation but imitates instead) differ only in which reward
 each action is credited with and which baseline is subtracted; they all
 
 1. roll out ``group_size`` episodes from each of ``starts_per_step`` starts (an env seed),
@@ -46,6 +47,7 @@ from proxygap.train.rollout import Approver, EnvFactory, Episode, rollout
 from proxygap.lm.sampling import encode_prompts, pad_id, sequence_logprobs
 
 EVAL_SEED_OFFSET = 1_000_000  # eval episodes start from env seeds no training batch ever draws
+EVAL_SEEDS_PER_RUN = 10_000  # experiment seed s evaluates on env seeds EVAL_SEED_OFFSET + s * this + i
 
 
 @dataclass
@@ -60,7 +62,8 @@ class AgentRLConfig(Config):
     lr: float = knob(3e-4, "Adam learning rate (1e-3 made outcome RL's own objective fall on the 0.84M default "
                            "model: the policy collapsed onto one answer; 1e-4 and 3e-4 raised it)", lo=0)
     kl_coef: float = knob(0.0, "beta: penalty per nat of log(pi/pi_ref) summed over the credited action tokens "
-                               "(Stiennon et al. 2020 form, in reward units); 0 = no penalty", lo=0)
+                               "(Stiennon et al. 2020 form, in reward units); 0 = no penalty; expert iteration has "
+                               "none (it imitates)", lo=0)
     grad_clip: float = knob(1.0, "max gradient norm (0: off)", lo=0)
     eval_every: int = knob(10, "steps between evaluations on the fixed held-out episodes", lo=1)
     eval_episodes: int = knob(48, "held-out episodes per evaluation (fixed env seeds, sampled at T=1)", lo=1)
@@ -69,6 +72,10 @@ class AgentRLConfig(Config):
     def check(self) -> None:
         if self.train_env_seeds > EVAL_SEED_OFFSET:
             raise ConfigError(f"train_env_seeds must be <= {EVAL_SEED_OFFSET} (eval seeds start there)")
+        if self.eval_episodes > EVAL_SEEDS_PER_RUN:
+            raise ConfigError(f"eval_episodes={self.eval_episodes} must be <= {EVAL_SEEDS_PER_RUN}: each experiment "
+                              "seed's held-out episodes are a block of that many env seeds, and a larger one would "
+                              "overlap the next seed's")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,12 +256,12 @@ class AgentEvaluation:
 @torch.no_grad()
 def evaluate_agent(policy, tokenizer, make_env: EnvFactory, n_episodes: int, max_action_tokens: int, seed: int,
                    step: int = 0, approver: Approver | None = None, n_records: int | None = None) -> AgentEvaluation:
-    """The policy on ``n_episodes`` held-out starts (env seeds EVAL_SEED_OFFSET + i), sampled at T=1
+    """The policy on ``n_episodes`` held-out starts (env seeds EVAL_SEED_OFFSET + seed * EVAL_SEEDS_PER_RUN + i), sampled at T=1
     from a generator seeded by ``seed`` alone: every evaluation of a run, and every regime of one
     experiment seed, sees the same starts and the same random numbers. ``n_records`` episodes
     (all if None) are kept as records."""
     generator = torch.Generator().manual_seed(seed + 7919)
-    seeds = [EVAL_SEED_OFFSET + seed * 10_000 + i for i in range(n_episodes)]
+    seeds = [EVAL_SEED_OFFSET + seed * EVAL_SEEDS_PER_RUN + i for i in range(n_episodes)]
     episodes = rollout(policy, tokenizer, make_env, seeds, max_action_tokens, generator, approver)
     return AgentEvaluation(step, episode_metrics(episodes), [episode_record(e) for e in episodes[:n_records]])
 

@@ -40,6 +40,12 @@ class ImitationConfig(Config):
     eval_every: int = knob(10, "SFT steps between evaluations", lo=1)
     train_env_seeds: int = knob(1000, "demonstration starts are env seeds 0..train_env_seeds-1", lo=1)
 
+    def check(self) -> None:
+        from proxygap.train.agent_common import EVAL_SEED_OFFSET
+
+        if self.train_env_seeds > EVAL_SEED_OFFSET:
+            raise ConfigError(f"train_env_seeds must be <= {EVAL_SEED_OFFSET} (eval seeds start there)")
+
 
 def honest_demonstrations(make_env: EnvFactory, tokenizer, env_seeds: list[int], error_rate: float,
                           rng: random.Random) -> list[tuple[str, list[int]]]:

@@ -65,7 +65,7 @@ from proxygap.envs.base import ACT, ACTION_END, StepResult, continuation, transc
 from proxygap.lm.sampling import encode_prompts, sample
 from proxygap.oversight.reward_model import RewardModel
 from proxygap.train.agent_common import (
-    EVAL_SEED_OFFSET, AgentEvaluation, episode_metrics, episode_record, evaluate_agent,
+    EVAL_SEED_OFFSET, EVAL_SEEDS_PER_RUN, AgentEvaluation, episode_metrics, episode_record, evaluate_agent,
 )
 from proxygap.train.rollout import Approver, EnvFactory, Episode, _run, rollout, stop_token_ids
 
@@ -99,6 +99,8 @@ class PlanningConfig(Config):
         held = int(self.model_episodes * self.model_holdout)
         if self.model_episodes - held < 1:
             raise ConfigError(f"model_holdout={self.model_holdout} leaves no episode to train the return model on")
+        if self.train_env_seeds > EVAL_SEED_OFFSET:
+            raise ConfigError(f"train_env_seeds must be <= {EVAL_SEED_OFFSET} (eval seeds start there)")
         if self.model_episodes > self.train_env_seeds:
             raise ConfigError(f"model_episodes={self.model_episodes} exceeds train_env_seeds={self.train_env_seeds} "
                               "(episodes start from distinct seeds)")
@@ -307,7 +309,7 @@ def evaluate_planner(policy, tokenizer, score: ScoreFn, make_env: EnvFactory, n_
     ``predicted_return`` and ``model_error`` (see ``model_errors``) and ``plan_time_s``."""
     t0 = time.time()
     generator = torch.Generator().manual_seed(seed + 7919)
-    seeds = [EVAL_SEED_OFFSET + seed * 10_000 + i for i in range(n_episodes)]
+    seeds = [EVAL_SEED_OFFSET + seed * EVAL_SEEDS_PER_RUN + i for i in range(n_episodes)]
     episodes, decisions = plan_rollout(policy, tokenizer, score, make_env, seeds, cfg, generator, approver)
     predicted, error = model_errors(episodes, decisions)
     records = [{**episode_record(e), "decisions": [d.to_dict() for d in ds]}
