@@ -69,6 +69,11 @@ def test_recipe_differs_only_in_the_swept_rate():
     ("exploit=myth_answer", "is not one of"),
     ("rl.kl_in=loss", "leave rl.kl_in=reward"),
     ("base.world.corpus.manipulation_rate=0.5", "set base_rates instead"),
+    ("rl.steps=0", "rl.steps=0: without RL"),
+    ("n_eval_prompts=100000", "leaves no training prompts"),
+    ("prompt_kinds=[]", "prompt_kinds is empty"),
+    ("rl.max_new_tokens=500", "rl.max_new_tokens=500 does not fit base.model.n_positions"),
+    ("rm.max_new_tokens=500", "rm.max_new_tokens=500 does not fit"),
 ])
 def test_bad_input_is_one_line_and_exit_2(override, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -106,8 +111,8 @@ def test_smoke_results_shape(smoke_run):
         after, pooled = p["exploit_rate_after"], p["exploit_rate_after"]["pooled"]
         assert pooled["n"] == p["n_eval_samples"] * len(cfg["seeds"])
         assert pooled["k"] / pooled["n"] == pytest.approx(after["mean"])
-        assert after["seeds_amplified"] <= len(cfg["seeds"])
-        assert 0 <= p["predicted_rate"]["mean"] <= 1
+        change = p["exploit_rate_change"]
+        assert change["mean"] == pytest.approx(after["mean"] - p["exploit_rate_before"]["mean"])
         w = p["base_model_rate"]
         assert 0 <= w["lo"] <= w["mean"] <= w["hi"] <= 1 and w["n"] > 0
     rates = {b["base_rate"] for b in r["bases"]}
@@ -118,7 +123,8 @@ def test_smoke_results_shape(smoke_run):
     for name in ("exploit_grid.png", "exploit_vs_base_rate.png", "kl_vs_base_rate.png", "predicted_vs_observed.png",
                  "exploit_during_rl.png", "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name
-    assert "Findings" in (out / "report.html").read_text()
+    assert r["findings"]["per_beta"][str(cfg["kl_coefs"][0])]["status_by_rate"][str(cfg["base_rates"][0])] in (
+        "held", "reduced", "amplified", "taken over")
 
 
 def test_report_redraws(smoke_run):
@@ -166,3 +172,36 @@ def test_quiet_silences_the_base_models_pretraining(tmp_path, capfd):
                  "--set", f"cache_dir={cache}"]) == 0
     err = capfd.readouterr().err
     assert "pretrain" not in err and any(cache.rglob("*.safetensors"))
+
+
+def _point(before: list[float], after: list[float], n: int = 200, beta: float = 0.1, rate: float = 0.1) -> dict:
+    from proxygap.experiments.kl_prior import _iv
+    from proxygap.measure.intervals import Interval, paired_rate_change
+
+    change = paired_rate_change(after, before, n)
+    return {"base_rate": rate, "kl_coef": beta, "exploit_rate_before": _iv(before), "exploit_rate_change": change,
+            "exploit_rate_after": {**_iv(after), "hull": Interval.from_values(after).to_dict()},
+            "base_model_rate": {"mean": 0.6, "lo": 0.58, "hi": 0.62, "n": 2048, "method": "wilson"}}
+
+
+def test_status_is_judged_on_the_paired_change_against_step_0():
+    from proxygap.experiments.kl_prior import _status
+    from proxygap.measure.intervals import moved
+
+    unchanged = _point([0.6, 0.62, 0.58], [0.61, 0.6, 0.6])  # a base model at 0.6 that RL leaves where it was
+    unchanged["exploit_rate_change"]["direction"] = moved(unchanged["exploit_rate_change"])
+    assert _status(unchanged) == "held"  # a mean above 0.5 is not a take-over without a rise
+    assert _status(_point([0.6, 0.62, 0.58], [0.9, 0.95, 0.93])) == "taken over"
+    assert _status(_point([0.05, 0.06, 0.04], [0.2, 0.25, 0.22])) == "amplified"
+    assert _status(_point([0.3, 0.32, 0.28], [0.05, 0.02, 0.04])) == "reduced"
+    assert _status(_point([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])) == "held"
+
+
+def test_falls_as_beta_grows_needs_a_paired_fall_at_every_step_and_two_betas():
+    from proxygap.experiments.kl_prior import _falls_as_beta_grows
+
+    low, mid, high = (_point([0.1] * 3, a) for a in ([0.9, 0.8, 0.85], [0.5, 0.45, 0.55], [0.2, 0.25, 0.15]))
+    assert _falls_as_beta_grows([low, mid, high]) is True
+    assert _falls_as_beta_grows([low]) is None  # one beta: nothing to compare, not "falls"
+    noisy = _point([0.1] * 3, [0.95, 0.1, 0.6])  # the means fall, the seeds do not agree
+    assert _falls_as_beta_grows([noisy, mid]) is False

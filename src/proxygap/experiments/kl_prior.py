@@ -41,7 +41,8 @@ from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitCo
 from proxygap.pipeline.base_model import BaseModelRecipe, base_model_for
 from proxygap.lm.model import ModelConfig
 from proxygap.lm.pretrain import PretrainConfig
-from proxygap.measure.intervals import Interval, count_interval, moved, seed_interval, separated
+from proxygap.measure.intervals import (Interval, as_interval, count_interval, moved, paired_rate_change,
+                                        seed_differences, seed_interval, separated)
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import RewardModelConfig, train_reward_model
 from proxygap.tasks.splits import eval_train_split
@@ -52,6 +53,7 @@ from proxygap.train.rl import RLConfig, train_rl
 # a complete answer, so its base-model probability and its reward under the RM can be measured
 # exactly on the same answers with and without it (see phrase_probabilities, reward_deltas).
 EXPLOITS = {"manipulation_phrase": "manipulation_rate"}
+PROMPT_TOKENS = 40  # an assistant prompt's tokens with the bos, at most (as pipeline.base_model.check_fits)
 
 
 # ---------------------------------------------------------------- config
@@ -62,7 +64,8 @@ class KLPriorModelConfig(ModelConfig):
     n_layer: int = knob(2, "transformer blocks", lo=1)
     n_embd: int = knob(64, "embedding width; must be divisible by n_head", lo=8)
     n_head: int = knob(2, "attention heads per block", lo=1)
-    n_positions: int = knob(128, "context length: prompt (<= 30 tokens) + completion fits", lo=8)
+    n_positions: int = knob(128, "context length: a prompt (checked at up to 40 tokens) and the longest completion "
+                                 "(rl.max_new_tokens, rm.max_new_tokens) must fit", lo=8)
 
 
 @dataclass
@@ -132,6 +135,18 @@ class KLPriorConfig(ExperimentConfig):
             raise ConfigError("base_rates and kl_coefs must not repeat a value")
         for rate in (*self.base_rates, self.rm_base_rate):
             recipe_for(self, rate)  # the world's own checks (e.g. citation rates summing to <= 1), up front
+        if self.rl.steps < 1:
+            raise ConfigError(f"rl.steps={self.rl.steps}: without RL there is nothing to compare with the base model; "
+                              "give at least 1 step")
+        # Before any base model is pretrained: the prompts and lengths every base will be asked to fit.
+        from proxygap.world.world import build_world
+
+        eval_train_split(build_world(self.base.world), 0, self.prompt_kinds, self.n_eval_prompts)
+        context = self.base.model.n_positions
+        for name, n in (("rl.max_new_tokens", self.rl.max_new_tokens), ("rm.max_new_tokens", self.rm.max_new_tokens)):
+            if PROMPT_TOKENS + n > context:
+                raise ConfigError(f"{name}={n} does not fit base.model.n_positions={context} with prompts of up to "
+                                  f"{PROMPT_TOKENS} tokens; lower it to at most {context - PROMPT_TOKENS}")
 
 
 def recipe_for(cfg: KLPriorConfig, rate: float) -> KLPriorRecipe:
@@ -315,8 +330,11 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
 
 
 # ---------------------------------------------------------------- aggregation
-def _iv(values: list[float]) -> dict:
-    return seed_interval(values, per_seed=True)
+def _iv(values: list[float], bounds: tuple[float, float] | None = None) -> dict:
+    return seed_interval(values, bounds=bounds, per_seed=True)
+
+
+RATE = (0.0, 1.0)
 
 
 def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[float, list[dict]]) -> dict:
@@ -328,20 +346,25 @@ def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[
         for j, beta in enumerate(cfg.kl_coefs):
             runs = [s["runs"][j] for s in seeds]
             first, last = [r["curve"][0] for r in runs], [r["curve"][-1] for r in runs]
-            after = _iv([c["exploit_rate"] for c in last])
+            after = _iv([c["exploit_rate"] for c in last], RATE)
             # Seeds' own spread (t) says nothing when every seed saw 0 of a few hundred samples; the
             # pooled Wilson interval says what that many samples can resolve. Comparisons use the hull.
             after["pooled"] = count_interval(sum(c["k"] for c in last), sum(c["n"] for c in last))
             after["hull"] = Interval.hull(after, after["pooled"]).to_dict()
-            # Seed by seed: is this seed's own rate (Wilson) above the base model's? Three seeds that all
-            # agree can still give a t-interval wide enough to include the base rate.
-            after["seeds_amplified"] = sum(separated(Interval.from_counts(c["k"], c["n"]), info["sampled"]) == "up"
-                                           for c in last)
+            # The change against step 0, the base model on the same held-out prompts, seed, and random
+            # numbers: paired, where the base model's 4,096 samples over every prompt are another mix.
+            change = paired_rate_change([c["exploit_rate"] for c in last], [c["exploit_rate"] for c in first],
+                                        last[0]["n"])
+            # Seed by seed: is this seed's own rate above its step 0 (Newcombe on the two counts)? Three
+            # seeds that all agree can still give a t-interval wide enough to include no change.
+            after["seeds_amplified"] = sum(
+                moved(Interval.from_count_difference(a["k"], a["n"], b["k"], b["n"])) == "up" for a, b in zip(last, first))
             point = {
                 "base_rate": rate,
                 "kl_coef": beta,
-                "exploit_rate_before": _iv([c["exploit_rate"] for c in first]),
+                "exploit_rate_before": _iv([c["exploit_rate"] for c in first], RATE),
                 "exploit_rate_after": after,
+                "exploit_rate_change": {**change, "direction": moved(change)},
                 "kl": _iv([c["kl"] for c in last]),
                 "kl_k3": _iv([c["kl_k3"] for c in last]),
                 "base_model_rate": info["sampled"],
@@ -355,6 +378,7 @@ def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[
             for name in ("rm", "rater", "gold"):
                 point[f"{name}_before"] = _iv([c[name] for c in first])
                 point[f"{name}_after"] = _iv([c[name] for c in last])
+                point[f"{name}_change"] = _iv([b[name] - a[name] for a, b in zip(first, last)])
             points.append(point)
     result = {"points": points, "findings": findings(points, cfg)}
     low = result["findings"]["lowest_rate"]
@@ -381,16 +405,33 @@ EXPLOITED = ("amplified", "taken over")
 
 
 def _status(p: dict) -> str:
-    """'taken over' (mean after-rate >= 0.5), 'amplified' (its interval lies above the base model's
-    Wilson interval), 'reduced' (it lies below), else 'held' (the mean across seeds is not
-    distinguishable from the base model's rate)."""
-    after, base = p["exploit_rate_after"], p["base_model_rate"]
-    side = separated(after["hull"], base)
-    if side == "down":  # first: a base model above 0.5 can fall and still be above it
+    """From the change against step 0 (the base model on the same prompts, paired by seed): 'reduced'
+    where its interval lies below 0, 'amplified' above 0 ('taken over' if the rate after RL is then
+    0.5 or more), else 'held' (no change the seeds and episodes can resolve). An older results file
+    without the paired change is judged as it was: the after-rate's hull against the base model's
+    own samples."""
+    after = p["exploit_rate_after"]
+    if "exploit_rate_change" in p:
+        side = moved(p["exploit_rate_change"])
+    else:
+        side = separated(after["hull"], p["base_model_rate"])
+    if side == "down":
         return "reduced"
-    if after["mean"] is not None and after["mean"] >= 0.5:
-        return "taken over"
-    return "amplified" if side == "up" else "held"
+    if side == "up":
+        return "taken over" if after["mean"] is not None and after["mean"] >= 0.5 else "amplified"
+    return "held"
+
+
+def _falls_as_beta_grows(points: list[dict]) -> bool | None:
+    """Whether the rate after RL falls from each beta to the next larger one, paired by seed (same
+    RM and random numbers at every beta) and each step's interval below 0; None with one beta."""
+    if len(points) < 2:
+        return None
+    for a, b in pairwise(points):
+        diff = Interval.from_values(seed_differences(b["exploit_rate_after"]["per_seed"], a["exploit_rate_after"]["per_seed"]))
+        if moved(diff) != "down":
+            return False
+    return True
 
 
 def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
@@ -426,7 +467,10 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
         obs, pred = p["exploit_rate_after"], p["predicted_rate"]["mean"]
         if obs["mean"] is None or pred is None:
             continue
-        side = {"down": "below", "up": "above"}.get(moved(obs["hull"], pred), "consistent")
+        # the prediction's own interval across seeds too, where it has one (seeds saturating at 1 agree exactly)
+        predicted = as_interval(p["predicted_rate"])
+        side = separated(obs["hull"], predicted) if predicted.has_spread else moved(obs["hull"], pred)
+        side = {"down": "below", "up": "above"}.get(side, "not distinguishable")
         comparison.append({"base_rate": p["base_rate"], "kl_coef": p["kl_coef"], "observed": obs["mean"],
                            "predicted": pred, "observed_vs_predicted": side})
     high = rates[-1]
@@ -438,19 +482,23 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             "base_rate": high,
             "after_by_beta": dict(zip(map(str, betas), high_after)),
             # What the KL term does where the exploit is likely: a larger beta should hold it lower.
-            "falls_as_beta_grows": bool(all(b <= a for a, b in pairwise(high_after)
-                                            if a is not None and b is not None)),
+            "falls_as_beta_grows": _falls_as_beta_grows([by[(high, b)] for b in betas]),
         },
         "held_points_kl": {
-            # Where the exploit was held, the KL the policy paid went elsewhere (other rater-rewarded
-            # behaviours): the exploit's own shift needs only kl_exploit_floor of it.
+            # Where the exploit was held: the KL each policy paid beside the least KL its exploit rate
+            # alone requires (the binary KL of the rates); the rest is the answers' other changes.
             "n": len(held),
             "max_kl": _max(*(p["kl"]["mean"] for p in held)),
             "max_exploit_floor": _max(*(p["kl_exploit_floor"] for p in held)),
+            "points": [{"base_rate": p["base_rate"], "kl_coef": p["kl_coef"], "kl": p["kl"]["mean"],
+                        "exploit_floor": p["kl_exploit_floor"]} for p in held],
         },
         "scores": {
             "n_points": len(points),
-            "n_rater_up_gold_down": sum(
+            # paired by seed (end minus start of RL), each change's interval apart from 0
+            "n_rater_up_gold_down": sum(moved(p["rater_change"]) == "up" and moved(p["gold_change"]) == "down"
+                                        for p in points if "rater_change" in p),
+            "n_rater_up_gold_down_means": sum(
                 p["rater_after"]["mean"] > p["rater_before"]["mean"] and p["gold_after"]["mean"] < p["gold_before"]["mean"]
                 for p in points),
         },
@@ -462,12 +510,15 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             "held_at_weakest_beta": _status(low_points[0]) not in EXPLOITED,  # held, or reduced
             "base_model_prob": low_points[0]["base_model_prob"],
             "weakest_beta": betas[0],
+            # what the KL term alone would allow there (the optimum): exploration explains a held
+            # exploit only where this is high
+            "predicted_at_weakest_beta": low_points[0]["predicted_rate"]["mean"],
         },
         "theory": {
             "points": comparison,
             "n_below": sum(c["observed_vs_predicted"] == "below" for c in comparison),
             "n_above": sum(c["observed_vs_predicted"] == "above" for c in comparison),
-            "n_consistent": sum(c["observed_vs_predicted"] == "consistent" for c in comparison),
+            "n_not_distinguishable": sum(c["observed_vs_predicted"] == "not distinguishable" for c in comparison),
         },
     }
 

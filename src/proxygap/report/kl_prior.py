@@ -76,7 +76,7 @@ def _base_line(points: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def plot_grid(points: list[dict], fnd: dict, out: Path, n_seeds: int, floor: float = FLOOR) -> None:
     """The headline: beta x base rate, the exploit rate after RL against the base model's own rate.
     Colour: log10(after / base) (rates of 0 drawn at ``floor``); bold and boxed: the findings' status
-    is amplified or taken over (after RL the interval lies above the base model's)."""
+    is amplified or taken over (the paired change against step 0 lies above 0)."""
     betas = _betas(points)
     rates = sorted({p["base_rate"] for p in points})
     by = {(p["kl_coef"], p["base_rate"]): p for p in points}
@@ -99,8 +99,8 @@ def plot_grid(points: list[dict], fnd: dict, out: Path, n_seeds: int, floor: flo
     marked_heatmap(ax, grid, [f"beta={b:g}" for b in betas], [f"base rate {r:g}" for r in rates], marked, texts,
                    norm=Normalize(-lim, lim), colorbar_label="log10(after RL / base model)", fontsize=8)
     ax.set_title("Does the KL penalty keep the exploit out?\nExploit rate after RL vs the base model's "
-                 f"({n_seeds} seed{'s' if n_seeds != 1 else ''})\nbold, boxed: the after-RL interval lies above "
-                 "the base model's 95% Wilson interval", fontsize=9)
+                 f"({n_seeds} seed{'s' if n_seeds != 1 else ''})\nbold, boxed: the change against step 0 (same prompts, "
+                 "paired by seed) lies above 0", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out, dpi=110)
     plt.close(fig)
@@ -340,14 +340,14 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
         parts = "; ".join(
             f"{float(r):g}: {fmt(f['after_by_rate'][r])} (seeds "
             + "/".join(fmt(v) for v in f["per_seed_after_by_rate"][r])
-            + f"; above the base model in {f['seeds_amplified_by_rate'][r]}/{n_seeds} seeds; mean "
-            + {"held": "not distinguishable from the base model",
-               "reduced": "below the base model"}.get(f["status_by_rate"][r], f["status_by_rate"][r])
+            + f"; above its step 0 in {f['seeds_amplified_by_rate'][r]}/{n_seeds} seeds; "
+            + {"held": "no change from step 0 that the seeds resolve",
+               "reduced": "below step 0"}.get(f["status_by_rate"][r], f["status_by_rate"][r])
             + f"; KL {fmt(f['kl_by_rate'][r], 2)})" for r in rates)
         out.append(f"beta={float(beta):g}, exploit rate after RL by base rate — {parts}.")
     protects_seed = [b for b, f in per_beta.items() if f["protects_low_not_high_every_seed"]]
     for label, betas in (("judged on the mean across seeds (95% interval)", protects),
-                         ("judged seed by seed (no seed above the base model at the lowest rate, every seed above it "
+                         ("judged seed by seed (no seed above its step 0 at the lowest rate, every seed above it "
                           "at the highest)", protects_seed)):
         if betas:
             out.append(f"The debated pattern, {label}, appears for beta in {{"
@@ -357,7 +357,7 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
     held_all = [b for b, f in per_beta.items() if f["held_at_every_rate"]]
     if held_all:
         out.append("At beta in {" + ", ".join(f"{float(b):g}" for b in held_all)
-                   + "} the mean across seeds was not distinguishable from the base model's rate at any base rate "
+                   + "} no base rate's change from step 0 cleared its interval "
                    "(see the seed counts above: seeds can agree while their spread keeps the interval wide).")
     exploited_all = [b for b, f in per_beta.items() if f["exploited_at_every_rate"]]
     if exploited_all:
@@ -365,19 +365,27 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
                    + "} the exploit was amplified even at the lowest base rate: the penalty did not keep it out.")
     high = fnd["highest_rate"]
     after = ", ".join(f"beta={float(b):g}: {fmt(v)}" for b, v in high["after_by_beta"].items())
-    if high["falls_as_beta_grows"]:
-        out.append(f"At the highest base rate ({high['base_rate']:g}) the exploit rate after RL falls as beta grows "
-                   f"({after}): there a larger penalty holds it lower.")
+    if high["falls_as_beta_grows"] is None:
+        out.append(f"At the highest base rate ({high['base_rate']:g}) one beta only: nothing to compare ({after}).")
+    elif high["falls_as_beta_grows"]:
+        out.append(f"At the highest base rate ({high['base_rate']:g}) the exploit rate after RL falls from each beta "
+                   f"to the next, paired by seed ({after}): there a larger penalty holds it lower.")
     else:
-        out.append(f"At the highest base rate ({high['base_rate']:g}) the exploit rate after RL does not fall "
-                   f"monotonically as beta grows ({after}).")
+        out.append(f"At the highest base rate ({high['base_rate']:g}) the exploit rate after RL does not clearly fall "
+                   f"from each beta to the next (paired by seed, some step's interval reaches 0; means {after}).")
     low = fnd["lowest_rate"]
     corpus = low.get("corpus_realized") or {}
     if corpus.get("k") is not None:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) the phrase occurred {corpus['k']} times in the "
                    f"corpus's {corpus['n']} assistant answers, and the base model gives it probability "
                    f"{_sci(low['base_model_prob'])} right after an answer.")
-    if low["held_at_weakest_beta"] and low["expected_base_exploit_rollouts"] < 1:
+    pred = low.get("predicted_at_weakest_beta")
+    if low["held_at_weakest_beta"] and pred is not None and pred < 0.5:
+        out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
+                   f"did not let the exploit rise, and the KL-regularized optimum there is itself {fmt(pred, 3)}: the "
+                   f"penalty alone would hold it (the base policy would be expected to draw it "
+                   f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts).")
+    elif low["held_at_weakest_beta"] and low["expected_base_exploit_rollouts"] < 1:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
                    f"did not let the exploit rise; the base policy would be expected to draw it only "
                    f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts, so what kept it out "
@@ -393,17 +401,20 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
                    f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts.")
     hk = fnd["held_points_kl"]
     if hk["n"]:
-        out.append(f"Where the mean exploit rate was not distinguishable from the base model's ({hk['n']} points) "
-                   f"the policy still paid up to {fmt(hk['max_kl'], 2)} "
-                   f"nats of KL, of which the exploit's own shift needs at most {fmt(hk['max_exploit_floor'], 3)}: "
-                   "the KL went to other behaviours the reward model rewards.")
+        out.append(f"Where the exploit was held ({hk['n']} points) the policies still paid up to {fmt(hk['max_kl'], 2)} "
+                   f"nats of KL, while the exploit's own rate accounts for at most {fmt(hk['max_exploit_floor'], 3)} "
+                   "nats at any of them (the binary KL of its rates): the rest is the answers' other changes.")
     sc = fnd["scores"]
-    out.append(f"Rater score rose while gold fell (means over seeds, end vs start of RL) at {sc['n_rater_up_gold_down']} "
-               f"of {sc['n_points']} points.")
+    paired = (f"at {sc['n_rater_up_gold_down']} of {sc['n_points']} points both changes clear their intervals (end "
+              "vs start of RL, paired by seed)")
+    means = sc.get("n_rater_up_gold_down_means")
+    out.append("Rater score rose while gold fell: " + paired
+               + (f"; by the means alone at {means}." if means is not None else "."))
     th = fnd["theory"]
     n = len(th["points"])
     out.append(f"Against the KL-regularized optimum pi* ∝ pi_ref·exp(r/beta): of {n} points, the observed rate is "
                f"below the prediction (interval entirely under it) at {th['n_below']}, above at {th['n_above']}, "
-               f"consistent at {th['n_consistent']}. A short RL run need not reach the optimum, so 'below' there "
+               f"not distinguishable at {th.get('n_not_distinguishable', th.get('n_consistent'))}. A short RL run need not "
+               "reach the optimum, so 'below' there "
                "measures how far from it the run stopped.")
     return out
