@@ -37,10 +37,11 @@ def test_overoptimization_smoke(tiny_base_dir, tmp_path):
         assert [run["beta"] for run in r[method]] == [0.2]
         for p in r[method][0]["points"]:
             assert {"step", "kl", "rm", "rater", "gold"} <= set(p)
-        for judge in ("rater", "gold"):  # the policy read as a reward model, on the RM's held-out pairs
-            agreement = r[method][0]["implicit_agreement"][judge]  # (the tiny model's answers all tie: n = 0)
-            assert agreement["n"] in (0, 1) and (agreement["n"] == 0 or 0.0 <= agreement["mean"] <= 1.0)
-            assert r[method][0]["implicit_minus_rm_agreement"][judge]["n"] <= agreement["n"]
+        # the policy read as a reward model: keys present (the tiny model's answers all tie, so n is 0
+        # here; test_implicit_agreement_is_paired_with_the_rm_by_seed checks the numbers)
+        assert set(r[method][0]["implicit_agreement"]) == set(r[method][0]["implicit_minus_rm_agreement"]) == {"rater", "gold"}
+        assert "vs_bon_at_equal_kl" in r[method][0]
+    assert set(r["findings"]["vs_best_of_n"]) == {"rl beta=0", "rl beta=0.1", "dpo beta=0.2", "ipo beta=0.2"}
     for name in ("goodhart.png", "bon_ladder.png", "rl_ladder.png", "gold_vs_beta.png", "direct_ladder.png",
                  "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name
@@ -51,6 +52,12 @@ def test_overoptimization_smoke(tiny_base_dir, tmp_path):
     (["run", "overoptimization", "--preset", "nope"], "unknown preset"),
     (["run", "overoptimization", "--set", "kl_coefs=[0.1,-0.5]"], "out of range"),
     (["run", "overoptimization", "--set", "bon.max_n=999", "--set", "bon.pool_size=8"], "larger than the pool"),
+    (["run", "overoptimization", "--set", "kl_coefs=[0.1,0.1]"], "kl_coefs lists a value twice"),
+    (["run", "overoptimization", "--set", "direct_betas=[0.1,0.1]"], "direct_betas lists a value twice"),
+    (["run", "overoptimization", "--set", "rl.steps=0"], "rl.steps=0: RL would be the base model"),
+    (["run", "overoptimization", "--set", "direct.steps=0"], "direct.steps=0"),
+    (["run", "overoptimization", "--set", "bon.max_new_tokens=16"], "must equal rl.max_new_tokens"),
+    (["run", "overoptimization", "--set", "rm.n_pairs=9", "--set", "rm.heldout_fraction=0.05"], "holds out 0 pairs"),
     (["run", "nosuch"], "unknown experiment"),
     (["probe", "--model", "/nonexistent/model"], "no model directory"),
     (["world", "--out", "x", "--set", "corpus.manipulaton_rate=0.1"], "did you mean corpus.manipulation_rate"),
@@ -112,3 +119,26 @@ def test_a_direct_policys_agreement_is_paired_by_seed_with_the_rms():
     assert diff["rater"]["mean"] == pytest.approx((0.06 + 0.05 + 0.07) / 3) and diff["rater"]["n"] == 3
     assert diff["rater"]["lo"] > 0  # every seed's policy above its own RM
     assert diff["gold"]["n"] == 1 and diff["gold"]["mean"] == pytest.approx(0.07)  # only seed 0 has both
+
+
+def test_implicit_agreement_is_paired_with_the_rm_by_seed():
+    from proxygap.experiments.overoptimization import implicit_agreement_intervals
+
+    agreements = [{"rater": 0.99, "gold": 0.6}, {"rater": 0.97, "gold": None}, {"rater": 0.90, "gold": 0.7}]
+    rms = [{"agreement_rater": 0.8, "agreement_gold": 0.5}, {"agreement_rater": 0.7, "agreement_gold": 0.5},
+           {"agreement_rater": 0.85, "agreement_gold": 0.55}]
+    out = implicit_agreement_intervals(agreements, rms)
+    assert out["implicit_agreement"]["rater"]["hi"] <= 1.0  # an agreement's interval stays in [0, 1]
+    assert out["implicit_minus_rm_agreement"]["rater"]["mean"] == pytest.approx((0.19 + 0.27 + 0.05) / 3)
+    assert out["implicit_minus_rm_agreement"]["gold"]["n"] == 2  # the seed without a gold agreement is left out
+
+
+def test_runs_are_compared_with_best_of_n_at_their_own_kl():
+    from proxygap.experiments.overoptimization import _vs_best_of_n
+
+    bon = [{"kl_pool": 0.0, "gold": 0.1}, {"kl_pool": 1.0, "gold": 0.0}, {"kl_pool": 2.0, "gold": -0.4}]
+    runs = [[{"kl": 0.0, "gold": 0.1}, {"kl": kl, "gold": 0.1 + g}] for kl, g in ((1.5, 0.1), (0.5, 0.05), (4.0, 0.0))]
+    out = _vs_best_of_n(runs, [bon] * 3)
+    # best-of-n's gain at KL 1.5 is -0.3, at 0.5 -0.05; the third run is past the pool's KL
+    assert out["gold_gain_difference"]["per_seed"] == [pytest.approx(0.4), pytest.approx(0.1), None]
+    assert out["seeds_beyond_pool"] == 1 and out["end_kl_per_seed"] == [1.5, 0.5, 4.0]

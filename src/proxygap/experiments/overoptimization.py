@@ -18,8 +18,9 @@ import numpy as np
 
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
+from proxygap.measure.best_of_n import value_at_kl
 from proxygap.measure.fits import fit_dict
-from proxygap.measure.intervals import curve_intervals, peak_along, seed_interval
+from proxygap.measure.intervals import curve_intervals, moved, peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import (RewardModelConfig, heldout_pairs, recentre_on, sample_pairs,
                                             train_reward_model, training_pairs)
@@ -58,6 +59,18 @@ class OveroptimizationConfig(ExperimentConfig):
             raise ConfigError("kl_coefs is empty; give at least one beta")
         if self.n_examples > self.n_eval_prompts:
             raise ConfigError(f"n_examples={self.n_examples} is more than n_eval_prompts={self.n_eval_prompts}")
+        for name in ("kl_coefs", "direct_betas", "direct_losses", "prompt_kinds"):  # each value names a run or a curve
+            values = list(getattr(self, name))
+            if len({f"{v:g}" if isinstance(v, float) else v for v in values}) != len(values):
+                raise ConfigError(f"{name} lists a value twice: {values}")
+        if self.rl.steps < 1:
+            raise ConfigError(f"rl.steps={self.rl.steps}: RL would be the base model under another name; give at least 1")
+        if self.direct_losses and self.direct.steps < 1:
+            raise ConfigError(f"direct.steps={self.direct.steps}: DPO/IPO would be the base model; give at least 1 "
+                              "(or set direct_losses=[])")
+        if self.bon.max_new_tokens != self.rl.max_new_tokens:
+            raise ConfigError(f"bon.max_new_tokens={self.bon.max_new_tokens} must equal rl.max_new_tokens="
+                              f"{self.rl.max_new_tokens}: best-of-n, RL and DPO share one KL axis and one base policy")
 
 
 def preflight(cfg: OveroptimizationConfig) -> None:
@@ -174,8 +187,12 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
             "direct": direct, "examples": examples}
 
 
-def _interval(values: list[float]) -> dict:
-    return seed_interval(values)
+AGREEMENT, DIFFERENCE, NONNEGATIVE = (0.0, 1.0), (-1.0, 1.0), (0.0, float("inf"))
+KL_BOUNDS = {"kl": NONNEGATIVE, "kl_k3": NONNEGATIVE, "kl_pool": NONNEGATIVE}
+
+
+def _interval(values: list[float], bounds: tuple[float, float] | None = None) -> dict:
+    return seed_interval(values, bounds=bounds)
 
 
 def implicit_agreement_intervals(agreements: list[dict], rm_infos: list[dict]) -> dict:
@@ -184,16 +201,30 @@ def implicit_agreement_intervals(agreements: list[dict], rm_infos: list[dict]) -
     same held-out pairs and paired by seed (``implicit_minus_rm_agreement``)."""
     judges = ("rater", "gold")
     return {
-        "implicit_agreement": {j: _interval([a[j] for a in agreements if a[j] is not None]) for j in judges},
+        "implicit_agreement": {j: _interval([a[j] for a in agreements if a[j] is not None], AGREEMENT) for j in judges},
         "implicit_minus_rm_agreement": {
             j: _interval([a[j] - rm[f"agreement_{j}"] for a, rm in zip(agreements, rm_infos, strict=True)
-                          if a[j] is not None and rm[f"agreement_{j}"] is not None]) for j in judges}}
+                          if a[j] is not None and rm[f"agreement_{j}"] is not None], DIFFERENCE) for j in judges}}
+
+
+def _vs_best_of_n(curves: list[list[dict]], bon_curves: list[list[dict]]) -> dict:
+    """Per seed, a run's gold gain at its last evaluation minus best-of-n's gold gain at the same KL
+    (best-of-n's measured-KL curve read at the run's k1 KL, both on the same held-out prompts);
+    None for a seed whose run went past the pool's largest KL."""
+    diffs = []
+    for c, bon in zip(curves, bon_curves, strict=True):
+        gains = [{"kl_pool": p["kl_pool"], "gain": p["gold"] - bon[0]["gold"]} for p in bon if "kl_pool" in p]
+        at = value_at_kl(gains, "gain", c[-1]["kl"]) if len(gains) > 1 else None
+        diffs.append(None if at is None else c[-1]["gold"] - c[0]["gold"] - at)
+    iv = seed_interval(diffs, per_seed=True)
+    return {"gold_gain_difference": iv, "direction": moved(iv), "seeds_beyond_pool": sum(d is None for d in diffs),
+            "end_kl_per_seed": [c[-1]["kl"] for c in curves]}
 
 
 def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
     """Across seeds: mean curves with t-intervals, Gao fits on every seed's recentred points."""
     bon_curves = [s["bon_points"] for s in per_seed]  # the same n in every seed
-    bon_points = curve_intervals(bon_curves, ("n", "kl", "d"), (*SCORES, "kl_pool"), SCORES)
+    bon_points = curve_intervals(bon_curves, ("n", "kl", "d"), (*SCORES, "kl_pool"), SCORES, KL_BOUNDS)
     bon_fits = {}
     for name in SCORES:
         d = np.array([p["d"] for c in bon_curves for p in c])
@@ -203,7 +234,7 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
     rl = []
     for i, beta in enumerate(cfg.kl_coefs):
         curves = [s["rl"][i]["points"] for s in per_seed]  # the same steps in every seed
-        points = curve_intervals(curves, ("step",), ("kl", "kl_k3", "entropy", "length", *SCORES), SCORES)
+        points = curve_intervals(curves, ("step",), ("kl", "kl_k3", "entropy", "length", *SCORES), SCORES, KL_BOUNDS)
         fits = {}
         for name in SCORES:
             # Every seed's own (d, gain) points; d = 0 at step 0 is where the form is not meant to hold.
@@ -211,23 +242,26 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
             r = np.array([p[name] - c[0][name] for c in curves for p in c[1:]])
             fits[name] = fit_dict("rl", d, r)
         rl.append({"kl_coef": beta, "points": points, "per_seed": curves, "fit": fits["gold"], "fits": fits,
-                   "final": {k: v for k, v in points[-1].items() if k != "step"}})
+                   "final": {k: v for k, v in points[-1].items() if k != "step"},
+                   "vs_bon_at_equal_kl": _vs_best_of_n(curves, bon_curves)})
 
     direct = {}
     for name in cfg.direct_losses:
         direct[name] = []
         for i, beta in enumerate(cfg.direct_betas):
             curves = [s["direct"][name][i]["points"] for s in per_seed]
-            points = curve_intervals(curves, ("step",), ("kl", "kl_k3", *SCORES), SCORES)
+            points = curve_intervals(curves, ("step",), ("kl", "kl_k3", *SCORES), SCORES, KL_BOUNDS)
             agreement = [s["direct"][name][i]["implicit_agreement"] for s in per_seed]
             direct[name].append({"beta": beta, "points": points, "per_seed": curves,
                                  "n_pairs": [s["direct"][name][i]["n_pairs"] for s in per_seed],
                                  **implicit_agreement_intervals(agreement, [s["rm"] for s in per_seed]),
-                                 "final": {k: v for k, v in points[-1].items() if k != "step"}})
+                                 "final": {k: v for k, v in points[-1].items() if k != "step"},
+                                 "vs_bon_at_equal_kl": _vs_best_of_n(curves, bon_curves)})
 
-    rm_info = {key: _interval([s["rm"][key] for s in per_seed if s["rm"][key] is not None])
+    rm_info = {key: _interval([s["rm"][key] for s in per_seed if s["rm"][key] is not None], AGREEMENT)
                for key in ("agreement_rater", "agreement_gold", "rater_gold_agreement")}
-    base = {key: _interval([s["base"][key] for s in per_seed if s["base"][key] is not None])
+    base = {key: _interval([s["base"][key] for s in per_seed if s["base"][key] is not None],
+                           DIFFERENCE if key.endswith("_corr") else None)
             for key in per_seed[0]["base"]}
     return {
         "bon": {"points": bon_points, "per_seed": bon_curves, "fit": bon_fits["gold"], "fits": bon_fits},
@@ -237,8 +271,18 @@ def aggregate(per_seed: list[dict], cfg: OveroptimizationConfig) -> dict:
         **direct,
         "findings": {**findings(bon_points, rl, bon_curves),
                      "direct": {f"{name} beta={run['beta']:g}": _peak(run["points"], run["per_seed"])
-                                for name, runs in direct.items() for run in runs}},
+                                for name, runs in direct.items() for run in runs},
+                     # each run's gold against best-of-n's at the run's own KL, paired by seed
+                     "vs_best_of_n": {**{f"rl beta={run['kl_coef']:g}": _vs_summary(run) for run in rl},
+                                      **{f"{name} beta={run['beta']:g}": _vs_summary(run)
+                                         for name, runs in direct.items() for run in runs}}},
     }
+
+
+def _vs_summary(run: dict) -> dict:
+    v = run["vs_bon_at_equal_kl"]
+    return {k: v["gold_gain_difference"][k] for k in ("mean", "lo", "hi", "n")} | {
+        "direction": v["direction"], "seeds_beyond_pool": v["seeds_beyond_pool"]}
 
 
 def _peak(points: list[dict], curves: list[list[dict]], kl_key: str = "kl") -> dict:
@@ -247,7 +291,8 @@ def _peak(points: list[dict], curves: list[list[dict]], kl_key: str = "kl") -> d
     p = peak_along(points, "gold", curves, x_key=kl_key)
     return {"peak_kl": p["peak_x"], "peak_gold": p["peak"], "start_gold": p["start"], "end_gold": p["end"],
             "end_kl": p["end_x"], "gain_at_peak": p["gain_at_peak"], "gain_at_end": p["gain_at_end"],
-            "drop_after_peak": p["drop_after_peak"], "rises_above_base": p["rises_above_base"],
+            "drop_after_peak": p["drop_after_peak"], "peak_confidence": p["peak_confidence"],
+            "rises_above_base": p["rises_above_base"],
             "interior_peak": p["interior_peak"], "ends_below_base": p["ends_below_base"]}
 
 
@@ -259,10 +304,8 @@ def findings(bon_points: list[dict], rl: list[dict], bon_curves: list[list[dict]
     for run in rl:
         out["rl"][str(run["kl_coef"])] = _peak(run["points"], run["per_seed"])
         kls += [p["kl"]["mean"] for p in run["points"]]
+    # best-of-n's by the formula (an upper bound), RL's by its k1 estimate: the span of the x-axis, not one measure
     out["kl_range"] = [float(min(kls)), float(max(kls))]
-    last_bon = bon_points[-1]
-    out["rm_gold_gap_at_max_bon"] = float(last_bon["rm"]["mean"]
-                                          - (last_bon["gold"]["mean"] - bon_points[0]["gold"]["mean"]))
     return out
 
 

@@ -59,13 +59,15 @@ class Interval:
         """Student-t interval of the mean of per-seed values (None and nan left out).
 
         ``bounds`` clips lo and hi to where the quantity can lie (a rate in [0, 1]); the mean is
-        never clipped. One value gives lo = hi = mean: no spread, so no interval to claim from."""
+        never clipped, nor an end past it (an estimate such as a k1 KL can come out below a bound
+        the quantity itself keeps). One value gives lo = hi = mean: no spread, so no interval to
+        claim from."""
         vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
         if not vals:
             return cls(None, None, None, 0, "t")
         mean, lo, hi = t_interval(np.asarray(vals, dtype=float), confidence)
         if bounds is not None:
-            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+            lo, hi = min(max(lo, bounds[0]), mean), max(min(hi, bounds[1]), mean)
         return cls(_num(mean), _num(lo), _num(hi), len(vals), "t")
 
     @classmethod
@@ -168,15 +170,16 @@ def paired_rate_change(rates: Sequence[float], reference: Sequence[float], trial
 
 
 def curve_intervals(curves: Sequence[Sequence[Mapping]], index_keys: Sequence[str], keys: Sequence[str],
-                    gain_keys: Sequence[str] = ()) -> list[dict]:
+                    gain_keys: Sequence[str] = (), bounds: Mapping[str, tuple[float, float]] | None = None) -> list[dict]:
     """Per-seed curves (the same points in every seed) averaged point by point: each of ``keys`` an
-    interval across seeds; each of ``gain_keys`` also as ``<key>_gain``, its gain over the seed's own
-    first point (the base), with an interval on the per-seed gains: the paired, recentred quantity."""
+    interval across seeds (clipped to ``bounds[key]`` where given, e.g. a KL at 0); each of
+    ``gain_keys`` also as ``<key>_gain``, its gain over the seed's own first point (the base), with
+    an interval on the per-seed gains: the paired, recentred quantity."""
     points = []
     for j, first in enumerate(curves[0]):
         point = {k: first[k] for k in index_keys}
         for key in keys:
-            point[key] = seed_interval([c[j][key] for c in curves])
+            point[key] = seed_interval([c[j][key] for c in curves], bounds=(bounds or {}).get(key))
             if key in gain_keys:
                 point[f"{key}_gain"] = seed_interval([c[j][key] - c[0][key] for c in curves])
         points.append(point)

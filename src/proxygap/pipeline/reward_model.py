@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from proxygap.config import Config, knob
+from proxygap.config import Config, ConfigError, knob
 from proxygap.oversight.judges import Judge
 from proxygap.oversight.reward_model import RewardEnsemble, RewardModel, label_pairs, pair_agreement
 
@@ -44,6 +44,12 @@ class RewardModelTrainConfig(RewardModelFitConfig):
 
     n_pairs: int = knob(3000, "rater-labelled pairs of base-model samples (the number of labels)", lo=8)
     backbone: str = knob("base", "'base': initialize from the base LM (standard RLHF); else a model directory (the RM-size knob)")
+
+    def check(self) -> None:
+        held = round(self.heldout_fraction * self.n_pairs)
+        if held < 1 or held >= self.n_pairs:
+            raise ConfigError(f"n_pairs={self.n_pairs} with heldout_fraction={self.heldout_fraction} holds out {held} "
+                              "pairs; the agreement needs at least one held-out pair and training at least one more")
 
 
 def pair_length_knob():

@@ -108,7 +108,7 @@ def plot_direct(res: dict, path: Path) -> None:
         ax.set_xlabel("d = sqrt(KL)   (KL: nats per sequence, k1; thin green: RL)")
     axes[0].set_ylabel("score - base-model score")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Direct alignment on the RM's rater-labelled pairs vs best-of-n and RL at equal KL (95% intervals)")
+    fig.suptitle("Direct alignment on the RM's rater-labelled pairs beside best-of-n and RL on one KL axis (95% intervals)")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
@@ -156,7 +156,7 @@ def draw_report(run_dir: Path) -> Path:
         ax.set_xlabel("d = sqrt(KL)   (KL: nats per sequence, k1)")
     axes[0].set_ylabel("score - base-model score")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"RL vs best-of-n at equal KL ({n_seeds} seeds: thin = one seed, thick = mean with 95% interval)")
+    fig.suptitle(f"RL beside best-of-n on one KL axis ({n_seeds} seeds: thin = one seed, thick = mean with 95% interval)")
     fig.tight_layout()
     save_figure(fig, run_dir / "rl_ladder.png", dpi=110)
     plt.close(fig)
@@ -203,7 +203,7 @@ def draw_report(run_dir: Path) -> Path:
     page.image("gold_vs_beta.png", "Where each beta ends: the RM keeps rising with less penalty; does gold?")
     if has_direct:
         page.image("direct_ladder.png", "DPO and IPO on the RM's own rater-labelled pairs, beside best-of-n and RL "
-                   "at equal KL (the RM is logged, never used by them).")
+                   "on one KL axis (the RM is logged, never used by them).")
         rows = []
         for name in ("dpo", "ipo"):
             for run in res.get(name, []):
@@ -250,8 +250,9 @@ def draw_report(run_dir: Path) -> Path:
     return page.write(run_dir / "report.html")
 
 
-def _iv(iv: dict) -> list:
-    return [iv["mean"], iv["lo"], iv["hi"]]
+def _iv(iv: dict | None) -> list:
+    iv = iv or {}
+    return [iv.get("mean"), iv.get("lo"), iv.get("hi")]
 
 
 def _findings_text(fnd: dict, res: dict) -> str:
@@ -261,8 +262,21 @@ def _findings_text(fnd: dict, res: dict) -> str:
     parts.append(_peak_sentence("Best-of-n", b))
     for beta, p in fnd["rl"].items():
         parts.append(_peak_sentence(f"RL beta={float(beta):g}", p))
+    for run in res.get("rl", []):
+        kls = run.get("vs_bon_at_equal_kl", {}).get("end_kl_per_seed")
+        if kls and len(kls) > 1:
+            parts.append(f"RL beta={run['kl_coef']:g} ended at KL " + ", ".join(f"{k:.1f}" for k in kls)
+                         + " in its seeds.")
+    vs = fnd.get("vs_best_of_n", {})
+    if vs:
+        parts.append("Gold against best-of-n at the same KL (each run's gold gain at its end minus best-of-n's, read on "
+                     "best-of-n's measured-KL curve at the run's KL, paired by seed): " + "; ".join(
+                         f"{name} {_signed_iv(v)}" + (f" {v['direction']}" if v.get("direction") else
+                                                      " (no claim)" if v.get("mean") is not None else
+                                                      " (past best-of-n's largest KL)")
+                         for name, v in vs.items()) + ".")
     gold_fit = res["bon"]["fit"] or {}
-    if "r2" in gold_fit:
+    if gold_fit.get("r2") is not None:
         parts.append(f"Best-of-n gold fit R² = {gold_fit['r2']:.2f}.")
     return " ".join(parts)
 
@@ -275,17 +289,24 @@ def _signed_iv(iv: dict) -> str:
     return f"{iv['mean']:+.3f} [{iv['lo']:+.3f}, {iv['hi']:+.3f}]"
 
 
+def _kl(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def _peak_sentence(label: str, p: dict) -> str:
     peak, end = _signed_iv(p["gain_at_peak"]), _signed_iv(p["gain_at_end"])
+    # the peak's intervals are Bonferroni's over the points it was chosen among; the end's are 95%
+    conf = f"{100 * p['peak_confidence']:.1f}% interval" if p.get("peak_confidence") else "interval"
     if p["interior_peak"]:
-        return (f"{label}: gold peaks at KL {p['peak_kl']:.2f} ({peak} vs base) "
-                f"and falls by {_signed_iv(p['drop_after_peak'])} to {end} by KL {p['end_kl']:.2f}.")
+        return (f"{label}: gold peaks at KL {_kl(p['peak_kl'])} ({peak} vs base, {conf}) "
+                f"and falls by {_signed_iv(p['drop_after_peak'])} to {end} by KL {_kl(p['end_kl'])}.")
     if p["rises_above_base"]:
-        return f"{label}: gold rises above the base ({peak} at KL {p['peak_kl']:.2f}); at the end {end} at KL {p['end_kl']:.2f}."
+        return (f"{label}: gold rises above the base ({peak} at KL {_kl(p['peak_kl'])}, {conf}); at the end {end} "
+                f"at KL {_kl(p['end_kl'])}.")
     if p["ends_below_base"]:
-        return f"{label}: gold ends below the base: {end} at KL {p['end_kl']:.2f}."
+        return f"{label}: gold ends below the base: {end} (95% interval) at KL {_kl(p['end_kl'])}."
     if p["gain_at_end"].get("n", 0) < 2:
-        return (f"{label}: gold's highest mean is {peak} vs base at KL {p['peak_kl']:.2f}, ending at {end} at KL "
-                f"{p['end_kl']:.2f}; one seed gives no interval, so no rise or fall is claimed.")
-    return (f"{label}: no gold change clears its 95% interval (best {peak} at KL {p['peak_kl']:.2f}; "
-            f"end {end} at KL {p['end_kl']:.2f}).")
+        return (f"{label}: gold's highest mean is {peak} vs base at KL {_kl(p['peak_kl'])}, ending at {end} at KL "
+                f"{_kl(p['end_kl'])}; one seed gives no interval, so no rise or fall is claimed.")
+    return (f"{label}: no gold change clears its interval (best {peak} at KL {_kl(p['peak_kl'])}, {conf}; "
+            f"end {end} at KL {_kl(p['end_kl'])}, 95%).")
