@@ -136,7 +136,7 @@ def test_cross_knob_limits_are_checked_when_resolved(tiny_base_dir):
     with pytest.raises(ConfigError, match="leaves no training prompts"):
         resolve_config(OO, "smoke", None, [f"model={tiny_base_dir}", "n_eval_prompts=100000"])
     with pytest.raises(ConfigError, match="does not fit the model's context of 96"):
-        resolve_config(OO, "smoke", None, [f"model={tiny_base_dir}", "rl.max_new_tokens=90"])
+        resolve_config(OO, "smoke", None, [f"model={tiny_base_dir}", "rl.max_new_tokens=90", "bon.max_new_tokens=90"])
     with pytest.raises(ConfigError, match="larger than the pool"):
         resolve_config(OO, "smoke", None, ["bon.max_n=64", "bon.pool_size=8"])
     with pytest.raises(ConfigError, match="needs bon.pool_size"):
