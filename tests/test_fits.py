@@ -80,6 +80,8 @@ def test_where_the_fitted_curve_peaks():
     falling = fit_bon(d, d * (-0.5 - 0.2 * d))  # beta > 0, alpha < 0: only falls, so the maximum is the base
     assert falling.d_star == 0.0 and falling.peak_value == 0.0 and falling.peak == "at_base"
     assert fit_bon(d, _bon(d)).peak == "interior"  # d* = 1.67 within [0.1, 3]
+    late = fit_bon(d[5:], _bon(d[5:]))  # measured from d = 1.71 on: the peak at 1.67 lies before the range
+    assert late.peak == "below_range" and late.d_star == pytest.approx(ALPHA / (2 * BETA))
     far = fit_bon(d[:4], _bon(d[:4]))  # d_max 1.07 < d* 1.67: an extrapolation
     assert far.peak == "beyond_range" and far.d_star == pytest.approx(ALPHA / (2 * BETA))
 

@@ -233,8 +233,9 @@ def _fit_intervals(fits: list[dict]) -> dict:
         values = [v for v in per_seed if v is not None]
         withheld = key == "d_star" and any(p in CENSORED for p in peaks)
         out[key] = {**seed_interval([] if withheld else values), "per_seed": per_seed}
+    # a d* below the first measured d is kept (an early peak, between the base and d_min), but counted
     out["d_star"].update({"at_base": peaks.count("at_base"), "no_maximum": peaks.count("none"),
-                          "beyond_range": peaks.count("beyond_range")})
+                          "beyond_range": peaks.count("beyond_range"), "below_range": peaks.count("below_range")})
     out["peak"] = peaks
     out["errors"] = [f["error"] for f in fits if "error" in f]
     return out

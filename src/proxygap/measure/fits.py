@@ -17,8 +17,10 @@ Points at d = 0 are left out of the fit and of R²: both features vanish there, 
 nothing about (alpha, beta), and after recentring their score is 0 by construction, so keeping
 them would only add fitted-exactly points to R².
 
-Where the fitted curve peaks (``Fit.peak``): ``interior`` (0 < d* <= d_max), ``beyond_range``
-(d* > d_max: an extrapolation, as Gao et al.'s predictions to n = 60,000 were), ``at_base``
+Where the fitted curve peaks (``Fit.peak``): ``interior`` (d_min <= d* <= d_max), ``below_range``
+(0 < d* < d_min: the peak lies before the first measured point, so the fit says only that the
+curve falls over the whole measured range), ``beyond_range`` (d* > d_max: an extrapolation, as
+Gao et al.'s predictions to n = 60,000 were), ``at_base``
 (best-of-n with alpha <= 0 < beta: the curve only falls, so its maximum over d >= 0 is at
 d* = 0, the base policy), or ``none`` (beta <= 0: no maximum, the curve still rises or bends up
 at the end of the range; d* is censored, not small).
@@ -60,7 +62,7 @@ class Fit:
         a constant, reported as is (a warning sign, not an error).
     d_star, peak_value: where the curve peaks over d >= 0 and its value there (0 and 0 when it
         peaks at the base); None when it has no maximum (beta <= 0).
-    peak: interior, beyond_range, at_base or none (the module docstring says which is which).
+    peak: interior, below_range, beyond_range, at_base or none (the module docstring says which is which).
     d_min, d_max: range of d > 0 the fit saw — predictions beyond d_max are extrapolation
         (Gao et al. fitted best-of-n on n <= 1,000 and predicted to n = 60,000).
     """
@@ -115,13 +117,16 @@ def _peak(form: Form, alpha: float, beta: float) -> float | None:
     return math.exp(expo)
 
 
-def peak_kind(d_star: float | None, d_max: float) -> str:
-    """interior, beyond_range, at_base or none: where a fitted d* lies against the fitted range."""
+def peak_kind(d_star: float | None, d_max: float, d_min: float = 0.0) -> str:
+    """interior, below_range, beyond_range, at_base or none: where a fitted d* lies against the
+    fitted range [d_min, d_max]."""
     if d_star is None:
         return "none"
     if d_star == 0:
         return "at_base"
-    return "beyond_range" if d_star > d_max else "interior"
+    if d_star > d_max:
+        return "beyond_range"
+    return "below_range" if d_star < d_min else "interior"
 
 
 def _fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
@@ -178,7 +183,7 @@ def _fit(form: Form, d: ArrayLike, r: ArrayLike) -> Fit:
         n_points=int(d_arr.size),
         d_min=float(d_arr.min()),
         d_max=float(d_arr.max()),
-        peak=peak_kind(d_star, float(d_arr.max())),
+        peak=peak_kind(d_star, float(d_arr.max()), float(d_arr.min())),
     )
 
 

@@ -225,6 +225,7 @@ def draw_report(run_dir: Path) -> Path:
         for name in ("rm", "rater", "gold"):
             f = fits.get(name) or {}
             where = {"at_base": "falls from the base", "beyond_range": f"beyond the fitted d ≤ {f.get('d_max', 0):.2f}",
+                     "below_range": f"before the first measured d = {f.get('d_min', 0):.2f}: falls over the range",
                      "none": "no maximum (still rising)"}.get(f.get("peak"), "")
             rows.append([label, name, form, f.get("alpha"), f.get("beta"), f.get("r2"), f.get("d_star"),
                          "; ".join(x for x in (where, f.get("error", "")) if x)])
