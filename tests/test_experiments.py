@@ -42,6 +42,13 @@ def test_overoptimization_smoke(tiny_base_dir, tmp_path):
         assert set(r[method][0]["implicit_agreement"]) == set(r[method][0]["implicit_minus_rm_agreement"]) == {"rater", "gold"}
         assert "vs_bon_at_equal_kl" in r[method][0]
     assert set(r["findings"]["vs_best_of_n"]) == {"rl beta=0", "rl beta=0.1", "dpo beta=0.2", "ipo beta=0.2"}
+    # a schema-1 file, without the paired gains, still draws (each gain from the mean curve less its base)
+    for point in [*r["bon"]["points"], *(p for run in r["rl"] + r["dpo"] + r["ipo"] for p in run["points"] + [run["final"]])]:
+        for key in [k for k in point if k.endswith("_gain")]:
+            del point[key]
+    (out / "results.json").write_text(json.dumps(r))
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
     for name in ("goodhart.png", "bon_ladder.png", "rl_ladder.png", "gold_vs_beta.png", "direct_ladder.png",
                  "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name

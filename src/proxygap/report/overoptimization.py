@@ -35,6 +35,26 @@ def _curve(points: list[dict], name: str, kl_key: str = "kl"):
     return d, y, lo, hi
 
 
+def _with_gains(res: dict) -> dict:
+    """A schema-1 file has no paired ``<score>_gain``: fill each from the mean curve less its base
+    (the seeds' interval shifted alike, not the paired one), so an old run still draws."""
+    def fill(points: list[dict]) -> None:
+        for name in ("rm", "rater", "gold"):
+            if not points or all(f"{name}_gain" in p for p in points) or name not in points[0]:
+                continue
+            base = _m(points[0][name])
+            for p in points:
+                iv = p[name] if isinstance(p[name], dict) else {"mean": p[name]}
+                p[f"{name}_gain"] = {k: None if iv.get(k) is None else iv[k] - base for k in ("mean", "lo", "hi")}
+
+    fill(res.get("bon", {}).get("points", []))
+    for run in [*res.get("rl", []), *res.get("dpo", []), *res.get("ipo", [])]:
+        fill(run.get("points", []))
+        if run.get("points"):
+            run["final"] = {k: v for k, v in run["points"][-1].items() if k != "step"}
+    return res
+
+
 def _claim(p: dict, n_seeds: int) -> str:
     """What the seeds support saying about gold along one curve (from findings' _peak)."""
     if p["interior_peak"]:
@@ -116,7 +136,7 @@ def plot_direct(res: dict, path: Path) -> None:
 
 def draw_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
-    res = json.loads((run_dir / "results.json").read_text())
+    res = _with_gains(json.loads((run_dir / "results.json").read_text()))
     bon, rl, fnd = res["bon"], res["rl"], res["findings"]
     n_seeds = len(res["seeds"])
 
