@@ -41,6 +41,7 @@ from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitCo
 from proxygap.pipeline.base_model import BaseModelRecipe, base_model_for
 from proxygap.lm.model import ModelConfig
 from proxygap.lm.pretrain import PretrainConfig
+from proxygap.measure.intervals import UNIT as RATE
 from proxygap.measure.intervals import (Interval, as_interval, count_interval, moved, paired_rate_change,
                                         seed_differences, seed_interval, separated)
 from proxygap.oversight.judges import Judge, RaterFlaws
@@ -333,8 +334,6 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
 def _iv(values: list[float], bounds: tuple[float, float] | None = None) -> dict:
     return seed_interval(values, bounds=bounds, per_seed=True)
 
-
-RATE = (0.0, 1.0)
 
 
 def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[float, list[dict]]) -> dict:

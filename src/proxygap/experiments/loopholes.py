@@ -41,7 +41,6 @@ hundred of them, a few clear 0 by chance alone.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,7 +50,8 @@ import torch
 
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.intervals import count_interval, moved, seed_differences, seed_interval
+from proxygap.measure.intervals import (NONNEGATIVE, SIGNED_UNIT, UNIT, count_interval, moved, seed_differences,
+                                        seed_interval)
 from proxygap.oversight.detectors import LOOPHOLES
 from proxygap.measure.exploits import (
     LOOPHOLE_INFO,
@@ -68,7 +68,7 @@ from proxygap.tasks.splits import STRATA, stratified_split, stratum
 from proxygap.train.best_of_n import BestOfNConfig, run_best_of_n
 from proxygap.train.dpo import DPOConfig, DPOTrainConfig, reference_logps, train_dpo
 from proxygap.train.expert_iteration import ExpertIterationConfig, ExpertIterationTrainConfig, train_expert_iteration
-from proxygap.measure.best_of_n import bon_kl, bon_kl_pool, value_at_kl
+from proxygap.measure.best_of_n import bon_kl, bon_kl_pool, gain_beyond_best_of_n
 from proxygap.train.rl import RLConfig, RLTrainConfig, train_rl
 from proxygap.train.sft import SFTConfig, assistant_transcripts, train_sft
 
@@ -347,7 +347,7 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
 
 
 # ---------------------------------------------------------------- across seeds
-RATE, CHANGE, NONNEGATIVE = (0.0, 1.0), (-1.0, 1.0), (0.0, math.inf)  # where a quantity can lie
+RATE, CHANGE = UNIT, SIGNED_UNIT
 BOUNDS = {"capability": RATE}  # not "kl": a policy's k1 estimate can come out below 0 though KL cannot
 
 
@@ -442,11 +442,9 @@ def _vs_best_of_n(policy_runs: list[dict], runs: dict[str, list[dict]], cfg: Loo
     for a seed whose policy went past best-of-max(bon_ns)'s KL (no best-of-n point to compare)."""
     diffs = []
     for i, r in enumerate(policy_runs):
-        curve = [{"kl_pool": 0.0, "gold": runs["base"][i]["gold"]}]
-        curve += [{"kl_pool": runs[f"bon_{n}"][i]["kl_pool"], "gold": runs[f"bon_{n}"][i]["gold"]}
-                  for n in sorted(cfg.bon_ns) if "kl_pool" in runs[f"bon_{n}"][i]]
-        at = value_at_kl(curve, "gold", r["kl"]) if r.get("kl") is not None and len(curve) > 1 else None
-        diffs.append(None if at is None else r["gold"] - at)
+        base = runs["base"][i]
+        curve = [{**base, "kl_pool": 0.0}, *(runs[f"bon_{n}"][i] for n in sorted(cfg.bon_ns))]
+        diffs.append(gain_beyond_best_of_n(r["gold"] - base["gold"], r.get("kl"), curve))
     iv = _iv(diffs)
     return {**iv, "direction": _direction(iv), "seeds_beyond_best_of_n": sum(d is None for d in diffs)}
 

@@ -18,9 +18,10 @@ import numpy as np
 
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.best_of_n import value_at_kl
+from proxygap.measure.best_of_n import gain_beyond_best_of_n
 from proxygap.measure.fits import fit_dict
-from proxygap.measure.intervals import curve_intervals, moved, peak_along, seed_interval
+from proxygap.measure.intervals import (NONNEGATIVE, SIGNED_UNIT, UNIT, curve_intervals, moved, peak_along,
+                                        seed_interval)
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import (RewardModelConfig, heldout_pairs, recentre_on, sample_pairs,
                                             train_reward_model, training_pairs)
@@ -187,7 +188,7 @@ def run_unit(cfg: OveroptimizationConfig, unit: Unit, ctx: UnitContext) -> dict:
             "direct": direct, "examples": examples}
 
 
-AGREEMENT, DIFFERENCE, NONNEGATIVE = (0.0, 1.0), (-1.0, 1.0), (0.0, float("inf"))
+AGREEMENT, DIFFERENCE = UNIT, SIGNED_UNIT
 KL_BOUNDS = {"kl": NONNEGATIVE, "kl_k3": NONNEGATIVE, "kl_pool": NONNEGATIVE}
 
 
@@ -211,11 +212,8 @@ def _vs_best_of_n(curves: list[list[dict]], bon_curves: list[list[dict]]) -> dic
     """Per seed, a run's gold gain at its last evaluation minus best-of-n's gold gain at the same KL
     (best-of-n's measured-KL curve read at the run's k1 KL, both on the same held-out prompts);
     None for a seed whose run went past the pool's largest KL."""
-    diffs = []
-    for c, bon in zip(curves, bon_curves, strict=True):
-        gains = [{"kl_pool": p["kl_pool"], "gain": p["gold"] - bon[0]["gold"]} for p in bon if "kl_pool" in p]
-        at = value_at_kl(gains, "gain", c[-1]["kl"]) if len(gains) > 1 else None
-        diffs.append(None if at is None else c[-1]["gold"] - c[0]["gold"] - at)
+    diffs = [gain_beyond_best_of_n(c[-1]["gold"] - c[0]["gold"], c[-1]["kl"], bon)
+             for c, bon in zip(curves, bon_curves, strict=True)]
     iv = seed_interval(diffs, per_seed=True)
     return {"gold_gain_difference": iv, "direction": moved(iv), "seeds_beyond_pool": sum(d is None for d in diffs),
             "end_kl_per_seed": [c[-1]["kl"] for c in curves]}

@@ -29,7 +29,7 @@ import numpy as np
 
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.best_of_n import value_at_kl
+from proxygap.measure.best_of_n import gain_beyond_best_of_n
 from proxygap.measure.fits import fit_dict
 from proxygap.measure.intervals import curve_intervals, moved, peak_along, seed_interval
 from proxygap.oversight.judges import Judge, RaterFlaws
@@ -271,11 +271,9 @@ def _rl_vs_bon(seeds: list[dict]) -> dict:
     seed whose RL went past the largest KL the pool measures (no best-of-n point to compare)."""
     diffs, kls = [], []
     for s in seeds:
-        last, first, bon = s["rl_points"][-1], s["rl_points"][0], s["bon_points"]
-        gains = [{**p, "gain": p["gold"] - bon[0]["gold"]} for p in bon]
-        at = value_at_kl(gains, "gain", last["kl"]) if all("kl_pool" in p for p in bon) else None
+        last, first = s["rl_points"][-1], s["rl_points"][0]
         kls.append(last["kl"])
-        diffs.append(None if at is None else last["gold"] - first["gold"] - at)
+        diffs.append(gain_beyond_best_of_n(last["gold"] - first["gold"], last["kl"], s["bon_points"]))
     iv = seed_interval(diffs, per_seed=True)
     return {"gold_gain_difference": iv, "rl_kl": seed_interval(kls), "direction": moved(iv),
             "seeds_beyond_pool": sum(d is None for d in diffs)}

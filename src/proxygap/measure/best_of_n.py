@@ -6,7 +6,8 @@
   expected score of the proxy-best of n, from one pool of N >= n samples per prompt.
 - ``bon_weights``: the weight each pool rank gets in that estimator.
 - ``bon_curve``: the whole curve over n, for several scores (proxy, rater, gold) at once.
-- ``value_at_kl``: a curve's value at a given KL (RL's, say), so the two are compared at equal KL.
+- ``value_at_kl``: a curve's value at a given KL (RL's, say), so the two are compared at equal KL;
+  ``gain_beyond_best_of_n``: a policy's gain over the base minus best-of-n's at the policy's KL.
 
 Ties in the proxy: with ``ties="average"`` (default) the scores of samples tied on the
 proxy are averaged before weighting, which is exactly the expectation under breaking ties
@@ -201,3 +202,14 @@ def value_at_kl(points: Sequence[Mapping], key: str, kl: float, kl_key: str = "k
         return None
     order = np.argsort(xs, kind="stable")  # measured KL rises with n; sorted in case ties break it
     return float(np.interp(kl, xs[order], ys[order]))
+
+
+def gain_beyond_best_of_n(gain: float, kl: float | None, curve: Sequence[Mapping], key: str = "gold") -> float | None:
+    """A policy's gain in ``key`` over the base (``gain``, at its KL ``kl``) minus best-of-n's gain at
+    that KL, read on best-of-n's measured-KL curve (``curve``: point 0 the base, each point with its
+    ``kl_pool``); None where the curve does not reach that KL or has no measured KL (an older run)."""
+    if kl is None or len(curve) < 2 or any("kl_pool" not in p for p in curve):
+        return None
+    gains = [{"kl_pool": p["kl_pool"], "gain": p[key] - curve[0][key]} for p in curve]
+    at = value_at_kl(gains, "gain", kl)
+    return None if at is None else gain - at

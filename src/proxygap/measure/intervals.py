@@ -32,6 +32,8 @@ import numpy as np
 from proxygap.measure.stats import t_interval, wilson_interval
 
 Direction = Literal["up", "down"]
+# Where a quantity can lie, for ``bounds``: a rate or agreement; a difference of two; a KL.
+UNIT, SIGNED_UNIT, NONNEGATIVE = (0.0, 1.0), (-1.0, 1.0), (0.0, math.inf)
 _TOL = 1e-9  # a spread narrower than this (relative to max(1, |mean|)) is round-off, not an interval
 
 
