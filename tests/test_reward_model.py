@@ -35,6 +35,21 @@ def test_label_pairs_orders_by_rater_drops_ties_and_flips_with_noise():
     assert 0.2 < n_flipped / len(flipped) < 0.3
 
 
+def test_label_pairs_flips_the_same_pairs_whatever_the_rater_ties():
+    # Two raters of the same pairs and seed: one ties the first 50 pairs, the other orders them.
+    # The pairs both order must get the same flips, so an ablation differs only where scores do.
+    n = 400
+    prompts, a, b = ["p"] * n, [f"a{i}" for i in range(n)], [f"b{i}" for i in range(n)]
+    full_a, full_b = np.ones(n), np.zeros(n)
+    tied_a = full_a.copy()
+    tied_a[:50] = 0.0
+    full = {(c, r) for _, c, r in label_pairs(prompts, a, b, full_a, full_b, 0.3, seed=4)}
+    tied = label_pairs(prompts, a, b, tied_a, full_b, 0.3, seed=4)
+    assert len(tied) == n - 50
+    assert all((c, r) in full for _, c, r in tied)
+    assert 0 < sum(c.startswith("b") for _, c, _ in tied) < n - 50
+
+
 def test_pair_agreement():
     assert pair_agreement(np.array([1, 0]), np.array([0, 1]), np.array([5, 1]), np.array([1, 5])) == 1.0
     assert pair_agreement(np.array([1, 0]), np.array([0, 1]), np.array([1, 5]), np.array([5, 1])) == 0.0

@@ -129,6 +129,28 @@ def test_sweep_onset_is_the_first_incentive_whose_paired_rise_excludes_zero():
     assert row["points"][2]["vs_imitation"]["tamper_rate"]["mean"] == pytest.approx(0.55)
 
 
+def test_sweep_onset_is_corrected_for_the_incentives_tested():
+    # At incentive 1 the rise clears 0 at 95% (a point's own test) but not at 1 - 0.05/3: the first
+    # of three tests to clear 0 is not the onset unless it clears the family-wise level.
+    from proxygap.experiments.tampering import TamperingConfig, aggregate_sweep
+
+    cfg = TamperingConfig(envs=("tdd",), seeds=(0, 1, 2), incentives=(0.0, 1.0, 2.0), sweep_regimes=("outcome",))
+
+    def final(tamper: float) -> dict:
+        return {"tamper_rate": tamper, "capability": 0.9, "observed_return": 1.0, "true_return": 0.9,
+                "intended_rate": 0.9 - tamper, "failure_rate": 0.1}
+
+    rates = {0.0: [0.0, 0.02, 0.0], 1.0: [0.1, 0.2, 0.15], 2.0: [0.5, 0.6, 0.55]}
+    sweep = [{"env": "tdd", "seed": s, "incentive": x,
+              "runs": {"imitation": {"final": final(0.0)}, "outcome": {"final": final(rates[x][s])}}}
+             for x in rates for s in range(3)]
+    (row,) = aggregate_sweep(sweep, cfg)
+    assert [p["tamper_direction"] for p in row["points"]] == ["unclear", "up", "up"]
+    assert row["onset_confidence"] == pytest.approx(1 - 0.05 / 3)
+    assert row["points"][1]["tamper_rise_family"]["lo"] < 0 < row["points"][1]["vs_imitation"]["tamper_rate"]["lo"]
+    assert row["onset"] == 2.0
+
+
 @pytest.mark.parametrize("errors, tamper_direction, case", [
     ([(0.50, 0.0), (0.60, 0.1), (0.55, 0.0)], "up", "both"),
     ([(0.50, 0.0), (0.60, 0.1), (0.55, 0.0)], "unclear", "exploits_model_errors"),

@@ -155,20 +155,22 @@ def seed_differences(a: Sequence, b: Sequence) -> list[float | None]:
     return [None if x is None or y is None else x - y for x, y in zip(a, b)]
 
 
-def paired_rate_change(rates: Sequence[float], reference: Sequence[float], trials: int) -> dict:
+def paired_rate_change(rates: Sequence[float], reference: Sequence[float], trials: int,
+                       confidence: float = 0.95) -> dict:
     """The change of a rate against a reference measured on the same seeds, each seed's rate over
     ``trials`` episodes: the t-interval across seeds of the per-seed differences. Where there are
     two or more seeds and every seed's difference is the same (every seed 1.0 against 0.0, say),
     that interval has no spread and could never claim a change; it is then widened to hold
     Newcombe's interval on the counts pooled over seeds, the sampling uncertainty of the episodes
     themselves (for independent samples: conservative for these paired ones). One seed stays a
-    point: one seed never claims."""
+    point: one seed never claims. ``confidence`` applies to both intervals (a Bonferroni
+    correction over a family of such changes raises it)."""
     pairs = [(a, b) for a, b in zip(rates, reference) if a is not None and b is not None]
-    seeds = Interval.from_values([a - b for a, b in pairs], bounds=(-1.0, 1.0))
+    seeds = Interval.from_values([a - b for a, b in pairs], confidence, bounds=(-1.0, 1.0))
     if len(pairs) < 2 or seeds.has_spread:
         return seeds.to_dict()
     k1, k2, n = sum(a for a, _ in pairs) * trials, sum(b for _, b in pairs) * trials, len(pairs) * trials
-    return Interval.hull(seeds, Interval.from_count_difference(k1, n, k2, n)).to_dict()
+    return Interval.hull(seeds, Interval.from_count_difference(k1, n, k2, n, confidence)).to_dict()
 
 
 def curve_intervals(curves: Sequence[Sequence[Mapping]], index_keys: Sequence[str], keys: Sequence[str],

@@ -141,14 +141,20 @@ class RewardEnsemble:
 
 def label_pairs(prompts: list[str], a: list[str], b: list[str], rater_a: np.ndarray, rater_b: np.ndarray,
                 label_noise: float, seed: int) -> list[tuple[str, str, str]]:
-    """(prompt, chosen, rejected) by the rater's scores; ties dropped, labels flipped with P=label_noise."""
+    """(prompt, chosen, rejected) by the rater's scores; ties dropped, labels flipped with P=label_noise.
+
+    Pair i's flip is drawn whether or not the rater ties it, so two raters labelling the same pairs
+    with the same seed flip the same pairs (common random numbers): an ablated rater that ties
+    other pairs differs from the full one only where its scores do, not in its noise.
+    """
     rng = random.Random(seed)
     pairs = []
     for p, x, y, sx, sy in zip(prompts, a, b, rater_a, rater_b):
+        flip = rng.random() < label_noise
         if sx == sy:
             continue
         chosen, rejected = (x, y) if sx > sy else (y, x)
-        if rng.random() < label_noise:
+        if flip:
             chosen, rejected = rejected, chosen
         pairs.append((p, chosen, rejected))
     return pairs

@@ -253,8 +253,10 @@ def sweep_text(res: dict) -> list[str]:
     out = []
     for row in res.get("incentive_sweep", []):
         rates = ", ".join(f"{p['incentive']:g}: {_iv(p['tamper_rate'])}" for p in row["points"])
-        onset = (f"first clearly above imitation at incentive {row['onset']:g}" if row["onset"] is not None
-                 else "never clearly above imitation at the incentives swept")
+        level = (f" (paired rise, {row['onset_confidence']:.1%} interval: Bonferroni over {len(row['points'])} "
+                 "incentives)") if "onset_confidence" in row else ""
+        onset = (f"first clearly above imitation at incentive {row['onset']:g}{level}" if row["onset"] is not None
+                 else f"never clearly above imitation at the incentives swept{level}")
         out.append(f"{row['env']}, {row['regime']}: tamper rate by incentive {rates}; {onset}.")
     return out
 
