@@ -382,3 +382,47 @@ def test_each_units_wall_time_is_measured_where_it_ran(tiny_base_dir, tmp_path, 
     assert main(_argv(tiny_base_dir, out)) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["unit_wall_s"] == {"seed=0": 5.0, "seed=1": 2.5}
+
+
+# ---------------------------------------------------------------- report --reaggregate: today's statistics over recorded units
+def test_reaggregate_recomputes_results_from_the_recorded_units(serial_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(serial_run[0], run)
+    assert main(["report", str(run), "--reaggregate"]) == 0
+    assert "recomputed from" in capsys.readouterr().out
+    again = json.loads((run / "results.json").read_text())
+    assert _comparable(again) == _comparable(serial_run[1])  # same units, same code: the same numbers
+    assert again["provenance"] == serial_run[1]["provenance"]  # it describes the units, which did not change
+    assert again["meta"]["reaggregated"]["source_hash"] and again["meta"]["wall_time_s"] == \
+        serial_run[1]["meta"]["wall_time_s"]
+    # An edited unit result reaches the aggregate: seed 1's last best-of-n gold up by 1.0 moves the mean by 0.5.
+    unit_file = run / "units" / "seed=1.json"
+    unit = json.loads(unit_file.read_text())
+    unit["result"]["bon_points"][-1]["gold"] += 1.0
+    unit_file.write_text(json.dumps(unit))
+    assert main(["report", str(run), "--reaggregate"]) == 0
+    edited = json.loads((run / "results.json").read_text())
+    before, after = serial_run[1]["bon"]["points"][-1]["gold"], edited["bon"]["points"][-1]["gold"]
+    assert after["mean"] == pytest.approx(before["mean"] + 0.5)
+    assert (run / "report.html").is_file()
+    assert [p.name for p in tmp_path.glob(".run.*")] == [".run.lock"]  # no temporary directory left behind
+
+
+def test_reaggregate_without_every_unit_is_one_line_and_keeps_the_run(serial_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(serial_run[0], run)
+    (run / "units" / "seed=1.json").unlink()
+    before = (run / "results.json").read_text()
+    assert main(["report", str(run), "--reaggregate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lacks 1 of 2 unit results (first: seed=1)" in err and "\n" not in err
+    assert (run / "results.json").read_text() == before
+    # A unit that parses but is not this experiment's: one line, the run untouched.
+    (run / "units" / "seed=1.json").write_text(json.dumps({"unit": {"key": "seed=1"}, "result": {}}))
+    assert main(["report", str(run), "--reaggregate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not what this proxygap's overoptimization aggregates (missing key" in err and "\n" not in err
+    assert (run / "results.json").read_text() == before
+    (run / "config.yaml").write_text("rl: [")
+    assert main(["report", str(run), "--reaggregate"]) == 2
+    assert "config.yaml is missing or corrupt" in capsys.readouterr().err

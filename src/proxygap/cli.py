@@ -242,6 +242,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             if not isinstance(results.get("experiment"), str):
                 raise ProxygapError(f"{results_file} is not a proxygap results file: missing key 'experiment'")
             name = results["experiment"]
+    if args.reaggregate:
+        from proxygap.experiments.runner import reaggregate_run
+
+        report = reaggregate_run(run_dir)
+        print(f"results.json recomputed from {run_dir / 'units'}; report written to {report}")
+        return 0
     try:
         with writing(run_dir):  # plots and report.html: disk full, read-only, ...
             report = report_run(run_dir)
@@ -357,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="re-draw a run's plots and report.html from its results.json")
     p.add_argument("run_dir")
+    p.add_argument("--reaggregate", action="store_true",
+                   help="first recompute results.json from the run's recorded units with this proxygap's "
+                        "statistics (no unit is re-run; meta.reaggregated records it)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="how two runs differ: config, provenance, headline figures")

@@ -43,9 +43,9 @@ from proxygap.errors import ProxygapError, shape_error_text
 from proxygap.experiments.catalogue import MODULES, get_experiment
 from proxygap.experiments.executors import executor, prepare_on_ray, ray_device
 from proxygap.experiments.spec import MAX_SEEDS, SEED_MAX, Experiment, Unit
-from proxygap.fileio import replace_dir, write_text_atomic, writing
+from proxygap.fileio import replace_dir, temp_sibling, write_text_atomic, writing
 
-__all__ = ["MODULES", "get_experiment", "report_run", "resolve_config", "run_experiment"]
+__all__ = ["MODULES", "get_experiment", "reaggregate_run", "report_run", "resolve_config", "run_experiment"]
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -544,4 +544,72 @@ def report_run(run_dir: str | Path) -> Path:
     except (KeyError, TypeError, IndexError, ValueError, AttributeError) as e:
         raise ProxygapError(f"{results_file} does not have the shape a {name} report reads "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return run_dir / "report.html"
+
+
+def reaggregate_run(run_dir: str | Path) -> Path:
+    """Recompute a finished run's results.json from its recorded units with today's ``aggregate``, and re-draw.
+
+    The units (the expensive part: training, sampling) are not re-run; only the statistics over
+    them are, so a fix to an experiment's aggregation or to ``measure/`` reaches an old run in
+    seconds. The old provenance is kept (it describes the units) and ``meta.reaggregated`` records
+    when, at which commit and with which source hash the numbers were recomputed. The run is
+    rebuilt in a sibling and swapped in whole, so a failure leaves the old run as it was.
+    """
+    from proxygap.experiments.provenance import SCHEMA_VERSION, load_results, source_hash
+    from proxygap.pipeline.base_model import judged_against
+
+    run_dir = Path(run_dir)
+    with _locked(run_dir):
+        old = load_results(run_dir)
+        name = old["experiment"]
+        if name not in MODULES:
+            raise ProxygapError(f"{run_dir / 'results.json'} names experiment {name!r}, which this proxygap "
+                                f"does not have (one of: {', '.join(MODULES)})")
+        experiment = get_experiment(name)
+        recorded = _recorded_config(run_dir)
+        if recorded is None:
+            raise ProxygapError(f"{run_dir}/config.yaml is missing or corrupt: the units cannot be re-aggregated "
+                                "without the config they ran with")
+        try:
+            cfg = from_dict(experiment.config_cls, recorded)
+        except ConfigError as e:
+            raise ProxygapError(f"{run_dir}/config.yaml no longer resolves with this proxygap ({e}); "
+                                "re-run the experiment instead") from None
+        units = experiment.units(cfg)
+        done = _units_done(run_dir, units) if (run_dir / "units").is_dir() else {}
+        missing = [u.key for u in units if u.key not in done]
+        if missing:
+            raise ProxygapError(f"{run_dir}/units lacks {len(missing)} of {len(units)} unit results "
+                                f"(first: {missing[0]}); re-run the experiment (--resume on a .partial run)")
+        prepared = None
+        prepared_file = run_dir / "prepared.json"
+        if experiment.prepare is not None:
+            try:
+                prepared = json.loads(prepared_file.read_text())
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                raise ProxygapError(f"{prepared_file} is missing or corrupt: this experiment's aggregate "
+                                    "needs what its prepare step made; re-run the experiment") from None
+        try:
+            with judged_against(getattr(cfg, "world", None)):
+                new = strict_json(experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared))
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
+            raise ProxygapError(f"a unit result in {run_dir / 'units'} is not what this proxygap's {name} "
+                                f"aggregates ({shape_error_text(e)}); re-run the experiment") from e
+        meta = dict(old.get("meta") or {})
+        meta["reaggregated"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": _git_commit(),
+                                "source_hash": source_hash(), "versions": _versions()}
+        results = {"experiment": name, "schema_version": SCHEMA_VERSION, "config": to_dict(cfg),
+                   "seeds": list(cfg.seeds), **new, "provenance": old.get("provenance"), "meta": meta}
+        tmp = temp_sibling(run_dir)
+        try:
+            with writing(tmp):
+                shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
+                write_text_atomic(tmp / "results.json", dump_json(results))
+                write_text_atomic(tmp / "meta.json", dump_json(meta))
+                experiment.report(tmp)
+            replace_dir(tmp, run_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return run_dir / "report.html"
