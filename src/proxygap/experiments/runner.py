@@ -437,11 +437,10 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                                     "delete the damaged file to re-run its unit, or --force to start over") from e
         meta["wall_time_s"] = round(time.time() - start, 2)
         meta["unit_wall_s"] = unit_times
-        from proxygap.experiments.provenance import SCHEMA_VERSION, provenance
+        from proxygap.experiments.provenance import provenance
 
-        results = {"experiment": name, "schema_version": SCHEMA_VERSION, "config": config_dict,
-                   "seeds": list(cfg.seeds), **results, "provenance": provenance(config_dict, meta["commit"], work),
-                   "meta": meta}
+        results = _results_file(name, config_dict, list(cfg.seeds), results,
+                                provenance(config_dict, meta["commit"], work), meta)
         write_text_atomic(work / "meta.json", dump_json(meta))
         write_text_atomic(work / "results.json", dump_json(results))
         with writing(work):  # plots and report.html: a full disk names the run, not a traceback
@@ -449,6 +448,14 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         shutil.rmtree(work / "scratch", ignore_errors=True)
         replace_dir(work, out_dir)
     return out_dir
+
+
+def _results_file(name: str, config: dict, seeds: list[int], results: dict, provenance: Any, meta: dict) -> dict:
+    """results.json: the experiment's aggregate inside the envelope every run file has."""
+    from proxygap.experiments.provenance import SCHEMA_VERSION
+
+    return {"experiment": name, "schema_version": SCHEMA_VERSION, "config": config, "seeds": seeds, **results,
+            "provenance": provenance, "meta": meta}
 
 
 RUN_FILES = ("results.json", "config.yaml", "run.json")
@@ -556,7 +563,7 @@ def reaggregate_run(run_dir: str | Path) -> Path:
     when, at which commit and with which source hash the numbers were recomputed. The run is
     rebuilt in a sibling and swapped in whole, so a failure leaves the old run as it was.
     """
-    from proxygap.experiments.provenance import SCHEMA_VERSION, load_results, source_hash
+    from proxygap.experiments.provenance import load_results, source_hash
     from proxygap.pipeline.base_model import judged_against
 
     run_dir = Path(run_dir)
@@ -599,8 +606,7 @@ def reaggregate_run(run_dir: str | Path) -> Path:
         meta = dict(old.get("meta") or {})
         meta["reaggregated"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": _git_commit(),
                                 "source_hash": source_hash(), "versions": _versions()}
-        results = {"experiment": name, "schema_version": SCHEMA_VERSION, "config": to_dict(cfg),
-                   "seeds": list(cfg.seeds), **new, "provenance": old.get("provenance"), "meta": meta}
+        results = _results_file(name, to_dict(cfg), list(cfg.seeds), new, old.get("provenance"), meta)
         tmp = temp_sibling(run_dir)
         try:
             with writing(tmp):
