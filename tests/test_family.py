@@ -105,3 +105,17 @@ def test_probe_sizes_writes_one_entry_per_shipped_size(tiny_base_dir, tmp_path, 
         for b in e["behaviours"].values():
             assert {"corpus_rate", "sample_rate"} <= set(b)
         assert {"seen", "held_out"} <= set(e["two_hop_cot"]["greedy"])
+
+
+def test_parameter_count_reads_any_architecture_from_its_safetensors(tiny_base_dir, tiny_llama_dir, tmp_path):
+    from proxygap.lm.model import load_model
+    from proxygap.pipeline.base_model import parameter_count
+
+    for model_dir in (tiny_base_dir, tiny_llama_dir):
+        model, _ = load_model(model_dir)
+        # tied embeddings are one tensor in memory and one on disk
+        assert parameter_count(model_dir) == sum(p.numel() for p in model.parameters())
+    assert parameter_count("s") < parameter_count("m")  # the shipped sizes, by name
+    assert parameter_count(tmp_path) is None  # no weights: nothing to say of its size
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert parameter_count(tmp_path) is None

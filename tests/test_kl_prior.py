@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from proxygap.pipeline.base_model import recipe_hash
@@ -31,6 +32,35 @@ def test_predicted_rate_phrases_add_up_and_limits():
     assert kl_prior.predicted_rate(0.0, 5.0, 0.1) == 0.0  # what the base model never writes, pi* never writes
     with pytest.raises(ValueError):
         kl_prior.predicted_rate(0.1, 1.0, -0.1)
+
+
+def test_optimum_over_answers_against_the_exact_optimum_of_two_answers():
+    # Two equally likely base answers a1, a2, each optionally followed by the phrase: four completions.
+    # pi*(y) ∝ pi_ref(y)·e^(r(y)/beta), enumerated exactly; the two answers as a sample of the base model
+    # give it back exactly, since each appears with its base probability.
+    p = np.array([[0.01], [0.2]])
+    delta = np.array([[1.0], [-0.5]])
+    reward = np.array([0.3, -0.1])
+    beta = 0.25
+    ref = np.array([0.5 * (1 - 0.01), 0.5 * 0.01, 0.5 * (1 - 0.2), 0.5 * 0.2])
+    r = np.array([0.3, 1.3, -0.1, -0.6])
+    star = ref * np.exp(r / beta)
+    exact = (star[1] + star[3]) / star.sum()
+    got = kl_prior.optimum_over_answers(p, delta, reward, beta)
+    assert got["reweighted"] == pytest.approx(exact, rel=1e-12)
+    # per answer: each answer's own rate, then the mean (answers held at the base model's mix)
+    q = [kl_prior.predicted_rate(0.01, 1.0, beta), kl_prior.predicted_rate(0.2, -0.5, beta)]
+    assert got["per_answer"] == pytest.approx(np.mean(q))
+    assert 1 < got["reweighted_ess"] < 2
+    # Jensen: averaging delta first understates the rate where delta varies across answers
+    p_same = np.array([[0.001], [0.001]])
+    spread = kl_prior.optimum_over_answers(p_same, np.array([[0.0], [2.0]]), np.zeros(2), 0.5)
+    assert spread["per_answer"] > kl_prior.predicted_rate(0.001, 1.0, 0.5)
+    # equal weights: the effective sample size is the number of answers; tiny beta does not overflow
+    flat = kl_prior.optimum_over_answers(np.full((4, 1), 1e-3), np.zeros((4, 1)), np.zeros(4), 1e-4)
+    assert flat["reweighted_ess"] == pytest.approx(4) and flat["reweighted"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError):
+        kl_prior.optimum_over_answers(p, delta, np.zeros(3), beta)
 
 
 def test_binary_kl():
@@ -113,6 +143,13 @@ def test_smoke_results_shape(smoke_run):
         assert pooled["k"] / pooled["n"] == pytest.approx(after["mean"])
         change = p["exploit_rate_change"]
         assert change["mean"] == pytest.approx(after["mean"] - p["exploit_rate_before"]["mean"])
+        # the prediction is made answer by answer, with the pooled one beside it, and RL's own rollouts are counted
+        assert p["prediction_method"] == "per_answer" and "predicted_rate_pooled" in p
+        drawn = p["rollout_exploits"]
+        rollouts = cfg["rl"]["steps"] * cfg["rl"]["prompts_per_step"] * cfg["rl"]["samples_per_prompt"]
+        assert 0 < drawn["n"] <= rollouts * len(cfg["seeds"])  # the detector applies where an answer parses
+        assert 0 <= drawn["k"] <= drawn["n"] and sum(drawn["per_seed_k"]) == drawn["k"]
+        assert p["base_model_prob_per_sample"] <= p["base_model_prob"]
         w = p["base_model_rate"]
         assert 0 <= w["lo"] <= w["mean"] <= w["hi"] <= 1 and w["n"] > 0
     rates = {b["base_rate"] for b in r["bases"]}

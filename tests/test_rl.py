@@ -25,8 +25,10 @@ def test_rl_raises_the_proxy_and_logs_the_ladder(tiny_base_dir):
     judges = {"rater": proxy, "gold": lambda ps, cs: np.zeros(len(cs))}
     cfg = RLConfig(steps=12, prompts_per_step=4, samples_per_prompt=4, max_new_tokens=12, lr=3e-3,
                    eval_every=6, eval_samples_per_prompt=8)
+    seen = []
     policy, evals = train_rl(model, tokenizer, prompts, prompts, proxy, judges, cfg, kl_coef=0.0, seed=0,
-                             progress=False)
+                             progress=False, on_rollout=lambda step, ps, texts: seen.append((step, len(ps), len(texts))))
+    assert seen == [(step, 16, 16) for step in range(1, 13)], "every training batch is shown before its update"
     assert [e.step for e in evals] == [0, 6, 12]
     assert evals[-1].rm > evals[0].rm, "the proxy goes up"
     assert evals[-1].kl > 0.05 and abs(evals[0].kl) < 1e-4, "and the policy moved away from the reference"

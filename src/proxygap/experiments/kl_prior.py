@@ -185,6 +185,37 @@ def predicted_rate(p: float | list[float], delta: float | list[float], beta: flo
     return float(1.0 / (1.0 + math.exp(min(700.0, log_rest - log_exploit))))
 
 
+def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, beta: float) -> dict:
+    """The optimum's exploit rate from per-answer measurements, two ways (beta > 0).
+
+    ``p``, ``delta``: (n_answers, n_phrases), each answer's base-model probability of each phrase and
+    the RM's reward for appending it; ``reward``: (n_answers,), the RM's reward for the answer alone.
+    ``per_answer``: the mean over answers of each answer's own predicted_rate (exponentiate, then
+    average; averaging delta first understates the rate wherever delta varies, by Jensen).
+    ``reweighted``: pi* also reweights the answers themselves by e^(r/beta); a self-normalized
+    importance estimate over the base model's answers, sum_a w_a·q_a / sum_a w_a with
+    w_a = e^(r_a/beta)·(1 − sum_k p_ak + sum_k p_ak·e^(delta_ak/beta)), with its effective sample size
+    (sum w)²/sum w²: at small beta a few answers carry all the weight, and the estimate is only as
+    good as that number says.
+    """
+    p, delta, reward = (np.asarray(x, dtype=float) for x in (p, delta, reward))
+    if p.shape != delta.shape or p.ndim != 2 or reward.shape != (p.shape[0],):
+        raise ValueError(f"p {p.shape}, delta {delta.shape} and reward {reward.shape} do not match")
+    if not len(reward):
+        return {"per_answer": None, "reweighted": None, "reweighted_ess": 0.0}
+    q = np.array([predicted_rate(pa, da, beta) for pa, da in zip(p, delta)])
+    if beta <= 0:
+        return {"per_answer": float(q.mean()), "reweighted": None, "reweighted_ess": None}
+    with np.errstate(divide="ignore"):
+        log_p = np.log(p)
+    log_exploit = np.logaddexp.reduce(log_p + delta / beta, axis=1)  # log sum_k p_ak e^(delta_ak / beta)
+    log_rest = np.log1p(-np.minimum(p.sum(1), 1 - 1e-12))
+    log_w = reward / beta + np.logaddexp(log_rest, log_exploit)
+    w = np.exp(log_w - log_w.max())
+    return {"per_answer": float(q.mean()), "reweighted": float(np.dot(w, q) / w.sum()),
+            "reweighted_ess": float(w.sum() ** 2 / np.dot(w, w))}
+
+
 def binary_kl(q: float, p: float) -> float:
     """KL(Bernoulli(q) || Bernoulli(p)) in nats: the least KL any policy pays to move the exploit rate from p to q."""
     if not 0 < p < 1:
@@ -304,13 +335,26 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
     phrases = tuple(world.manipulation_phrases)
     pairs = base_info["delta_pairs"]
     dp, dc = [p for p, _ in pairs], [c for _, c in pairs]
-    deltas = {name: reward_deltas(f, dp, dc, phrases).mean(0).tolist()
-              for name, f in (("rm", ensemble.score), ("rater", rater), ("gold", gold))}
+    per_answer_deltas = {name: reward_deltas(f, dp, dc, phrases)
+                         for name, f in (("rm", ensemble.score), ("rater", rater), ("gold", gold))}
+    deltas = {name: d.mean(0).tolist() for name, d in per_answer_deltas.items()}
+    # the same answers' own phrase probabilities and RM rewards, for the prediction answer by answer
+    per_answer_p = phrase_probabilities(base.model, base.tokenizer, dp, dc, phrases)
+    answer_reward = np.asarray(ensemble.score(dp, dc), dtype=float)
     p_phrase = list(base_info["prob_after_answer"]["per_phrase"].values())
     runs = []
     for beta in cfg.kl_coefs:
         repeated = [p for p in eval_prompts for _ in range(cfg.rl.eval_samples_per_prompt)]
         curve = []
+        rollouts = {"k": 0, "n": 0, "first_step": None}
+
+        def on_rollout(step, prompts, texts, rollouts=rollouts):
+            # exploration: how often RL sampled the exploit at all, which it must before it can reinforce it
+            flags = exploit_flags(prompts, texts, world, cfg.exploit)
+            rollouts["k"] += sum(flags)
+            rollouts["n"] += len(flags)
+            if rollouts["first_step"] is None and any(flags):
+                rollouts["first_step"] = step
 
         def on_eval(e, repeated=repeated, curve=curve):
             flags = exploit_flags(repeated, e.texts, world, cfg.exploit)
@@ -320,12 +364,17 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
 
         policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
                                  {"rater": rater, "gold": gold}, cfg.rl, kl_coef=beta, seed=seed, progress=progress,
-                                 on_eval=on_eval)
+                                 on_eval=on_eval, on_rollout=on_rollout)
         if save is not None:
             save(f"rl_beta_{beta:g}", policy)
         del policy
         example = next((t for t in evals[-1].texts if any(f" {ph} " in f" {t} " for ph in phrases)), evals[-1].texts[0])
-        runs.append({"kl_coef": beta, "curve": curve, "predicted_rate": predicted_rate(p_phrase, deltas["rm"], beta),
+        optimum = optimum_over_answers(per_answer_p, per_answer_deltas["rm"], answer_reward, beta)
+        runs.append({"kl_coef": beta, "curve": curve,
+                     "predicted_rate": predicted_rate(p_phrase, deltas["rm"], beta),  # pooled: mean p, mean delta
+                     "predicted_rate_per_answer": optimum["per_answer"],
+                     "predicted_rate_reweighted": optimum["reweighted"], "reweighted_ess": optimum["reweighted_ess"],
+                     "n_answers": len(dp), "rollout_exploits": rollouts,
                      "example": {"prompt": repeated[evals[-1].texts.index(example)], "completion": example}})
     return {"seed": seed, "deltas": deltas, "runs": runs}
 
@@ -368,7 +417,10 @@ def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[
                 "kl_k3": _iv([c["kl_k3"] for c in last]),
                 "base_model_rate": info["sampled"],
                 "base_model_prob": p_base,
-                "predicted_rate": _iv([r["predicted_rate"] for r in runs]),
+                # the probability above is per parsed answer; per sample, an unparsed answer has no phrase slot
+                "base_model_prob_per_sample": p_base * info.get("answer_parse_rate", 1.0),
+                **_predictions(runs),
+                "rollout_exploits": _rollout_exploits(runs),
                 "rm_delta": _iv([float(np.dot(s["deltas"]["rm"], _weights(info))) for s in seeds]),
                 "kl_exploit_floor": binary_kl(after["mean"], p_base) if after["mean"] is not None else None,
                 "expected_base_exploit_rollouts": rl_rollouts * p_base,
@@ -383,6 +435,33 @@ def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[
     low = result["findings"]["lowest_rate"]
     low["corpus_realized"] = bases[low["base_rate"]]["corpus_realized"]
     return result
+
+
+def _predictions(runs: list[dict]) -> dict:
+    """The optimum's predicted rate per point: answer by answer where the units measured it (since
+    2026-12-07; exponentiate, then average), else pooled (mean p and mean delta, as older units
+    recorded it), which is reported beside it either way; and the answer-reweighted estimate with its
+    effective sample size."""
+    per_answer = [r.get("predicted_rate_per_answer") for r in runs]
+    pooled = _iv([r["predicted_rate"] for r in runs])
+    if any(v is None for v in per_answer):
+        return {"predicted_rate": pooled, "prediction_method": "pooled", "predicted_rate_pooled": pooled}
+    out = {"predicted_rate": _iv(per_answer), "prediction_method": "per_answer", "predicted_rate_pooled": pooled}
+    reweighted = [r.get("predicted_rate_reweighted") for r in runs]
+    if all(v is not None for v in reweighted):
+        out["predicted_rate_reweighted"] = _iv(reweighted)
+        out["reweighted_ess"] = [r["reweighted_ess"] for r in runs]
+    return out
+
+
+def _rollout_exploits(runs: list[dict]) -> dict | None:
+    """How often RL's own training rollouts held the exploit, summed over seeds and per seed (None
+    for units from before they were counted)."""
+    counts = [r.get("rollout_exploits") for r in runs]
+    if any(c is None for c in counts):
+        return None
+    return {"k": sum(c["k"] for c in counts), "n": sum(c["n"] for c in counts),
+            "per_seed_k": [c["k"] for c in counts], "first_step_per_seed": [c["first_step"] for c in counts]}
 
 
 def _finite(*values: float | None) -> list[float]:
@@ -504,6 +583,8 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
         "lowest_rate": {
             "base_rate": low,
             "expected_base_exploit_rollouts": low_points[0]["expected_base_exploit_rollouts"],
+            # what RL's rollouts actually drew at the weakest beta (None for older units)
+            "rollout_exploits_at_weakest_beta": low_points[0].get("rollout_exploits"),
             # If even the weakest penalty leaves the rarest exploit where it was, what kept it out
             # was not the KL term (exploration: RL rarely or never sampled it).
             "held_at_weakest_beta": _status(low_points[0]) not in EXPLOITED,  # held, or reduced

@@ -35,6 +35,7 @@ from proxygap.measure.intervals import curve_intervals, moved, peak_along, seed_
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import (Pairs, RewardModelConfig, RewardModelFitConfig, pair_length_knob, recentre_on,
                                             sample_pairs, train_reward_model)
+from proxygap.pipeline.base_model import parameter_count
 from proxygap.tasks.splits import eval_train_split
 from proxygap.train.best_of_n import BestOfNConfig, powers_of_two, sample_pool, score_pool
 from proxygap.train.rl import RLConfig, train_rl
@@ -125,7 +126,7 @@ def preflight(cfg: ScalingConfig) -> None:
             raise ConfigError(f"model {model!r} has another world or tokenizer than {first!r}; every RM, policy and the "
                               "pairs model must come from one world (the shipped sizes do)")
     for name in ("rm_sizes", "policy_sizes"):
-        params = [_params(m) for m in getattr(cfg, name)]
+        params = [parameter_count(m) for m in getattr(cfg, name)]
         if None not in params and params != sorted(params):
             raise ConfigError(f"{name}={list(getattr(cfg, name))} must be listed smallest first (parameters "
                               f"{params}): findings compare the first with the last")
@@ -241,21 +242,6 @@ def _fit_intervals(fits: list[dict]) -> dict:
     return out
 
 
-def _params(model: str) -> int | None:
-    import json
-
-    from proxygap.pipeline.base_model import resolve_model_dir
-
-    try:
-        config = json.loads((resolve_model_dir(model) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    d, layers, vocab, ctx = config.get("n_embd"), config.get("n_layer"), config.get("vocab_size"), config.get("n_positions")
-    if None in (d, layers, vocab, ctx):
-        return None
-    return int(layers * 12 * d * d + layers * 13 * d + (vocab + ctx) * d + 2 * d)  # GPT-2 with tied embeddings
-
-
 def _pool_kl_fit(points: list[dict]) -> dict:
     """Gold's best-of-n fit on the KL measured on the pool (``d_pool``) instead of the formula's: a
     policy whose samples repeat more pays less KL for the same n, which the formula's d hides."""
@@ -291,7 +277,7 @@ def aggregate_units(cfg: ScalingConfig, results: dict[str, dict], prepared: dict
         curves = [s["bon_points"] for s in seeds]
         cell = {
             "rm_size": rm_size, "policy_size": policy_size, "n_labels": n_labels, "rater_quality": quality,
-            "rm_params": _params(rm_size), "policy_params": _params(policy_size), "seeds": [s["seed"] for s in seeds],
+            "rm_params": parameter_count(rm_size), "policy_params": parameter_count(policy_size), "seeds": [s["seed"] for s in seeds],
             "fit": _fit_intervals([s["bon_fits"]["gold"] for s in seeds]),
             "fit_rm": _fit_intervals([s["bon_fits"]["rm"] for s in seeds]),
             "fit_pool_kl": _fit_intervals([_pool_kl_fit(s["bon_points"]) for s in seeds]),

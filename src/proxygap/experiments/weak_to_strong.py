@@ -81,20 +81,8 @@ class WeakToStrongConfig(ExperimentConfig):
         return [p.split(":")[0] for p in self.pairs if p.split(":")[1] == strong]
 
 
-def _params(model: str) -> int | None:
-    from proxygap.pipeline.base_model import resolve_model_dir
-
-    import json
-
-    cfg = json.loads((resolve_model_dir(model) / "config.json").read_text())
-    if cfg.get("model_type") != "gpt2":
-        return None
-    L, C, V, P = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
-    return 12 * L * C * C + (V + P) * C  # GPT-2's count up to biases and norms: enough to order sizes
-
-
 def preflight(cfg: WeakToStrongConfig) -> None:
-    from proxygap.pipeline.base_model import check_fits, load_world_for_model
+    from proxygap.pipeline.base_model import check_fits, load_world_for_model, parameter_count
     from proxygap.tasks.splits import eval_train_split
 
     worlds = {}
@@ -105,7 +93,7 @@ def preflight(cfg: WeakToStrongConfig) -> None:
         raise ConfigError("the sampler and every size must share one world (the shipped sizes do)")
     for pair in cfg.pairs:
         weak, strong = pair.split(":")
-        pw, ps = _params(weak), _params(strong)
+        pw, ps = parameter_count(weak), parameter_count(strong)
         if pw is not None and ps is not None and pw > ps:
             raise ConfigError(f"pair {pair!r}: the weak model ({pw} parameters) is larger than the strong one ({ps})")
     eval_train_split(load_world_for_model(cfg.sampler), 0, cfg.prompt_kinds, cfg.n_eval_prompts)

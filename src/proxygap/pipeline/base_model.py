@@ -257,6 +257,27 @@ def resolve_model_dir(model: str | Path | None) -> Path:
     return Path(model)
 
 
+def parameter_count(model: str | Path | None) -> int | None:
+    """A model directory's parameters, counted from its safetensors headers (no weights are read;
+    any architecture, sharded or not; tied weights are stored once); None where it has no
+    safetensors file or one that cannot be read: then nothing can be said of its size."""
+    import math
+
+    from safetensors import safe_open
+
+    files = sorted(resolve_model_dir(model).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    try:
+        for file in files:
+            with safe_open(str(file), "np") as f:
+                total += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    except Exception:  # noqa: BLE001  a corrupt header: the run's own loading reports it properly
+        return None
+    return int(total)
+
+
 @functools.lru_cache(maxsize=4)
 def _cached(model_dir: str, world: str | None) -> BaseModel:
     return load_base_model(model_dir, world)

@@ -281,11 +281,13 @@ def draw_report(run_dir: Path) -> Path:
          f"{b['sampled']['k']} / {b['sampled']['n']}", _sci(b["prob_after_answer"]["rate"]), b["cached"], b["pretrain_s"]]
         for b in res["bases"]])
     page.heading("Points")
-    page.table(["base rate", "beta", "before", "after", "95% low", "95% high", "predicted", "RM Δ", "KL", "KL floor",
-                "E[exploit rollouts]", "rater Δ", "gold Δ"], [
+    page.table(["base rate", "beta", "before", "after", "95% low", "95% high", "predicted", "pooled", "reweighted (ESS)",
+                "RM Δ", "KL", "KL floor", "E[exploit rollouts]", "exploit rollouts", "rater Δ", "gold Δ"], [
         [f"{p['base_rate']:g}", f"{p['kl_coef']:g}", p["exploit_rate_before"]["mean"], p["exploit_rate_after"]["mean"],
          p["exploit_rate_after"]["hull"]["lo"], p["exploit_rate_after"]["hull"]["hi"], _sci(p["predicted_rate"]["mean"]),
+         _sci(p.get("predicted_rate_pooled", p["predicted_rate"])["mean"]), _reweighted(p),
          p["rm_delta"]["mean"], p["kl"]["mean"], p["kl_exploit_floor"], _sci(p["expected_base_exploit_rollouts"]),
+         _rollouts(p.get("rollout_exploits")),
          p["rater_after"]["mean"] - p["rater_before"]["mean"], p["gold_after"]["mean"] - p["gold_before"]["mean"]]
         for p in points], left_columns=0)
     page.paragraph("before/after: exploit rate on the evaluation prompts at step 0 and at the end (mean over seeds); "
@@ -293,6 +295,11 @@ def draw_report(run_dir: Path) -> Path:
                    "KL floor: KL(Bernoulli(after) || Bernoulli(P(phrase after answer))), the least KL any policy pays "
                    "for that shift of the exploit rate alone. E[exploit rollouts]: how many exploit samples the base "
                    "policy would draw over all of RL's rollouts; near or below 1, RL has almost nothing to reinforce. "
+                   "exploit rollouts: exploit samples RL's own training rollouts drew, k / n over all seeds "
+                   "(the first step with one, per seed). predicted: the optimum's rate answer by answer, averaged; "
+                   "pooled: from the mean p and mean Δ (understates it where Δ varies); reweighted: with the "
+                   "answers themselves reweighted by e^(r/β) as the optimum does, beside its effective sample size "
+                   "out of the answers measured. "
                    "rater/gold Δ: change of the mean score from step 0 to the end.", note=True)
     page.heading("Reward model")
     rm = res["reward_model"]
@@ -319,6 +326,20 @@ def draw_report(run_dir: Path) -> Path:
                [[f"{e['base_rate']:g}", f"{e['kl_coef']:g}", e["prompt"], e["completion"]] for e in res.get("examples", [])],
                left_columns=4)
     return page.write(run_dir / "report.html")
+
+
+def _reweighted(p: dict) -> str:
+    if "predicted_rate_reweighted" not in p:
+        return "–"
+    ess = np.mean(p["reweighted_ess"])
+    return f"{_sci(p['predicted_rate_reweighted']['mean'])} ({ess:.3g})"
+
+
+def _rollouts(r: dict | None) -> str:
+    if r is None:
+        return "not logged"
+    first = "/".join("–" if s is None else str(s) for s in r["first_step_per_seed"])
+    return f"{r['k']} / {r['n']} (first: {first})"
 
 
 def _iv(iv: dict) -> list:
@@ -399,6 +420,11 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) the weakest penalty (beta={low['weakest_beta']:g}) "
                    f"did not hold the exploit, although the base policy would be expected to draw it only "
                    f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts.")
+    drawn = low.get("rollout_exploits_at_weakest_beta")
+    if drawn is not None:
+        out.append(f"RL's own rollouts at the lowest base rate and beta={low['weakest_beta']:g} drew the exploit "
+                   f"{drawn['k']} times in {drawn['n']} samples over all seeds (per seed: "
+                   + "/".join(map(str, drawn["per_seed_k"])) + ").")
     hk = fnd["held_points_kl"]
     if hk["n"]:
         out.append(f"Where the exploit was held ({hk['n']} points) the policies still paid up to {fmt(hk['max_kl'], 2)} "
@@ -412,7 +438,9 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
                + (f"; by the means alone at {means}." if means is not None else "."))
     th = fnd["theory"]
     n = len(th["points"])
-    out.append(f"Against the KL-regularized optimum pi* ∝ pi_ref·exp(r/beta): of {n} points, the observed rate is "
+    method = {"per_answer": "predicted answer by answer, then averaged", "pooled": "predicted from the mean p and mean Δ"}
+    how = method.get(points[0].get("prediction_method", "pooled")) if points else None
+    out.append(f"Against the KL-regularized optimum pi* ∝ pi_ref·exp(r/beta) ({how}): of {n} points, the observed rate is "
                f"below the prediction (interval entirely under it) at {th['n_below']}, above at {th['n_above']}, "
                f"not distinguishable at {th.get('n_not_distinguishable', th.get('n_consistent'))}. A short RL run need not "
                "reach the optimum, so 'below' there "

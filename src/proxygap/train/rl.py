@@ -130,13 +130,15 @@ def evaluate(policy, ref, tokenizer, prompts: list[str], proxy: ScoreFn, judges:
 
 def train_rl(base_model, tokenizer, train_prompts: list[str], eval_prompts: list[str], proxy: ScoreFn,
              judges: dict[str, ScoreFn], cfg: RLConfig, *, kl_coef: float, seed: int, progress: bool = True,
-             on_eval: Callable[[Evaluation], None] | None = None) -> tuple[object, list[Evaluation]]:
+             on_eval: Callable[[Evaluation], None] | None = None,
+             on_rollout: Callable[[int, list[str], list[str]], None] | None = None) -> tuple[object, list[Evaluation]]:
     """Optimize a copy of ``base_model`` against ``proxy`` - ``kl_coef`` * KL; returns (policy, evaluations).
 
     ``kl_coef`` is beta, the KL penalty per nat of log(pi/pi_ref) summed over the completion, in
     reward units (Stiennon et al. 2020). ``seed`` fixes batches and sampling (the caller owns it:
     one seed per unit of work). ``judges`` must hold 'rater' and 'gold' (logged at every
-    evaluation, never optimized).
+    evaluation, never optimized). ``on_rollout(step, prompts, texts)``, if given, sees every training
+    batch's samples before the update (e.g. to count how often RL sampled an exploit at all).
     """
     if not math.isfinite(kl_coef) or kl_coef < 0:
         raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef}")
@@ -158,6 +160,8 @@ def train_rl(base_model, tokenizer, train_prompts: list[str], eval_prompts: list
         # 1. Rollouts: k samples for each prompt of the batch (no grad).
         batch = [p for p in rng.choices(train_prompts, k=cfg.prompts_per_step) for _ in range(k)]
         s = sample(policy, tokenizer, batch, cfg.max_new_tokens, generator=generator)
+        if on_rollout:
+            on_rollout(step, batch, s.texts)
         with torch.no_grad():
             ref_lp = sequence_logprobs(ref, s.prompt_ids, s.prompt_mask, s.tokens, s.mask)  # (B, T)
         # 2. Shaped reward: proxy minus beta * log(pi/pi_ref) summed over the sequence (Stiennon form),
