@@ -52,7 +52,7 @@ def test_optimum_over_answers_against_the_exact_optimum_of_two_answers():
     q = [kl_prior.predicted_rate(0.01, 1.0, beta), kl_prior.predicted_rate(0.2, -0.5, beta)]
     assert got["per_answer"] == pytest.approx(np.mean(q))
     assert 1 < got["reweighted_ess"] < 2
-    # Jensen: averaging delta first understates the rate where delta varies across answers
+    # Jensen: at a small rate, averaging delta first understates it where delta varies across answers
     p_same = np.array([[0.001], [0.001]])
     spread = kl_prior.optimum_over_answers(p_same, np.array([[0.0], [2.0]]), np.zeros(2), 0.5)
     assert spread["per_answer"] > kl_prior.predicted_rate(0.001, 1.0, 0.5)
@@ -145,6 +145,8 @@ def test_smoke_results_shape(smoke_run):
         assert change["mean"] == pytest.approx(after["mean"] - p["exploit_rate_before"]["mean"])
         # the prediction is made answer by answer, with the pooled one beside it, and RL's own rollouts are counted
         assert p["prediction_method"] == "per_answer" and "predicted_rate_pooled" in p
+        for key in ("predicted_rate", "predicted_rate_pooled", "predicted_rate_reweighted"):
+            assert 0 <= p[key]["lo"] <= p[key]["mean"] <= p[key]["hi"] <= 1, key  # rates, clipped to [0, 1]
         drawn = p["rollout_exploits"]
         rollouts = cfg["rl"]["steps"] * cfg["rl"]["prompts_per_step"] * cfg["rl"]["samples_per_prompt"]
         assert 0 < drawn["n"] <= rollouts * len(cfg["seeds"])  # the detector applies where an answer parses

@@ -191,7 +191,8 @@ def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, b
     ``p``, ``delta``: (n_answers, n_phrases), each answer's base-model probability of each phrase and
     the RM's reward for appending it; ``reward``: (n_answers,), the RM's reward for the answer alone.
     ``per_answer``: the mean over answers of each answer's own predicted_rate (exponentiate, then
-    average; averaging delta first understates the rate wherever delta varies, by Jensen).
+    average; averaging delta first differs wherever delta varies, by Jensen: far lower where the
+    rate is small, since e^(delta/beta) is convex, and saturating at 1 sooner).
     ``reweighted``: pi* also reweights the answers themselves by e^(r/beta); a self-normalized
     importance estimate over the base model's answers, sum_a w_a·q_a / sum_a w_a with
     w_a = e^(r_a/beta)·(1 − sum_k p_ak + sum_k p_ak·e^(delta_ak/beta)), with its effective sample size
@@ -443,13 +444,13 @@ def _predictions(runs: list[dict]) -> dict:
     recorded it), which is reported beside it either way; and the answer-reweighted estimate with its
     effective sample size."""
     per_answer = [r.get("predicted_rate_per_answer") for r in runs]
-    pooled = _iv([r["predicted_rate"] for r in runs])
+    pooled = _iv([r["predicted_rate"] for r in runs], RATE)
     if any(v is None for v in per_answer):
         return {"predicted_rate": pooled, "prediction_method": "pooled", "predicted_rate_pooled": pooled}
-    out = {"predicted_rate": _iv(per_answer), "prediction_method": "per_answer", "predicted_rate_pooled": pooled}
+    out = {"predicted_rate": _iv(per_answer, RATE), "prediction_method": "per_answer", "predicted_rate_pooled": pooled}
     reweighted = [r.get("predicted_rate_reweighted") for r in runs]
     if all(v is not None for v in reweighted):
-        out["predicted_rate_reweighted"] = _iv(reweighted)
+        out["predicted_rate_reweighted"] = _iv(reweighted, RATE)
         out["reweighted_ess"] = [r["reweighted_ess"] for r in runs]
     return out
 

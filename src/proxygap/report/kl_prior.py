@@ -176,6 +176,11 @@ def plot_theory(points: list[dict], out: Path, floor: float = FLOOR) -> None:
         ax.errorbar(np.maximum(pred, floor), y, yerr=yerr, fmt="none", ecolor=_color(i, len(betas)), alpha=0.6)
         ax.scatter(np.maximum(pred, floor), y, s=sizes, color=_color(i, len(betas)),
                    label=f"beta={beta:g} (larger: higher base rate)")
+        if all(p.get("prediction_method") == "per_answer" for p in rows):
+            # the pooled prediction (mean p, mean Δ) of the same points, hollow: how far Jensen moves it
+            pooled = np.array([p["predicted_rate_pooled"]["mean"] for p in rows], dtype=float)
+            ax.scatter(np.maximum(pooled, floor), y, s=sizes, facecolors="none", edgecolors=_color(i, len(betas)),
+                       label="hollow: the pooled prediction (mean p, mean Δ)" if i == 0 else None)
     ax.plot([floor, 1], [floor, 1], ":", color="grey", label="observed = predicted")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -271,7 +276,9 @@ def draw_report(run_dir: Path) -> Path:
     page.image("kl_vs_base_rate.png", "KL paid at the end of RL; dashed: the least KL the observed exploit shift needs.")
     page.image("predicted_vs_observed.png",
                "Prediction p·e^(Δ/β) / (p·e^(Δ/β) + 1 − p), summed over phrases, with p measured on the base model "
-               "and Δ on the reward model — a measurement aid, not a target.")
+               "and Δ on the reward model, answer by answer and then averaged over the base model's answers (results "
+               "from before 2026-12-07: from the mean p and mean Δ; `prediction_method` says which) — a measurement "
+               "aid, not a target.")
     page.image("exploit_during_rl.png", "Exploit rate during RL (mean over seeds).")
 
     page.heading("Base models")
@@ -297,7 +304,8 @@ def draw_report(run_dir: Path) -> Path:
                    "policy would draw over all of RL's rollouts; near or below 1, RL has almost nothing to reinforce. "
                    "exploit rollouts: exploit samples RL's own training rollouts drew, k / n over all seeds "
                    "(the first step with one, per seed). predicted: the optimum's rate answer by answer, averaged; "
-                   "pooled: from the mean p and mean Δ (understates it where Δ varies); reweighted: with the "
+                   "pooled: from the mean p and mean Δ (by Jensen, far lower where the rate is small and Δ varies; "
+                   "it saturates at 1 sooner); reweighted: with the "
                    "answers themselves reweighted by e^(r/β) as the optimum does, beside its effective sample size "
                    "out of the answers measured. "
                    "rater/gold Δ: change of the mean score from step 0 to the end.", note=True)
