@@ -213,7 +213,9 @@ def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, b
     log_rest = np.log1p(-np.minimum(p.sum(1), 1 - 1e-12))
     log_w = reward / beta + np.logaddexp(log_rest, log_exploit)
     w = np.exp(log_w - log_w.max())
-    return {"per_answer": float(q.mean()), "reweighted": float(np.dot(w, q) / w.sum()),
+    # w_a·q_a is e^(r_a/beta)·sum_k p_ak e^(delta_ak/beta): the exploit's share of pi*, in log space
+    reweighted = math.exp(np.logaddexp.reduce(reward / beta + log_exploit) - np.logaddexp.reduce(log_w))
+    return {"per_answer": float(q.mean()), "reweighted": reweighted,
             "reweighted_ess": float(w.sum() ** 2 / np.dot(w, w))}
 
 
