@@ -196,3 +196,26 @@ def test_seed_differences_pair_seed_by_seed_and_leave_out_a_missing_seed():
     assert iv.n == 2 and iv.mean == pytest.approx(0.225)
     with pytest.raises(ValueError, match="different lengths"):
         seed_differences([0.1, 0.2], [0.1])
+
+
+def test_a_design_effect_widens_the_wilson_interval_to_the_effective_trials():
+    plain, clustered = count_interval(12, 200), count_interval(12, 200, design_effect=4.0)
+    assert clustered["mean"] == pytest.approx(plain["mean"]) and clustered["n"] == 200 and clustered["k"] == 12
+    assert clustered["n_effective"] == pytest.approx(50.0)
+    same = Interval.from_counts(3, 50)  # 12 of 200 at a design effect of 4 is 3 of 50 trials
+    assert (clustered["lo"], clustered["hi"]) == pytest.approx((same.lo, same.hi))
+    assert clustered["lo"] < plain["lo"] and clustered["hi"] > plain["hi"]
+    with pytest.raises(ValueError, match="design_effect"):
+        count_interval(1, 10, design_effect=0.5)
+
+
+def test_pooling_seeds_keeps_their_clustering_and_independent_seeds_pool_as_one_count():
+    from proxygap.measure.intervals import pooled_count_interval
+
+    independent = pooled_count_interval([{"k": 10, "n": 100}, {"k": 10, "n": 100}])
+    assert independent == count_interval(20, 200)  # same rate, independent trials: the plain pooled count
+    clustered = pooled_count_interval([{"k": 10, "n": 100, "n_effective": 25.0}, {"k": 10, "n": 100, "n_effective": 25.0}])
+    assert clustered["n_effective"] == pytest.approx(50.0) and clustered["k"] == 20
+    none = pooled_count_interval([{"k": 0, "n": 100, "n_effective": 100.0}, {"k": 0, "n": 50}])
+    assert none["mean"] == 0.0 and none["n"] == 150 and none["hi"] > 0  # no hits: the upper bound of 150 trials
+    assert pooled_count_interval([])["mean"] is None

@@ -88,3 +88,23 @@ def test_the_design_effect_counts_a_prompt_that_always_answers_alike_once():
     assert cluster_design_effect([True] * 8, [0] * 8) == 1.0  # one cluster, or a rate of 0 or 1: nothing to correct
     with pytest.raises(ValueError, match="one cluster per hit"):
         cluster_design_effect([True], [0, 1])
+
+
+def test_the_weighted_design_effect_is_the_plain_one_at_unit_weights_and_one_per_best_of_n_pick():
+    from proxygap.measure.stats import cluster_design_effect, weighted_design_effect
+
+    rng = np.random.default_rng(1)
+    prompts = [i for i in range(30) for _ in range(4)]
+    p_prompt = rng.random(30)
+    hits = [bool(rng.random() < p_prompt[c]) for c in prompts]
+    assert weighted_design_effect([float(h) for h in hits], [1.0] * len(hits), prompts) == pytest.approx(
+        cluster_design_effect(hits, prompts))
+    assert cluster_design_effect(hits, prompts) > 1.3  # the prompts' rates differ: their samples are clustered
+    # best-of-n: weights summing to 1 per prompt, so each prompt is one trial whatever its pool size:
+    # 10 prompts of 2 samples at weight 1/2, alternately both hit and both missed, are 10 clustered trials
+    pairs = [i for i in range(10) for _ in range(2)]
+    both = [float(i % 2 == 0) for i in pairs]
+    assert weighted_design_effect(both, [0.5] * 20, pairs) == pytest.approx(10 / 9)
+    assert cluster_design_effect([h == 1.0 for h in both], pairs) == pytest.approx(2 * 10 / 9)  # unweighted: 20 samples
+    with pytest.raises(ValueError, match="one weight and cluster per hit"):
+        weighted_design_effect([1.0], [1.0], [0, 1])

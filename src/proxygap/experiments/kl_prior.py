@@ -43,7 +43,8 @@ from proxygap.lm.model import ModelConfig
 from proxygap.lm.pretrain import PretrainConfig
 from proxygap.measure.intervals import UNIT as RATE
 from proxygap.measure.intervals import (Interval, as_interval, count_interval, moved, paired_rate_change,
-                                        seed_differences, seed_interval, separated)
+                                        pooled_count_interval, seed_differences, seed_interval, separated)
+from proxygap.measure.stats import cluster_design_effect
 from proxygap.oversight.judges import Judge, RaterFlaws
 from proxygap.pipeline.reward_model import RewardModelConfig, train_reward_model
 from proxygap.tasks.splits import eval_train_split
@@ -305,6 +306,7 @@ def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) ->
     texts = sample(base.model, base.tokenizer, repeated, cfg.rl.max_new_tokens, generator=gen, batch_size=1024).texts
     flags = exploit_flags(repeated, texts, base.world, cfg.exploit)
     k, n = sum(flags), len(flags)
+    deff = cluster_design_effect(flags, repeated)  # a prompt's samples are one cluster
     pairs = [(p, first_sentence(t)) for p, t in zip(repeated, texts)]
     pairs = [(p, c) for p, c in pairs if c is not None]
     phrases = tuple(base.world.manipulation_phrases)
@@ -314,7 +316,7 @@ def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) ->
     se = float(total.std(ddof=1) / math.sqrt(len(total))) if len(total) > 1 else math.nan
     corpus = base.corpus_rates["behaviours"].get(cfg.exploit, {})
     return {
-        "sampled": count_interval(k, n),  # {mean, lo, hi, n, method: wilson, k}
+        "sampled": count_interval(k, n, deff),  # {mean, lo, hi, n, method: wilson, k[, n_effective, design_effect]}
         "prob_after_answer": {"rate": float(per_phrase.sum()), "se": se, "n_answers": len(pairs),
                               "per_phrase": dict(zip(phrases, per_phrase.tolist()))},
         "corpus_realized": {"rate": corpus.get("rate"), "k": corpus.get("k"), "n": corpus.get("n")},
@@ -363,7 +365,7 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
             flags = exploit_flags(repeated, e.texts, world, cfg.exploit)
             curve.append({"step": e.step, "kl": e.kl, "kl_k3": e.kl_k3, "rm": e.rm, "rater": e.rater, "gold": e.gold,
                           "exploit_rate": sum(flags) / len(flags) if flags else None, "k": sum(flags),
-                          "n": len(flags)})
+                          "n": len(flags), "n_effective": len(flags) / cluster_design_effect(flags, repeated)})
 
         policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
                                  {"rater": rater, "gold": gold}, cfg.rl, kl_coef=beta, seed=seed, progress=progress,
@@ -388,6 +390,11 @@ def _iv(values: list[float], bounds: tuple[float, float] | None = None) -> dict:
 
 
 
+def _effective(count: dict) -> float:
+    """A curve point's effective number of trials (its raw n in runs made before it was recorded)."""
+    return count.get("n_effective") or count["n"]
+
+
 def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[float, list[dict]]) -> dict:
     points = []
     rl_rollouts = cfg.rl.steps * cfg.rl.prompts_per_step * cfg.rl.samples_per_prompt
@@ -399,17 +406,20 @@ def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[
             first, last = [r["curve"][0] for r in runs], [r["curve"][-1] for r in runs]
             after = _iv([c["exploit_rate"] for c in last], RATE)
             # Seeds' own spread (t) says nothing when every seed saw 0 of a few hundred samples; the
-            # pooled Wilson interval says what that many samples can resolve. Comparisons use the hull.
-            after["pooled"] = count_interval(sum(c["k"] for c in last), sum(c["n"] for c in last))
+            # pooled Wilson interval (on the effective number of trials: a prompt's samples are one
+            # cluster) says what that many samples can resolve. Comparisons use the hull.
+            after["pooled"] = pooled_count_interval(last)
             after["hull"] = Interval.hull(after, after["pooled"]).to_dict()
             # The change against step 0, the base model on the same held-out prompts, seed, and random
             # numbers: paired, where the base model's 4,096 samples over every prompt are another mix.
             change = paired_rate_change([c["exploit_rate"] for c in last], [c["exploit_rate"] for c in first],
-                                        last[0]["n"])
+                                        min(_effective(c) for c in last + first))
             # Seed by seed: is this seed's own rate above its step 0 (Newcombe on the two counts)? Three
             # seeds that all agree can still give a t-interval wide enough to include no change.
             after["seeds_amplified"] = sum(
-                moved(Interval.from_count_difference(a["k"], a["n"], b["k"], b["n"])) == "up" for a, b in zip(last, first))
+                moved(Interval.from_count_difference(a["k"] * _effective(a) / a["n"], _effective(a),
+                                                     b["k"] * _effective(b) / b["n"], _effective(b))) == "up"
+                for a, b in zip(last, first))
             point = {
                 "base_rate": rate,
                 "kl_coef": beta,

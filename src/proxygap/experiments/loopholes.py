@@ -33,8 +33,10 @@ the corpus's: capability (share of answers that are correct) is over this strati
 Intervals: each number is computed per seed; ``lo``/``hi`` are a 95% t-interval across seeds
 (the headline, as in ``overoptimization``; clipped to where the quantity can lie: rates and
 capability in [0, 1], their changes in [-1, 1], best-of-n's measured KL at least 0), and exploit rates also carry ``pooled``: a 95% Wilson
-interval on the counts of all seeds pooled (samples treated as independent, so narrower than
-the clustered samples warrant). Each regime x loophole change is its own 95% test: over about a
+interval on the counts of all seeds pooled, taken on the effective number of trials (several
+samples of one prompt are not independent: each seed's design effect over its prompts,
+``stats.weighted_design_effect``, combined over the seeds by ``pooled_count_interval``). It is
+conditional on the seeds' policies: their spread is the t-interval's. Each regime x loophole change is its own 95% test: over about a
 hundred of them, a few clear 0 by chance alone.
 """
 
@@ -50,7 +52,7 @@ import torch
 
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.intervals import (NONNEGATIVE, SIGNED_UNIT, UNIT, count_interval, moved, seed_differences,
+from proxygap.measure.intervals import (NONNEGATIVE, SIGNED_UNIT, UNIT, moved, pooled_count_interval, seed_differences,
                                         seed_interval)
 from proxygap.oversight.detectors import LOOPHOLES
 from proxygap.measure.exploits import (
@@ -182,7 +184,7 @@ def _policy_regime(name: str, kind: str, param: dict, prompts: list[str], texts:
                    rater: Judge, gold: Judge, rm, max_words: dict) -> dict:
     """A sampled policy's regime entry: its answers flagged, scored and summarized."""
     table = sample_table(prompts, texts, world, rater, gold, max_words, rm(prompts, texts))
-    return {"name": name, "kind": kind, **param, "kl": kl, **summarize(table)}
+    return {"name": name, "kind": kind, **param, "kl": kl, **summarize(table, clusters=prompts)}
 
 
 def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_words: dict[str, int], seed: int,
@@ -218,12 +220,12 @@ def run_seed(cfg: LoopholesConfig, base, examples: list[tuple[str, str]], max_wo
     _recentre(ensemble, pool_rm, [pool_prompts[i] for i in sub], [pool_texts[i] for i in sub])
     pool_rm = pool_rm - float(pool_rm.mean())
     pool_table = sample_table(pool_prompts, pool_texts, world, rater, gold, max_words, pool_rm.ravel())
-    regimes = [{"name": "base", "kind": "base", "kl": 0.0, **summarize(pool_table)}]
+    regimes = [{"name": "base", "kind": "base", "kl": 0.0, **summarize(pool_table, clusters=pool_prompts)}]
     for n in cfg.bon_ns:
         weights = bon_sample_weights(pool_rm, n).ravel()
         regimes.append({"name": f"bon_{n}", "kind": "best_of_n", "n": n, "kl": bon_kl(n),
                         "kl_pool": bon_kl_pool(pool_rm.reshape(len(eval_prompts), N), n),
-                        **summarize(pool_table, weights)})
+                        **summarize(pool_table, weights, pool_prompts)})
     lap("base_and_best_of_n_s")
 
     # Imitation: SFT on the corpus's assistant transcripts, sampled on the held-out prompts.
@@ -378,8 +380,7 @@ def _aggregate_regime(runs: list[dict]) -> dict:
     out["exploit_rates"] = {}
     for h in LOOPHOLES:
         per = [r["exploit_rates"][h] for r in runs]
-        k, n = sum(p["k"] for p in per), sum(p["n"] for p in per)
-        out["exploit_rates"][h] = {**_iv([p["rate"] for p in per], RATE), "pooled": count_interval(k, n)}
+        out["exploit_rates"][h] = {**_iv([p["rate"] for p in per], RATE), "pooled": pooled_count_interval(per)}
     out["blind_spot"] = {h: {key: _iv([r["blind_spot"][h][key] for r in runs])
                              for key in ("gap_when_fires", "own_term_gap", "contribution", "share_of_gap")}
                          for h in LOOPHOLES}

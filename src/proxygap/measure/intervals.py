@@ -190,9 +190,36 @@ def curve_intervals(curves: Sequence[Sequence[Mapping]], index_keys: Sequence[st
     return points
 
 
-def count_interval(k: float, n: float) -> dict:
-    """``Interval.from_counts(k, n).to_dict()`` with the hit count ``k`` beside it."""
-    return {**Interval.from_counts(k, n).to_dict(), "k": k}
+def count_interval(k: float, n: float, design_effect: float = 1.0) -> dict:
+    """``Interval.from_counts(k, n).to_dict()`` with the hit count ``k`` beside it; with a
+    ``design_effect`` above 1 (correlated trials, e.g. several samples of each prompt), the Wilson
+    interval is taken on the effective n / design_effect trials at the same rate, and the dict
+    carries ``n_effective`` and ``design_effect`` beside the raw ``k`` and ``n``."""
+    if not math.isfinite(design_effect) or design_effect < 1.0:
+        raise ValueError(f"design_effect must be a finite number >= 1, got {design_effect}")
+    if design_effect == 1.0:
+        return {**Interval.from_counts(k, n).to_dict(), "k": k}
+    n_eff = n / design_effect
+    return {**Interval.from_counts(k / design_effect, n_eff).to_dict(), "n": n, "k": k,
+            "n_effective": n_eff, "design_effect": design_effect}
+
+
+def pooled_count_interval(parts: Sequence[Mapping]) -> dict:
+    """One rate over several seeds' counts, each part ``{"k", "n"}`` with its own ``n_effective``
+    (its trials' clustering; absent: independent trials). The pooled rate is sum k / sum n; its
+    variance, given the seeds' policies, is sum (n_s / N)^2 p_s (1 - p_s) / n_eff_s (seeds are
+    independent), so the pooled design effect is that over the binomial p (1 - p) / N, floored at 1.
+    Seed-to-seed spread is not in it: that is what the seeds' t-interval is for."""
+    parts = [p for p in parts if p.get("n")]
+    k, n = sum(p["k"] for p in parts), sum(p["n"] for p in parts)  # ints stay ints in the JSON
+    if n <= 0:
+        return count_interval(0.0, 0.0)
+    rate = k / n
+    if rate <= 0.0 or rate >= 1.0:
+        return count_interval(k, n)
+    variance = sum((float(p["n"]) / n) ** 2 * (float(p["k"]) / float(p["n"])) * (1 - float(p["k"]) / float(p["n"]))
+                   / float(p.get("n_effective") or p["n"]) for p in parts)
+    return count_interval(k, n, max(1.0, variance / (rate * (1 - rate) / n)))
 
 
 # ---------------------------------------------------------------- claims

@@ -62,14 +62,25 @@ def cluster_design_effect(hits: Sequence[bool], clusters: Sequence) -> float:
     trial, not as its number of samples; ``n / deff`` is the effective number of trials."""
     if len(hits) != len(clusters):
         raise ValueError(f"need one cluster per hit, got {len(hits)} hits and {len(clusters)} clusters")
-    n = len(hits)
-    p = sum(hits) / n if n else 0.0
+    return weighted_design_effect([float(bool(h)) for h in hits], [1.0] * len(hits), clusters)
+
+
+def weighted_design_effect(hits: Sequence[float], weights: Sequence[float], clusters: Sequence) -> float:
+    """``cluster_design_effect`` for weighted trials: trial i counts ``weights[i]`` times and hits
+    ``hits[i]`` in [0, 1] (a best-of-n pick: weights summing to 1 per prompt, an expected hit). The
+    clusters' weighted totals k_c, n_c give the ratio estimator's variance
+    C/(C-1) * sum (k_c - p n_c)^2 / n^2, over the binomial p(1-p)/n of n = sum n_c trials; floored at 1,
+    and 1 where it cannot be estimated (one cluster, or p at 0 or 1)."""
+    if not len(hits) == len(weights) == len(clusters):
+        raise ValueError(f"need one weight and cluster per hit, got {len(hits)}, {len(weights)} and {len(clusters)}")
     totals: dict = {}
-    for h, c in zip(hits, clusters):
-        k, m = totals.get(c, (0, 0))
-        totals[c] = (k + bool(h), m + 1)
-    n_clusters = len(totals)
-    if n_clusters < 2 or p in (0.0, 1.0):
+    for h, w, c in zip(hits, weights, clusters):
+        k, m = totals.get(c, (0.0, 0.0))
+        totals[c] = (k + w * h, m + w)
+    n = sum(m for _, m in totals.values())
+    p = sum(k for k, _ in totals.values()) / n if n > 0 else 0.0
+    n_clusters = sum(1 for _, m in totals.values() if m > 0)
+    if n_clusters < 2 or p <= 0.0 or p >= 1.0:
         return 1.0
     var_clustered = n_clusters / (n_clusters - 1) * sum((k - p * m) ** 2 for k, m in totals.values()) / n ** 2
     return max(1.0, var_clustered / (p * (1 - p) / n))

@@ -113,7 +113,7 @@ def plot_exploit(points: list[dict], out: Path, n_seeds: int, floor: float = FLO
     x, sampled, lo, hi, prob = _base_line(points)
     for ax, log_y in zip(axes, (False, True)):
         y, yerr = _bars(sampled, lo, hi, log_y, floor)
-        ax.errorbar(x, y, yerr=yerr, fmt="s-", color="black", capsize=3, label="base model, sampled (95% Wilson)")
+        ax.errorbar(x, y, yerr=yerr, fmt="s-", color="black", capsize=3, label="base model, sampled (95% Wilson, prompt-clustered)")
         ax.plot(x, np.maximum(prob, floor) if log_y else prob, "k--", lw=1, label="base model, P(phrase after answer)")
         for i, beta in enumerate(betas):
             rows = _rows(points, beta)
@@ -270,7 +270,8 @@ def draw_report(run_dir: Path) -> Path:
         + f". RL: {rl['steps']} steps of {rl['prompts_per_step']} prompts x {rl['samples_per_prompt']} samples, "
         f"lr {rl['lr']:g}, at most {rl['max_new_tokens']} new tokens. Rates are measured on T=1 samples of held-out "
         "prompts; intervals are 95% t-intervals across seeds, for exploit rates widened to the pooled Wilson interval "
-        "where that is wider (the base models are one per rate, so their own variability is not in them); KL is in "
+        "where that is wider (Wilson intervals on the effective number of trials: the samples of one prompt are one "
+        "cluster, n over its design effect; the base models are one per rate, so their own variability is not in them); KL is in "
         "nats per sequence (k1).", note=True)
     page.image("exploit_vs_base_rate.png", "Exploit rate after RL per beta, and the base model's own rate.")
     page.image("kl_vs_base_rate.png", "KL paid at the end of RL; dashed: the least KL the observed exploit shift needs.")

@@ -215,7 +215,8 @@ def draw_report(run_dir: Path) -> Path:
         f"{fmt(meta.get('wall_time_s'), 1)} s. Held-out prompts per stratum: "
         + ", ".join(f"{k} {v}" for k, v in res["eval_prompts_per_stratum"].items())
         + ". Numbers are means over seeds with 95% t-intervals across seeds (none with one seed); exploit rates "
-        "also carry a pooled 95% Wilson interval (table), which the plots use when there is one seed. RM scores "
+        "also carry a pooled 95% Wilson interval (table), which the plots use when there is one seed, on the effective "
+        "number of trials (several samples of a prompt are one cluster, not independent trials). RM scores "
         "are the single reward model's, recentred so base samples score 0; KL is in nats per sequence (best-of-n: "
         "the analytic log n − (n−1)/n, an upper bound).", note=True)
     train = res.get("train_prompts_per_stratum")
@@ -233,7 +234,9 @@ def draw_report(run_dir: Path) -> Path:
     page.image("exploit_rates.png", "Exploit rate per loophole and regime.")
     page.heading("Exploit rates")
     page.paragraph(f"Mean over seeds with {interval}; below each, the pooled count k/n with its Wilson interval "
-                   "(best-of-n: n = applicable prompts, one proxy-picked answer each, k its expected count).", note=True)
+                   "on the effective number of trials where the samples of a prompt are correlated (eff.: n over "
+                   "the design effect of the prompt clusters; best-of-n: n = applicable prompts, one proxy-picked "
+                   "answer each, k its expected count).", note=True)
     rows = []
     for r in regimes:
         rows.append([r["name"]] + [_iv_text(r["exploit_rates"][h]) for h in loopholes])
@@ -296,4 +299,5 @@ def _pooled_text(p: dict) -> str:
     if p["mean"] is None:
         return "–"
     k = f"{p['k']:.0f}" if float(p["k"]).is_integer() else f"{p['k']:.1f}"
-    return f"{k}/{p['n']:.0f} [{p['lo']:.3f}, {p['hi']:.3f}]"
+    eff = f" (eff. {p['n_effective']:.0f})" if p.get("n_effective") is not None else ""
+    return f"{k}/{p['n']:.0f}{eff} [{p['lo']:.3f}, {p['hi']:.3f}]"
