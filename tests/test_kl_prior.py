@@ -154,6 +154,7 @@ def test_smoke_results_shape(smoke_run):
         assert p["base_model_prob_per_sample"] <= p["base_model_prob"]
         w = p["base_model_rate"]
         assert 0 <= w["lo"] <= w["mean"] <= w["hi"] <= 1 and w["n"] > 0
+        assert pooled.get("n_effective", pooled["n"]) <= pooled["n"] + 1e-9  # prompt-clustered: never more trials
     rates = {b["base_rate"] for b in r["bases"]}
     assert set(cfg["base_rates"]) <= rates and cfg["rm_base_rate"] in rates
     for b in r["bases"]:

@@ -76,6 +76,9 @@ def test_loopholes_smoke(tiny_base_dir, tmp_path):
         assert set(g["exploit_rates"]) == set(LOOPHOLES) == set(g["blind_spot"])
         for rate in g["exploit_rates"].values():
             assert {"mean", "lo", "hi", "pooled"} <= set(rate) and {"k", "n", "mean", "lo", "hi"} <= set(rate["pooled"])
+            pooled = rate["pooled"]  # on the effective trials: never more than the samples, the same rate
+            assert pooled.get("n_effective", pooled["n"]) <= pooled["n"] + 1e-9
+            assert pooled["mean"] is None or pooled["mean"] == pytest.approx(pooled["k"] / pooled["n"])
         for spot in g["blind_spot"].values():
             assert {"gap_when_fires", "own_term_gap", "contribution", "share_of_gap"} <= set(spot)
     base = r["regimes"][0]

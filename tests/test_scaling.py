@@ -59,6 +59,7 @@ def test_scaling_smoke(tiny_pair, tmp_path):
     assert len(r["findings"]["rl_vs_bon"]) == sum("rl" in c for c in r["cells"])
     for name in ("alpha_beta.png", "policy_size.png", "rater_quality.png", "report.html"):
         assert (out / name).is_file()
+    assert "With one seed there is no interval" in (out / "report.html").read_text()  # smoke: one seed, said in words
     # one held-out block for every label count of a seed; training sets grow with the labels
     infos = [json.loads(f.read_text())["result"] for f in sorted((out / "units").glob("*.json"))]
     assert len({i["rm"]["n_heldout_pairs"] for i in infos}) == 1

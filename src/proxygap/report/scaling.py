@@ -190,7 +190,9 @@ def draw_report(run_dir: Path) -> Path:
     page.paragraph(f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, wall time {fmt(meta.get('wall_time_s'), 1)} s. "
                    "Each reward model is trained on pairs of one sampler's answers labelled by the rater at the cell's "
                    "quality (0 = gold labels, Gao et al.'s setup); gold's gain over each policy's base is fitted per seed; "
-                   "intervals are 95% t-intervals across seeds.", note=True)
+                   "intervals are 95% t-intervals across seeds."
+                   + (" With one seed there is no interval, so no trend, rise or peak above is claimed: run two seeds "
+                      "or more (--seeds 3) for claims." if len(res["seeds"]) < 2 else ""), note=True)
     page.image("policy_size.png", "Policy-size dependence of gold's curve (Gao et al.: weak).")
     page.image("rater_quality.png", "Where optimizing the rater helps gold, and where it only hurts.")
     page.image("rm_size.png", "Gold's curve per RM size.")
