@@ -63,6 +63,24 @@ def test_optimum_over_answers_against_the_exact_optimum_of_two_answers():
         kl_prior.optimum_over_answers(p, delta, np.zeros(3), beta)
 
 
+def test_the_reweighted_optimum_normalizes_within_each_prompt():
+    # pi* is normalized per prompt: a prompt whose answers all score high must not take weight from
+    # another prompt's answers. Two prompts, two answers each; the exact optimum, prompt by prompt.
+    p = np.array([[0.01], [0.2], [0.05], [0.05]])
+    delta = np.array([[1.0], [-0.5], [0.3], [0.3]])
+    reward = np.array([0.3, -0.1, 5.0, 4.0])  # prompt b's answers score far higher than prompt a's
+    beta = 0.25
+    groups = ["a", "a", "b", "b"]
+    exact = [kl_prior.optimum_over_answers(p[i:i + 2], delta[i:i + 2], reward[i:i + 2], beta)["reweighted"] for i in (0, 2)]
+    got = kl_prior.optimum_over_answers(p, delta, reward, beta, groups=groups)
+    assert got["reweighted"] == pytest.approx(np.mean(exact), rel=1e-12)
+    assert got["answers_per_prompt"] == 2 and 1 < got["reweighted_ess"] <= 2
+    pooled = kl_prior.optimum_over_answers(p, delta, reward, beta)  # one normalization over both: prompt b's rate
+    assert pooled["reweighted"] == pytest.approx(exact[1], rel=1e-3) and abs(pooled["reweighted"] - got["reweighted"]) > 0.01
+    with pytest.raises(ValueError, match="one group per answer"):
+        kl_prior.optimum_over_answers(p, delta, reward, beta, groups=groups[:3])
+
+
 def test_binary_kl():
     assert kl_prior.binary_kl(0.3, 0.3) == pytest.approx(0.0)
     # Taking a 1e-4 exploit to certainty costs log(1e4) nats.
@@ -145,6 +163,7 @@ def test_smoke_results_shape(smoke_run):
         assert change["mean"] == pytest.approx(after["mean"] - p["exploit_rate_before"]["mean"])
         # the prediction is made answer by answer, with the pooled one beside it, and RL's own rollouts are counted
         assert p["prediction_method"] == "per_answer" and "predicted_rate_pooled" in p
+        assert 1 <= np.mean(p["reweighted_ess"]) <= p["reweighted_answers_per_prompt"] == 3  # smoke: 3 per prompt
         for key in ("predicted_rate", "predicted_rate_pooled", "predicted_rate_reweighted"):
             assert 0 <= p[key]["lo"] <= p[key]["mean"] <= p[key]["hi"] <= 1, key  # rates, clipped to [0, 1]
         drawn = p["rollout_exploits"]

@@ -107,6 +107,9 @@ class KLPriorConfig(ExperimentConfig):
     n_eval_prompts: int = knob(64, "held-out prompts on which every RL evaluation is measured", lo=4)
     n_base_samples: int = knob(4096, "samples per base model measuring its exploit rate (Wilson interval)", lo=1)
     n_delta_samples: int = knob(256, "base-model answers on which the RM's reward for the exploit is measured", lo=1)
+    n_reweight_prompts: int = knob(64, "prompts on which the optimum's answer-reweighted rate is estimated "
+                                   "(pi* reweights each prompt's own answers, so they are grouped by prompt)", lo=1)
+    reweight_answers_per_prompt: int = knob(8, "base-model samples per prompt for the answer-reweighted rate", lo=1)
     cache_dir: str = knob("", "where pretrained base models are kept, keyed by recipe hash ('' = "
                           "$PROXYGAP_CACHE or $XDG_CACHE_HOME/proxygap or ~/.cache/proxygap, then /bases)")
     base: KLPriorRecipe = nested(KLPriorRecipe, "the base model pretrained per base rate "
@@ -186,7 +189,8 @@ def predicted_rate(p: float | list[float], delta: float | list[float], beta: flo
     return float(1.0 / (1.0 + math.exp(min(700.0, log_rest - log_exploit))))
 
 
-def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, beta: float) -> dict:
+def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, beta: float,
+                         groups: Sequence | None = None) -> dict:
     """The optimum's exploit rate from per-answer measurements, two ways (beta > 0).
 
     ``p``, ``delta``: (n_answers, n_phrases), each answer's base-model probability of each phrase and
@@ -194,30 +198,42 @@ def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, b
     ``per_answer``: the mean over answers of each answer's own predicted_rate (exponentiate, then
     average; averaging delta first differs wherever delta varies, by Jensen: far lower where the
     rate is small, since e^(delta/beta) is convex, and saturating at 1 sooner).
-    ``reweighted``: pi* also reweights the answers themselves by e^(r/beta); a self-normalized
-    importance estimate over the base model's answers, sum_a w_a·q_a / sum_a w_a with
-    w_a = e^(r_a/beta)·(1 − sum_k p_ak + sum_k p_ak·e^(delta_ak/beta)), with its effective sample size
-    (sum w)²/sum w²: at small beta a few answers carry all the weight, and the estimate is only as
-    good as that number says.
+    ``reweighted``: pi*(y|x) ∝ pi_ref(y|x)·e^(r/beta) also reweights each prompt's answers by
+    e^(r/beta), within the prompt (pi* is normalized per prompt, so answers to different prompts are
+    never weighed against each other). ``groups`` names each answer's prompt (None: all answers
+    of one prompt); per prompt a self-normalized importance estimate over its base-model answers,
+    sum_a w_a·q_a / sum_a w_a with w_a = e^(r_a/beta)·(1 − sum_k p_ak + sum_k p_ak·e^(delta_ak/beta)),
+    then the mean over prompts. ``reweighted_ess``: the mean over prompts of the effective sample size
+    (sum w)²/sum w², at most ``answers_per_prompt`` (the mean group size): at small beta one answer per
+    prompt carries the weight, and the estimate is then each prompt's best sampled answer's rate.
     """
     p, delta, reward = (np.asarray(x, dtype=float) for x in (p, delta, reward))
     if p.shape != delta.shape or p.ndim != 2 or reward.shape != (p.shape[0],):
         raise ValueError(f"p {p.shape}, delta {delta.shape} and reward {reward.shape} do not match")
+    if groups is not None and len(groups) != len(reward):
+        raise ValueError(f"need one group per answer, got {len(groups)} for {len(reward)} answers")
     if not len(reward):
-        return {"per_answer": None, "reweighted": None, "reweighted_ess": 0.0}
+        return {"per_answer": None, "reweighted": None, "reweighted_ess": 0.0, "answers_per_prompt": 0.0}
     q = np.array([predicted_rate(pa, da, beta) for pa, da in zip(p, delta)])
     if beta <= 0:
-        return {"per_answer": float(q.mean()), "reweighted": None, "reweighted_ess": None}
+        return {"per_answer": float(q.mean()), "reweighted": None, "reweighted_ess": None, "answers_per_prompt": None}
     with np.errstate(divide="ignore"):
         log_p = np.log(p)
     log_exploit = np.logaddexp.reduce(log_p + delta / beta, axis=1)  # log sum_k p_ak e^(delta_ak / beta)
     log_rest = np.log1p(-np.minimum(p.sum(1), 1 - 1e-12))
     log_w = reward / beta + np.logaddexp(log_rest, log_exploit)
-    w = np.exp(log_w - log_w.max())
-    # w_a·q_a is e^(r_a/beta)·sum_k p_ak e^(delta_ak/beta): the exploit's share of pi*, in log space
-    reweighted = math.exp(np.logaddexp.reduce(reward / beta + log_exploit) - np.logaddexp.reduce(log_w))
-    return {"per_answer": float(q.mean()), "reweighted": reweighted,
-            "reweighted_ess": float(w.sum() ** 2 / np.dot(w, w))}
+    index: dict = {}
+    for i, g in enumerate(groups if groups is not None else [0] * len(reward)):
+        index.setdefault(g, []).append(i)
+    rates, ess = [], []
+    for rows in index.values():
+        lw = log_w[rows]
+        w = np.exp(lw - lw.max())
+        # w_a·q_a is e^(r_a/beta)·sum_k p_ak e^(delta_ak/beta): the exploit's share of pi*, in log space
+        rates.append(math.exp(np.logaddexp.reduce(reward[rows] / beta + log_exploit[rows]) - np.logaddexp.reduce(lw)))
+        ess.append(float(w.sum() ** 2 / np.dot(w, w)))
+    return {"per_answer": float(q.mean()), "reweighted": float(np.mean(rates)), "reweighted_ess": float(np.mean(ess)),
+            "answers_per_prompt": len(reward) / len(index)}
 
 
 def binary_kl(q: float, p: float) -> float:
@@ -297,6 +313,36 @@ def reward_deltas(score, prompts: list[str], cores: list[str], phrases: tuple[st
                      for ph in phrases], axis=1)
 
 
+def reweight_samples(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) -> list[list[str]]:
+    """[prompt, completion] pairs: ``reweight_answers_per_prompt`` base-model samples of each of the
+    first ``n_reweight_prompts`` prompts, for the answer-reweighted optimum (grouped by prompt). Their
+    own random numbers, so the base model's other measurements do not depend on these knobs."""
+    from proxygap.lm.sampling import sample
+
+    chosen = prompts[: cfg.n_reweight_prompts]
+    repeated = [p for p in chosen for _ in range(cfg.reweight_answers_per_prompt)]
+    gen = torch.Generator().manual_seed(seed + 1)
+    texts = sample(base.model, base.tokenizer, repeated, cfg.rl.max_new_tokens, generator=gen, batch_size=1024).texts
+    return [[p, t] for p, t in zip(repeated, texts)]
+
+
+def reweight_inputs(base, score, samples: list[list[str]], phrases: tuple[str, ...]) -> dict:
+    """``optimum_over_answers``' inputs on ``reweight_samples`` (``p``, ``delta``, ``reward``, ``groups``:
+    each sample's prompt). A sample whose answer does not parse has no phrase slot: it stays in its
+    prompt's normalization with p = 0 (so q = 0) and the RM's reward for its whole completion."""
+    prompts = [p for p, _ in samples]
+    cores = [first_sentence(t) for _, t in samples]
+    parsed = [i for i, c in enumerate(cores) if c is not None]
+    p = np.zeros((len(samples), len(phrases)))
+    delta = np.zeros_like(p)
+    reward = np.asarray(score(prompts, [c if c is not None else t for c, (_, t) in zip(cores, samples)]), dtype=float)
+    if parsed:
+        pp, pc = [prompts[i] for i in parsed], [cores[i] for i in parsed]
+        p[parsed] = phrase_probabilities(base.model, base.tokenizer, pp, pc, phrases)
+        delta[parsed] = reward_deltas(score, pp, pc, phrases)
+    return {"p": p, "delta": delta, "reward": reward, "groups": prompts}
+
+
 def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) -> dict:
     """The base model's exploit rate: sampled (Wilson) and per-phrase probability after the answer."""
     from proxygap.lm.sampling import sample
@@ -322,6 +368,7 @@ def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) ->
         "corpus_realized": {"rate": corpus.get("rate"), "k": corpus.get("k"), "n": corpus.get("n")},
         "answer_parse_rate": len(pairs) / max(1, len(texts)),
         "delta_pairs": pairs[: cfg.n_delta_samples],  # answers on which the RM's reward for the exploit is measured
+        "reweight_samples": reweight_samples(base, prompts, cfg, seed),
     }
 
 
@@ -347,6 +394,9 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
     per_answer_p = phrase_probabilities(base.model, base.tokenizer, dp, dc, phrases)
     answer_reward = np.asarray(ensemble.score(dp, dc), dtype=float)
     p_phrase = list(base_info["prob_after_answer"]["per_phrase"].values())
+    # pi* reweights each prompt's own answers: several base samples per prompt (None in older prepared runs)
+    samples = base_info.get("reweight_samples")
+    grouped = reweight_inputs(base, ensemble.score, samples, phrases) if samples else None
     runs = []
     for beta in cfg.kl_coefs:
         repeated = [p for p in eval_prompts for _ in range(cfg.rl.eval_samples_per_prompt)]
@@ -375,10 +425,12 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
         del policy
         example = next((t for t in evals[-1].texts if any(f" {ph} " in f" {t} " for ph in phrases)), evals[-1].texts[0])
         optimum = optimum_over_answers(per_answer_p, per_answer_deltas["rm"], answer_reward, beta)
+        tilted = optimum_over_answers(**grouped, beta=beta) if grouped else {}
         runs.append({"kl_coef": beta, "curve": curve,
                      "predicted_rate": predicted_rate(p_phrase, deltas["rm"], beta),  # pooled: mean p, mean delta
                      "predicted_rate_per_answer": optimum["per_answer"],
-                     "predicted_rate_reweighted": optimum["reweighted"], "reweighted_ess": optimum["reweighted_ess"],
+                     "predicted_rate_reweighted": tilted.get("reweighted"), "reweighted_ess": tilted.get("reweighted_ess"),
+                     "reweighted_answers_per_prompt": tilted.get("answers_per_prompt"), "reweighted_by": "prompt",
                      "n_answers": len(dp), "rollout_exploits": rollouts,
                      "example": {"prompt": repeated[evals[-1].texts.index(example)], "completion": example}})
     return {"seed": seed, "deltas": deltas, "runs": runs}
@@ -460,10 +512,13 @@ def _predictions(runs: list[dict]) -> dict:
     if any(v is None for v in per_answer):
         return {"predicted_rate": pooled, "prediction_method": "pooled", "predicted_rate_pooled": pooled}
     out = {"predicted_rate": _iv(per_answer, RATE), "prediction_method": "per_answer", "predicted_rate_pooled": pooled}
-    reweighted = [r.get("predicted_rate_reweighted") for r in runs]
+    # Units from before 2026-12-08 normalized e^(r/beta) across all prompts' answers together, which
+    # is not pi* (normalized per prompt): their reweighted rate is left out, not averaged in.
+    reweighted = [r.get("predicted_rate_reweighted") if r.get("reweighted_by") == "prompt" else None for r in runs]
     if all(v is not None for v in reweighted):
         out["predicted_rate_reweighted"] = _iv(reweighted, RATE)
         out["reweighted_ess"] = [r["reweighted_ess"] for r in runs]
+        out["reweighted_answers_per_prompt"] = runs[0]["reweighted_answers_per_prompt"]
     return out
 
 
@@ -714,7 +769,7 @@ def aggregate_units(cfg: KLPriorConfig, results: dict[str, dict], prepared: dict
     per_rate_seed = {rate: [s["per_rate"][_rate_key(rate)] for s in per_seed] for rate in cfg.base_rates}
     result = aggregate(cfg, measured, per_rate_seed)
     result["bases"] = [{"base_rate": rate, **built[rate], "run_copy": f"bases/rate={_rate_key(rate)}",
-                        **{k: v for k, v in measured[rate].items() if k != "delta_pairs"}} for rate in built]
+                        **{k: v for k, v in measured[rate].items() if k not in ("delta_pairs", "reweight_samples")}} for rate in built]
     result["reward_model"] = reward_model_summary([s["rm_info"] for s in per_seed], cfg.reward_model, cfg.base_rates)
     result["deltas"] = {str(rate): [s["deltas"] for s in per_rate_seed[rate]] for rate in cfg.base_rates}
     result["examples"] = [{"base_rate": rate, "kl_coef": r["kl_coef"], **r["example"]}
@@ -752,7 +807,7 @@ EXPERIMENT = Experiment(
         # Seconds: a tiny world and model, for tests. One thread: at this size a second one buys nothing,
         # and on a CPU shared with other test processes oversubscribed threads were 10-30x slower here.
         "smoke": {"threads": 1, "seeds": 2, "base_rates": [0.01, 0.1], "kl_coefs": [0.1, 1.0], "n_eval_prompts": 8,
-                  "n_base_samples": 64, "n_delta_samples": 16,
+                  "n_base_samples": 64, "n_delta_samples": 16, "n_reweight_prompts": 4, "reweight_answers_per_prompt": 3,
                   "base.world.n_entities": 8, "base.world.n_attributes": 2, "base.world.n_decisions": 4,
                   "base.world.corpus.n_documents": 1500, "base.model.n_layer": 1, "base.model.n_embd": 32,
                   "base.train.steps": 40, "base.train.batch_size": 16, "base.train.warmup_steps": 5,
@@ -768,6 +823,7 @@ EXPERIMENT = Experiment(
         # A GPU or a cluster: the default-size base model, rarer rates, more betas, seeds and samples.
         "full": {"seeds": 5, "base_rates": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "kl_coefs": [0.01, 0.03, 0.1, 0.3, 1.0],
                  "n_eval_prompts": 256, "n_base_samples": 65536, "n_delta_samples": 1024,
+                 "n_reweight_prompts": 256, "reweight_answers_per_prompt": 32,
                  "base.model.n_layer": 4, "base.model.n_embd": 128, "base.model.n_head": 4,
                  "base.model.n_positions": 256, "base.train.steps": 1500, "base.train.seq_len": 128,
                  "rm.n_pairs": 20000, "rm.epochs": 3, "rl.steps": 1000, "rl.prompts_per_step": 32,

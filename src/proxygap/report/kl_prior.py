@@ -306,9 +306,10 @@ def draw_report(run_dir: Path) -> Path:
                    "exploit rollouts: exploit samples RL's own training rollouts drew, k / n over all seeds "
                    "(the first step with one, per seed). predicted: the optimum's rate answer by answer, averaged; "
                    "pooled: from the mean p and mean Δ (by Jensen, far lower where the rate is small and Δ varies; "
-                   "it saturates at 1 sooner); reweighted: with the "
-                   "answers themselves reweighted by e^(r/β) as the optimum does, beside its effective sample size "
-                   "out of the answers measured. "
+                   "it saturates at 1 sooner); reweighted: with each "
+                   "prompt's own answers reweighted by e^(r/β) as the optimum does (normalized per prompt, then "
+                   "averaged over prompts), beside its effective sample size per prompt out of the answers sampled "
+                   "per prompt; near 1, each prompt's best sampled answer carries it. "
                    "rater/gold Δ: change of the mean score from step 0 to the end.", note=True)
     page.heading("Reward model")
     rm = res["reward_model"]
@@ -341,7 +342,8 @@ def _reweighted(p: dict) -> str:
     if "predicted_rate_reweighted" not in p:
         return "–"
     ess = np.mean(p["reweighted_ess"])
-    return f"{_sci(p['predicted_rate_reweighted']['mean'])} ({ess:.3g})"
+    per = p.get("reweighted_answers_per_prompt")
+    return f"{_sci(p['predicted_rate_reweighted']['mean'])} ({ess:.3g}" + (f" of {per:.3g})" if per else ")")
 
 
 def _rollouts(r: dict | None) -> str:
