@@ -512,7 +512,7 @@ def _predictions(runs: list[dict]) -> dict:
     if any(v is None for v in per_answer):
         return {"predicted_rate": pooled, "prediction_method": "pooled", "predicted_rate_pooled": pooled}
     out = {"predicted_rate": _iv(per_answer, RATE), "prediction_method": "per_answer", "predicted_rate_pooled": pooled}
-    # Units from before 2026-12-08 normalized e^(r/beta) across all prompts' answers together, which
+    # Units from before 2d18882 (2026-12-07) normalized e^(r/beta) across all prompts' answers together, which
     # is not pi* (normalized per prompt): their reweighted rate is left out, not averaged in.
     reweighted = [r.get("predicted_rate_reweighted") if r.get("reweighted_by") == "prompt" else None for r in runs]
     if all(v is not None for v in reweighted):
