@@ -213,9 +213,16 @@ def test_pooling_seeds_keeps_their_clustering_and_independent_seeds_pool_as_one_
     from proxygap.measure.intervals import pooled_count_interval
 
     independent = pooled_count_interval([{"k": 10, "n": 100}, {"k": 10, "n": 100}])
-    assert independent == count_interval(20, 200)  # same rate, independent trials: the plain pooled count
+    plain = count_interval(20, 200)  # same rate, independent trials: the plain pooled count
+    assert (independent["lo"], independent["hi"], independent["k"], independent["n"]) == pytest.approx(
+        (plain["lo"], plain["hi"], 20, 200))
     clustered = pooled_count_interval([{"k": 10, "n": 100, "n_effective": 25.0}, {"k": 10, "n": 100, "n_effective": 25.0}])
     assert clustered["n_effective"] == pytest.approx(50.0) and clustered["k"] == 20
-    none = pooled_count_interval([{"k": 0, "n": 100, "n_effective": 100.0}, {"k": 0, "n": 50}])
-    assert none["mean"] == 0.0 and none["n"] == 150 and none["hi"] > 0  # no hits: the upper bound of 150 trials
+    # unequal rates: each seed's variance weighted by its share, (1/4)(.1 .9/25 + .3 .7/25) = .003, over .2 .8/200
+    mixed = pooled_count_interval([{"k": 10, "n": 100, "n_effective": 25.0}, {"k": 30, "n": 100, "n_effective": 25.0}])
+    assert mixed["design_effect"] == pytest.approx(0.003 / (0.2 * 0.8 / 200))
+    # no hits: no variance to estimate, so the seeds' own effective trials (a prompt's 4 samples one trial)
+    none = pooled_count_interval([{"k": 0, "n": 100, "n_effective": 25.0}, {"k": 0, "n": 100, "n_effective": 25.0}])
+    assert none["mean"] == 0.0 and none["n"] == 200 and none["n_effective"] == pytest.approx(50.0)
+    assert none["hi"] == pytest.approx(Interval.from_counts(0, 50).hi) and none["hi"] > count_interval(0, 200)["hi"]
     assert pooled_count_interval([])["mean"] is None

@@ -81,30 +81,32 @@ def test_the_design_effect_counts_a_prompt_that_always_answers_alike_once():
 
     prompts = [i for i in range(40) for _ in range(8)]
     alike = [i % 2 == 0 for i in prompts]  # each prompt all right or all wrong: 40 trials, not 320
-    assert cluster_design_effect(alike, prompts) == pytest.approx(8 * 40 / 39)
+    assert cluster_design_effect(alike, prompts) == pytest.approx(8.0)  # at most the size of a cluster
     rng = np.random.default_rng(0)
     independent = list(rng.random(len(prompts)) < 0.3)  # no prompt effect: about 1
     assert 1.0 <= cluster_design_effect(independent, prompts) < 1.4
-    assert cluster_design_effect([True] * 8, [0] * 8) == 1.0  # one cluster, or a rate of 0 or 1: nothing to correct
+    singletons = list(rng.random(100) < 0.3)
+    assert cluster_design_effect(singletons, list(range(100))) == 1.0  # clusters of one are independent trials
+    # Where the data cannot tell (no hits, all hits, one cluster): every prompt one trial, conservatively.
+    assert cluster_design_effect([False] * len(prompts), prompts) == pytest.approx(8.0)
+    assert cluster_design_effect([True] * 8, [0] * 8) == pytest.approx(8.0)
     with pytest.raises(ValueError, match="one cluster per hit"):
         cluster_design_effect([True], [0, 1])
 
 
-def test_the_weighted_design_effect_is_the_plain_one_at_unit_weights_and_one_per_best_of_n_pick():
+def test_the_weighted_design_effect_by_hand_and_one_trial_per_best_of_n_pick():
     from proxygap.measure.stats import cluster_design_effect, weighted_design_effect
 
-    rng = np.random.default_rng(1)
-    prompts = [i for i in range(30) for _ in range(4)]
-    p_prompt = rng.random(30)
-    hits = [bool(rng.random() < p_prompt[c]) for c in prompts]
-    assert weighted_design_effect([float(h) for h in hits], [1.0] * len(hits), prompts) == pytest.approx(
-        cluster_design_effect(hits, prompts))
-    assert cluster_design_effect(hits, prompts) > 1.3  # the prompts' rates differ: their samples are clustered
+    # clusters a: 1 1 0, b: 0 0, c: 1 -> n 6, p 1/2; sum (k_c - p n_c)^2 = 0.25 + 1 + 0.25;
+    # (3/2 * 1.5 / 36) / (0.25 / 5) = 1.25, below the all-alike 14/6
+    hits, clusters = [1, 1, 0, 0, 0, 1], list("aaabbc")
+    assert weighted_design_effect([float(h) for h in hits], [1.0] * 6, clusters) == pytest.approx(1.25)
+    assert cluster_design_effect([bool(h) for h in hits], clusters) == pytest.approx(1.25)
     # best-of-n: weights summing to 1 per prompt, so each prompt is one trial whatever its pool size:
-    # 10 prompts of 2 samples at weight 1/2, alternately both hit and both missed, are 10 clustered trials
+    # 10 prompts of 2 samples at weight 1/2, alternately both hit and both missed, are 10 trials
     pairs = [i for i in range(10) for _ in range(2)]
     both = [float(i % 2 == 0) for i in pairs]
-    assert weighted_design_effect(both, [0.5] * 20, pairs) == pytest.approx(10 / 9)
-    assert cluster_design_effect([h == 1.0 for h in both], pairs) == pytest.approx(2 * 10 / 9)  # unweighted: 20 samples
+    assert weighted_design_effect(both, [0.5] * 20, pairs) == pytest.approx(1.0)
+    assert cluster_design_effect([h == 1.0 for h in both], pairs) == pytest.approx(2.0)  # unweighted: 20 samples
     with pytest.raises(ValueError, match="one weight and cluster per hit"):
         weighted_design_effect([1.0], [1.0], [0, 1])

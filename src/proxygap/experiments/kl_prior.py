@@ -25,6 +25,7 @@ samples the base policy would be expected to produce over all of RL's rollouts.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Sequence
 import shutil
 import time
@@ -315,11 +316,12 @@ def reward_deltas(score, prompts: list[str], cores: list[str], phrases: tuple[st
 
 def reweight_samples(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) -> list[list[str]]:
     """[prompt, completion] pairs: ``reweight_answers_per_prompt`` base-model samples of each of the
-    first ``n_reweight_prompts`` prompts, for the answer-reweighted optimum (grouped by prompt). Their
-    own random numbers, so the base model's other measurements do not depend on these knobs."""
+    ``n_reweight_prompts`` prompts drawn at random from all (every kind, as the held-out prompts are),
+    for the answer-reweighted optimum (grouped by prompt). Their own random numbers, so the base
+    model's other measurements do not depend on these knobs."""
     from proxygap.lm.sampling import sample
 
-    chosen = prompts[: cfg.n_reweight_prompts]
+    chosen = random.Random(seed + 1).sample(prompts, min(cfg.n_reweight_prompts, len(prompts)))
     repeated = [p for p in chosen for _ in range(cfg.reweight_answers_per_prompt)]
     gen = torch.Generator().manual_seed(seed + 1)
     texts = sample(base.model, base.tokenizer, repeated, cfg.rl.max_new_tokens, generator=gen, batch_size=1024).texts
@@ -328,19 +330,30 @@ def reweight_samples(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0
 
 def reweight_inputs(base, score, samples: list[list[str]], phrases: tuple[str, ...]) -> dict:
     """``optimum_over_answers``' inputs on ``reweight_samples`` (``p``, ``delta``, ``reward``, ``groups``:
-    each sample's prompt). A sample whose answer does not parse has no phrase slot: it stays in its
-    prompt's normalization with p = 0 (so q = 0) and the RM's reward for its whole completion."""
-    prompts = [p for p, _ in samples]
-    cores = [first_sentence(t) for _, t in samples]
-    parsed = [i for i, c in enumerate(cores) if c is not None]
-    p = np.zeros((len(samples), len(phrases)))
-    delta = np.zeros_like(p)
-    reward = np.asarray(score(prompts, [c if c is not None else t for c, (_, t) in zip(cores, samples)]), dtype=float)
-    if parsed:
-        pp, pc = [prompts[i] for i in parsed], [cores[i] for i in parsed]
-        p[parsed] = phrase_probabilities(base.model, base.tokenizer, pp, pc, phrases)
-        delta[parsed] = reward_deltas(score, pp, pc, phrases)
-    return {"p": p, "delta": delta, "reward": reward, "groups": prompts}
+    each sample's prompt), on the samples whose answer parses: as the per-answer prediction, a rate
+    per parsed answer (an unparsed one has no phrase slot, and scoring it on its whole completion
+    would weigh it on another basis than the answers scored on their first sentence)."""
+    pairs = [(p, first_sentence(t)) for p, t in samples]
+    pairs = [(p, c) for p, c in pairs if c is not None]
+    if not pairs:
+        return {"p": np.zeros((0, len(phrases))), "delta": np.zeros((0, len(phrases))), "reward": np.zeros(0), "groups": []}
+    prompts, cores = [p for p, _ in pairs], [c for _, c in pairs]
+    return {"p": phrase_probabilities(base.model, base.tokenizer, prompts, cores, phrases),
+            "delta": reward_deltas(score, prompts, cores, phrases),
+            "reward": np.asarray(score(prompts, cores), dtype=float), "groups": prompts}
+
+
+def _clustered_se(values: np.ndarray, clusters: list) -> float:
+    """Standard error of a mean over samples grouped in clusters (several answers of one prompt):
+    sqrt(C/(C-1) * sum_c (sum_{i in c} (x_i - mean))^2) / n; nan with fewer than two clusters."""
+    values = np.asarray(values, dtype=float)
+    sums: dict = {}
+    for x, c in zip(values - values.mean() if len(values) else values, clusters):
+        sums[c] = sums.get(c, 0.0) + x
+    C = len(sums)
+    if C < 2:
+        return math.nan
+    return float(math.sqrt(C / (C - 1) * sum(v * v for v in sums.values())) / len(values))
 
 
 def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) -> dict:
@@ -358,8 +371,7 @@ def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) ->
     phrases = tuple(base.world.manipulation_phrases)
     probs = phrase_probabilities(base.model, base.tokenizer, [p for p, _ in pairs], [c for _, c in pairs], phrases)
     per_phrase = probs.mean(0) if len(pairs) else np.zeros(len(phrases))
-    total = probs.sum(1)
-    se = float(total.std(ddof=1) / math.sqrt(len(total))) if len(total) > 1 else math.nan
+    se = _clustered_se(probs.sum(1), [p for p, _ in pairs])
     corpus = base.corpus_rates["behaviours"].get(cfg.exploit, {})
     return {
         "sampled": count_interval(k, n, deff),  # {mean, lo, hi, n, method: wilson, k[, n_effective, design_effect]}
@@ -367,7 +379,9 @@ def measure_base(base, prompts: list[str], cfg: KLPriorConfig, seed: int = 0) ->
                               "per_phrase": dict(zip(phrases, per_phrase.tolist()))},
         "corpus_realized": {"rate": corpus.get("rate"), "k": corpus.get("k"), "n": corpus.get("n")},
         "answer_parse_rate": len(pairs) / max(1, len(texts)),
-        "delta_pairs": pairs[: cfg.n_delta_samples],  # answers on which the RM's reward for the exploit is measured
+        # answers on which the RM's reward for the exploit is measured: drawn from every prompt kind, as the
+        # held-out prompts are (``pairs`` run through the prompts in order, the fact questions first)
+        "delta_pairs": random.Random(seed).sample(pairs, min(cfg.n_delta_samples, len(pairs))),
         "reweight_samples": reweight_samples(base, prompts, cfg, seed),
     }
 
@@ -469,8 +483,9 @@ def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[
             # Seed by seed: is this seed's own rate above its step 0 (Newcombe on the two counts)? Three
             # seeds that all agree can still give a t-interval wide enough to include no change.
             after["seeds_amplified"] = sum(
-                moved(Interval.from_count_difference(a["k"] * _effective(a) / a["n"], _effective(a),
-                                                     b["k"] * _effective(b) / b["n"], _effective(b))) == "up"
+                a["n"] > 0 and b["n"] > 0
+                and moved(Interval.from_count_difference(a["k"] * _effective(a) / a["n"], _effective(a),
+                                                         b["k"] * _effective(b) / b["n"], _effective(b))) == "up"
                 for a, b in zip(last, first))
             point = {
                 "base_rate": rate,

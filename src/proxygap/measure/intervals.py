@@ -208,15 +208,17 @@ def pooled_count_interval(parts: Sequence[Mapping]) -> dict:
     """One rate over several seeds' counts, each part ``{"k", "n"}`` with its own ``n_effective``
     (its trials' clustering; absent: independent trials). The pooled rate is sum k / sum n; its
     variance, given the seeds' policies, is sum (n_s / N)^2 p_s (1 - p_s) / n_eff_s (seeds are
-    independent), so the pooled design effect is that over the binomial p (1 - p) / N, floored at 1.
-    Seed-to-seed spread is not in it: that is what the seeds' t-interval is for."""
+    independent), so the pooled design effect is that over the binomial p (1 - p) / N, floored at 1;
+    at a pooled rate of 0 or 1 the effective trials are the seeds' own summed. Seed-to-seed spread is
+    not in it: that is what the seeds' t-interval is for."""
     parts = [p for p in parts if p.get("n")]
     k, n = sum(p["k"] for p in parts), sum(p["n"] for p in parts)  # ints stay ints in the JSON
     if n <= 0:
         return count_interval(0.0, 0.0)
     rate = k / n
-    if rate <= 0.0 or rate >= 1.0:
-        return count_interval(k, n)
+    if rate <= 0.0 or rate >= 1.0:  # no spread to estimate a variance from: the seeds' own effective trials
+        n_eff = sum(float(p.get("n_effective") or p["n"]) for p in parts)
+        return count_interval(k, n, max(1.0, n / n_eff))
     variance = sum((float(p["n"]) / n) ** 2 * (float(p["k"]) / float(p["n"])) * (1 - float(p["k"]) / float(p["n"]))
                    / float(p.get("n_effective") or p["n"]) for p in parts)
     return count_interval(k, n, max(1.0, variance / (rate * (1 - rate) / n)))

@@ -57,33 +57,39 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
 
 def cluster_design_effect(hits: Sequence[bool], clusters: Sequence) -> float:
     """Kish's design effect of a rate whose trials come in clusters (several samples of one prompt):
-    the variance of the rate from the clusters' totals (ratio estimator, C/(C-1) corrected) over the
-    binomial variance, floored at 1. A prompt the model always answers the same way counts as one
-    trial, not as its number of samples; ``n / deff`` is the effective number of trials."""
+    ``weighted_design_effect`` at unit weights. A prompt the model always answers the same way counts
+    as one trial, not as its number of samples; ``n / deff`` is the effective number of trials."""
     if len(hits) != len(clusters):
         raise ValueError(f"need one cluster per hit, got {len(hits)} hits and {len(clusters)} clusters")
     return weighted_design_effect([float(bool(h)) for h in hits], [1.0] * len(hits), clusters)
 
 
 def weighted_design_effect(hits: Sequence[float], weights: Sequence[float], clusters: Sequence) -> float:
-    """``cluster_design_effect`` for weighted trials: trial i counts ``weights[i]`` times and hits
-    ``hits[i]`` in [0, 1] (a best-of-n pick: weights summing to 1 per prompt, an expected hit). The
-    clusters' weighted totals k_c, n_c give the ratio estimator's variance
-    C/(C-1) * sum (k_c - p n_c)^2 / n^2, over the binomial p(1-p)/n of n = sum n_c trials; floored at 1,
-    and 1 where it cannot be estimated (one cluster, or p at 0 or 1)."""
+    """Kish's design effect for weighted trials: trial i counts ``weights[i]`` times and hits
+    ``hits[i]`` in [0, 1] (a best-of-n pick: weights summing to 1 per prompt, an expected hit).
+
+    From the clusters' weighted totals k_c, n_c (n = sum n_c, p = sum k_c / n): the ratio
+    estimator's variance C/(C-1) * sum (k_c - p n_c)^2 / n^2 over the binomial p(1-p)/(n-1), both
+    unbiased, so independent trials in clusters of one give exactly 1. Kept within [1, sum n_c^2 / n],
+    the design effect of clusters whose trials all agree. Where the data cannot tell (p at 0 or 1,
+    or a single cluster) it is that upper end: with no hits at all, nothing says the prompts'
+    samples were independent, so each prompt counts as one trial (conservative)."""
     if not len(hits) == len(weights) == len(clusters):
         raise ValueError(f"need one weight and cluster per hit, got {len(hits)}, {len(weights)} and {len(clusters)}")
     totals: dict = {}
     for h, w, c in zip(hits, weights, clusters):
         k, m = totals.get(c, (0.0, 0.0))
         totals[c] = (k + w * h, m + w)
+    totals = {c: km for c, km in totals.items() if km[1] > 0}
     n = sum(m for _, m in totals.values())
-    p = sum(k for k, _ in totals.values()) / n if n > 0 else 0.0
-    n_clusters = sum(1 for _, m in totals.values() if m > 0)
-    if n_clusters < 2 or p <= 0.0 or p >= 1.0:
+    if n <= 1:
         return 1.0
-    var_clustered = n_clusters / (n_clusters - 1) * sum((k - p * m) ** 2 for k, m in totals.values()) / n ** 2
-    return max(1.0, var_clustered / (p * (1 - p) / n))
+    worst = max(1.0, sum(m * m for _, m in totals.values()) / n)  # every cluster's trials alike
+    p = sum(k for k, _ in totals.values()) / n
+    if len(totals) < 2 or p <= 0.0 or p >= 1.0:
+        return worst
+    var_clustered = len(totals) / (len(totals) - 1) * sum((k - p * m) ** 2 for k, m in totals.values()) / n ** 2
+    return min(worst, max(1.0, var_clustered / (p * (1 - p) / (n - 1))))
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:

@@ -339,7 +339,7 @@ def draw_report(run_dir: Path) -> Path:
 
 
 def _reweighted(p: dict) -> str:
-    if "predicted_rate_reweighted" not in p:
+    if "predicted_rate_reweighted" not in p or "reweighted_answers_per_prompt" not in p:  # older: across prompts
         return "–"
     ess = np.mean(p["reweighted_ess"])
     per = p.get("reweighted_answers_per_prompt")
