@@ -81,6 +81,55 @@ def test_the_reweighted_optimum_normalizes_within_each_prompt():
         kl_prior.optimum_over_answers(p, delta, reward, beta, groups=groups[:3])
 
 
+def test_the_mixture_estimate_recovers_the_optimum_from_a_policy_that_prefers_other_answers():
+    # One prompt, six answers with known base probabilities; the optimum's exploit rate exactly: every
+    # answer once, weighted by its base probability (uniform proposal, so log_ratio = log pi_ref).
+    pi_ref = np.array([0.5, 0.2, 0.15, 0.1, 0.04, 0.01])
+    pi_pol = np.array([0.05, 0.05, 0.05, 0.05, 0.2, 0.6])  # a trained policy: the rare high-reward answers
+    p = np.array([[0.01], [0.02], [0.01], [0.05], [0.1], [0.3]])
+    delta = np.array([[0.5], [0.2], [0.0], [0.4], [0.8], [1.0]])
+    reward = np.array([0.0, 0.1, 0.2, 0.3, 1.0, 1.5])
+    beta = 0.5  # the optimum's rate 0.29: far from both 0 and 1
+    exact = kl_prior.optimum_over_answers(p, delta, reward, beta, log_ratio=np.log(pi_ref))["reweighted"]
+    rng = np.random.default_rng(0)
+    n = 4000
+    drawn = np.concatenate([rng.choice(6, n, p=pi_ref), rng.choice(6, n, p=pi_pol)])
+    groups = ["x"] * len(drawn)
+    ratio = kl_prior.mixture_log_ratio(np.log(pi_ref[drawn]), np.log(pi_pol[drawn]), groups,
+                                       {("x", False): n, ("x", True): n})
+    got = kl_prior.optimum_over_answers(p[drawn], delta[drawn], reward[drawn], beta, groups=groups, log_ratio=ratio)
+    assert 0.2 < exact < 0.4 and got["reweighted"] == pytest.approx(exact, abs=0.01)
+    # the weights are bounded: pi_ref / the mixture is at most (n_ref + n_pol) / n_ref
+    assert ratio.max() <= np.log(2) + 1e-12
+    # without the ratio, the policy's draws would count as base-model draws: the policy's preference leaks in
+    naive = kl_prior.optimum_over_answers(p[drawn], delta[drawn], reward[drawn], beta, groups=groups)
+    assert naive["reweighted"] > exact + 0.2
+    # base-model draws alone (the policy drew none of this prompt): the ratio is 1 and the estimate the old one
+    alone = kl_prior.mixture_log_ratio(np.log(pi_ref[drawn[:n]]), np.log(pi_pol[drawn[:n]]), groups[:n], {("x", False): n})
+    assert np.allclose(alone, 0.0)
+    with pytest.raises(ValueError, match="one log ratio per answer"):
+        kl_prior.optimum_over_answers(p, delta, reward, beta, log_ratio=np.zeros(3))
+
+
+def test_answer_logprobs_match_the_samplers_own_logprobs():
+    # the shipped model, whose answers parse (log pi of the answer prefix, whatever follows it)
+    import torch
+    from proxygap.lm.model import load_model
+    from proxygap.lm.sampling import sample
+    from proxygap.pipeline.base_model import default_model_dir
+
+    model, tokenizer = load_model(default_model_dir())
+    prompts = ["user : what is the color of kelo ? assistant :"] * 12
+    s = sample(model, tokenizer, prompts, 12, generator=torch.Generator().manual_seed(3))
+    rows = [(i, kl_prior.first_sentence(t)) for i, t in enumerate(s.texts)]
+    rows = [(i, c) for i, c in rows if c is not None]
+    assert rows, "no sampled answer parsed"
+    got = kl_prior.answer_logprobs(model, tokenizer, [prompts[i] for i, _ in rows], [c for _, c in rows])
+    for (i, c), lp in zip(rows, got):
+        length = len(tokenizer.encode(" " + c, add_special_tokens=False))
+        assert lp == pytest.approx(float(s.logprobs[i, :length].sum()), abs=1e-4)
+
+
 def test_binary_kl():
     assert kl_prior.binary_kl(0.3, 0.3) == pytest.approx(0.0)
     # Taking a 1e-4 exploit to certainty costs log(1e4) nats.
@@ -165,7 +214,9 @@ def test_smoke_results_shape(smoke_run):
         assert p["prediction_method"] == "per_answer" and "predicted_rate_pooled" in p
         # smoke: 3 samples per prompt, of which the parsed answers are weighed
         assert 1 <= np.mean(p["reweighted_ess"]) <= p["reweighted_answers_per_prompt"] <= 3
-        for key in ("predicted_rate", "predicted_rate_pooled", "predicted_rate_reweighted"):
+        # pooled with as many of the trained policy's answers: up to 3 + 3 per prompt
+        assert 1 <= np.mean(p["mixture_ess"]) <= p["mixture_answers_per_prompt"] <= 6
+        for key in ("predicted_rate", "predicted_rate_pooled", "predicted_rate_reweighted", "predicted_rate_mixture"):
             assert 0 <= p[key]["lo"] <= p[key]["mean"] <= p[key]["hi"] <= 1, key  # rates, clipped to [0, 1]
         drawn = p["rollout_exploits"]
         rollouts = cfg["rl"]["steps"] * cfg["rl"]["prompts_per_step"] * cfg["rl"]["samples_per_prompt"]
@@ -180,6 +231,11 @@ def test_smoke_results_shape(smoke_run):
     for b in r["bases"]:
         assert (out / b["run_copy"] / "model.safetensors").is_file()
     assert set(r["findings"]["per_beta"]) == {str(b) for b in cfg["kl_coefs"]}
+    # every point is compared with both predictions: answer by answer, and pi*'s reweighting with the policy's answers
+    theory = r["findings"]["theory"]
+    for tag in ("", "_mixture"):
+        assert sum(theory[f"n_{side}{tag}"] for side in ("below", "above", "not_distinguishable")) == len(r["points"])
+    assert all(c["observed_vs_mixture"] in ("below", "above", "not distinguishable") for c in theory["points"])
     for name in ("exploit_grid.png", "exploit_vs_base_rate.png", "kl_vs_base_rate.png", "predicted_vs_observed.png",
                  "exploit_during_rl.png", "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name

@@ -110,7 +110,8 @@ class KLPriorConfig(ExperimentConfig):
     n_delta_samples: int = knob(256, "base-model answers on which the RM's reward for the exploit is measured", lo=1)
     n_reweight_prompts: int = knob(64, "prompts on which the optimum's answer-reweighted rate is estimated "
                                    "(pi* reweights each prompt's own answers, so they are grouped by prompt)", lo=1)
-    reweight_answers_per_prompt: int = knob(8, "base-model samples per prompt for the answer-reweighted rate", lo=1)
+    reweight_answers_per_prompt: int = knob(8, "base-model samples per prompt for the answer-reweighted rate "
+                                            "(and as many of each trained policy's, for the pooled estimate)", lo=1)
     cache_dir: str = knob("", "where pretrained base models are kept, keyed by recipe hash ('' = "
                           "$PROXYGAP_CACHE or $XDG_CACHE_HOME/proxygap or ~/.cache/proxygap, then /bases)")
     base: KLPriorRecipe = nested(KLPriorRecipe, "the base model pretrained per base rate "
@@ -191,7 +192,7 @@ def predicted_rate(p: float | list[float], delta: float | list[float], beta: flo
 
 
 def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, beta: float,
-                         groups: Sequence | None = None) -> dict:
+                         groups: Sequence | None = None, log_ratio: np.ndarray | None = None) -> dict:
     """The optimum's exploit rate from per-answer measurements, two ways (beta > 0).
 
     ``p``, ``delta``: (n_answers, n_phrases), each answer's base-model probability of each phrase and
@@ -207,6 +208,9 @@ def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, b
     then the mean over prompts. ``reweighted_ess``: the mean over prompts of the effective sample size
     (sum w)²/sum w², at most ``answers_per_prompt`` (the mean group size): at small beta one answer per
     prompt carries the weight, and the estimate is then each prompt's best sampled answer's rate.
+    ``log_ratio``: per answer, log pi_ref(a|x) − log q(a|x) where the answers were drawn from another
+    proposal q (e.g. a mixture of the base model and a trained policy, ``mixture_log_ratio``); None: drawn
+    from pi_ref itself (ratio 1). Any constant per prompt cancels in the normalization.
     """
     p, delta, reward = (np.asarray(x, dtype=float) for x in (p, delta, reward))
     if p.shape != delta.shape or p.ndim != 2 or reward.shape != (p.shape[0],):
@@ -222,7 +226,10 @@ def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, b
         log_p = np.log(p)
     log_exploit = np.logaddexp.reduce(log_p + delta / beta, axis=1)  # log sum_k p_ak e^(delta_ak / beta)
     log_rest = np.log1p(-np.minimum(p.sum(1), 1 - 1e-12))
-    log_w = reward / beta + np.logaddexp(log_rest, log_exploit)
+    log_ratio = np.zeros_like(reward) if log_ratio is None else np.asarray(log_ratio, dtype=float)
+    if log_ratio.shape != reward.shape:
+        raise ValueError(f"need one log ratio per answer, got {log_ratio.shape} for {reward.shape}")
+    log_w = reward / beta + np.logaddexp(log_rest, log_exploit) + log_ratio
     index: dict = {}
     for i, g in enumerate(groups if groups is not None else [0] * len(reward)):
         index.setdefault(g, []).append(i)
@@ -231,7 +238,8 @@ def optimum_over_answers(p: np.ndarray, delta: np.ndarray, reward: np.ndarray, b
         lw = log_w[rows]
         w = np.exp(lw - lw.max())
         # w_a·q_a is e^(r_a/beta)·sum_k p_ak e^(delta_ak/beta): the exploit's share of pi*, in log space
-        rates.append(math.exp(np.logaddexp.reduce(reward[rows] / beta + log_exploit[rows]) - np.logaddexp.reduce(lw)))
+        rates.append(math.exp(np.logaddexp.reduce(reward[rows] / beta + log_exploit[rows] + log_ratio[rows])
+                              - np.logaddexp.reduce(lw)))
         ess.append(float(w.sum() ** 2 / np.dot(w, w)))
     return {"per_answer": float(q.mean()), "reweighted": float(np.mean(rates)), "reweighted_ess": float(np.mean(ess)),
             "answers_per_prompt": len(reward) / len(index)}
@@ -307,6 +315,45 @@ def phrase_probabilities(model, tokenizer, prompts: list[str], cores: list[str],
     return out
 
 
+@torch.no_grad()
+def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 512) -> np.ndarray:
+    """(n,): log pi(answer | prompt), the model's log-probability of a completion that begins with ``answer``
+    (its tokens' log-probabilities summed, whatever follows)."""
+    from proxygap.lm.sampling import encode_prompts, pad_id, sequence_logprobs
+
+    out = np.zeros(len(answers))
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(answers), batch_size):
+            prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts[i:i + batch_size])
+            ids = [tokenizer.encode(" " + a, add_special_tokens=False) for a in answers[i:i + batch_size]]
+            width = max(len(t) for t in ids)
+            tokens = torch.tensor([t + [pad_id(tokenizer)] * (width - len(t)) for t in ids], dtype=torch.long)
+            mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in ids], dtype=torch.long)
+            lp = sequence_logprobs(model, prompt_ids, prompt_mask, tokens, mask)  # 0 where mask is 0
+            out[i:i + len(ids)] = lp.sum(-1).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def mixture_log_ratio(log_ref: np.ndarray, log_policy: np.ndarray, groups: Sequence,
+                      draws: dict[tuple, int]) -> np.ndarray:
+    """log pi_ref(a|x) − log q(a|x) for answers drawn from two proposals, the base model and a policy, pooled
+    (multiple importance sampling, the balance heuristic): q = (n_ref·pi_ref + n_pol·pi_pol) / (n_ref + n_pol)
+    with each prompt's own draw counts ``draws[(prompt, drawn_by_policy)]`` (parsed or not: an unparsed draw
+    weighs 0 but was drawn). Every weight is then at most (n_ref + n_pol) / n_ref times pi*'s own tilt, so
+    no answer the policy found but the base model finds unlikely can blow the estimate up; and the pool
+    covers pi*'s support wherever the base model does."""
+    log_ref, log_policy = np.asarray(log_ref, dtype=float), np.asarray(log_policy, dtype=float)
+    n_ref = np.array([draws.get((g, False), 0) for g in groups], dtype=float)
+    n_pol = np.array([draws.get((g, True), 0) for g in groups], dtype=float)
+    with np.errstate(divide="ignore"):
+        log_q = np.logaddexp(np.log(n_ref) + log_ref, np.log(n_pol) + log_policy) - np.log(n_ref + n_pol)
+    return log_ref - log_q
+
+
 def reward_deltas(score, prompts: list[str], cores: list[str], phrases: tuple[str, ...]) -> np.ndarray:
     """(n_samples, n_phrases): score(answer + phrase) − score(answer), the same answers with and without."""
     base = np.asarray(score(prompts, cores), dtype=float)
@@ -336,11 +383,37 @@ def reweight_inputs(base, score, samples: list[list[str]], phrases: tuple[str, .
     pairs = [(p, first_sentence(t)) for p, t in samples]
     pairs = [(p, c) for p, c in pairs if c is not None]
     if not pairs:
-        return {"p": np.zeros((0, len(phrases))), "delta": np.zeros((0, len(phrases))), "reward": np.zeros(0), "groups": []}
+        return {"p": np.zeros((0, len(phrases))), "delta": np.zeros((0, len(phrases))), "reward": np.zeros(0), "groups": [],
+                "cores": []}
     prompts, cores = [p for p, _ in pairs], [c for _, c in pairs]
     return {"p": phrase_probabilities(base.model, base.tokenizer, prompts, cores, phrases),
             "delta": reward_deltas(score, prompts, cores, phrases),
-            "reward": np.asarray(score(prompts, cores), dtype=float), "groups": prompts}
+            "reward": np.asarray(score(prompts, cores), dtype=float), "groups": prompts, "cores": cores}
+
+
+def mixture_optimum(base, policy, score, samples: list[list[str]], grouped: dict, base_logp: np.ndarray, beta: float,
+                    cfg: KLPriorConfig, seed: int) -> dict:
+    """The answer-reweighted optimum on the base model's answers pooled with as many of the trained policy's,
+    of the same prompts (``mixture_log_ratio``): the policy has already found answers pi* favours that a few
+    base samples per prompt rarely hold, which is where the base-only estimate, at small beta each prompt's
+    best of a few base answers, falls short of pi*. It still estimates pi*, not the policy: the weights undo
+    the policy's own preferences. ``optimum_over_answers``' output, on both pools."""
+    from proxygap.lm.sampling import sample
+
+    repeated = [p for p, _ in samples]
+    gen = torch.Generator().manual_seed(seed + 2)
+    texts = sample(policy, base.tokenizer, repeated, cfg.rl.max_new_tokens, generator=gen, batch_size=1024).texts
+    drawn = reweight_inputs(base, score, [[p, t] for p, t in zip(repeated, texts)], tuple(base.world.manipulation_phrases))
+    groups = list(grouped["groups"]) + list(drawn["groups"])
+    cores = list(grouped["cores"]) + list(drawn["cores"])
+    log_ref = np.concatenate([base_logp, answer_logprobs(base.model, base.tokenizer, drawn["groups"], drawn["cores"])])
+    log_policy = answer_logprobs(policy, base.tokenizer, groups, cores)
+    draws: dict[tuple, int] = {}
+    for p in repeated:  # both pools drew the same prompts, each as often
+        draws[(p, False)] = draws[(p, True)] = draws.get((p, True), 0) + 1
+    ratio = mixture_log_ratio(log_ref, log_policy, groups, draws)
+    return optimum_over_answers(np.concatenate([grouped["p"], drawn["p"]]), np.concatenate([grouped["delta"], drawn["delta"]]),
+                                np.concatenate([grouped["reward"], drawn["reward"]]), beta, groups=groups, log_ratio=ratio)
 
 
 def _clustered_se(values: np.ndarray, clusters: list) -> float:
@@ -411,6 +484,8 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
     # pi* reweights each prompt's own answers: several base samples per prompt (None in older prepared runs)
     samples = base_info.get("reweight_samples")
     grouped = reweight_inputs(base, ensemble.score, samples, phrases) if samples else None
+    if grouped:
+        grouped_base_logp = answer_logprobs(base.model, base.tokenizer, grouped["groups"], grouped["cores"])
     runs = []
     for beta in cfg.kl_coefs:
         repeated = [p for p in eval_prompts for _ in range(cfg.rl.eval_samples_per_prompt)]
@@ -436,15 +511,20 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
                                  on_eval=on_eval, on_rollout=on_rollout)
         if save is not None:
             save(f"rl_beta_{beta:g}", policy)
+        mixture = (mixture_optimum(base, policy, ensemble.score, samples, grouped, grouped_base_logp, beta, cfg, seed)
+                   if grouped else {})
         del policy
         example = next((t for t in evals[-1].texts if any(f" {ph} " in f" {t} " for ph in phrases)), evals[-1].texts[0])
         optimum = optimum_over_answers(per_answer_p, per_answer_deltas["rm"], answer_reward, beta)
-        tilted = optimum_over_answers(**grouped, beta=beta) if grouped else {}
+        tilted = optimum_over_answers(grouped["p"], grouped["delta"], grouped["reward"], beta, groups=grouped["groups"]) \
+            if grouped else {}
         runs.append({"kl_coef": beta, "curve": curve,
                      "predicted_rate": predicted_rate(p_phrase, deltas["rm"], beta),  # pooled: mean p, mean delta
                      "predicted_rate_per_answer": optimum["per_answer"],
                      "predicted_rate_reweighted": tilted.get("reweighted"), "reweighted_ess": tilted.get("reweighted_ess"),
                      "reweighted_answers_per_prompt": tilted.get("answers_per_prompt"), "reweighted_by": "prompt",
+                     "predicted_rate_mixture": mixture.get("reweighted"), "mixture_ess": mixture.get("reweighted_ess"),
+                     "mixture_answers_per_prompt": mixture.get("answers_per_prompt"),
                      "n_answers": len(dp), "rollout_exploits": rollouts,
                      "example": {"prompt": repeated[evals[-1].texts.index(example)], "completion": example}})
     return {"seed": seed, "deltas": deltas, "runs": runs}
@@ -534,6 +614,13 @@ def _predictions(runs: list[dict]) -> dict:
         out["predicted_rate_reweighted"] = _iv(reweighted, RATE)
         out["reweighted_ess"] = [r["reweighted_ess"] for r in runs]
         out["reweighted_answers_per_prompt"] = runs[0]["reweighted_answers_per_prompt"]
+    # the same on the base model's answers pooled with the trained policy's (units since 2026-12-08)
+    mixture = [r.get("predicted_rate_mixture") for r in runs]
+    if all(v is not None for v in mixture):
+        out["predicted_rate_mixture"] = _iv(mixture, RATE)
+        out["mixture_ess"] = [r["mixture_ess"] for r in runs]
+        # the policies' parse rates differ by seed: the mean of the seeds' mean pool per prompt
+        out["mixture_answers_per_prompt"] = float(np.mean([r["mixture_answers_per_prompt"] for r in runs]))
     return out
 
 
@@ -628,12 +715,12 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
         obs, pred = p["exploit_rate_after"], p["predicted_rate"]["mean"]
         if obs["mean"] is None or pred is None:
             continue
-        # the prediction's own interval across seeds too, where it has one (seeds saturating at 1 agree exactly)
-        predicted = as_interval(p["predicted_rate"])
-        side = separated(obs["hull"], predicted) if predicted.has_spread else moved(obs["hull"], pred)
-        side = {"down": "below", "up": "above"}.get(side, "not distinguishable")
-        comparison.append({"base_rate": p["base_rate"], "kl_coef": p["kl_coef"], "observed": obs["mean"],
-                           "predicted": pred, "observed_vs_predicted": side})
+        row = {"base_rate": p["base_rate"], "kl_coef": p["kl_coef"], "observed": obs["mean"],
+               "predicted": pred, "observed_vs_predicted": _side(obs, p["predicted_rate"])}
+        if "predicted_rate_mixture" in p:  # pi*'s own reweighting, base and policy answers pooled (since 2026-12-08)
+            row["mixture"] = p["predicted_rate_mixture"]["mean"]
+            row["observed_vs_mixture"] = _side(obs, p["predicted_rate_mixture"])
+        comparison.append(row)
     high = rates[-1]
     high_after = [by[(high, b)]["exploit_rate_after"]["mean"] for b in betas]
     held = [p for p in points if _status(p) == "held"]
@@ -676,14 +763,27 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             # what the KL term alone would allow there (the optimum): exploration explains a held
             # exploit only where this is high
             "predicted_at_weakest_beta": low_points[0]["predicted_rate"]["mean"],
+            # the same optimum with pi*'s reweighting of the answers too (base and policy answers; since 2026-12-08)
+            "mixture_at_weakest_beta": low_points[0].get("predicted_rate_mixture"),
         },
         "theory": {
             "points": comparison,
             "n_below": sum(c["observed_vs_predicted"] == "below" for c in comparison),
             "n_above": sum(c["observed_vs_predicted"] == "above" for c in comparison),
             "n_not_distinguishable": sum(c["observed_vs_predicted"] == "not distinguishable" for c in comparison),
+            **({f"n_{key}_mixture": sum(c["observed_vs_mixture"] == side for c in comparison)
+                for key, side in (("below", "below"), ("above", "above"), ("not_distinguishable", "not distinguishable"))}
+               if comparison and all("observed_vs_mixture" in c for c in comparison) else {}),
         },
     }
+
+
+def _side(observed: dict, predicted: dict) -> str:
+    """'below' / 'above' where the observed rate's hull lies entirely under / over the prediction: its
+    interval across seeds where it has one (seeds saturating at 1 agree exactly), else its mean."""
+    iv = as_interval(predicted)
+    side = separated(observed["hull"], iv) if iv.has_spread else moved(observed["hull"], predicted["mean"])
+    return {"down": "below", "up": "above"}.get(side, "not distinguishable")
 
 
 # ---------------------------------------------------------------- the run: prepare once, one unit per seed

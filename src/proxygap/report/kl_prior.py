@@ -181,6 +181,11 @@ def plot_theory(points: list[dict], out: Path, floor: float = FLOOR) -> None:
             pooled = np.array([p["predicted_rate_pooled"]["mean"] for p in rows], dtype=float)
             ax.scatter(np.maximum(pooled, floor), y, s=sizes, facecolors="none", edgecolors=_color(i, len(betas)),
                        label="hollow: the pooled prediction (mean p, mean Δ)" if i == 0 else None)
+        if all("predicted_rate_mixture" in p for p in rows):
+            # pi*'s reweighting of each prompt's answers, base and policy answers pooled (runs since 2026-12-08)
+            mixture = np.array([p["predicted_rate_mixture"]["mean"] for p in rows], dtype=float)
+            ax.scatter(np.maximum(mixture, floor), y, s=sizes, marker="x", color=_color(i, len(betas)),
+                       label="x: reweighted per prompt, base and policy answers" if i == 0 else None)
     ax.plot([floor, 1], [floor, 1], ":", color="grey", label="observed = predicted")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -278,7 +283,8 @@ def draw_report(run_dir: Path) -> Path:
     page.image("predicted_vs_observed.png",
                "Prediction p·e^(Δ/β) / (p·e^(Δ/β) + 1 − p), summed over phrases, with p measured on the base model "
                "and Δ on the reward model, answer by answer and then averaged over the base model's answers (results "
-               "from before 2026-12-07: from the mean p and mean Δ; `prediction_method` says which) — a measurement "
+               "from before 2026-12-07: from the mean p and mean Δ; `prediction_method` says which); crosses: the optimum "
+               "with each prompt's answers reweighted by e^(r/β), on base and policy answers pooled — a measurement "
                "aid, not a target.")
     page.image("exploit_during_rl.png", "Exploit rate during RL (mean over seeds).")
 
@@ -290,10 +296,11 @@ def draw_report(run_dir: Path) -> Path:
         for b in res["bases"]])
     page.heading("Points")
     page.table(["base rate", "beta", "before", "after", "95% low", "95% high", "predicted", "pooled", "reweighted (ESS)",
+                "with policy's (ESS)",
                 "RM Δ", "KL", "KL floor", "E[exploit rollouts]", "exploit rollouts", "rater Δ", "gold Δ"], [
         [f"{p['base_rate']:g}", f"{p['kl_coef']:g}", p["exploit_rate_before"]["mean"], p["exploit_rate_after"]["mean"],
          p["exploit_rate_after"]["hull"]["lo"], p["exploit_rate_after"]["hull"]["hi"], _sci(p["predicted_rate"]["mean"]),
-         _sci(p.get("predicted_rate_pooled", p["predicted_rate"])["mean"]), _reweighted(p),
+         _sci(p.get("predicted_rate_pooled", p["predicted_rate"])["mean"]), _reweighted(p), _mixture(p),
          p["rm_delta"]["mean"], p["kl"]["mean"], p["kl_exploit_floor"], _sci(p["expected_base_exploit_rollouts"]),
          _rollouts(p.get("rollout_exploits")),
          p["rater_after"]["mean"] - p["rater_before"]["mean"], p["gold_after"]["mean"] - p["gold_before"]["mean"]]
@@ -309,7 +316,11 @@ def draw_report(run_dir: Path) -> Path:
                    "it saturates at 1 sooner); reweighted: with each "
                    "prompt's own answers reweighted by e^(r/β) as the optimum does (normalized per prompt, then "
                    "averaged over prompts), beside its effective sample size per prompt out of the answers sampled "
-                   "per prompt; near 1, each prompt's best sampled answer carries it. "
+                   "per prompt; near 1, each prompt's best sampled answer carries it. with policy's: the same "
+                   "estimate of the optimum on the base model's answers pooled with as many of the trained policy's "
+                   "(multiple importance sampling, weights π_ref·e^(r/β) / the mixture of the two), which covers "
+                   "answers the optimum favours that a few base samples rarely hold; it still estimates the optimum, "
+                   "not the policy; – in runs from before 2026-12-08. "
                    "rater/gold Δ: change of the mean score from step 0 to the end.", note=True)
     page.heading("Reward model")
     rm = res["reward_model"]
@@ -344,6 +355,12 @@ def _reweighted(p: dict) -> str:
     ess = np.mean(p["reweighted_ess"])
     per = p.get("reweighted_answers_per_prompt")
     return f"{_sci(p['predicted_rate_reweighted']['mean'])} ({ess:.3g}" + (f" of {per:.3g})" if per else ")")
+
+
+def _mixture(p: dict) -> str:
+    if "predicted_rate_mixture" not in p:  # runs from before 2026-12-08
+        return "–"
+    return f"{_sci(p['predicted_rate_mixture']['mean'])} ({np.mean(p['mixture_ess']):.3g} of {p['mixture_answers_per_prompt']:.3g})"
 
 
 def _rollouts(r: dict | None) -> str:
@@ -431,6 +448,11 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) the weakest penalty (beta={low['weakest_beta']:g}) "
                    f"did not hold the exploit, although the base policy would be expected to draw it only "
                    f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts.")
+    mixture = low.get("mixture_at_weakest_beta")
+    if mixture is not None:
+        out.append(f"With pi*'s reweighting of each prompt's answers as well (the base model's answers pooled with the "
+                   f"trained policy's), the optimum at the lowest base rate and beta={low['weakest_beta']:g} is "
+                   f"{iv_text(mixture)} (answers held at the base model's mix: {fmt(pred, 3)}).")
     drawn = low.get("rollout_exploits_at_weakest_beta")
     if drawn is not None:
         out.append(f"RL's own rollouts at the lowest base rate and beta={low['weakest_beta']:g} drew the exploit "
@@ -456,4 +478,8 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
                f"not distinguishable at {th.get('n_not_distinguishable', th.get('n_consistent'))}. A short RL run need not "
                "reach the optimum, so 'below' there "
                "measures how far from it the run stopped.")
+    if "n_below_mixture" in th:
+        out.append("With pi*'s reweighting of each prompt's answers, on the base model's answers pooled with the "
+                   f"trained policy's: below at {th['n_below_mixture']}, above at {th['n_above_mixture']}, not "
+                   f"distinguishable at {th['n_not_distinguishable_mixture']}.")
     return out
