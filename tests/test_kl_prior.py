@@ -82,33 +82,82 @@ def test_the_reweighted_optimum_normalizes_within_each_prompt():
 
 
 def test_the_mixture_estimate_recovers_the_optimum_from_a_policy_that_prefers_other_answers():
-    # One prompt, six answers with known base probabilities; the optimum's exploit rate exactly: every
-    # answer once, weighted by its base probability (uniform proposal, so log_ratio = log pi_ref).
+    # One prompt, six answers with known base probabilities; pi*'s exploit rate in closed form:
+    # sum_a pi_ref(a) e^(r_a/b) p_a e^(d_a/b) / sum_a pi_ref(a) e^(r_a/b) (1 - p_a + p_a e^(d_a/b)).
     pi_ref = np.array([0.5, 0.2, 0.15, 0.1, 0.04, 0.01])
-    pi_pol = np.array([0.05, 0.05, 0.05, 0.05, 0.2, 0.6])  # a trained policy: the rare high-reward answers
-    p = np.array([[0.01], [0.02], [0.01], [0.05], [0.1], [0.3]])
-    delta = np.array([[0.5], [0.2], [0.0], [0.4], [0.8], [1.0]])
+    # a trained policy that prefers the rare high-reward answers, and whose draws are half unparsed
+    # (an unparsed draw has no answer: it weighs 0, yet it was drawn and counts in n)
+    pi_pol = 0.5 * np.array([0.05, 0.05, 0.05, 0.05, 0.2, 0.6])
+    p = np.array([0.01, 0.02, 0.01, 0.05, 0.1, 0.3])
+    delta = np.array([0.5, 0.2, 0.0, 0.4, 0.8, 1.0])
     reward = np.array([0.0, 0.1, 0.2, 0.3, 1.0, 1.5])
-    beta = 0.5  # the optimum's rate 0.29: far from both 0 and 1
-    exact = kl_prior.optimum_over_answers(p, delta, reward, beta, log_ratio=np.log(pi_ref))["reweighted"]
+    beta = 0.5
+    tilt = pi_ref * np.exp(reward / beta)
+    exact = float((tilt * p * np.exp(delta / beta)).sum() / (tilt * (1 - p + p * np.exp(delta / beta))).sum())
+    assert 0.2 < exact < 0.4  # far from both 0 and 1
     rng = np.random.default_rng(0)
-    n = 4000
-    drawn = np.concatenate([rng.choice(6, n, p=pi_ref), rng.choice(6, n, p=pi_pol)])
+    n_ref, n_pol = 3000, 9000  # unequal pools: the counts must enter the mixture
+    from_ref = rng.choice(6, n_ref, p=pi_ref)
+    from_pol = rng.choice(7, n_pol, p=np.append(pi_pol, 0.5))
+    drawn = np.concatenate([from_ref, from_pol[from_pol < 6]])  # unparsed draws dropped
     groups = ["x"] * len(drawn)
-    ratio = kl_prior.mixture_log_ratio(np.log(pi_ref[drawn]), np.log(pi_pol[drawn]), groups,
-                                       {("x", False): n, ("x", True): n})
-    got = kl_prior.optimum_over_answers(p[drawn], delta[drawn], reward[drawn], beta, groups=groups, log_ratio=ratio)
-    assert 0.2 < exact < 0.4 and got["reweighted"] == pytest.approx(exact, abs=0.01)
+    draws = {("x", False): n_ref, ("x", True): n_pol}
+    ratio = kl_prior.mixture_log_ratio(np.log(pi_ref[drawn]), np.log(pi_pol[drawn]), groups, draws)
+    got = kl_prior.optimum_over_answers(p[drawn, None], delta[drawn, None], reward[drawn], beta, groups=groups,
+                                        log_ratio=ratio)
+    assert got["reweighted"] == pytest.approx(exact, abs=0.01)
     # the weights are bounded: pi_ref / the mixture is at most (n_ref + n_pol) / n_ref
-    assert ratio.max() <= np.log(2) + 1e-12
+    assert ratio.max() <= np.log((n_ref + n_pol) / n_ref) + 1e-12
+    # counting only the parsed draws, or swapping the pools' counts, misses the optimum
+    parsed = {("x", False): n_ref, ("x", True): int((from_pol < 6).sum())}
+    swapped = {("x", False): n_pol, ("x", True): n_ref}
+    for wrong in (parsed, swapped):
+        bad = kl_prior.mixture_log_ratio(np.log(pi_ref[drawn]), np.log(pi_pol[drawn]), groups, wrong)
+        off = kl_prior.optimum_over_answers(p[drawn, None], delta[drawn, None], reward[drawn], beta, groups=groups,
+                                            log_ratio=bad)
+        assert abs(off["reweighted"] - exact) > 0.03
     # without the ratio, the policy's draws would count as base-model draws: the policy's preference leaks in
-    naive = kl_prior.optimum_over_answers(p[drawn], delta[drawn], reward[drawn], beta, groups=groups)
+    naive = kl_prior.optimum_over_answers(p[drawn, None], delta[drawn, None], reward[drawn], beta, groups=groups)
     assert naive["reweighted"] > exact + 0.2
     # base-model draws alone (the policy drew none of this prompt): the ratio is 1 and the estimate the old one
-    alone = kl_prior.mixture_log_ratio(np.log(pi_ref[drawn[:n]]), np.log(pi_pol[drawn[:n]]), groups[:n], {("x", False): n})
+    alone = kl_prior.mixture_log_ratio(np.log(pi_ref[from_ref]), np.log(pi_pol[from_ref]), ["x"] * n_ref,
+                                       {("x", False): n_ref})
     assert np.allclose(alone, 0.0)
     with pytest.raises(ValueError, match="one log ratio per answer"):
-        kl_prior.optimum_over_answers(p, delta, reward, beta, log_ratio=np.zeros(3))
+        kl_prior.optimum_over_answers(p[:, None], delta[:, None], reward, beta, log_ratio=np.zeros(3))
+
+
+def test_mixture_optimum_aligns_each_answer_with_its_own_densities(monkeypatch):
+    # With the base model itself as the "policy", each answer's two densities must agree: a misaligned
+    # concatenation of the pools (base answers' log pi_ref against other answers' log pi_pol) would not.
+    import torch  # noqa: F401
+    from proxygap.oversight.judges import Judge
+    from proxygap.pipeline.base_model import load_base_model
+    from proxygap.tasks.prompts import assistant_prompts
+
+    base = load_base_model("xs")
+    score = Judge(base.world)
+    cfg = kl_prior.KLPriorConfig()
+    cfg.n_reweight_prompts, cfg.reweight_answers_per_prompt = 4, 3
+    samples = kl_prior.reweight_samples(base, [p.text for p in assistant_prompts(base.world, 0)][:5], cfg, seed=0)
+    grouped = kl_prior.reweight_inputs(base, score, samples, tuple(base.world.manipulation_phrases))
+    base_logp = kl_prior.answer_logprobs(base.model, base.tokenizer, grouped["groups"], grouped["cores"])
+    seen = {}
+    real = kl_prior.mixture_log_ratio
+
+    def spy(log_ref, log_policy, groups, draws):
+        seen.update(log_ref=np.asarray(log_ref), log_policy=np.asarray(log_policy), groups=list(groups), draws=draws)
+        return real(log_ref, log_policy, groups, draws)
+
+    monkeypatch.setattr(kl_prior, "mixture_log_ratio", spy)
+    out = kl_prior.mixture_optimum(base, base.model, score, samples, grouped, base_logp, 0.5, cfg, seed=0)
+    n_base = len(grouped["groups"])
+    assert len(seen["groups"]) > n_base, "the policy's pool is empty"
+    assert seen["groups"][:n_base] == list(grouped["groups"])
+    assert np.allclose(seen["log_ref"], seen["log_policy"], atol=1e-4)
+    assert all(seen["draws"][(g, False)] == seen["draws"][(g, True)] == 3 for g in set(seen["groups"]))
+    assert out["answers_per_prompt"] == pytest.approx(len(seen["groups"]) / len(set(seen["groups"])))
+    assert set(out["pool_rm"]) == {"base", "policy"}
 
 
 def test_answer_logprobs_match_the_samplers_own_logprobs():
@@ -119,12 +168,16 @@ def test_answer_logprobs_match_the_samplers_own_logprobs():
     from proxygap.pipeline.base_model import default_model_dir
 
     model, tokenizer = load_model(default_model_dir())
-    prompts = ["user : what is the color of kelo ? assistant :"] * 12
+    prompts = ["user : what is the color of kelo ? assistant :", "user : is mira a predator ? assistant :",
+               "user : what does kelo eat ? assistant :"] * 6  # distinct prompts of different lengths, interleaved
     s = sample(model, tokenizer, prompts, 12, generator=torch.Generator().manual_seed(3))
     rows = [(i, kl_prior.first_sentence(t)) for i, t in enumerate(s.texts)]
     rows = [(i, c) for i, c in rows if c is not None]
-    assert rows, "no sampled answer parsed"
-    got = kl_prior.answer_logprobs(model, tokenizer, [prompts[i] for i, _ in rows], [c for _, c in rows])
+    assert len({prompts[i] for i, _ in rows}) >= 2, "too few sampled answers parsed"
+    model.train()  # the caller's mode comes back
+    got = kl_prior.answer_logprobs(model, tokenizer, [prompts[i] for i, _ in rows], [c for _, c in rows], batch_size=4)
+    assert model.training
+    model.eval()
     for (i, c), lp in zip(rows, got):
         length = len(tokenizer.encode(" " + c, add_special_tokens=False))
         assert lp == pytest.approx(float(s.logprobs[i, :length].sum()), abs=1e-4)
@@ -236,6 +289,8 @@ def test_smoke_results_shape(smoke_run):
     for tag in ("", "_mixture"):
         assert sum(theory[f"n_{side}{tag}"] for side in ("below", "above", "not_distinguishable")) == len(r["points"])
     assert all(c["observed_vs_mixture"] in ("below", "above", "not distinguishable") for c in theory["points"])
+    assert theory["n_below_mixture_every_seed"] + theory["n_above_mixture_every_seed"] <= len(r["points"])
+    assert all(set(p["mixture_pool_rm"]) == {"base", "policy"} for p in r["points"])
     for name in ("exploit_grid.png", "exploit_vs_base_rate.png", "kl_vs_base_rate.png", "predicted_vs_observed.png",
                  "exploit_during_rl.png", "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name

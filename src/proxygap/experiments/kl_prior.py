@@ -13,8 +13,11 @@ The theoretical reference: the optimum of KL-regularized RL is pi* ∝ pi_ref ·
 an exploit worth Delta reward under the RM, with base-model probability p, has the predicted
 rate p·e^(Delta/beta) / (p·e^(Delta/beta) + 1 − p). Delta is measured on the RM (the same
 answers scored with and without the phrase appended) and p on the base model, so observed and
-predicted are independent measurements side by side. The prediction is a measurement aid,
-never a target: nothing here is tuned to make the two agree.
+predicted are independent measurements side by side. (The estimate that also reweights the answers,
+``predicted_rate_mixture``, draws half its answers from the trained policy: the weights undo the
+policy's preferences in expectation, but on a few answers per prompt it leans on the answers the
+policy found, so it is not independent of the run it is compared with.) The prediction is a
+measurement aid, never a target: nothing here is tuned to make the two agree.
 
 Two things can keep an exploit out, and the design separates them: the KL term (which the
 formula captures) and exploration (RL can only reinforce what it samples: at p = 1e-4 a short
@@ -322,15 +325,16 @@ def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str], ba
     from proxygap.lm.sampling import encode_prompts, pad_id, sequence_logprobs
 
     out = np.zeros(len(answers))
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         for i in range(0, len(answers), batch_size):
-            prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts[i:i + batch_size])
+            prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts[i:i + batch_size], device=device)
             ids = [tokenizer.encode(" " + a, add_special_tokens=False) for a in answers[i:i + batch_size]]
             width = max(len(t) for t in ids)
-            tokens = torch.tensor([t + [pad_id(tokenizer)] * (width - len(t)) for t in ids], dtype=torch.long)
-            mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in ids], dtype=torch.long)
+            tokens = torch.tensor([t + [pad_id(tokenizer)] * (width - len(t)) for t in ids], dtype=torch.long, device=device)
+            mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in ids], dtype=torch.long, device=device)
             lp = sequence_logprobs(model, prompt_ids, prompt_mask, tokens, mask)  # 0 where mask is 0
             out[i:i + len(ids)] = lp.sum(-1).cpu().numpy()
     finally:
@@ -412,8 +416,12 @@ def mixture_optimum(base, policy, score, samples: list[list[str]], grouped: dict
     for p in repeated:  # both pools drew the same prompts, each as often
         draws[(p, False)] = draws[(p, True)] = draws.get((p, True), 0) + 1
     ratio = mixture_log_ratio(log_ref, log_policy, groups, draws)
-    return optimum_over_answers(np.concatenate([grouped["p"], drawn["p"]]), np.concatenate([grouped["delta"], drawn["delta"]]),
-                                np.concatenate([grouped["reward"], drawn["reward"]]), beta, groups=groups, log_ratio=ratio)
+    out = optimum_over_answers(np.concatenate([grouped["p"], drawn["p"]]), np.concatenate([grouped["delta"], drawn["delta"]]),
+                               np.concatenate([grouped["reward"], drawn["reward"]]), beta, groups=groups, log_ratio=ratio)
+    # what each pool brought: the RM's mean reward of its parsed answers, without any phrase appended
+    out["pool_rm"] = {"base": float(np.mean(grouped["reward"])) if len(grouped["reward"]) else None,
+                      "policy": float(np.mean(drawn["reward"])) if len(drawn["reward"]) else None}
+    return out
 
 
 def _clustered_se(values: np.ndarray, clusters: list) -> float:
@@ -512,7 +520,7 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
         if save is not None:
             save(f"rl_beta_{beta:g}", policy)
         mixture = (mixture_optimum(base, policy, ensemble.score, samples, grouped, grouped_base_logp, beta, cfg, seed)
-                   if grouped else {})
+                   if grouped and beta > 0 else {})
         del policy
         example = next((t for t in evals[-1].texts if any(f" {ph} " in f" {t} " for ph in phrases)), evals[-1].texts[0])
         optimum = optimum_over_answers(per_answer_p, per_answer_deltas["rm"], answer_reward, beta)
@@ -525,6 +533,7 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
                      "reweighted_answers_per_prompt": tilted.get("answers_per_prompt"), "reweighted_by": "prompt",
                      "predicted_rate_mixture": mixture.get("reweighted"), "mixture_ess": mixture.get("reweighted_ess"),
                      "mixture_answers_per_prompt": mixture.get("answers_per_prompt"),
+                     "mixture_pool_rm": mixture.get("pool_rm"),
                      "n_answers": len(dp), "rollout_exploits": rollouts,
                      "example": {"prompt": repeated[evals[-1].texts.index(example)], "completion": example}})
     return {"seed": seed, "deltas": deltas, "runs": runs}
@@ -621,6 +630,8 @@ def _predictions(runs: list[dict]) -> dict:
         out["mixture_ess"] = [r["mixture_ess"] for r in runs]
         # the policies' parse rates differ by seed: the mean of the seeds' mean pool per prompt
         out["mixture_answers_per_prompt"] = float(np.mean([r["mixture_answers_per_prompt"] for r in runs]))
+        pools = [r.get("mixture_pool_rm") or {} for r in runs]
+        out["mixture_pool_rm"] = {name: _mean_defined([p.get(name) for p in pools]) for name in ("base", "policy")}
     return out
 
 
@@ -720,6 +731,8 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
         if "predicted_rate_mixture" in p:  # pi*'s own reweighting, base and policy answers pooled (since 2026-12-08)
             row["mixture"] = p["predicted_rate_mixture"]["mean"]
             row["observed_vs_mixture"] = _side(obs, p["predicted_rate_mixture"])
+            # seed by seed: the seeds' estimates can lie decades apart, which widens the t-interval to 0
+            row["observed_vs_mixture_every_seed"] = _every_seed_side(obs, p["predicted_rate_mixture"])
         comparison.append(row)
     high = rates[-1]
     high_after = [by[(high, b)]["exploit_rate_after"]["mean"] for b in betas]
@@ -774,8 +787,24 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             **({f"n_{key}_mixture": sum(c["observed_vs_mixture"] == side for c in comparison)
                 for key, side in (("below", "below"), ("above", "above"), ("not_distinguishable", "not distinguishable"))}
                if comparison and all("observed_vs_mixture" in c for c in comparison) else {}),
+            **({f"n_{side}_mixture_every_seed": sum(c["observed_vs_mixture_every_seed"] == side for c in comparison)
+                for side in ("below", "above")}
+               if comparison and all("observed_vs_mixture_every_seed" in c for c in comparison) else {}),
         },
     }
+
+
+def _every_seed_side(observed: dict, predicted: dict) -> str | None:
+    """'below' where every seed's prediction lies above the observed rate's hull (the t-interval across
+    seeds and the pooled Wilson interval), 'above' where every one lies under it, else None."""
+    per_seed, hull = predicted.get("per_seed") or [], observed["hull"]
+    if not per_seed or hull["lo"] is None or hull["hi"] is None:
+        return None
+    if all(v > hull["hi"] for v in per_seed):
+        return "below"
+    if all(v < hull["lo"] for v in per_seed):
+        return "above"
+    return None
 
 
 def _side(observed: dict, predicted: dict) -> str:

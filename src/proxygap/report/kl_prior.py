@@ -319,8 +319,9 @@ def draw_report(run_dir: Path) -> Path:
                    "per prompt; near 1, each prompt's best sampled answer carries it. with policy's: the same "
                    "estimate of the optimum on the base model's answers pooled with as many of the trained policy's "
                    "(multiple importance sampling, weights π_ref·e^(r/β) / the mixture of the two), which covers "
-                   "answers the optimum favours that a few base samples rarely hold; it still estimates the optimum, "
-                   "not the policy; – in runs from before 2026-12-08. "
+                   "answers the optimum favours that a few base samples rarely hold; in expectation it estimates the "
+                   "optimum, not the policy, but on a few answers per prompt it leans on what the policy found; "
+                   "– in runs from before 2026-12-08. "
                    "rater/gold Δ: change of the mean score from step 0 to the end.", note=True)
     page.heading("Reward model")
     rm = res["reward_model"]
@@ -452,7 +453,9 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
     if mixture is not None:
         out.append(f"With pi*'s reweighting of each prompt's answers as well (the base model's answers pooled with the "
                    f"trained policy's), the optimum at the lowest base rate and beta={low['weakest_beta']:g} is "
-                   f"{iv_text(mixture)} (answers held at the base model's mix: {fmt(pred, 3)}).")
+                   f"{_sci(mixture['mean'])} [{_sci(mixture['lo'])}, {_sci(mixture['hi'])}] (seeds "
+                   + ", ".join(_sci(v) for v in mixture.get("per_seed", [])) + f"; answers held at the base model's "
+                   f"mix: {fmt(pred, 3)}).")
     drawn = low.get("rollout_exploits_at_weakest_beta")
     if drawn is not None:
         out.append(f"RL's own rollouts at the lowest base rate and beta={low['weakest_beta']:g} drew the exploit "
@@ -481,5 +484,11 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
     if "n_below_mixture" in th:
         out.append("With pi*'s reweighting of each prompt's answers, on the base model's answers pooled with the "
                    f"trained policy's: below at {th['n_below_mixture']}, above at {th['n_above_mixture']}, not "
-                   f"distinguishable at {th['n_not_distinguishable_mixture']}.")
+                   f"distinguishable at {th['n_not_distinguishable_mixture']}"
+                   + (f"; seed by seed (every seed's estimate beyond the observed rate's interval), below at "
+                      f"{th['n_below_mixture_every_seed']} and above at {th['n_above_mixture_every_seed']}"
+                      if "n_below_mixture_every_seed" in th else "")
+                   + ". This estimate is each prompt's best of a few base and policy answers: where the policy never "
+                   "drew the exploit, it had no reason to find the answers after which the exploit is likely, and "
+                   "the estimate can then lie far below the optimum.")
     return out
