@@ -57,6 +57,11 @@ def test_scaling_smoke(tiny_pair, tmp_path):
     assert params[b] > params[a]
     assert set(r["findings"]) >= {"rm_size", "n_labels", "policy_size", "rater_quality", "policy_size_pool_kl", "rl_vs_bon"}
     assert len(r["findings"]["rl_vs_bon"]) == sum("rl" in c for c in r["cells"])
+    # every trend is gated on its fits' R² at the configured level
+    for axis in ("rm_size", "n_labels", "policy_size", "rater_quality_trend"):
+        for trend in r["findings"][axis].values():
+            assert trend.get("min_r2_gate", r["config"]["min_fit_r2"]) == r["config"]["min_fit_r2"]
+            assert trend.get("gated_by_fit", 0) <= trend["no_claim"]
     for name in ("alpha_beta.png", "policy_size.png", "rater_quality.png", "report.html"):
         assert (out / name).is_file()
     assert "With one seed there is no interval" in (out / "report.html").read_text()  # smoke: one seed, said in words
@@ -110,6 +115,24 @@ def test_trend_claims_only_where_the_paired_interval_excludes_zero():
     assert _trend(res, "rm_size", "alpha")["no_claim"] == 1
     res["cells"][1] = _cell("m", 100, [2.0, 2.2, None])  # a seed missing in one cell: no claim, not a re-pairing
     assert _trend(res, "rm_size", "alpha")["no_claim"] == 1
+
+
+def test_trend_claims_nothing_on_a_poorly_fitting_curve():
+    # The same clear change of alpha, once on good fits and once where a seed's fit of one cell has R² 0.1:
+    # the fitted form does not describe that curve, so the slice makes no claim (and says why).
+    res = {"rm_sizes": ["xs", "m"], "n_labels": [100], "policy_sizes": ["s"], "rater_qualities": [0.0],
+           "cells": [_cell("xs", 100, [1.0, 1.1, 0.9]), _cell("m", 100, [2.0, 2.2, 1.9])]}
+    for c in res["cells"]:
+        c["fit"]["r2"] = {"per_seed": [0.9, 0.8, 0.95]}
+    t = _trend(res, "rm_size", "alpha", min_r2=0.5)
+    assert (t["up"], t["gated_by_fit"], t["min_r2"]) == (1, 0, 0.8)
+    res["cells"][1]["fit"]["r2"] = {"per_seed": [0.9, 0.1, 0.95]}
+    t = _trend(res, "rm_size", "alpha", min_r2=0.5)
+    assert (t["up"], t["no_claim"], t["gated_by_fit"]) == (0, 1, 1) and t["slices"][0]["gated_by_fit"]
+    assert _trend(res, "rm_size", "alpha", min_r2=0.0)["up"] == 1  # 0: no gate
+    res["cells"][1] = _cell("m", 100, [0.5, 1.6, 1.0]) | {"fit": {"alpha": {"per_seed": [0.5, 1.6, 1.0]},
+                                                                  "r2": {"per_seed": [0.1, 0.1, 0.1]}}}
+    assert _trend(res, "rm_size", "alpha", min_r2=0.5)["gated_by_fit"] == 0  # the interval did not move anyway
 
 
 def test_d_star_counts_a_falling_curve_as_zero_and_withholds_censored_seeds():

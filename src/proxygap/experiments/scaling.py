@@ -71,6 +71,9 @@ class ScalingConfig(ExperimentConfig):
                                        "label count at the lowest rater quality: the slice the report's curves hold "
                                        "fixed, every policy size); largest_labels; or all",
                          choices=("none", "reference", "largest_labels", "all"))
+    min_fit_r2: float = knob(0.5, "a trend's slice claims nothing where a fit it rests on (either cell, any seed) has "
+                                  "R² below this: the fitted form does not describe that curve, so its parameters' "
+                                  "change says little (0 = no gate)", lo=0, hi=1)
     rl_kl_coef: float = knob(0.05, "beta of the RL runs (KL penalty per nat; rl.kl_in: reward or loss)", lo=0)
     n_eval_prompts: int = knob(64, "held-out prompts on which every curve is measured", lo=4)
     prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
@@ -321,12 +324,13 @@ def _paired_change(a: dict, b: dict, key: str, fit: str = "fit") -> dict | None:
     return seed_interval([y - x for x, y in zip(pa, pb)])
 
 
-def _trend(res: dict, axis: str, key: str, fit: str = "fit") -> dict:
+def _trend(res: dict, axis: str, key: str, fit: str = "fit", min_r2: float = 0.0) -> dict:
     """How ``key`` (a gold fit's alpha, beta or d*) changes from the smallest to the largest value of
     ``axis`` (rm_size / n_labels / policy_size / rater_quality), in every slice of the other axes: per slice the
     paired change across seeds and whether it moved; then how many slices moved up and down, and the
     worst fit (smallest R², any seed) the slices rest on. ``fit``: the cells' fit on the formula's
-    KL ('fit') or on the KL measured on the pool ('fit_pool_kl')."""
+    KL ('fit') or on the KL measured on the pool ('fit_pool_kl'). A slice whose worst fit has R² below
+    ``min_r2`` claims nothing (``gated_by_fit`` counts those whose interval alone would have moved)."""
     order = {"rm_size": res["rm_sizes"], "n_labels": res["n_labels"], "policy_size": res["policy_sizes"],
              "rater_quality": res["rater_qualities"]}[axis]
     if len(order) < 2:
@@ -346,8 +350,12 @@ def _trend(res: dict, axis: str, key: str, fit: str = "fit") -> dict:
             continue
         change = _paired_change(a, b, key, fit)
         r2 = [v for c in (a, b) for v in c.get(fit, {}).get("r2", {}).get("per_seed", []) if v is not None]
+        worst = min(r2) if r2 else None
+        interval_moved = moved(change) if change else None
+        well_fit = worst is None or worst >= min_r2  # no R² recorded: nothing to gate on
         slices.append({**args, "from": lo_value, "to": hi_value, "change": change,
-                       "moved": moved(change) if change else None, "min_r2": min(r2) if r2 else None})
+                       "moved": interval_moved if well_fit else None, "min_r2": worst,
+                       "gated_by_fit": interval_moved is not None and not well_fit})
     count = lambda d: sum(s["moved"] == d for s in slices)  # noqa: E731
     # With no true change, a 95% interval excludes 0 on one given side in about 2.5% of slices; the
     # slices share reward models and pools, so these counts are correlated, not independent trials.
@@ -358,23 +366,27 @@ def _trend(res: dict, axis: str, key: str, fit: str = "fit") -> dict:
             # past the fitted range; for alpha and beta: a fit that failed)
             "seed_lacks_value": sum(s["change"] is None for s in slices),
             "min_r2": min(r2) if r2 else None,
+            "min_r2_gate": min_r2,
+            "gated_by_fit": sum(s["gated_by_fit"] for s in slices),
             "expected_by_chance_per_side": round(0.025 * len(slices), 2)}
 
 
 def findings(res: dict, results: dict, cfg: ScalingConfig) -> dict:
     """Plain statements computed from the fits (nothing typed in by hand)."""
     out = {}
+    gate = cfg.min_fit_r2
     for axis in ("rm_size", "n_labels"):
-        out[axis] = {key: _trend(res, axis, key) for key in ("alpha", "beta", "d_star")}
-    out["policy_size"] = {key: _trend(res, "policy_size", key) for key in ("d_star", "alpha", "beta")}
+        out[axis] = {key: _trend(res, axis, key, min_r2=gate) for key in ("alpha", "beta", "d_star")}
+    out["policy_size"] = {key: _trend(res, "policy_size", key, min_r2=gate) for key in ("d_star", "alpha", "beta")}
     # The same on the KL measured on each policy's pool: bigger policies' samples may repeat differently.
-    out["policy_size_pool_kl"] = {key: _trend(res, "policy_size", key, "fit_pool_kl") for key in ("d_star", "alpha", "beta")}
+    out["policy_size_pool_kl"] = {key: _trend(res, "policy_size", key, "fit_pool_kl", min_r2=gate)
+                                  for key in ("d_star", "alpha", "beta")}
     out["rl_vs_bon"] = [{k: c[k] for k in ("rm_size", "policy_size", "n_labels", "rater_quality")}
                         | {"direction": c["rl"]["vs_bon_at_equal_kl"]["direction"],
                            "gold_gain_difference": c["rl"]["vs_bon_at_equal_kl"]["gold_gain_difference"]["mean"]}
                         for c in res["cells"] if "vs_bon_at_equal_kl" in c.get("rl", {})]
     # Every quality labels the same pairs and best-of-n reads the same pools: paired by seed.
-    out["rater_quality_trend"] = {key: _trend(res, "rater_quality", key) for key in ("alpha", "beta", "d_star")}
+    out["rater_quality_trend"] = {key: _trend(res, "rater_quality", key, min_r2=gate) for key in ("alpha", "beta", "d_star")}
     peaks = []
     for c in res["cells"]:
         p = c["gold_peak"]

@@ -136,13 +136,20 @@ def trend_sentence(label: str, trend: dict, key: str) -> str:
     s = trend["slices"][0]
     chance = trend.get("expected_by_chance_per_side")
     chance_text = f"; about {chance:g} per side expected by chance alone" if chance is not None else ""
-    lacking = trend.get("seed_lacks_value")
-    lacking_text = f" ({lacking} of them because a seed has no value: censored or no fit)" if lacking else ""
+    reasons = []
+    if trend.get("seed_lacks_value"):
+        reasons.append(f"{trend['seed_lacks_value']} of them because a seed has no value: censored or no fit")
+    if trend.get("gated_by_fit"):
+        reasons.append(f"{trend['gated_by_fit']} because a fit they rest on has R² below {trend['min_r2_gate']:g}, "
+                       "though the interval alone excludes 0")
+    why_text = f" ({'; '.join(reasons)})" if reasons else ""
+    gate = trend.get("min_r2_gate")
+    gate_text = f", on fits with R² of at least {gate:g}" if gate else ""
     r2 = trend.get("min_r2")
-    r2_text = f"; the worst per-seed fit they rest on has R² {r2:.2f}" if r2 is not None else ""
+    r2_text = f"; the worst per-seed fit of any slice has R² {r2:.2f}" if r2 is not None else ""
     return (f"{label}: {key} from {s['from']} to {s['to']} moved down in {trend['down']} and up in {trend['up']} of {n} "
-            f"slices (95% interval of the paired per-seed change excludes 0{chance_text}); no claim in "
-            f"{trend['no_claim']}{lacking_text}{r2_text}.")
+            f"slices (95% interval of the paired per-seed change excludes 0{gate_text}{chance_text}); no claim in "
+            f"{trend['no_claim']}{why_text}{r2_text}.")
 
 
 def rl_vs_bon_sentence(rows: list[dict]) -> str:
