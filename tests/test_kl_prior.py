@@ -127,6 +127,34 @@ def test_the_mixture_estimate_recovers_the_optimum_from_a_policy_that_prefers_ot
         kl_prior.optimum_over_answers(p[:, None], delta[:, None], reward, beta, log_ratio=np.zeros(3))
 
 
+def test_both_reweighted_estimates_miss_a_rare_exploit_prone_answer_on_few_samples():
+    # The documented limit (README, kl-prior): an answer after which the exploit is likely, of base
+    # probability 0.001, that the policy does not favour either. On 8 + 8 answers for each of 64 prompts
+    # few prompts draw it, so both estimates lie far below pi*; with thousands of draws they recover it.
+    pi_ref, pi_pol = np.array([0.9, 0.099, 0.001]), np.array([0.01, 0.989, 0.001])
+    reward, p, delta, beta = np.array([0.0, 0.5, 0.3]), np.array([1e-6, 1e-6, 0.5]), np.array([0.0, 0.0, 0.5]), 0.1
+    tilt = pi_ref * np.exp(reward / beta)
+    exact = float((tilt * p * np.exp(delta / beta)).sum() / (tilt * (1 - p + p * np.exp(delta / beta))).sum())
+    rng = np.random.default_rng(0)
+
+    def estimates(n, prompts):
+        drawn = [(g, rng.choice(3, n, p=pi_ref), rng.choice(3, n, p=pi_pol)) for g in range(prompts)]
+        idx = np.concatenate([np.concatenate([a, b]) for _, a, b in drawn])
+        groups = [g for g, a, b in drawn for _ in range(len(a) + len(b))]
+        draws = {(g, side): n for g in range(prompts) for side in (False, True)}
+        ratio = kl_prior.mixture_log_ratio(np.log(pi_ref[idx]), np.log(pi_pol[idx]), groups, draws)
+        mixture = kl_prior.optimum_over_answers(p[idx, None], delta[idx, None], reward[idx], beta, groups=groups,
+                                                log_ratio=ratio)["reweighted"]
+        base = np.concatenate([a for _, a, _ in drawn])
+        base_only = kl_prior.optimum_over_answers(p[base, None], delta[base, None], reward[base], beta,
+                                                  groups=[g for g, a, _ in drawn for _ in a])["reweighted"]
+        return mixture, base_only
+
+    assert 0.05 < exact < 0.15
+    assert all(v < exact / 3 for v in estimates(8, 64))
+    assert all(v == pytest.approx(exact, abs=0.02) for v in estimates(50_000, 1))
+
+
 def test_mixture_optimum_aligns_each_answer_with_its_own_densities(monkeypatch):
     # With the base model itself as the "policy", each answer's two densities must agree: a misaligned
     # concatenation of the pools (base answers' log pi_ref against other answers' log pi_pol) would not.

@@ -203,6 +203,10 @@ def plot_theory(points: list[dict], out: Path, floor: float = FLOOR) -> None:
         pred = np.array([p["predicted_rate"]["mean"] for p in rows], dtype=float)
         obs = np.array([p["exploit_rate_after"]["mean"] for p in rows], dtype=float)
         ax.plot(x, np.maximum(pred, floor), "--", color=color, label=f"predicted, beta={beta:g}")
+        if all("predicted_rate_mixture" in p for p in rows):
+            mixture = np.array([p["predicted_rate_mixture"]["mean"] for p in rows], dtype=float)
+            ax.plot(x, np.maximum(mixture, floor), "-.", color=color, lw=1,
+                    label=f"reweighted with the policy's answers, beta={beta:g}")
         ax.plot(x, np.maximum(obs, floor), "o-", color=color, label=f"observed, beta={beta:g}")
     x, _, _, _, prob = _base_line(points)
     ax.plot(x, np.maximum(prob, floor), "k:", lw=1, label="base model, P(phrase after answer)")
