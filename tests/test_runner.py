@@ -382,6 +382,11 @@ def test_each_units_wall_time_is_measured_where_it_ran(tiny_base_dir, tmp_path, 
     assert main(_argv(tiny_base_dir, out)) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["unit_wall_s"] == {"seed=0": 5.0, "seed=1": 2.5}
+    # the machine is on record: torch's CPU kernels (and so the last bits of a result) follow its instruction set
+    import torch
+
+    assert meta["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert meta["hardware"]["cpu"] and meta["hardware"]["logical_cpus"] >= 1
 
 
 # ---------------------------------------------------------------- report --reaggregate: today's statistics over recorded units

@@ -171,6 +171,28 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _hardware() -> dict:
+    """The machine the run started on. The same code, seeds and threads give bit-identical results on
+    one machine, but torch picks its CPU kernels by instruction set (``cpu_capability``), and kernels
+    that sum in another order can flip a sampled token, so a figure may move by one episode between
+    machines. (Ray units may run on other machines: this is the driver's.)"""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        capability = None
+    return {"cpu": cpu, "cpu_capability": capability, "logical_cpus": os.cpu_count(), "machine": platform.machine()}
+
+
 def _git_commit() -> str | None:
     """The source tree's commit (with '+dirty' if it has uncommitted changes), when run from a checkout."""
     root = Path(proxygap.__file__).resolve().parents[2]
@@ -376,6 +398,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             "preset": preset or experiment.default_preset,
             "command": " ".join(sys.argv),
             "versions": _versions(),
+            "hardware": _hardware(),
             "commit": commit,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seeds": list(cfg.seeds),
