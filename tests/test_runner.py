@@ -387,6 +387,9 @@ def test_each_units_wall_time_is_measured_where_it_ran(tiny_base_dir, tmp_path, 
 
     assert meta["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert meta["hardware"]["cpu"] and meta["hardware"]["logical_cpus"] >= 1
+    for key in ("seed=0", "seed=1"):  # each unit's own machine, measured where it ran: here the same one
+        assert json.loads((out / "units" / f"{key}.json").read_text())["hardware"] == meta["hardware"]
+    assert "unit_hardware" not in meta
 
 
 # ---------------------------------------------------------------- report --reaggregate: today's statistics over recorded units

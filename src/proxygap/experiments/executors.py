@@ -56,15 +56,18 @@ def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | No
 
 
 Job = tuple[Unit, dict]  # (unit, keyword arguments of execute_unit)
-Done = tuple[Unit, dict, float]  # (unit, its result, its own wall time in seconds, where it ran)
+Done = tuple[Unit, dict, float, dict]  # (unit, its result, its own wall time in seconds, the machine it ran on)
 
 
-def timed_unit(**kwargs: Any) -> tuple[dict, float]:
-    """``execute_unit``'s result and its wall time, measured where the unit runs (units of a Ray
-    run overlap, so the driver's clock between two completions is not any unit's time)."""
+def timed_unit(**kwargs: Any) -> tuple[dict, float, dict]:
+    """``execute_unit``'s result, its wall time and the machine (``provenance.hardware``), measured
+    where the unit runs (units of a Ray run overlap, so the driver's clock between two completions is
+    not any unit's time, and its machine need not be theirs)."""
+    from proxygap.experiments.provenance import hardware
+
     start = time.perf_counter()
     result = execute_unit(**kwargs)
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - start, hardware()
 
 
 def run_local(jobs: list[Job]) -> Iterator[Done]:
@@ -171,8 +174,8 @@ def run_ray(jobs: list[Job], address: str | None = None, num_cpus: int | None = 
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 unit = pending.pop(ref)
-                result, seconds = _get(ray, ref, f"unit {unit.key}")
-                yield unit, result, seconds
+                result, seconds, where = _get(ray, ref, f"unit {unit.key}")
+                yield unit, result, seconds, where
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import platform
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +202,26 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> list[str]:
 
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
+
+
+def hardware() -> dict:
+    """This machine: CPU model, torch's ``cpu_capability``, logical CPUs. The same code, seeds and
+    threads give bit-identical results on one machine, but torch picks its CPU kernels by instruction
+    set, and kernels that sum in another order can flip a sampled token, so a figure may move by one
+    episode between machines. A run's meta.json records the driver's; each unit file its own (a Ray
+    unit may run elsewhere: meta.json's ``unit_hardware`` names those that differ)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        capability = None
+    return {"cpu": cpu, "cpu_capability": capability, "logical_cpus": os.cpu_count(), "machine": platform.machine()}

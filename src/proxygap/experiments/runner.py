@@ -42,6 +42,7 @@ from proxygap.config import ConfigError, from_dict, load_config_data, set_paths,
 from proxygap.errors import ProxygapError, shape_error_text
 from proxygap.experiments.catalogue import MODULES, get_experiment
 from proxygap.experiments.executors import executor, prepare_on_ray, ray_device
+from proxygap.experiments.provenance import hardware
 from proxygap.experiments.spec import MAX_SEEDS, SEED_MAX, Experiment, Unit
 from proxygap.fileio import replace_dir, temp_sibling, write_text_atomic, writing
 
@@ -169,28 +170,6 @@ def _versions() -> dict[str, str]:
         except ImportError:
             pass
     return versions
-
-
-def _hardware() -> dict:
-    """The machine the run started on. The same code, seeds and threads give bit-identical results on
-    one machine, but torch picks its CPU kernels by instruction set (``cpu_capability``), and kernels
-    that sum in another order can flip a sampled token, so a figure may move by one episode between
-    machines. (Ray units may run on other machines: this is the driver's.)"""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except (AttributeError, RuntimeError):
-        capability = None
-    return {"cpu": cpu, "cpu_capability": capability, "logical_cpus": os.cpu_count(), "machine": platform.machine()}
 
 
 def _git_commit() -> str | None:
@@ -398,7 +377,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             "preset": preset or experiment.default_preset,
             "command": " ".join(sys.argv),
             "versions": _versions(),
-            "hardware": _hardware(),
+            "hardware": hardware(),
             "commit": commit,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seeds": list(cfg.seeds),
@@ -439,12 +418,15 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                 for u in todo]
         unit_times = {}
         with _threads(threads):
-            for unit, result, seconds in run_units(jobs):
+            unit_machines = {}
+            for unit, result, seconds, where in run_units(jobs):
                 result = strict_json(result)
                 write_text_atomic(work / "units" / f"{unit.key}.json",
-                                  dump_json({"unit": unit.to_dict(), "result": result}))
+                                  dump_json({"unit": unit.to_dict(), "result": result, "hardware": where}))
                 done[unit.key] = result
                 unit_times[unit.key] = round(seconds, 2)
+                if where != meta["hardware"]:  # a Ray worker on another kind of machine
+                    unit_machines[unit.key] = where
                 if progress:
                     print(f"[{name}] unit {unit.key} done ({len(done)}/{len(units)})", file=sys.stderr)
             try:
@@ -460,6 +442,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                                     "delete the damaged file to re-run its unit, or --force to start over") from e
         meta["wall_time_s"] = round(time.time() - start, 2)
         meta["unit_wall_s"] = unit_times
+        if unit_machines:
+            meta["unit_hardware"] = unit_machines
         from proxygap.experiments.provenance import provenance
 
         results = _results_file(name, config_dict, list(cfg.seeds), results,
