@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 import shutil
 import time
@@ -412,9 +413,8 @@ def mixture_optimum(base, policy, score, samples: list[list[str]], grouped: dict
     cores = list(grouped["cores"]) + list(drawn["cores"])
     log_ref = np.concatenate([base_logp, answer_logprobs(base.model, base.tokenizer, drawn["groups"], drawn["cores"])])
     log_policy = answer_logprobs(policy, base.tokenizer, groups, cores)
-    draws: dict[tuple, int] = {}
-    for p in repeated:  # both pools drew the same prompts, each as often
-        draws[(p, False)] = draws[(p, True)] = draws.get((p, True), 0) + 1
+    # both pools drew the same prompts, each as often
+    draws = {(p, by_policy): n for p, n in Counter(repeated).items() for by_policy in (False, True)}
     ratio = mixture_log_ratio(log_ref, log_policy, groups, draws)
     out = optimum_over_answers(np.concatenate([grouped["p"], drawn["p"]]), np.concatenate([grouped["delta"], drawn["delta"]]),
                                np.concatenate([grouped["reward"], drawn["reward"]]), beta, groups=groups, log_ratio=ratio)
@@ -784,8 +784,8 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             "n_below": sum(c["observed_vs_predicted"] == "below" for c in comparison),
             "n_above": sum(c["observed_vs_predicted"] == "above" for c in comparison),
             "n_not_distinguishable": sum(c["observed_vs_predicted"] == "not distinguishable" for c in comparison),
-            **({f"n_{key}_mixture": sum(c["observed_vs_mixture"] == side for c in comparison)
-                for key, side in (("below", "below"), ("above", "above"), ("not_distinguishable", "not distinguishable"))}
+            **({f"n_{side.replace(' ', '_')}_mixture": sum(c["observed_vs_mixture"] == side for c in comparison)
+                for side in ("below", "above", "not distinguishable")}
                if comparison and all("observed_vs_mixture" in c for c in comparison) else {}),
             **({f"n_{side}_mixture_every_seed": sum(c["observed_vs_mixture_every_seed"] == side for c in comparison)
                 for side in ("below", "above")}

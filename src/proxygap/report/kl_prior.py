@@ -181,9 +181,8 @@ def plot_theory(points: list[dict], out: Path, floor: float = FLOOR) -> None:
             pooled = np.array([p["predicted_rate_pooled"]["mean"] for p in rows], dtype=float)
             ax.scatter(np.maximum(pooled, floor), y, s=sizes, facecolors="none", edgecolors=_color(i, len(betas)),
                        label="hollow: the pooled prediction (mean p, mean Δ)" if i == 0 else None)
-        if all("predicted_rate_mixture" in p for p in rows):
-            # pi*'s reweighting of each prompt's answers, base and policy answers pooled (runs since 2026-12-08)
-            mixture = np.array([p["predicted_rate_mixture"]["mean"] for p in rows], dtype=float)
+        mixture = _mixture_means(rows)
+        if mixture is not None:
             ax.scatter(np.maximum(mixture, floor), y, s=sizes, marker="x", color=_color(i, len(betas)),
                        label="x: reweighted per prompt, base and policy answers" if i == 0 else None)
     ax.plot([floor, 1], [floor, 1], ":", color="grey", label="observed = predicted")
@@ -203,8 +202,8 @@ def plot_theory(points: list[dict], out: Path, floor: float = FLOOR) -> None:
         pred = np.array([p["predicted_rate"]["mean"] for p in rows], dtype=float)
         obs = np.array([p["exploit_rate_after"]["mean"] for p in rows], dtype=float)
         ax.plot(x, np.maximum(pred, floor), "--", color=color, label=f"predicted, beta={beta:g}")
-        if all("predicted_rate_mixture" in p for p in rows):
-            mixture = np.array([p["predicted_rate_mixture"]["mean"] for p in rows], dtype=float)
+        mixture = _mixture_means(rows)
+        if mixture is not None:
             ax.plot(x, np.maximum(mixture, floor), "-.", color=color, lw=1,
                     label=f"reweighted with the policy's answers, beta={beta:g}")
         ax.plot(x, np.maximum(obs, floor), "o-", color=color, label=f"observed, beta={beta:g}")
@@ -360,6 +359,14 @@ def _reweighted(p: dict) -> str:
     ess = np.mean(p["reweighted_ess"])
     per = p.get("reweighted_answers_per_prompt")
     return f"{_sci(p['predicted_rate_reweighted']['mean'])} ({ess:.3g}" + (f" of {per:.3g})" if per else ")")
+
+
+def _mixture_means(rows: list[dict]) -> np.ndarray | None:
+    """pi*'s rate with each prompt's answers reweighted, base and policy answers pooled, per point (None
+    unless every point has it: runs since 2026-12-08)."""
+    if not all("predicted_rate_mixture" in p for p in rows):
+        return None
+    return np.array([p["predicted_rate_mixture"]["mean"] for p in rows], dtype=float)
 
 
 def _mixture(p: dict) -> str:
