@@ -226,3 +226,13 @@ def test_pooling_seeds_keeps_their_clustering_and_independent_seeds_pool_as_one_
     assert none["mean"] == 0.0 and none["n"] == 200 and none["n_effective"] == pytest.approx(50.0)
     assert none["hi"] == pytest.approx(Interval.from_counts(0, 50).hi) and none["hi"] > count_interval(0, 200)["hi"]
     assert pooled_count_interval([])["mean"] is None
+
+
+def test_ratio_interval_pairs_seeds_and_leaves_out_undefined_ones():
+    iv = Interval.from_ratio([0.3, None, 0.35, 0.4, float("nan")], [2.0, 1.0, 1.9, 2.05, 2.0])
+    assert iv.n == 3 and iv.method == "fieller"
+    assert iv.mean == pytest.approx(1.05 / 5.95) and iv.lo < iv.mean < iv.hi and iv.has_spread
+    assert not Interval.from_ratio([0.3], [2.0]).has_spread  # one seed: no interval to claim from
+    unbounded = Interval.from_ratio([0.3, 0.35, 0.4], [0.2, -0.3, 0.1])
+    assert unbounded.mean is not None and unbounded.lo is None and not unbounded.defined
+    assert Interval.from_ratio([None], [1.0]).mean is None

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from proxygap.cli import main
@@ -173,3 +174,9 @@ def test_findings_over_seeds_pair_by_seed_and_claim_only_what_clears_zero():
     assert f["blind_spot"]["largest_gap_regime"] == "rl_beta_0"
     assert f["blind_spot"]["unseen_by_rater"] == ["invented_citation"]  # own term 0 elsewhere: not every loophole
     assert f["blind_spot"]["top_loophole"] == "invented_citation"
+    # its share of the gap: mean contribution over mean gap (Fieller), not the units' own shares averaged
+    share = f["blind_spot"]["top_share_of_gap"]
+    gaps = [1.0 - (-1.0 + 5 * d) for d in (0.0, 0.02, -0.01)]
+    assert share["method"] == "fieller" and share["per_seed"] == [0.5, 0.5, 0.5]
+    assert share["mean"] == pytest.approx(np.mean([0.3, 0.35, 0.4]) / np.mean(gaps))
+    assert share["lo"] < share["mean"] < share["hi"]

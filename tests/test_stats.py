@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from proxygap.measure.stats import bootstrap_ci, mean_se, t_interval, wilson_interval
+from scipy import stats as st
+
+from proxygap.measure.stats import bootstrap_ci, fieller_interval, mean_se, t_interval, wilson_interval
 
 
 def test_mean_se():
@@ -110,3 +112,33 @@ def test_the_weighted_design_effect_by_hand_and_one_trial_per_best_of_n_pick():
     assert cluster_design_effect([h == 1.0 for h in both], pairs) == pytest.approx(2.0)  # unweighted: 20 samples
     with pytest.raises(ValueError, match="one weight and cluster per hit"):
         weighted_design_effect([1.0], [1.0], [0, 1])
+
+
+def test_fieller_interval_is_where_the_t_test_of_x_minus_r_y_stops_rejecting():
+    x = np.array([0.93, 1.21, 1.30, 1.05])
+    y = np.array([1.44, 1.32, 1.45, 1.38])
+    ratio, lo, hi = fieller_interval(x, y)
+    assert ratio == pytest.approx(x.mean() / y.mean())  # a ratio of means, not a mean of ratios
+    assert ratio != pytest.approx(np.mean(x / y))
+    t = st.t.ppf(0.975, df=3)
+    for end, sign in ((lo, 1.0), (hi, -1.0)):  # at each end, |t| of mean(x - R y) is exactly the quantile
+        z = x - end * y
+        assert z.mean() / (z.std(ddof=1) / 2) == pytest.approx(sign * t, rel=1e-9)
+    inside = x - ratio * y
+    assert abs(inside.mean() / (inside.std(ddof=1) / 2)) < t
+    _, lo90, hi90 = fieller_interval(x, y, confidence=0.9)
+    assert lo < lo90 < ratio < hi90 < hi
+
+
+def test_fieller_interval_edges():
+    # a denominator whose mean is not clearly away from 0: the set of ratios is unbounded
+    ratio, lo, hi = fieller_interval([1.0, 1.2, 0.9], [0.5, -0.4, 0.1])
+    assert ratio == pytest.approx(3.1 / 0.2) and lo is None and hi is None
+    assert fieller_interval([2.0], [4.0]) == (0.5, 0.5, 0.5)  # one seed: no spread
+    assert fieller_interval([1.0, 1.1, 1.2], [2.0, 2.2, 2.4]) == pytest.approx((0.5, 0.5, 0.5))  # proportional seeds
+    # two seeds whose denominators are proportional but spread: t on 1 degree of freedom cannot bound it
+    assert fieller_interval([1.0, 3.0], [2.0, 6.0])[1:] == (None, None)
+    r, lo, hi = fieller_interval([1.0, 2.0], [0.0, 0.0])
+    assert math.isnan(r) and lo is None and hi is None
+    with pytest.raises(ValueError):
+        fieller_interval([1.0, 2.0], [1.0])

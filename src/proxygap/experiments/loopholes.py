@@ -52,8 +52,8 @@ import torch
 
 from proxygap.config import ConfigError, knob, nested, to_dict
 from proxygap.experiments.spec import Experiment, ExperimentConfig, Unit, UnitContext
-from proxygap.measure.intervals import (NONNEGATIVE, SIGNED_UNIT, UNIT, moved, pooled_count_interval, seed_differences,
-                                        seed_interval)
+from proxygap.measure.intervals import (NONNEGATIVE, SIGNED_UNIT, UNIT, Interval, moved, pooled_count_interval,
+                                        seed_differences, seed_interval)
 from proxygap.oversight.detectors import LOOPHOLES
 from proxygap.measure.exploits import (
     LOOPHOLE_INFO,
@@ -382,8 +382,13 @@ def _aggregate_regime(runs: list[dict]) -> dict:
         per = [r["exploit_rates"][h] for r in runs]
         out["exploit_rates"][h] = {**_iv([p["rate"] for p in per], RATE), "pooled": pooled_count_interval(per)}
     out["blind_spot"] = {h: {key: _iv([r["blind_spot"][h][key] for r in runs])
-                             for key in ("gap_when_fires", "own_term_gap", "contribution", "share_of_gap")}
+                             for key in ("gap_when_fires", "own_term_gap", "contribution")}
                          for h in LOOPHOLES}
+    for h in LOOPHOLES:  # the share of the mean gap (a ratio of seed means), not the mean of seeds' shares
+        out["blind_spot"][h]["share_of_gap"] = {
+            **Interval.from_ratio([r["blind_spot"][h]["contribution"] for r in runs],
+                                  [r["rater_gold_gap"] for r in runs]).to_dict(),
+            "per_seed": [r["blind_spot"][h]["share_of_gap"] for r in runs]}
     return out
 
 
@@ -538,6 +543,7 @@ def findings(regimes: list[dict], ablation: dict, cfg: LoopholesConfig, seeds: i
     out["blind_spot"] = {"largest_gap_regime": worst["name"], "gap": worst["rater_gold_gap"]["mean"],
                          "base_gap": by_name["base"]["rater_gold_gap"]["mean"], "top_loophole": top,
                          "top_contribution": contributions.get(top) if top else None,
+                         "top_share_of_gap": worst["blind_spot"][top]["share_of_gap"] if top else None,
                          # the loophole's own score term over-rated by the rater (its interval clears 0); the
                          # whole answer's gap would count every loophole of a regime whose answers all over-rate
                          "unseen_by_rater": [h for h in LOOPHOLES if moved(worst["blind_spot"][h]["own_term_gap"]) == "up"]}

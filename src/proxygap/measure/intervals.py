@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from proxygap.measure.stats import t_interval, wilson_interval
+from proxygap.measure.stats import fieller_interval, t_interval, wilson_interval
 
 Direction = Literal["up", "down"]
 # Where a quantity can lie, for ``bounds``: a rate or agreement; a difference of two; a KL.
@@ -71,6 +71,18 @@ class Interval:
         if bounds is not None:
             lo, hi = min(max(lo, bounds[0]), mean), max(min(hi, bounds[1]), mean)
         return cls(_num(mean), _num(lo), _num(hi), len(vals), "t")
+
+    @classmethod
+    def from_ratio(cls, numerators: Sequence, denominators: Sequence, confidence: float = 0.95) -> Interval:
+        """Fieller's interval of mean(numerators) / mean(denominators), paired by seed (a seed
+        where either is None or nan is left out); lo and hi None where the denominators' mean is
+        not clearly away from 0."""
+        pairs = [(float(a), float(b)) for a, b in zip(numerators, denominators, strict=True)
+                 if a is not None and b is not None and not (math.isnan(float(a)) or math.isnan(float(b)))]
+        if not pairs:
+            return cls(None, None, None, 0, "fieller")
+        ratio, lo, hi = fieller_interval([a for a, _ in pairs], [b for _, b in pairs], confidence)
+        return cls(_num(ratio), _num(lo), _num(hi), len(pairs), "fieller")
 
     @classmethod
     def from_counts(cls, k: float, n: float, confidence: float = 0.95) -> Interval:
@@ -121,7 +133,7 @@ class Interval:
     def has_spread(self) -> bool:
         """Whether this is an interval at all: defined, wider than round-off, and (for a
         t-interval) from at least two seeds."""
-        if not self.defined or (self.method == "t" and self.n < 2):
+        if not self.defined or (self.method in ("t", "fieller") and self.n < 2):
             return False
         return self.hi - self.lo > _TOL * max(1.0, abs(self.mean))
 

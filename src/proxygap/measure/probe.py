@@ -14,7 +14,8 @@ import torch
 
 from proxygap.config import Config, knob
 from proxygap.lm.sampling import sample
-from proxygap.measure.stats import cluster_design_effect, wilson_interval
+from proxygap.measure.intervals import count_interval
+from proxygap.measure.stats import cluster_design_effect
 from proxygap.oversight import detectors
 from proxygap.tasks.prompts import Prompt, assistant_prompts, expert_prompts, forum_prompts, two_hop_prompts
 from proxygap.world import language as lang
@@ -47,9 +48,9 @@ def _rate(hits: list[bool], prompts: list | None = None) -> dict:
     """A rate with its Wilson interval; given the prompt of each hit, on the effective number of
     trials (samples of one prompt are correlated: 8 samples of a prompt are not 8 independent trials)."""
     k, n = sum(hits), len(hits)
-    n_eff = n / cluster_design_effect(hits, [id(p) for p in prompts]) if prompts is not None and n else n
-    p, lo, hi = wilson_interval(k * n_eff / n if n else 0, n_eff)
-    return {"rate": p, "ci95": [lo, hi], "k": k, "n": n, "n_effective": n_eff}
+    design_effect = cluster_design_effect(hits, [id(p) for p in prompts]) if prompts is not None and n else 1.0
+    iv = count_interval(k, n, design_effect)
+    return {"rate": iv["mean"], "ci95": [iv["lo"], iv["hi"]], "k": k, "n": n, "n_effective": iv.get("n_effective", n)}
 
 
 def probe(model, tokenizer, world: World, corpus_rates: dict, cfg: ProbeConfig | None = None, seed: int = 0) -> dict:

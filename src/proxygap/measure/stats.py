@@ -55,6 +55,42 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
     return m, m - half, m + half
 
 
+
+def fieller_interval(numerators: ArrayLike, denominators: ArrayLike,
+                     confidence: float = 0.95) -> tuple[float, float | None, float | None]:
+    """(ratio, lo, hi): Fieller's interval for mean(x) / mean(y) from paired per-seed values.
+
+    The interval is every R for which the t-test of mean(x - R y) = 0 does not reject: the roots of
+    (x̄ - R ȳ)² = t² (v_xx - 2 R v_xy + R² v_yy), with v the (co)variances of the means and t the
+    Student quantile on n - 1 degrees of freedom (Fieller 1954). It is bounded only where ȳ itself
+    is clearly away from 0; otherwise lo and hi are None (the ratio could be anything). The mean
+    of per-seed ratios it replaces is unstable where a seed's denominator is near 0, and biased
+    (Jensen) where it varies. With one seed lo = hi = ratio; ȳ = 0 gives (nan, None, None)."""
+    _check_confidence(confidence)
+    x, y = _as_1d(numerators), _as_1d(denominators)
+    if x.shape != y.shape:
+        raise ValueError(f"need one denominator per numerator, got {x.size} and {y.size}")
+    if x.size == 0:
+        return math.nan, None, None
+    xm, ym = float(x.mean()), float(y.mean())
+    if ym == 0.0:
+        return math.nan, None, None
+    ratio = xm / ym
+    if x.size < 2:
+        return ratio, ratio, ratio
+    cov = np.cov(np.stack([x, y]), ddof=1) / x.size  # of the means
+    t2 = float(_st.t.ppf(0.5 + confidence / 2, df=x.size - 1)) ** 2
+    a = ym * ym - t2 * cov[1, 1]
+    b = xm * ym - t2 * cov[0, 1]
+    c = xm * xm - t2 * cov[0, 0]
+    if a <= 0.0:  # ȳ not clearly away from 0: the set is unbounded
+        return ratio, None, None
+    # a > 0 and the quadratic is <= 0 at the ratio itself (there it is -t² var(x̄ - ratio ȳ)), so
+    # the discriminant is >= 0: a negative one is round-off (exactly proportional seeds)
+    root = math.sqrt(max(0.0, b * b - a * c))
+    return ratio, min(ratio, (b - root) / a), max(ratio, (b + root) / a)
+
+
 def cluster_design_effect(hits: Sequence[bool], clusters: Sequence) -> float:
     """Kish's design effect of a rate whose trials come in clusters (several samples of one prompt):
     ``weighted_design_effect`` at unit weights. A prompt the model always answers the same way counts

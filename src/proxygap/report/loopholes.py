@@ -28,6 +28,15 @@ def _iv_text(iv: dict | None, digits: int = 3, signed: bool = False) -> str:
     return f"{f.format(iv['mean'])} [{f.format(lo)}, {f.format(hi)}]"
 
 
+def _share_text(share: dict | None) -> str:
+    """', a share s [lo, hi] of the gap' from a Fieller interval (ends None: unbounded); '' without one."""
+    if not share or share.get("mean") is None:
+        return ""
+    ends = ("unbounded interval" if share.get("lo") is None else
+            f"95% {share['lo']:.0%} to {share['hi']:.0%}, Fieller's interval across seeds")
+    return f", {share['mean']:.0%} of the gap, {ends}"
+
+
 def _rate_bar(rate: dict, use_t: bool) -> tuple[float, float, float]:
     """(value, lower error, upper error) of one exploit rate: t-interval across seeds, or with
     one seed the pooled Wilson interval. An undefined rate is NaN: drawn as "n/a", not as a zero."""
@@ -187,7 +196,8 @@ def draw_report(run_dir: Path) -> Path:
         if fnd.get(key):
             page.paragraph(fnd[key]["sentence"])
     b = fnd["blind_spot"]
-    top = (f"the loophole contributing most there is {b['top_loophole']} ({fmt(b['top_contribution'])})"
+    top = (f"the loophole contributing most there is {b['top_loophole']} ({fmt(b['top_contribution'])}"
+           f"{_share_text(b.get('top_share_of_gap'))})"
            if b.get("top_loophole") else "no loophole's contribution there clears 0")
     page.paragraph(
         f"Blind spot: the rater over-rates {b['largest_gap_regime']} the most (rater − gold {fmt(b['gap'])}, base "
