@@ -197,3 +197,13 @@ def test_findings_over_three_seeds_pair_with_imitation_and_widen_exact_agreement
     assert f["decoupled_minus_process"]["direction"] == "down"  # paired with process seed by seed
     assert f["decoupled_minus_process"]["tamper_rate"]["mean"] == pytest.approx(-0.3)
     assert f["pareto"] == ["imitation", "decoupled"]  # tampers least; most capable
+
+
+def test_report_says_the_kl_coefficient_does_not_reach_expert_iteration():
+    from proxygap.report.tampering import _ei_kl_note
+
+    run = {"envs": [{"regimes": [{"name": "imitation"}, {"name": "outcome"}]}],
+           "incentive_sweep": [{"env": "sensor", "regime": "expert_iteration", "points": []}]}
+    assert "no penalty term" in _ei_kl_note(run, {"kl_coef": 0.1})
+    assert _ei_kl_note(run, {"kl_coef": 0.0}) == ""
+    assert _ei_kl_note({"envs": run["envs"]}, {"kl_coef": 0.1}) == ""  # no expert iteration anywhere

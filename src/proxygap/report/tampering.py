@@ -315,7 +315,7 @@ def draw_report(run_dir: Path) -> Path:
         f"Preset {meta.get('preset', '?')}, seeds {res['seeds']}, model {res['model']}, wall time "
         f"{fmt(meta.get('wall_time_s'), 1)} s. Every RL regime: {train.get('steps')} steps of "
         f"{train.get('starts_per_step')} starts x {train.get('group_size')} episodes, lr {train.get('lr')}, "
-        f"KL coefficient {train.get('kl_coef')}. Evaluation: {train.get('eval_episodes')} held-out episodes per seed, "
+        f"KL coefficient {train.get('kl_coef')}{_ei_kl_note(res, train)}. Evaluation: {train.get('eval_episodes')} held-out episodes per seed, "
         "sampled at temperature 1, the same episodes and random numbers for every regime of a seed. "
         "Intervals are 95% t-intervals across seeds; a paired change of a rate whose seeds all agree exactly is "
         "widened to Newcombe's interval on the pooled episodes (method hull(t,newcombe)). Approval is the score of "
@@ -344,3 +344,13 @@ def draw_report(run_dir: Path) -> Path:
                 rows.append([env["name"], regime_label(r), e["transcript"], e["observed_return"], e["true_return"], kind])
     page.table(["env", "regime", "transcript", "observed", "true", "outcome"], rows, left_columns=3)
     return page.write(run_dir / "report.html")
+
+
+def _ei_kl_note(res: dict, train: dict) -> str:
+    """Expert iteration imitates its groups' best episodes: a KL coefficient does not reach it."""
+    regimes = {r["name"] for env in res.get("envs", []) for r in env.get("regimes", [])}
+    regimes |= {curve.get("regime") for curve in res.get("incentive_sweep") or []}
+    if (train.get("kl_coef") or 0) > 0 and "expert_iteration" in regimes:
+        return " (not in expert iteration, which imitates each group's best episode and has no penalty term)"
+    return ""
+
