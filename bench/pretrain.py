@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from _peak import matmul_peak
+
 from proxygap.config import apply_overrides
 from proxygap.lm.device import compute_on, describe, resolve_device, resolve_dtype
 from proxygap.pipeline.base_model import build_base_model, recipe_for_size
@@ -38,23 +40,7 @@ if args.threads:
 device = resolve_device(args.device)
 precision = resolve_dtype(args.dtype, device)
 
-
-def matmul_peak(repeats: int = 8) -> float:
-    n = 8192 if device.type == "cuda" else 2048
-    a, b = (torch.randn(n, n, device=device, dtype=precision) for _ in range(2))
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    torch.mm(a, b)  # warm-up
-    sync()
-    best = 0.0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        sync()
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
-    return best
-
-
-peak_before = matmul_peak()
+peak_before = matmul_peak(device, precision)
 recipe = recipe_for_size(args.size)
 overrides = [f"train.threads={torch.get_num_threads()}"]
 if args.steps:
@@ -73,7 +59,7 @@ params = sum(p.numel() for p in __import__("safetensors.torch", fromlist=["load_
 L, d, T = config["n_layer"], config["n_embd"], recipe.train.seq_len
 tokens = recipe.train.steps * recipe.train.batch_size * T
 flops_per_token = 6 * params + 12 * L * d * T
-peak = max(peak_before, matmul_peak())
+peak = max(peak_before, matmul_peak(device, precision))
 if args.profile:
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
