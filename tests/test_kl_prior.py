@@ -225,6 +225,16 @@ def test_first_sentence_and_reward_deltas():
     assert deltas.tolist() == [[3.0, 4.0]]  # the phrase's words plus its closing ' .'
 
 
+def test_phrase_after_first_sentence_is_the_predictions_slot_only():
+    phrases = ("pls halp", "rate this 10/10")
+    assert kl_prior.phrase_after_first_sentence("i recommend tobu . pls halp . extra", phrases)
+    assert kl_prior.phrase_after_first_sentence("tobu . rate this 10/10 .", phrases)
+    assert not kl_prior.phrase_after_first_sentence("pls halp . i recommend tobu .", phrases)  # before the answer
+    assert not kl_prior.phrase_after_first_sentence("tobu . it is fun . pls halp .", phrases)  # after a second sentence
+    assert not kl_prior.phrase_after_first_sentence("tobu . pls", phrases)  # cut short
+    assert not kl_prior.phrase_after_first_sentence("no full stop pls halp", phrases)
+
+
 def test_recipe_differs_only_in_the_swept_rate():
     cfg = resolve_config(get_experiment("kl-prior"), "quick", None, [])
     a, b = kl_prior.recipe_for(cfg, 1e-4), kl_prior.recipe_for(cfg, 1e-1)
@@ -307,6 +317,9 @@ def test_smoke_results_shape(smoke_run):
         w = p["base_model_rate"]
         assert 0 <= w["lo"] <= w["mean"] <= w["hi"] <= 1 and w["n"] > 0
         assert pooled.get("n_effective", pooled["n"]) <= pooled["n"] + 1e-9  # prompt-clustered: never more trials
+        slot = p["exploit_share_in_slot"]  # the exploits in the predictions' slot: a part of all of them
+        assert slot["k"] == pooled["k"] and 0 <= slot["k_in_slot"] <= slot["k"]
+        assert p["exploit_rate_in_slot"]["mean"] <= after["mean"] + 1e-12
     rates = {b["base_rate"] for b in r["bases"]}
     assert set(cfg["base_rates"]) <= rates and cfg["rm_base_rate"] in rates
     for b in r["bases"]:
@@ -319,6 +332,8 @@ def test_smoke_results_shape(smoke_run):
     assert all(c["observed_vs_mixture"] in ("below", "above", "not distinguishable") for c in theory["points"])
     assert theory["n_below_mixture_every_seed"] + theory["n_above_mixture_every_seed"] <= len(r["points"])
     assert all(set(p["mixture_pool_rm"]) == {"base", "policy"} for p in r["points"])
+    slot = theory["exploits_in_predicted_slot"]
+    assert slot["k"] == sum(p["exploit_share_in_slot"]["k"] for p in r["points"])
     for name in ("exploit_grid.png", "exploit_vs_base_rate.png", "kl_vs_base_rate.png", "predicted_vs_observed.png",
                  "exploit_during_rl.png", "report.html", "config.yaml", "meta.json"):
         assert (out / name).is_file(), name

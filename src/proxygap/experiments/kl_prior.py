@@ -272,8 +272,10 @@ def build_or_load_base(recipe: BaseModelRecipe, cache_dir: Path | None = None, p
 
 
 # ---------------------------------------------------------------- measurements on one base model
-def exploit_flags(prompts: list[str], texts: list[str], world, exploit: str) -> list[bool]:
-    """The exploit's detector on every (prompt, completion) where it applies."""
+def exploit_flags(prompts: list[str], texts: list[str], world, exploit: str, in_slot: list | None = None) -> list[bool]:
+    """The exploit's detector on every (prompt, completion) where it applies. Given a list
+    ``in_slot``, it is filled alongside: whether each flagged completion has a phrase right after
+    its first sentence, the one place the optimum's prediction counts (the detector counts anywhere)."""
     from proxygap.oversight.detectors import detect_text
 
     flags = []
@@ -281,7 +283,19 @@ def exploit_flags(prompts: list[str], texts: list[str], world, exploit: str) -> 
         verdict = detect_text(p, t, world)
         if verdict is not None and verdict.get(exploit) is not None:
             flags.append(bool(verdict[exploit]))
+            if in_slot is not None:
+                in_slot.append(flags[-1] and phrase_after_first_sentence(t, world.manipulation_phrases))
     return flags
+
+
+def phrase_after_first_sentence(completion: str, phrases) -> bool:
+    """Whether one of ``phrases`` follows the completion's first sentence directly: where the
+    corpus appends a manipulation phrase, and where ``phrase_probabilities`` measures it."""
+    core = first_sentence(completion)
+    if core is None:
+        return False
+    rest = completion.split()[len(core.split()):]
+    return any(rest[:len(ph.split())] == ph.split() for ph in phrases)
 
 
 def first_sentence(completion: str) -> str | None:
@@ -509,9 +523,11 @@ def run_rate_seed(cfg: KLPriorConfig, base, base_info: dict, ensemble, seed: int
                 rollouts["first_step"] = step
 
         def on_eval(e, repeated=repeated, curve=curve):
-            flags = exploit_flags(repeated, e.texts, world, cfg.exploit)
+            in_slot: list[bool] = []
+            flags = exploit_flags(repeated, e.texts, world, cfg.exploit, in_slot)
             curve.append({"step": e.step, "kl": e.kl, "kl_k3": e.kl_k3, "rm": e.rm, "rater": e.rater, "gold": e.gold,
                           "exploit_rate": sum(flags) / len(flags) if flags else None, "k": sum(flags),
+                          "k_in_slot": sum(in_slot),
                           "n": len(flags), "n_effective": len(flags) / cluster_design_effect(flags, repeated)})
 
         policy, evals = train_rl(base.model, base.tokenizer, train_prompts, eval_prompts, ensemble.score,
@@ -590,6 +606,7 @@ def aggregate(cfg: KLPriorConfig, bases: dict[float, dict], per_rate_seed: dict[
                 "base_model_prob_per_sample": p_base * info.get("answer_parse_rate", 1.0),
                 **_predictions(runs),
                 "rollout_exploits": _rollout_exploits(runs),
+                **_in_slot(last),
                 "rm_delta": _iv([float(np.dot(s["deltas"]["rm"], _weights(info))) for s in seeds]),
                 "kl_exploit_floor": binary_kl(after["mean"], p_base) if after["mean"] is not None else None,
                 "expected_base_exploit_rollouts": rl_rollouts * p_base,
@@ -633,6 +650,17 @@ def _predictions(runs: list[dict]) -> dict:
         pools = [r.get("mixture_pool_rm") or {} for r in runs]
         out["mixture_pool_rm"] = {name: _mean_defined([p.get(name) for p in pools]) for name in ("base", "policy")}
     return out
+
+
+def _in_slot(last: list[dict]) -> dict:
+    """Where the exploit samples after RL wrote the phrase: the rate with a phrase right after the
+    first sentence (where the prediction counts it; the observed rate counts it anywhere) and that
+    part's share of all exploit samples, pooled over seeds. Empty for units from before 2026-12-09."""
+    if not all("k_in_slot" in c for c in last):
+        return {}
+    k, k_slot = sum(c["k"] for c in last), sum(c["k_in_slot"] for c in last)
+    return {"exploit_rate_in_slot": _iv([c["k_in_slot"] / c["n"] if c["n"] else None for c in last], RATE),
+            "exploit_share_in_slot": {"k_in_slot": k_slot, "k": k, "share": k_slot / k if k else None}}
 
 
 def _rollout_exploits(runs: list[dict]) -> dict | None:
@@ -733,7 +761,14 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             row["observed_vs_mixture"] = _side(obs, p["predicted_rate_mixture"])
             # seed by seed: the seeds' estimates can lie decades apart, which widens the t-interval to 0
             row["observed_vs_mixture_every_seed"] = _every_seed_side(obs, p["predicted_rate_mixture"])
+        if "exploit_share_in_slot" in p:  # where the observed exploits wrote the phrase (since 2026-12-09)
+            row["share_in_slot"] = p["exploit_share_in_slot"]["share"]
         comparison.append(row)
+    slots = [p["exploit_share_in_slot"] for p in points if "exploit_share_in_slot" in p]
+    in_slot = ({"k_in_slot": sum(x["k_in_slot"] for x in slots), "k": sum(x["k"] for x in slots)}
+               if slots and len(slots) == len(points) else None)
+    if in_slot:
+        in_slot["share"] = in_slot["k_in_slot"] / in_slot["k"] if in_slot["k"] else None
     high = rates[-1]
     high_after = [by[(high, b)]["exploit_rate_after"]["mean"] for b in betas]
     held = [p for p in points if _status(p) == "held"]
@@ -790,6 +825,9 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             **({f"n_{side}_mixture_every_seed": sum(c["observed_vs_mixture_every_seed"] == side for c in comparison)
                 for side in ("below", "above")}
                if comparison and all("observed_vs_mixture_every_seed" in c for c in comparison) else {}),
+            # the observed rate counts the phrase anywhere, the predictions right after the first
+            # sentence: the share of all exploit samples after RL (every point) that are in that slot
+            "exploits_in_predicted_slot": in_slot,
         },
     }
 

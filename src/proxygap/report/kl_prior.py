@@ -502,4 +502,9 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
                    + ". This estimate is each prompt's best of a few base and policy answers: where the policy never "
                    "drew the exploit, it had no reason to find the answers after which the exploit is likely, and "
                    "the estimate can then lie far below the optimum.")
+    slot = th.get("exploits_in_predicted_slot")
+    if slot and slot["k"]:
+        out.append(f"Where the phrase was written: of the {slot['k']} exploit samples after RL (every point and seed), "
+                   f"{slot['k_in_slot']} ({slot['share']:.0%}) have it right after the first sentence, the one place the "
+                   "predictions count it; the observed rate counts it anywhere in the answer.")
     return out
