@@ -655,7 +655,7 @@ def _predictions(runs: list[dict]) -> dict:
 def _in_slot(last: list[dict]) -> dict:
     """Where the exploit samples after RL wrote the phrase: the rate with a phrase right after the
     first sentence (where the prediction counts it; the observed rate counts it anywhere) and that
-    part's share of all exploit samples, pooled over seeds. Empty for units from before 2026-12-09."""
+    part's share of all exploit samples, pooled over seeds. Empty for units from before it was counted (2026-12-08, late)."""
     if not all("k_in_slot" in c for c in last):
         return {}
     k, k_slot = sum(c["k"] for c in last), sum(c["k_in_slot"] for c in last)
@@ -761,7 +761,7 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
             row["observed_vs_mixture"] = _side(obs, p["predicted_rate_mixture"])
             # seed by seed: the seeds' estimates can lie decades apart, which widens the t-interval to 0
             row["observed_vs_mixture_every_seed"] = _every_seed_side(obs, p["predicted_rate_mixture"])
-        if "exploit_share_in_slot" in p:  # where the observed exploits wrote the phrase (since 2026-12-09)
+        if "exploit_share_in_slot" in p:  # where the observed exploits wrote the phrase (units since 2026-12-08, late)
             row["share_in_slot"] = p["exploit_share_in_slot"]["share"]
         comparison.append(row)
     slots = [p["exploit_share_in_slot"] for p in points if "exploit_share_in_slot" in p]
