@@ -174,3 +174,11 @@ def test_value_at_kl_reads_the_curve_between_points_and_never_beyond():
     assert value_at_kl(points, "g", 0.6) is None and value_at_kl(points, "g", -0.1) is None
     assert value_at_kl(points, "g", 0.6, kl_key="kl") == pytest.approx(1.0 + 3.0 * (0.29 / 0.58))
     assert value_at_kl(points, "g", float("nan")) is None
+
+
+def test_a_k1_kl_just_below_zero_reads_at_the_base_not_beyond_the_curve():
+    from proxygap.measure.best_of_n import gain_beyond_best_of_n
+    curve = [{"gold": 0.0, "kl_pool": 0.0}, {"gold": 0.1, "kl_pool": 0.5}, {"gold": 0.2, "kl_pool": 1.0}]
+    assert gain_beyond_best_of_n(0.05, -0.01, curve) == gain_beyond_best_of_n(0.05, 0.0, curve) == pytest.approx(0.05)
+    assert gain_beyond_best_of_n(0.05, 1.5, curve) is None  # past the pool's largest KL: not measured
+    assert gain_beyond_best_of_n(0.05, float("nan"), curve) is None

@@ -101,6 +101,11 @@ def test_peak_claims_only_what_the_seeds_support():
     points, curves = _curves([[0.0, -0.2], [0.0, -0.21], [0.0, -0.19]])
     assert peak_along(points, "gold", curves)["ends_below_base"]
 
+    # a point without data is never the peak (argmax would pick the first nan, and then claim nothing)
+    points, curves = _curves([[0.0, 1.0, None, 0.5], [0.0, 1.1, None, 0.5], [0.0, 1.2, None, 0.5]])
+    p = peak_along(points, "gold", curves)
+    assert p["peak_index"] == 1 and p["rises_above_base"] and p["gain_at_peak"]["mean"] == pytest.approx(1.1)
+
 
 def test_a_chosen_peak_claims_a_rise_no_more_often_than_nominal_with_no_effect():
     """The peak is picked by the seeds it is tested on; at 95% a rise would be claimed in about
@@ -182,6 +187,9 @@ def test_newcombe_difference_of_two_rates_against_the_published_example():
     assert iv.hi == pytest.approx(0.3339, abs=5e-4)
     # Seeds agreeing exactly get the pooled episodes' interval; one seed stays a point; spread stays t.
     agree = paired_rate_change([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], trials=48)
+    # a seed whose rate is undefined (nan) is left out like None, not turned into a [-1, 1] interval
+    assert paired_rate_change([1.0, 1.0, 1.0, float("nan")], [0.0, 0.0, 0.0, 0.0], trials=48) == agree
+    assert Interval.from_count_difference(float("nan"), 10, 3, 10).mean is None
     assert agree["method"] == "hull(t,newcombe)" and 0.9 < agree["lo"] < 1.0 and agree["hi"] == 1.0
     assert paired_rate_change([1.0], [0.0], trials=48) == {"mean": 1.0, "lo": 1.0, "hi": 1.0, "n": 1, "method": "t"}
     assert paired_rate_change([0.5, 0.6, 0.4], [0.0, 0.0, 0.1], trials=48)["method"] == "t"

@@ -180,3 +180,18 @@ def test_findings_over_seeds_pair_by_seed_and_claim_only_what_clears_zero():
     assert share["method"] == "fieller" and share["per_seed"] == [0.5, 0.5, 0.5]
     assert share["mean"] == pytest.approx(np.mean([0.3, 0.35, 0.4]) / np.mean(gaps))
     assert share["lo"] < share["mean"] < share["hi"]
+
+
+def test_no_direction_against_best_of_n_while_a_seed_went_past_its_kl():
+    # the seeds past best-of-n's largest KL optimized hardest: the others alone would claim "up"
+    from proxygap.config import apply_overrides
+    from proxygap.experiments.loopholes import LoopholesConfig, _vs_best_of_n
+
+    cfg = apply_overrides(LoopholesConfig(), ["bon_ns=[4]"])
+    runs = {"base": [{"gold": 0.0}] * 4, "bon_4": [{"gold": 0.1, "kl_pool": 0.6}] * 4}
+    policies = [{"gold": g, "kl": kl} for g, kl in ((0.40, 0.3), (0.41, 0.3), (0.42, 0.3), (0.5, 9.0))]
+    beyond = _vs_best_of_n(policies, runs, cfg)
+    assert beyond["seeds_beyond_best_of_n"] == 1 and beyond["n"] == 3 and beyond["lo"] > 0
+    assert beyond["direction"] == "unclear"
+    within = _vs_best_of_n(policies[:3], {k: v[:3] for k, v in runs.items()}, cfg)
+    assert within["direction"] == "up" and within["seeds_beyond_best_of_n"] == 0

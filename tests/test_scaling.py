@@ -135,6 +135,21 @@ def test_trend_claims_nothing_on_a_poorly_fitting_curve():
     assert _trend(res, "rm_size", "alpha", min_r2=0.5)["gated_by_fit"] == 0  # the interval did not move anyway
 
 
+def test_an_undefined_fit_r2_fails_the_gate_wherever_it_stands():
+    # gold flat at every d > 0 gives R² nan (None once on disk): min() of [0.9, nan] would be 0.9
+    from proxygap.measure.fits import fit_bon
+    assert np.isnan(fit_bon([0, 1, 2, 3], [0, .5, .5, .5]).r2)
+    for undefined in (float("nan"), None):
+        for per_seed in ([0.9, undefined, 0.95], [undefined, 0.9, 0.95]):
+            res = {"rm_sizes": ["xs", "m"], "n_labels": [100], "policy_sizes": ["s"], "rater_qualities": [0.0],
+                   "cells": [_cell("xs", 100, [1.0, 1.1, 0.9]), _cell("m", 100, [2.0, 2.2, 1.9])]}
+            res["cells"][0]["fit"]["r2"] = {"per_seed": [0.9, 0.8, 0.95]}
+            res["cells"][1]["fit"]["r2"] = {"per_seed": per_seed}
+            t = _trend(res, "rm_size", "alpha", min_r2=0.5)
+            assert (t["up"], t["gated_by_fit"]) == (0, 1) and t["slices"][0]["r2_undefined"], per_seed
+            assert t["slices"][0]["min_r2"] == 0.8  # the worst finite one, named beside the flag
+
+
 def test_d_star_counts_a_falling_curve_as_zero_and_withholds_censored_seeds():
     from proxygap.experiments.scaling import _fit_intervals
     from proxygap.measure.fits import fit_dict

@@ -134,6 +134,9 @@ def test_error_types_are_ranked_only_where_the_seeds_say_so():
     # seeds that agree exactly give no interval: no claim either way, not "does not recover"
     agreeing = findings([row({"myths": [1.0, 1.0, 1.0], "noise": [0.0, 0.5, 0.25]})])["error_types"][0]
     assert agreeing["recovers_above_zero"] == {"noise": False, "myths": None}
+    # a seed without a PGR of a type (its gap unresolved there): no claim from the other seeds alone
+    partial = findings([row({"manipulation": [0.1, 0.2, None, 0.15], "myths": [0.9, 1.0, 0.9, 0.95]})])["error_types"][0]
+    assert partial["orders"] == [] and partial["recovers_above_zero"] == {"manipulation": None, "myths": True}
     one_cause = findings([row({"noise": [0.5, 0.6, 0.55]})])["error_types"]
     assert one_cause == []  # nothing to rank a single cause against
 

@@ -452,7 +452,10 @@ def _vs_best_of_n(policy_runs: list[dict], runs: dict[str, list[dict]], cfg: Loo
         curve = [{**base, "kl_pool": 0.0}, *(runs[f"bon_{n}"][i] for n in sorted(cfg.bon_ns))]
         diffs.append(gain_beyond_best_of_n(r["gold"] - base["gold"], r.get("kl"), curve))
     iv = _iv(diffs)
-    return {**iv, "direction": _direction(iv), "seeds_beyond_best_of_n": sum(d is None for d in diffs)}
+    beyond = sum(d is None for d in diffs)
+    # The seeds past best-of-n's KL are the ones that optimized hardest: a direction from the others
+    # alone would rest on the seeds that moved least, so none is claimed while any is left out.
+    return {**iv, "direction": _direction(iv) if beyond == 0 else "unclear", "seeds_beyond_best_of_n": beyond}
 
 
 def _expected(flaw: str) -> list[str]:

@@ -20,6 +20,7 @@ compare the first and the last value of each.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,8 +265,10 @@ def _rl_vs_bon(seeds: list[dict]) -> dict:
         kls.append(last["kl"])
         diffs.append(gain_beyond_best_of_n(last["gold"] - first["gold"], last["kl"], s["bon_points"]))
     iv = seed_interval(diffs, per_seed=True)
-    return {"gold_gain_difference": iv, "rl_kl": seed_interval(kls), "direction": moved(iv),
-            "seeds_beyond_pool": sum(d is None for d in diffs)}
+    beyond = sum(d is None for d in diffs)
+    # the seeds past the pool's KL optimized hardest: no direction from the others alone
+    return {"gold_gain_difference": iv, "rl_kl": seed_interval(kls), "direction": moved(iv) if beyond == 0 else None,
+            "seeds_beyond_pool": beyond}
 
 
 def aggregate_units(cfg: ScalingConfig, results: dict[str, dict], prepared: dict | None) -> dict:
@@ -349,12 +352,16 @@ def _trend(res: dict, axis: str, key: str, fit: str = "fit", min_r2: float = 0.0
         if a is None or b is None:
             continue
         change = _paired_change(a, b, key, fit)
-        r2 = [v for c in (a, b) for v in c.get(fit, {}).get("r2", {}).get("per_seed", []) if v is not None]
-        worst = min(r2) if r2 else None
+        r2 = [v for c in (a, b) for v in c.get(fit, {}).get("r2", {}).get("per_seed", [])]
+        # a seed's R² that is not finite (None on disk: gold flat at every d > 0, no variance for the
+        # form to explain, or a failed fit) fails the gate wherever it stands in the list
+        undefined = any(v is None or not math.isfinite(v) for v in r2)
+        finite = [v for v in r2 if v is not None and math.isfinite(v)]
+        worst = min(finite) if finite else None
         interval_moved = moved(change) if change else None
-        well_fit = worst is None or worst >= min_r2  # no R² recorded: nothing to gate on
+        well_fit = not undefined and (worst is None or worst >= min_r2)  # no R² recorded: nothing to gate on
         slices.append({**args, "from": lo_value, "to": hi_value, "change": change,
-                       "moved": interval_moved if well_fit else None, "min_r2": worst,
+                       "moved": interval_moved if well_fit else None, "min_r2": worst, "r2_undefined": undefined,
                        "gated_by_fit": interval_moved is not None and not well_fit})
     count = lambda d: sum(s["moved"] == d for s in slices)  # noqa: E731
     # With no true change, a 95% interval excludes 0 on one given side in about 2.5% of slices; the

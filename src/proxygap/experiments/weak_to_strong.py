@@ -281,8 +281,11 @@ def findings(pairs: list[dict]) -> dict:
         orders = []
         for i, lo in enumerate(ranked):
             for hi in ranked[i + 1:]:
-                change = Interval.from_values(seed_differences(typed[hi]["pgr"]["per_seed"], typed[lo]["pgr"]["per_seed"]))
-                if moved(change) == "up":
+                diffs = seed_differences(typed[hi]["pgr"]["per_seed"], typed[lo]["pgr"]["per_seed"])
+                change = Interval.from_values(diffs)
+                # no order from the seeds where both types have a PGR alone: the others (an unresolved
+                # gap, too few items of a type) are not left out at random
+                if moved(change) == "up" and None not in diffs:
                     orders.append({"repeated_more": lo, "than": hi, "difference": change.to_dict()})
         below = {c: {o["than"] for o in orders if o["repeated_more"] == c} for c in ranked}  # c repeated more than these
         above = {c: {o["repeated_more"] for o in orders if o["than"] == c} for c in ranked}
@@ -295,7 +298,9 @@ def findings(pairs: list[dict]) -> dict:
             "most_corrected": next((c for c in ranked if above[c] == set(ranked) - {c}), None),
             # True / False where the seeds give an interval; None where they do not (one seed, or
             # seeds that agree exactly, e.g. every seed 1.0): no interval, no claim either way.
-            "recovers_above_zero": {c: moved(typed[c]["pgr"]) == "up" if as_interval(typed[c]["pgr"]).has_spread
+            # None as well where a seed has no PGR of that type: a claim would rest on the other seeds alone.
+            "recovers_above_zero": {c: moved(typed[c]["pgr"]) == "up"
+                                    if as_interval(typed[c]["pgr"]).has_spread and None not in typed[c]["pgr"]["per_seed"]
                                     else None for c in ranked}})
     return out
 

@@ -207,9 +207,11 @@ def value_at_kl(points: Sequence[Mapping], key: str, kl: float, kl_key: str = "k
 def gain_beyond_best_of_n(gain: float, kl: float | None, curve: Sequence[Mapping], key: str = "gold") -> float | None:
     """A policy's gain in ``key`` over the base (``gain``, at its KL ``kl``) minus best-of-n's gain at
     that KL, read on best-of-n's measured-KL curve (``curve``: point 0 the base, each point with its
-    ``kl_pool``); None where the curve does not reach that KL or has no measured KL (an older run)."""
+    ``kl_pool``); None where the curve does not reach that KL or has no measured KL (an older run).
+    A policy's KL is a k1 estimate from its samples, which can come out below 0 near the base: it is
+    read at 0, the base's own point, not as a KL the curve does not reach."""
     if kl is None or len(curve) < 2 or any("kl_pool" not in p for p in curve):
         return None
     gains = [{"kl_pool": p["kl_pool"], "gain": p[key] - curve[0][key]} for p in curve]
-    at = value_at_kl(gains, "gain", kl)
+    at = value_at_kl(gains, "gain", max(0.0, kl) if math.isfinite(kl) else kl)
     return None if at is None else gain - at

@@ -96,7 +96,7 @@ class Interval:
     def from_count_difference(cls, k1: float, n1: float, k2: float, n2: float, confidence: float = 0.95) -> Interval:
         """Newcombe's hybrid score interval (1998, method 10) of the difference of two independent
         rates k1/n1 - k2/n2, built from their Wilson intervals; it does not collapse at 0 or n hits."""
-        if not n1 or not n2 or n1 <= 0 or n2 <= 0:
+        if not all(math.isfinite(x) for x in (k1, n1, k2, n2)) or n1 <= 0 or n2 <= 0:
             return cls(None, None, None, 0, "newcombe")
         p1, l1, u1 = wilson_interval(min(max(k1, 0), n1), n1, confidence)
         p2, l2, u2 = wilson_interval(min(max(k2, 0), n2), n2, confidence)
@@ -177,7 +177,8 @@ def paired_rate_change(rates: Sequence[float], reference: Sequence[float], trial
     themselves (for independent samples: conservative for these paired ones). One seed stays a
     point: one seed never claims. ``confidence`` applies to both intervals (a Bonferroni
     correction over a family of such changes raises it)."""
-    pairs = [(a, b) for a, b in zip(rates, reference) if a is not None and b is not None]
+    pairs = [(a, b) for a, b in zip(rates, reference)
+             if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
     seeds = Interval.from_values([a - b for a, b in pairs], confidence, bounds=(-1.0, 1.0))
     if len(pairs) < 2 or seeds.has_spread:
         return seeds.to_dict()
@@ -290,7 +291,8 @@ def peak_along(points: Sequence[Mapping], key: str, curves: Sequence[Sequence[Ma
     """
     mean = [_mean(p[key]) for p in points]
     last = len(points) - 1
-    i = int(np.argmax(mean))
+    # a point without data (nan) is never the peak; argmax would return the first nan
+    i = int(np.nanargmax(mean)) if not all(math.isnan(m) for m in mean) else 0
     at = lambda c, j: _mean(c[j][key])  # noqa: E731
     confidence = 1 - 0.05 / max(1, last)
     gain = Interval.from_values([at(c, i) - at(c, 0) for c in curves], confidence)
