@@ -15,6 +15,7 @@ import yaml
 
 from proxygap.cli import main
 from proxygap.config import ConfigError
+from proxygap.errors import ProxygapError
 from proxygap.experiments.catalogue import get_experiment
 from proxygap.experiments.runner import resolve_config, strict_json
 
@@ -434,3 +435,100 @@ def test_reaggregate_without_every_unit_is_one_line_and_keeps_the_run(serial_run
     (run / "config.yaml").write_text("rl: [")
     assert main(["report", str(run), "--reaggregate"]) == 2
     assert "config.yaml is missing or corrupt" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- damage found by review (2026-12-08)
+def test_a_report_that_fails_on_resumed_units_is_one_line(serial_run, tiny_base_dir, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    import proxygap.experiments.overoptimization as overoptimization
+
+    def broken_report(run_dir):  # what a unit that aggregates but lacks a key the report reads gives
+        raise KeyError("behaviours")
+
+    monkeypatch.setattr(overoptimization, "EXPERIMENT", dataclasses.replace(overoptimization.EXPERIMENT,
+                                                                            report=broken_report))
+    out = tmp_path / "run"
+    partial = _partial_copy(serial_run, out)
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be drawn from its units" in err and "'behaviours'" in err and "\n" not in err
+    assert partial.is_dir() and not out.exists()
+    run = tmp_path / "done"
+    shutil.copytree(serial_run[0], run)
+    before = (run / "results.json").read_text()
+    assert main(["report", str(run), "--reaggregate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the report cannot be drawn from the units" in err and "\n" not in err
+    assert (run / "results.json").read_text() == before  # the old run as it was
+
+
+def test_resuming_a_complete_run_checks_its_files(serial_run, tiny_base_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(serial_run[0], out)
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 0  # intact: nothing to do
+    assert "already complete" in capsys.readouterr().out
+    (out / "config.yaml").write_text("rl: [")
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
+    assert "config.yaml is missing or corrupt" in capsys.readouterr().err
+    (out / "config.yaml").write_text((serial_run[0] / "config.yaml").read_text())
+    (out / "results.json").write_text((serial_run[0] / "results.json").read_text()[:100])
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "results.json" in err and "\n" not in err
+
+
+def test_corrupt_numbers_and_keys_in_a_run_are_one_line(serial_run, tiny_base_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    partial = _partial_copy(serial_run, out)
+    recorded = (partial / "run.json").read_text()
+    (partial / "run.json").write_text(recorded.replace('"threads": 1', '"threads": Infinity'))
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
+    assert "run.json is missing or corrupt" in capsys.readouterr().err
+    (partial / "run.json").write_text(recorded)
+    config = (partial / "config.yaml").read_text()
+    (partial / "config.yaml").write_text(config + "1: 2\n")  # a key no run writes
+    assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
+    assert "config.yaml is missing or corrupt" in capsys.readouterr().err
+    run = tmp_path / "done"
+    shutil.copytree(serial_run[0], run)
+    (run / "config.yaml").write_text(config + "1: 2\n")
+    assert main(["report", str(run), "--reaggregate"]) == 2
+    assert "config.yaml is missing or corrupt" in capsys.readouterr().err
+    huge = "1" + "0" * 400
+    assert main([*_argv(tiny_base_dir, tmp_path / "new"), "--set", f"threads={huge}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "threads" in err and "out of range" in err and "\n" not in err
+
+
+def test_a_resume_refuses_another_world_file_or_other_library_versions(tmp_path):
+    from proxygap.experiments.runner import _check_same_origin
+
+    then = {"source_hash": "a", "models": {}, "world": "w1", "versions": {"torch": "2.13.0", "numpy": "2.0"}}
+    _check_same_origin(then, dict(then), tmp_path)  # the same: goes through
+    with pytest.raises(ProxygapError, match="world file it is judged against changed"):
+        _check_same_origin(then, {**then, "world": "w2"}, tmp_path)
+    with pytest.raises(ProxygapError, match=r"torch 2\.13\.0 made its units and 2\.14\.0 is installed now"):
+        _check_same_origin(then, {**then, "versions": {"torch": "2.14.0", "numpy": "2.0"}}, tmp_path)
+    # a run recorded before either was kept is not compared on them
+    _check_same_origin({"source_hash": "a", "models": {}}, {**then, "world": "w2"}, tmp_path)
+
+
+def test_a_run_moved_aside_by_a_killed_replace_is_restored_not_deleted(serial_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    aside = tmp_path / ".run.old-0123abcd"  # killed between replace_dir's two renames
+    shutil.copytree(serial_run[0], aside)
+    assert main(["report", str(run), "--reaggregate"]) == 0
+    assert "restored" in capsys.readouterr().err
+    assert (run / "results.json").is_file() and not aside.exists()
+
+
+def test_a_copy_that_fails_for_a_full_disk_is_one_line():
+    import errno as errno_module
+
+    from proxygap.cli import _copy_failure
+
+    full = shutil.Error([("src/a", "dst/a", str(OSError(errno_module.ENOSPC, os.strerror(errno_module.ENOSPC))))])
+    assert _copy_failure(full) == f"cannot write dst/a: {os.strerror(errno_module.ENOSPC)}"
+    assert _copy_failure(shutil.Error([("src/a", "dst/a", "some other reason")])) is None
+    assert _copy_failure(OSError(errno_module.ENOSPC, "x")) is None  # main's own errno handler takes it

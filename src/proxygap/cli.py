@@ -379,6 +379,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _copy_failure(e: OSError) -> str | None:
+    """'cannot write DST: reason' for a shutil.Error whose files failed for a disk reason, else None."""
+    import shutil
+
+    if not isinstance(e, shutil.Error) or not e.args or not isinstance(e.args[0], list):
+        return None
+    reasons = {os.strerror(n) for n in WRITE_ERRNOS}
+    for entry in e.args[0]:
+        if isinstance(entry, tuple) and len(entry) == 3:
+            reason = next((r for r in reasons if r in str(entry[2])), None)
+            if reason:
+                return f"cannot write {entry[1]}: {reason}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -396,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as e:
         # A full disk, a read-only file system, no permission: the user's to fix, not a traceback.
+        copy_failure = _copy_failure(e)  # shutil.copytree gathers its files' errors, errno None
+        if copy_failure:
+            print(f"proxygap: error: {copy_failure}", file=sys.stderr)
+            return 2
         if e.errno not in WRITE_ERRNOS:
             raise
         verb = "access" if e.errno in (errno.EACCES, errno.EPERM, errno.EIO) else "write"  # may be a read

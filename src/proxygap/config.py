@@ -115,9 +115,14 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     if typ is int:
         if isinstance(value, bool):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = int(value.strip())  # '12' exactly; '1e3' and '2.0' go the float way below
+        if isinstance(value, int):  # exact (float() would round it, or overflow); range checks come after
+            return value
         try:
             as_float = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where} must be an integer, got {value!r}") from None
         if not as_float.is_integer():
             raise ConfigError(f"{where} must be an integer, got {value!r}")
@@ -125,7 +130,7 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     if typ is float:
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where} must be a number, got {value!r}") from None
         if not math.isfinite(number):
             raise ConfigError(f"{where} must be a finite number, got {value!r}")
@@ -193,6 +198,8 @@ def validate(cfg: Any, prefix: str = "") -> None:
                     lo_s = "-inf" if lo is None else lo
                     hi_s = "inf" if hi is None else hi
                     raise ConfigError(f"{name}={v} is out of range [{lo_s}, {hi_s}]")
+                if isinstance(v, int) and abs(v) >= 2 ** 63:  # a knob with no upper bound still feeds torch
+                    raise ConfigError(f"{name}={v} is out of range (beyond a 64-bit integer)")
     check = getattr(cfg, "check", None)
     if callable(check):
         try:

@@ -58,6 +58,14 @@ def model_hash(model_dir: Path) -> str | None:
     return hash_files([p for p in model_dir.rglob("*") if p.is_file() and "checkpoint" not in p.parts], model_dir)
 
 
+def world_file_hash(world: str | Path) -> dict:
+    """{"path", "hash"} of the world.json a run's ``world`` knob names (a directory or the file);
+    hash None where there is none (the run's own check says so)."""
+    path = Path(world)
+    path = path / "world.json" if path.is_dir() else path
+    return {"path": str(path), "hash": hash_files([path], path.parent) if path.is_file() else None}
+
+
 def model_refs(config: dict) -> list[str]:
     """Every model a config names, in order, once each (``backbone`` also in a nested section)."""
     refs: list[str] = []
@@ -88,6 +96,8 @@ def provenance(config: dict, commit: str | None, run_dir: Path | None = None) ->
     # The source hash always: two dirty trees of one commit are not the same code.
     source = {"commit": commit, "version": proxygap.__version__, "source_hash": source_hash()}
     out = {**source, "models": models}
+    if config.get("world"):  # the world every model is judged against, when a run names one
+        out["world"] = world_file_hash(config["world"])
     saved = run_dir / "models" if run_dir is not None else None
     if saved is not None and saved.is_dir():  # the run's own optimized models (``save_models``)
         out["saved_models"] = {str(d.relative_to(saved)): model_hash(d)

@@ -146,14 +146,23 @@ def _recorded_config(run_dir: Path) -> dict | None:
     """The config.yaml a run recorded, or None if it is missing or corrupt."""
     try:
         recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return None
-    return recorded if isinstance(recorded, dict) else None
+    return recorded if isinstance(recorded, dict) and _string_keys(recorded) else None
+
+
+def _string_keys(node: Any) -> bool:
+    """Whether every mapping key in ``node`` is a string, as in every config.yaml a run writes."""
+    if isinstance(node, dict):
+        return all(isinstance(k, str) and _string_keys(v) for k, v in node.items())
+    if isinstance(node, list):
+        return all(_string_keys(v) for v in node)
+    return True
 
 
 def _first_difference(a: Any, b: Any, path: str = "", then: str = "interrupted run") -> str | None:
     if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
+        for k in sorted(set(a) | set(b), key=str):
             d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k, then)
             if d:
                 return d
@@ -249,6 +258,21 @@ def _stale_siblings(out_dir: Path) -> list[Path]:
     return [p for p in parent.iterdir() if p.name.startswith(prefixes)]
 
 
+def _restore_replaced(out_dir: Path) -> None:
+    """Put back a run that ``replace_dir`` had moved aside when its writer was killed between its two
+    renames: ``out_dir`` is then missing and the old run sits in a ``.name.old-*`` sibling, which the
+    stale clean-up would otherwise delete (the new one, a ``.partial`` run or a re-aggregation's
+    ``.tmp-*``, is finished again by --resume or another --reaggregate)."""
+    if out_dir.exists():
+        return
+    olds = [p for p in _stale_siblings(out_dir) if p.name.startswith(f".{out_dir.name}.old-") and p.is_dir()]
+    if olds:
+        newest = max(olds, key=lambda p: p.stat().st_mtime)
+        os.rename(newest, out_dir)
+        print(f"restored {out_dir} from {newest.name}, left by a proxygap run killed while replacing it",
+              file=sys.stderr)
+
+
 def _units_done(work: Path, units: list[Unit]) -> dict[str, dict]:
     """Results of the units already finished in ``work`` (a torn or corrupt file counts as not done)."""
     done = {}
@@ -307,6 +331,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
     config_dict = to_dict(cfg)
 
     with _locked(out_dir):
+        _restore_replaced(out_dir)
         for stale in _stale_siblings(out_dir):  # only a killed writer leaves these; we hold the lock
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         units = experiment.units(cfg)
@@ -333,8 +358,12 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                                         "rerun with the same command, or --force to start over")
         elif out_dir.exists() and not force:
             if resume and (out_dir / "results.json").is_file():
+                from proxygap.experiments.provenance import load_results
+
+                load_results(out_dir)  # a damaged results file is not a complete run: one line, exit 2
                 previous = _recorded_config(out_dir)
-                difference = _first_difference(previous, config_dict, then="that run") if previous is not None else None
+                difference = _first_difference(previous, config_dict, then="that run") if previous is not None else \
+                    "its config.yaml is missing or corrupt, so it cannot be checked against this config"
                 if difference:
                     raise ProxygapError(f"{out_dir} is a complete run of a different config ({difference}); "
                                         "--force to replace it, or choose another --out")
@@ -359,7 +388,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             device_name = str(recorded.get("device", "cpu"))  # runs from before the knob ran on the CPU
             if threads < 1:
                 raise ValueError(threads)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
             raise ProxygapError(f"{work}/run.json is missing or corrupt; --force to start over") from None
         if resume and isinstance(recorded.get("origin"), dict):  # runs from before the record: unchecked
             _check_same_origin(recorded["origin"], _origin(config_dict, commit), work)
@@ -393,7 +422,14 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             try:
                 prepared = json.loads(prepared_file.read_text()) if prepared_file.is_file() else None
             except (json.JSONDecodeError, UnicodeDecodeError):
-                prepared = None  # torn by a kill: prepare again
+                prepared = False
+            if prepared is not None and not isinstance(prepared, dict):
+                # written atomically, so this is damage from outside; preparing again could make other
+                # pools or pairs than the units already finished were made from
+                if _units_done(work, units):
+                    raise ProxygapError(f"{prepared_file} is corrupt, and units already made from it are in "
+                                        f"{work / 'units'}; --force to start over")
+                prepared = None
             if prepared is None:
                 from proxygap.pipeline.base_model import judged_against
 
@@ -431,7 +467,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                     print(f"[{name}] unit {unit.key} done ({len(done)}/{len(units)})", file=sys.stderr)
             try:
                 results = experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared)
-            except (KeyError, TypeError, IndexError, AttributeError) as e:
+            except SHAPE_ERRORS as e:
                 if not meta["units"]["resumed"]:
                     raise  # every result was made by this process: a bug, with its traceback
                 # A resumed unit's file parsed but lacks what this experiment's results hold: damage from outside.
@@ -451,7 +487,14 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         write_text_atomic(work / "meta.json", dump_json(meta))
         write_text_atomic(work / "results.json", dump_json(results))
         with writing(work):  # plots and report.html: a full disk names the run, not a traceback
-            experiment.report(work)
+            try:
+                experiment.report(work)
+            except SHAPE_ERRORS as e:
+                if not meta["units"]["resumed"]:
+                    raise  # drawn from this process's own results: a bug, with its traceback
+                raise ProxygapError(f"the report of {work} cannot be drawn from its units ({shape_error_text(e)}): "
+                                    f"a resumed unit result in {work / 'units'} is damaged; delete it to re-run "
+                                    "its unit, or --force to start over") from e
         shutil.rmtree(work / "scratch", ignore_errors=True)
         replace_dir(work, out_dir)
     return out_dir
@@ -466,6 +509,8 @@ def _results_file(name: str, config: dict, seeds: list[int], results: dict, prov
 
 
 RUN_FILES = ("results.json", "config.yaml", "run.json")
+# What reading a damaged but parseable unit or results file raises: its shape, not a bug of ours.
+SHAPE_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ValueError, ZeroDivisionError)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -507,7 +552,8 @@ def _origin(config_dict: dict, commit: str | None) -> dict:
 
     found = provenance(config_dict, commit)
     return {"source_hash": found["source_hash"], "commit": commit,
-            "models": {ref: entry["hash"] for ref, entry in found["models"].items()}}
+            "models": {ref: entry["hash"] for ref, entry in found["models"].items()},
+            "world": (found.get("world") or {}).get("hash"), "versions": _versions()}
 
 
 def _check_same_origin(before: dict, now: dict, work: Path) -> None:
@@ -523,6 +569,18 @@ def _check_same_origin(before: dict, now: dict, work: Path) -> None:
         if old and new and old != new:
             raise ProxygapError(f"cannot resume {work}: model {ref!r} changed since the run started (content hash "
                                 f"{old} then, {new} now); --force to start over")
+    # the world file the run names (the config holds only its path), and the libraries that compute
+    # every number: runs recorded before either was kept are not compared on it
+    if before.get("world") and now.get("world") != before["world"]:
+        raise ProxygapError(f"cannot resume {work}: the world file it is judged against changed since the run "
+                            f"started (content hash {before['world']} then, {now.get('world')} now), so its units "
+                            "would be judged against two worlds; --force to start over")
+    for package, old in (before.get("versions") or {}).items():
+        new = (now.get("versions") or {}).get(package)
+        if new != old:
+            raise ProxygapError(f"cannot resume {work}: {package} {old} made its units and {new} is installed now, so "
+                                f"they would mix two versions; install {package} {old} to resume, or --force to "
+                                "start over")
 
 
 @contextlib.contextmanager
@@ -575,6 +633,7 @@ def reaggregate_run(run_dir: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     with _locked(run_dir):
+        _restore_replaced(run_dir)
         old = load_results(run_dir)
         name = old["experiment"]
         if name not in MODULES:
@@ -607,7 +666,7 @@ def reaggregate_run(run_dir: str | Path) -> Path:
         try:
             with judged_against(getattr(cfg, "world", None)):
                 new = strict_json(experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared))
-        except (KeyError, TypeError, IndexError, AttributeError) as e:
+        except SHAPE_ERRORS as e:
             raise ProxygapError(f"a unit result in {run_dir / 'units'} is not what this proxygap's {name} "
                                 f"aggregates ({shape_error_text(e)}); re-run the experiment") from e
         meta = dict(old.get("meta") or {})
@@ -620,7 +679,11 @@ def reaggregate_run(run_dir: str | Path) -> Path:
                 shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
                 write_text_atomic(tmp / "results.json", dump_json(results))
                 write_text_atomic(tmp / "meta.json", dump_json(meta))
-                experiment.report(tmp)
+                try:
+                    experiment.report(tmp)
+                except SHAPE_ERRORS as e:
+                    raise ProxygapError(f"the report cannot be drawn from the units in {run_dir / 'units'} "
+                                        f"({shape_error_text(e)}): a unit result is damaged; re-run the experiment") from e
             replace_dir(tmp, run_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -94,15 +94,25 @@ class UnitContext:
         from proxygap.config import to_dict
         from proxygap.pipeline.base_model import WORLD_FILE
 
+        from proxygap.fileio import replace_dir, temp_sibling, writing
+
         out = self.models / name
-        out.mkdir(parents=True, exist_ok=True)
-        getattr(model, "model", model).save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        if world is not None:
-            (out / WORLD_FILE).write_text(json.dumps(to_dict(world.config), indent=1, sort_keys=True))
-        if hasattr(model, "offset"):
-            (out / "proxygap_reward_model.json").write_text(json.dumps(
-                {"offset": float(model.offset), "score": "the scalar head's output minus offset"}, indent=1))
+        tmp = temp_sibling(out)  # whole or not at all: a unit killed while saving leaves no half a model
+        try:
+            with writing(out):
+                getattr(model, "model", model).save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                if world is not None:
+                    (tmp / WORLD_FILE).write_text(json.dumps(to_dict(world.config), indent=1, sort_keys=True))
+                if hasattr(model, "offset"):
+                    (tmp / "proxygap_reward_model.json").write_text(json.dumps(
+                        {"offset": float(model.offset), "score": "the scalar head's output minus offset"}, indent=1))
+            replace_dir(tmp, out)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return out
 
 
