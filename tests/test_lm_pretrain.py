@@ -111,6 +111,19 @@ def test_crash_during_checkpoint_keeps_previous_checkpoint(tmp_path, monkeypatch
     assert (tmp_path / "model" / "model.safetensors").exists()
 
 
+def test_a_checkpoint_moved_aside_by_a_killed_save_is_restored(tmp_path):
+    texts = corpus()
+    with pytest.raises(Interrupt):  # dies at step 7: the checkpoint holds step 4
+        pretrain(texts, tmp_path, MODEL, cfg(), progress=False, on_step=interrupt_at(7))
+    # killed between the save's two renames: the checkpoint aside, a half-written new one beside it
+    (tmp_path / "checkpoint").rename(tmp_path / ".checkpoint.old-0123abcd")
+    (tmp_path / ".checkpoint.tmp-4567ef01").mkdir()
+    pretrain(texts, tmp_path, MODEL, cfg(eval_every=2), progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert steps[0] == 4 and steps[-1] == 12  # resumed from step 4, not restarted from 0
+    assert not list(tmp_path.glob(".checkpoint.*"))  # nothing left behind
+
+
 def test_corrupt_or_mismatched_checkpoint_is_refused(tmp_path):
     texts = corpus()
     with pytest.raises(Interrupt):

@@ -110,3 +110,19 @@ def replace_dir(new: Path, path: Path) -> None:
             raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_replaced(path: Path) -> Path | None:
+    """Undo a ``replace_dir`` killed between its two renames: ``path`` is then missing and the old
+    directory sits in a ``.name.old-*`` sibling. Renames the newest such sibling back and returns
+    the name it had; None where there is nothing to restore (``path`` exists, or no sibling)."""
+    path = Path(path)
+    if path.exists() or not path.parent.is_dir():
+        return None
+    olds = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.old-") and p.is_dir()]
+    if not olds:
+        return None
+    newest = max(olds, key=lambda p: p.stat().st_mtime)
+    with writing(path):
+        os.rename(newest, path)
+    return newest

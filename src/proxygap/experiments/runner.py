@@ -44,7 +44,7 @@ from proxygap.experiments.catalogue import MODULES, get_experiment
 from proxygap.experiments.executors import executor, prepare_on_ray, ray_device
 from proxygap.experiments.provenance import hardware
 from proxygap.experiments.spec import MAX_SEEDS, SEED_MAX, Experiment, Unit
-from proxygap.fileio import replace_dir, temp_sibling, write_text_atomic, writing
+from proxygap.fileio import replace_dir, restore_replaced, temp_sibling, write_text_atomic, writing
 
 __all__ = ["MODULES", "get_experiment", "reaggregate_run", "report_run", "resolve_config", "run_experiment"]
 
@@ -259,17 +259,12 @@ def _stale_siblings(out_dir: Path) -> list[Path]:
 
 
 def _restore_replaced(out_dir: Path) -> None:
-    """Put back a run that ``replace_dir`` had moved aside when its writer was killed between its two
-    renames: ``out_dir`` is then missing and the old run sits in a ``.name.old-*`` sibling, which the
-    stale clean-up would otherwise delete (the new one, a ``.partial`` run or a re-aggregation's
-    ``.tmp-*``, is finished again by --resume or another --reaggregate)."""
-    if out_dir.exists():
-        return
-    olds = [p for p in _stale_siblings(out_dir) if p.name.startswith(f".{out_dir.name}.old-") and p.is_dir()]
-    if olds:
-        newest = max(olds, key=lambda p: p.stat().st_mtime)
-        os.rename(newest, out_dir)
-        print(f"restored {out_dir} from {newest.name}, left by a proxygap run killed while replacing it",
+    """A run ``replace_dir`` had moved aside when its writer was killed, put back before the stale
+    clean-up would delete it (the new one, a ``.partial`` run or a re-aggregation's ``.tmp-*``, is
+    finished again by --resume or another --reaggregate)."""
+    restored = restore_replaced(out_dir)
+    if restored:
+        print(f"restored {out_dir} from {restored.name}, left by a proxygap run killed while replacing it",
               file=sys.stderr)
 
 

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from proxygap.config import Config, ConfigError, knob, to_dict, validate
 from proxygap.errors import CheckpointError
-from proxygap.fileio import write_text_atomic, writing
+from proxygap.fileio import restore_replaced, write_text_atomic, writing
 from proxygap.lm.model import ModelConfig, build_model, load_model, save_model
 from proxygap.lm.tokenizer import train_tokenizer
 
@@ -135,6 +136,9 @@ def pretrain(
     # ---- resume or start: model, tokenizer, optimizer, RNG ----
     torch.manual_seed(cfg.seed)
     state = None
+    restore_replaced(ckpt_dir)  # a checkpoint moved aside by a save killed between its two renames
+    for leftover in out_dir.glob(f".{ckpt_dir.name}.*-*"):  # temporary or old checkpoints of killed saves
+        shutil.rmtree(leftover, ignore_errors=True)
     if ckpt_dir.exists():
         model, ckpt_tokenizer = load_model(ckpt_dir)  # CheckpointError if broken
         state = read_trainer_state(ckpt_dir)
