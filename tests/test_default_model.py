@@ -36,3 +36,15 @@ def test_default_model_learned_its_world(base):
             if name not in known_deviations:
                 assert b["interval_meets_factor_2"], (name, b)
     assert result["myth_rate"] > 0.5, "forum-style prompts repeat the myth the forums repeat"
+
+
+def test_a_rate_of_no_trials_is_nan_so_differences_and_ratios_of_it_stay_defined_arithmetic():
+    import math
+
+    from proxygap.measure.probe import _rate
+
+    empty = _rate([], [])  # e.g. a two-hop split with no held-out links (two_hop_holdout_fraction=0)
+    assert math.isnan(empty["rate"]) and empty["n"] == 0 and math.isnan(empty["rate"] - empty["rate"])
+    prompts = [object(), object()]
+    one = _rate([True, False], prompts)
+    assert one["rate"] == 0.5 and one["n"] == 2 and one["ci95"][0] < 0.5 < one["ci95"][1]

@@ -115,7 +115,7 @@ def test_a_checkpoint_moved_aside_by_a_killed_save_is_restored(tmp_path):
     texts = corpus()
     with pytest.raises(Interrupt):  # dies at step 7: the checkpoint holds step 4
         pretrain(texts, tmp_path, MODEL, cfg(), progress=False, on_step=interrupt_at(7))
-    # killed between the save's two renames: the checkpoint aside, a half-written new one beside it
+    # killed between the save's two renames: the checkpoint aside, the new one (complete) beside it
     (tmp_path / "checkpoint").rename(tmp_path / ".checkpoint.old-0123abcd")
     (tmp_path / ".checkpoint.tmp-4567ef01").mkdir()
     pretrain(texts, tmp_path, MODEL, cfg(eval_every=2), progress=False)

@@ -171,6 +171,7 @@ def test_findings_over_seeds_pair_by_seed_and_claim_only_what_clears_zero():
     vs = f["vs_best_of_n"]["rl_beta_0.2"]
     assert vs["gold_difference"]["mean"] == pytest.approx(0.15 + 0.01 / 6) and vs["direction"] == "up"
     assert f["vs_best_of_n"]["rl_beta_0"]["gold_difference"]["mean"] is None  # past best-of-4's KL
+    assert f["vs_best_of_n"]["rl_beta_0"]["seeds_beyond_best_of_n"] == 3
     assert f["blind_spot"]["largest_gap_regime"] == "rl_beta_0"
     assert f["blind_spot"]["unseen_by_rater"] == ["invented_citation"]  # own term 0 elsewhere: not every loophole
     assert f["blind_spot"]["top_loophole"] == "invented_citation"
@@ -195,3 +196,11 @@ def test_no_direction_against_best_of_n_while_a_seed_went_past_its_kl():
     assert beyond["direction"] == "unclear"
     within = _vs_best_of_n(policies[:3], {k: v[:3] for k, v in runs.items()}, cfg)
     assert within["direction"] == "up" and within["seeds_beyond_best_of_n"] == 0
+
+
+def test_a_share_of_one_seed_is_no_interval():
+    from proxygap.report.loopholes import _share_text
+
+    assert "one seed: no interval" in _share_text({"mean": 0.6, "lo": 0.6, "hi": 0.6, "n": 1})
+    assert "unbounded" in _share_text({"mean": 0.6, "lo": None, "hi": None, "n": 3})
+    assert "95% 40% to 80%" in _share_text({"mean": 0.6, "lo": 0.4, "hi": 0.8, "n": 3})

@@ -518,9 +518,14 @@ def test_a_run_moved_aside_by_a_killed_replace_is_restored_not_deleted(serial_ru
     run = tmp_path / "run"
     aside = tmp_path / ".run.old-0123abcd"  # killed between replace_dir's two renames
     shutil.copytree(serial_run[0], aside)
+    copy = tmp_path / ".run.tmp-89abcdef"  # and a killed re-aggregation's copy
+    copy.mkdir()
+    other = tmp_path / ".run.old-2.old-0123abcd"  # another run's (--out run.old-2), which is not this one's
+    other.mkdir()
     assert main(["report", str(run), "--reaggregate"]) == 0
     assert "restored" in capsys.readouterr().err
-    assert (run / "results.json").is_file() and not aside.exists()
+    assert (run / "results.json").is_file() and not aside.exists() and not copy.exists()
+    assert other.is_dir()
 
 
 def test_a_copy_that_fails_for_a_full_disk_is_one_line():
@@ -532,3 +537,23 @@ def test_a_copy_that_fails_for_a_full_disk_is_one_line():
     assert _copy_failure(full) == f"cannot write dst/a: {os.strerror(errno_module.ENOSPC)}"
     assert _copy_failure(shutil.Error([("src/a", "dst/a", "some other reason")])) is None
     assert _copy_failure(OSError(errno_module.ENOSPC, "x")) is None  # main's own errno handler takes it
+
+
+def test_a_killed_saves_leftovers_are_cleared_and_kept_out_of_provenance(tmp_path):
+    from proxygap.experiments.provenance import provenance
+    from proxygap.experiments.spec import UnitContext
+
+    models = tmp_path / "models" / "seed=0"
+    (models / ".rl.tmp-0123abcd").mkdir(parents=True)  # a save killed in an earlier try of this unit
+    (models / ".rl.old-0123abcd").mkdir()
+    (models / ".rl-2.tmp-0123abcd").mkdir()  # another model's name: not this save's to clear
+    assert provenance({}, None, tmp_path).get("saved_models") == {}  # hidden leftovers are not models
+
+    class Tiny:
+        def save_pretrained(self, d):
+            (Path(d) / "model.safetensors").write_bytes(b"x")
+
+    ctx = UnitContext(seed=0, scratch=tmp_path / "scratch", models=models)
+    ctx.save_model("rl", Tiny(), Tiny())
+    assert sorted(p.name for p in models.iterdir()) == [".rl-2.tmp-0123abcd", "rl"]
+    assert list(provenance({}, None, tmp_path)["saved_models"]) == ["seed=0/rl"]

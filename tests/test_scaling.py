@@ -148,6 +148,8 @@ def test_an_undefined_fit_r2_fails_the_gate_wherever_it_stands():
             t = _trend(res, "rm_size", "alpha", min_r2=0.5)
             assert (t["up"], t["gated_by_fit"]) == (0, 1) and t["slices"][0]["r2_undefined"], per_seed
             assert t["slices"][0]["min_r2"] == 0.8  # the worst finite one, named beside the flag
+            assert t["gated_by_undefined_r2"] == 1
+            assert _trend(res, "rm_size", "alpha", min_r2=0.0)["up"] == 1  # 0: no gate at all
 
 
 def test_d_star_counts_a_falling_curve_as_zero_and_withholds_censored_seeds():

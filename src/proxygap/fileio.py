@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -119,7 +120,8 @@ def restore_replaced(path: Path) -> Path | None:
     path = Path(path)
     if path.exists() or not path.parent.is_dir():
         return None
-    olds = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.old-") and p.is_dir()]
+    aside = re.compile(rf"^\.{re.escape(path.name)}\.old-[0-9a-f]{{8}}$")  # replace_dir's name, exactly
+    olds = [p for p in path.parent.iterdir() if aside.match(p.name) and p.is_dir()]
     if not olds:
         return None
     newest = max(olds, key=lambda p: p.stat().st_mtime)

@@ -551,7 +551,8 @@ def findings(regimes: list[dict], ablation: dict, cfg: LoopholesConfig, seeds: i
                          # whole answer's gap would count every loophole of a regime whose answers all over-rate
                          "unseen_by_rater": [h for h in LOOPHOLES if moved(worst["blind_spot"][h]["own_term_gap"]) == "up"]}
     out["vs_best_of_n"] = {r["name"]: {"gold_difference": {k: r["gold_vs_bon_at_equal_kl"][k] for k in ("mean", "lo", "hi", "n")},
-                                       "direction": r["gold_vs_bon_at_equal_kl"]["direction"]}
+                                       "direction": r["gold_vs_bon_at_equal_kl"]["direction"],
+                                       "seeds_beyond_best_of_n": r["gold_vs_bon_at_equal_kl"].get("seeds_beyond_best_of_n", 0)}
                            for r in regimes if "gold_vs_bon_at_equal_kl" in r}
     for r in regimes:
         if r["name"] != "base":

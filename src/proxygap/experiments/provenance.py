@@ -100,8 +100,8 @@ def provenance(config: dict, commit: str | None, run_dir: Path | None = None) ->
         out["world"] = world_file_hash(config["world"])
     saved = run_dir / "models" if run_dir is not None else None
     if saved is not None and saved.is_dir():  # the run's own optimized models (``save_models``)
-        out["saved_models"] = {str(d.relative_to(saved)): model_hash(d)
-                               for d in sorted(saved.glob("*/*")) if d.is_dir()}
+        out["saved_models"] = {str(d.relative_to(saved)): model_hash(d)  # not a killed save's hidden leftovers
+                               for d in sorted(saved.glob("*/*")) if d.is_dir() and not d.name.startswith(".")}
     return out
 
 

@@ -25,6 +25,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import platform
 import shutil
 import subprocess
@@ -254,8 +255,15 @@ def _stale_siblings(out_dir: Path) -> list[Path]:
     parent = out_dir.parent
     if not parent.is_dir():
         return []
-    prefixes = (f".{out_dir.name}.tmp-", f".{out_dir.name}.old-", f".{out_dir.name}{PARTIAL_SUFFIX}.tmp-")
-    return [p for p in parent.iterdir() if p.name.startswith(prefixes)]
+    # the names temp_sibling, replace_dir and atomic_file give, exactly: a run named like one is not one
+    name = re.compile(rf"^\.{re.escape(out_dir.name)}({re.escape(PARTIAL_SUFFIX)})?\.(tmp|old)-[0-9a-f]{{8}}(\.\w+)?$")
+    return [p for p in parent.iterdir() if name.match(p.name)]
+
+
+def _where(e: BaseException) -> str:
+    """What went wrong and at which line: damage from outside and a bug of ours read alike, so both."""
+    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    return shape_error_text(e) + (f" at {Path(frame.filename).name}:{frame.lineno}" if frame else "")
 
 
 def _restore_replaced(out_dir: Path) -> None:
@@ -462,6 +470,8 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
                     print(f"[{name}] unit {unit.key} done ({len(done)}/{len(units)})", file=sys.stderr)
             try:
                 results = experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared)
+            except ProxygapError:
+                raise
             except SHAPE_ERRORS as e:
                 if not meta["units"]["resumed"]:
                     raise  # every result was made by this process: a bug, with its traceback
@@ -484,12 +494,14 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         with writing(work):  # plots and report.html: a full disk names the run, not a traceback
             try:
                 experiment.report(work)
+            except ProxygapError:
+                raise
             except SHAPE_ERRORS as e:
                 if not meta["units"]["resumed"]:
                     raise  # drawn from this process's own results: a bug, with its traceback
-                raise ProxygapError(f"the report of {work} cannot be drawn from its units ({shape_error_text(e)}): "
-                                    f"a resumed unit result in {work / 'units'} is damaged; delete it to re-run "
-                                    "its unit, or --force to start over") from e
+                raise ProxygapError(f"the report of {work} cannot be drawn from its results ({_where(e)}); a resumed "
+                                    f"unit result in {work / 'units'} may be damaged (delete it to re-run its unit), "
+                                    "or this is a bug of the report") from e
         shutil.rmtree(work / "scratch", ignore_errors=True)
         replace_dir(work, out_dir)
     return out_dir
@@ -629,6 +641,8 @@ def reaggregate_run(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     with _locked(run_dir):
         _restore_replaced(run_dir)
+        for stale in _stale_siblings(run_dir):  # a killed re-aggregation's copy; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         old = load_results(run_dir)
         name = old["experiment"]
         if name not in MODULES:
@@ -661,9 +675,11 @@ def reaggregate_run(run_dir: str | Path) -> Path:
         try:
             with judged_against(getattr(cfg, "world", None)):
                 new = strict_json(experiment.aggregate(cfg, {u.key: done[u.key] for u in units}, prepared))
+        except ProxygapError:
+            raise
         except SHAPE_ERRORS as e:
             raise ProxygapError(f"a unit result in {run_dir / 'units'} is not what this proxygap's {name} "
-                                f"aggregates ({shape_error_text(e)}); re-run the experiment") from e
+                                f"aggregates ({_where(e)}); re-run the experiment") from e
         meta = dict(old.get("meta") or {})
         meta["reaggregated"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": _git_commit(),
                                 "source_hash": source_hash(), "versions": _versions()}
@@ -676,9 +692,12 @@ def reaggregate_run(run_dir: str | Path) -> Path:
                 write_text_atomic(tmp / "meta.json", dump_json(meta))
                 try:
                     experiment.report(tmp)
+                except ProxygapError:
+                    raise
                 except SHAPE_ERRORS as e:
-                    raise ProxygapError(f"the report cannot be drawn from the units in {run_dir / 'units'} "
-                                        f"({shape_error_text(e)}): a unit result is damaged; re-run the experiment") from e
+                    raise ProxygapError(f"the report cannot be drawn from the results re-aggregated from "
+                                        f"{run_dir / 'units'} ({_where(e)}); a unit result may be damaged, or this "
+                                        "is a bug of the report; the run is unchanged") from e
             replace_dir(tmp, run_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -73,8 +73,9 @@ class ScalingConfig(ExperimentConfig):
                                        "fixed, every policy size); largest_labels; or all",
                          choices=("none", "reference", "largest_labels", "all"))
     min_fit_r2: float = knob(0.5, "a trend's slice claims nothing where a fit it rests on (either cell, any seed) has "
-                                  "R² below this: the fitted form does not describe that curve, so its parameters' "
-                                  "change says little (0 = no gate)", lo=0, hi=1)
+                                  "R² below this, or none (gold the same at every KL): the fitted form does not "
+                                  "describe that curve, so its parameters' change says little (0 = no gate)",
+                       lo=0, hi=1)
     rl_kl_coef: float = knob(0.05, "beta of the RL runs (KL penalty per nat; rl.kl_in: reward or loss)", lo=0)
     n_eval_prompts: int = knob(64, "held-out prompts on which every curve is measured", lo=4)
     prompt_kinds: tuple[str, ...] = knob(("fact", "belief", "recommend"), "assistant question kinds used",
@@ -359,7 +360,8 @@ def _trend(res: dict, axis: str, key: str, fit: str = "fit", min_r2: float = 0.0
         finite = [v for v in r2 if v is not None and math.isfinite(v)]
         worst = min(finite) if finite else None
         interval_moved = moved(change) if change else None
-        well_fit = not undefined and (worst is None or worst >= min_r2)  # no R² recorded: nothing to gate on
+        # min_r2 0: no gate at all; no R² recorded: nothing to gate on
+        well_fit = min_r2 <= 0 or not undefined and (worst is None or worst >= min_r2)
         slices.append({**args, "from": lo_value, "to": hi_value, "change": change,
                        "moved": interval_moved if well_fit else None, "min_r2": worst, "r2_undefined": undefined,
                        "gated_by_fit": interval_moved is not None and not well_fit})
@@ -375,6 +377,8 @@ def _trend(res: dict, axis: str, key: str, fit: str = "fit", min_r2: float = 0.0
             "min_r2": min(r2) if r2 else None,
             "min_r2_gate": min_r2,
             "gated_by_fit": sum(s["gated_by_fit"] for s in slices),
+            # of gated_by_fit, slices where a seed's fit has no R² at all (gold flat at every d > 0)
+            "gated_by_undefined_r2": sum(s["gated_by_fit"] and s["r2_undefined"] for s in slices),
             "expected_by_chance_per_side": round(0.025 * len(slices), 2)}
 
 

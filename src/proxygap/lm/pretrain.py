@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -137,8 +138,10 @@ def pretrain(
     torch.manual_seed(cfg.seed)
     state = None
     restore_replaced(ckpt_dir)  # a checkpoint moved aside by a save killed between its two renames
-    for leftover in out_dir.glob(f".{ckpt_dir.name}.*-*"):  # temporary or old checkpoints of killed saves
-        shutil.rmtree(leftover, ignore_errors=True)
+    leftover = re.compile(rf"^\.{ckpt_dir.name}\.(tmp|old)-[0-9a-f]{{8}}$")  # what killed saves leave
+    for p in out_dir.iterdir():
+        if leftover.match(p.name):
+            shutil.rmtree(p, ignore_errors=True)
     if ckpt_dir.exists():
         model, ckpt_tokenizer = load_model(ckpt_dir)  # CheckpointError if broken
         state = read_trainer_state(ckpt_dir)

@@ -8,6 +8,7 @@ distribution); greedy figures are reported beside them, labelled, because they d
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,8 @@ def _rate(hits: list[bool], prompts: list | None = None) -> dict:
     trials (samples of one prompt are correlated: 8 samples of a prompt are not 8 independent trials)."""
     k, n = sum(hits), len(hits)
     design_effect = cluster_design_effect(hits, [id(p) for p in prompts]) if prompts is not None and n else 1.0
+    if not n:  # no trials: nan, which the callers' differences and ratios carry (JSON: null)
+        return {"rate": math.nan, "ci95": [math.nan, math.nan], "k": 0, "n": 0, "n_effective": 0}
     iv = count_interval(k, n, design_effect)
     return {"rate": iv["mean"], "ci95": [iv["lo"], iv["hi"]], "k": k, "n": n, "n_effective": iv.get("n_effective", n)}
 

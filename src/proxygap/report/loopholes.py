@@ -32,8 +32,8 @@ def _share_text(share: dict | None) -> str:
     """', a share s [lo, hi] of the gap' from a Fieller interval (ends None: unbounded); '' without one."""
     if not share or share.get("mean") is None:
         return ""
-    ends = ("unbounded interval" if share.get("lo") is None else
-            f"95% {share['lo']:.0%} to {share['hi']:.0%}, Fieller's interval across seeds")
+    ends = ("one seed: no interval" if (share.get("n") or 0) < 2 else "unbounded interval" if share.get("lo") is None
+            else f"95% {share['lo']:.0%} to {share['hi']:.0%}, Fieller's interval across seeds")
     return f", {share['mean']:.0%} of the gap, {ends}"
 
 
@@ -207,6 +207,8 @@ def draw_report(run_dir: Path) -> Path:
         page.paragraph("Gold against best-of-n at the same KL (the policy's gold minus best-of-n's, read on "
                        "best-of-n's measured-KL curve at the policy's KL, paired by seed): " + "; ".join(
                            f"{name} {_iv_text(v['gold_difference'], signed=True)}{ARROW[v.get('direction', 'unclear')]}"
+                           + (f" ({v['seeds_beyond_best_of_n']} seed(s) past best-of-n's largest KL, left out: no claim)"
+                              if v.get("seeds_beyond_best_of_n") else "")
                            for name, v in fnd["vs_best_of_n"].items()) + ".")
     cap = fnd.get("capability", {})
     page.paragraph("Capability (share of correct answers), change vs base: " + "; ".join(

@@ -139,9 +139,13 @@ def trend_sentence(label: str, trend: dict, key: str) -> str:
     reasons = []
     if trend.get("seed_lacks_value"):
         reasons.append(f"{trend['seed_lacks_value']} of them because a seed has no value: censored or no fit")
-    if trend.get("gated_by_fit"):
-        reasons.append(f"{trend['gated_by_fit']} because a fit they rest on has R² below {trend['min_r2_gate']:g}, "
-                       "though the interval alone excludes 0")
+    undefined = trend.get("gated_by_undefined_r2", 0)
+    if trend.get("gated_by_fit", 0) - undefined:
+        reasons.append(f"{trend['gated_by_fit'] - undefined} because a fit they rest on has R² below "
+                       f"{trend['min_r2_gate']:g}, though the interval alone excludes 0")
+    if undefined:
+        reasons.append(f"{undefined} because a fit they rest on has no R² (gold the same at every KL: nothing for "
+                       "the form to explain), though the interval alone excludes 0")
     why_text = f" ({'; '.join(reasons)})" if reasons else ""
     gate = trend.get("min_r2_gate")
     gate_text = f", on fits with R² of at least {gate:g}" if gate else ""
