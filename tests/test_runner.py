@@ -452,14 +452,14 @@ def test_a_report_that_fails_on_resumed_units_is_one_line(serial_run, tiny_base_
     partial = _partial_copy(serial_run, out)
     assert main([*_argv(tiny_base_dir, out), "--resume"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "cannot be drawn from its units" in err and "'behaviours'" in err and "\n" not in err
+    assert "cannot be drawn from its results" in err and "'behaviours'" in err and "\n" not in err
     assert partial.is_dir() and not out.exists()
     run = tmp_path / "done"
     shutil.copytree(serial_run[0], run)
     before = (run / "results.json").read_text()
     assert main(["report", str(run), "--reaggregate"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "the report cannot be drawn from the units" in err and "\n" not in err
+    assert "the report cannot be drawn from the results re-aggregated" in err and "\n" not in err
     assert (run / "results.json").read_text() == before  # the old run as it was
 
 
