@@ -557,3 +557,26 @@ def test_a_killed_saves_leftovers_are_cleared_and_kept_out_of_provenance(tmp_pat
     ctx.save_model("rl", Tiny(), Tiny())
     assert sorted(p.name for p in models.iterdir()) == [".rl-2.tmp-0123abcd", "rl"]
     assert list(provenance({}, None, tmp_path)["saved_models"]) == ["seed=0/rl"]
+
+
+def test_atomic_writes_reach_the_disk_before_their_rename(tmp_path, monkeypatch):
+    import proxygap.fileio as fileio
+
+    events = []
+    real_fsync, real_replace, real_rename = os.fsync, Path.replace, os.rename
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                        real_fsync(fd))[1])
+    monkeypatch.setattr(Path, "replace", lambda self, target: (events.append(("rename", str(self))),
+                                                               real_replace(self, target))[1])
+    fileio.write_text_atomic(tmp_path / "results.json", "{}")
+    tmp_name = next(name for kind, name in events if kind == "rename")
+    assert events.index(("fsync", tmp_name)) < events.index(("rename", tmp_name))  # the data first
+    assert events[-1] == ("fsync", str(tmp_path))  # then the directory entry
+    events.clear()
+    new = fileio.temp_sibling(tmp_path / "run")
+    (new / "units").mkdir()
+    (new / "units" / "seed=0.json").write_text("{}")
+    monkeypatch.setattr(fileio.os, "rename", lambda a, b: (events.append(("rename", str(a))), real_rename(a, b))[1])
+    fileio.replace_dir(new, tmp_path / "run")
+    assert events.index(("fsync", str(new / "units" / "seed=0.json"))) < events.index(("rename", str(new)))
+    assert events[-1] == ("fsync", str(tmp_path)) and (tmp_path / "run" / "units" / "seed=0.json").is_file()

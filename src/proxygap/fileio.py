@@ -69,7 +69,9 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     try:
         with writing(path):
             yield tmp
+            _fsync(tmp)  # on disk before the rename: after a power loss, the old file or the whole new one
             tmp.replace(path)
+            _fsync(path.parent)
     finally:
         with contextlib.suppress(OSError):  # a refused write must not be masked by a refused clean-up
             tmp.unlink(missing_ok=True)
@@ -80,6 +82,19 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_file(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') writes to the disk; a file system that cannot
+    fsync a directory (EINVAL) is left as it is."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def temp_sibling(path: Path) -> Path:
@@ -100,6 +115,10 @@ def replace_dir(new: Path, path: Path) -> None:
     """
     old = None
     with writing(path):
+        for f in sorted(new.rglob("*")):  # the new directory's files on disk before it takes the name
+            if f.is_file():
+                _fsync(f)
+        _fsync(new)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.rename(path, old)
@@ -109,6 +128,7 @@ def replace_dir(new: Path, path: Path) -> None:
             if old is not None:
                 os.rename(old, path)  # put the old directory back
             raise
+        _fsync(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
