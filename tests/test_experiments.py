@@ -149,3 +149,41 @@ def test_runs_are_compared_with_best_of_n_at_their_own_kl():
     # best-of-n's gain at KL 1.5 is -0.3, at 0.5 -0.05; the third run is past the pool's KL
     assert out["gold_gain_difference"]["per_seed"] == [pytest.approx(0.4), pytest.approx(0.1), None]
     assert out["seeds_beyond_pool"] == 1 and out["end_kl_per_seed"] == [1.5, 0.5, 4.0]
+
+
+# ---------------------------------------------------------------- no claim from the seeds that happen to have a value
+def test_no_direction_from_the_seeds_that_have_a_value_alone():
+    from proxygap.experiments import cot, kl_prior, monitoring, overoptimization, tampering
+
+    # overoptimization: 2 of 5 seeds within best-of-n's KL would say "down"
+    bon = [{"gold": 0.0, "kl_pool": 0.0, "kl": 0.0}, {"gold": 0.5, "kl_pool": 1.0, "kl": 1.0},
+           {"gold": 1.0, "kl_pool": 2.0, "kl": 2.0}]
+    curves = [[{"gold": 0.0, "kl": 0.0}, {"gold": g, "kl": kl}] for g, kl in
+              ((0.0, 0.5), (0.02, 0.6), (0.1, 3.0), (0.2, 4.0), (0.1, 3.5))]
+    vs = overoptimization._vs_best_of_n(curves, [bon] * 5)
+    assert vs["seeds_beyond_pool"] == 3 and vs["gold_gain_difference"]["hi"] < 0 and vs["direction"] is None
+    assert overoptimization._vs_best_of_n(curves[:2], [bon] * 2)["direction"] == "down"
+    # monitoring: a recall is undefined for the seeds that stopped hacking
+    a = [{"cot_recall": r} for r in (0.2, 0.25, None, None, None)]
+    b = [{"cot_recall": r} for r in (0.9, 0.85, 0.95, 0.9, 0.88)]
+    change = monitoring._paired(a, b, ["cot_recall"])["cot_recall"]
+    assert change["seeds_undefined"] == 3 and change["hi"] < 0 and monitoring._direction(change) == "unclear"
+    assert monitoring._direction(monitoring._paired(a[:2], b[:2], ["cot_recall"])["cot_recall"]) == "down"
+    # cot: a chain measure undefined for the seeds that stopped writing a usable chain
+    aoc = cot._interval([-0.30, -0.35, -0.32, None, None])
+    assert aoc["per_seed"][3] is None and aoc["hi"] < 0 and cot._dir(aoc).startswith("no claim (2 seed")
+    assert cot._dir(cot._interval([-0.30, -0.35, -0.32])) == "down"
+    # kl-prior: one seed's estimate is no fixed value to be below or above
+    observed = {"hull": {"mean": 0.02, "lo": 0.008, "hi": 0.045, "n": 3, "method": "hull"}}
+    one = {"mean": 0.30, "lo": 0.30, "hi": 0.30, "n": 1, "method": "t", "per_seed": [0.30]}
+    assert kl_prior._side(observed, one) == "not distinguishable" and kl_prior._every_seed_side(observed, one) is None
+    agree = {"mean": 1.0, "lo": 1.0, "hi": 1.0, "n": 3, "method": "t", "per_seed": [1.0, 1.0, 1.0]}
+    assert kl_prior._side(observed, agree) == "below" and kl_prior._every_seed_side(observed, agree) == "below"
+    # tampering: a planner seed without a model error
+    info = [{"model_error": e, "base_model_error": 0.0, "predicted_return": 1.0, "actual_return": 0.5,
+             "heldout_corr": 0.5} for e in (0.5, 0.6, float("nan"))]
+    case = tampering.planning_finding({"per_seed_info": info}, {"tamper_direction": "unclear"})
+    assert case["case"] == "neither"
+    info[2]["model_error"] = 0.55
+    assert tampering.planning_finding({"per_seed_info": info}, {"tamper_direction": "unclear"})["case"] == \
+        "exploits_model_errors"

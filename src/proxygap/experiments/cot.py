@@ -327,8 +327,10 @@ def summary_base(base: dict) -> dict:
 
 
 def _interval(values: list, rate: bool = False) -> dict:
-    """Across seeds; a rate's interval is clipped to [0, 1] (its mean never is)."""
-    return seed_interval([v for v in values if v is not None], bounds=(0.0, 1.0) if rate else None, per_seed=True)
+    """Across seeds; a rate's interval is clipped to [0, 1] (its mean never is). A seed without a
+    value (no usable chain, no myth answer) is left out of the interval and kept as None in
+    ``per_seed``, so the lists line up seed by seed."""
+    return seed_interval(list(values), bounds=(0.0, 1.0) if rate else None, per_seed=True)
 
 
 # Summaries that are rates (shares of questions or answers): their intervals are clipped to [0, 1].
@@ -394,7 +396,12 @@ def aggregate_units(cfg: CotConfig, results: dict[str, dict], prepared: dict | N
 
 
 # ---------------------------------------------------------------- findings (computed, never typed in)
-def _dir(iv: dict) -> str:
+def _dir(iv: dict | Interval) -> str:
+    # a measure undefined for some seeds (a policy that stopped writing a usable chain, say) is often
+    # undefined for the very seeds that changed most: the others alone claim nothing
+    undefined = sum(v is None for v in (iv.get("per_seed") or [] if isinstance(iv, dict) else []))
+    if undefined:
+        return f"no claim ({undefined} seed(s) without a value)"
     return moved(iv) or "no clear change"
 
 
@@ -402,7 +409,7 @@ def paired_difference(a: dict, b: dict, n_seeds: int) -> Interval:
     """The t-interval of a - b seed by seed (both measured on the same seed's questions); no interval
     where a seed lacks either value, since the per-seed lists (Nones left out) would then not line up."""
     xs, ys = a.get("per_seed") or [], b.get("per_seed") or []
-    if len(xs) != n_seeds or len(ys) != n_seeds:
+    if len(xs) != n_seeds or len(ys) != n_seeds or None in xs or None in ys:
         return Interval(None, None, None, 0, "t")
     return Interval.from_values(seed_differences(xs, ys))
 

@@ -744,7 +744,10 @@ def findings(points: list[dict], cfg: KLPriorConfig) -> dict:
                                                  and amplified[-1] == len(row[-1]["exploit_rate_after"]["per_seed"])),
             "held_at_every_rate": all(s == "held" for s in status),
             "exploited_at_every_rate": all(s in EXPLOITED for s in status),
-            "after_rises_with_base_rate": bool(all(b >= a for a, b in pairwise(after) if a is not None and b is not None)),
+            # by the means alone (no interval): never falls from one base rate to the next and rises somewhere;
+            # None where a rate has no mean
+            "after_rises_with_base_rate": (None if None in after else bool(
+                all(b >= a for a, b in pairwise(after)) and any(b > a for a, b in pairwise(after)))),
         }
     low = rates[0]
     betas = sorted(cfg.kl_coefs)
@@ -836,8 +839,8 @@ def _every_seed_side(observed: dict, predicted: dict) -> str | None:
     """'below' where every seed's prediction lies above the observed rate's hull (the t-interval across
     seeds and the pooled Wilson interval), 'above' where every one lies under it, else None."""
     per_seed, hull = predicted.get("per_seed") or [], observed["hull"]
-    if not per_seed or hull["lo"] is None or hull["hi"] is None:
-        return None
+    if len(per_seed) < 2 or None in per_seed or hull["lo"] is None or hull["hi"] is None:
+        return None  # one seed is not "every seed": an estimate, not a fixed value
     if all(v > hull["hi"] for v in per_seed):
         return "below"
     if all(v < hull["lo"] for v in per_seed):
@@ -849,7 +852,12 @@ def _side(observed: dict, predicted: dict) -> str:
     """'below' / 'above' where the observed rate's hull lies entirely under / over the prediction: its
     interval across seeds where it has one (seeds saturating at 1 agree exactly), else its mean."""
     iv = as_interval(predicted)
-    side = separated(observed["hull"], iv) if iv.has_spread else moved(observed["hull"], predicted["mean"])
+    if iv.has_spread:
+        side = separated(observed["hull"], iv)
+    elif iv.n >= 2:  # seeds that agree exactly (a prediction saturating at 1): that value
+        side = moved(observed["hull"], predicted["mean"])
+    else:  # one seed's estimate has no interval to compare with
+        side = None
     return {"down": "below", "up": "above"}.get(side, "not distinguishable")
 
 

@@ -473,6 +473,9 @@ def _paired(a: list[dict], b: list[dict], keys, trials: int | None = None) -> di
             continue
         diffs = [x[k] - y[k] for x, y in zip(a, b) if x.get(k) is not None and y.get(k) is not None]
         out[k] = _iv(diffs, rate=k in RATE_KEYS, difference=True)
+        # a recall is undefined for a seed with no hacks: often the seeds the pressure worked on, so
+        # the others' change claims no direction (``_direction``), and how many were left out is kept
+        out[k]["seeds_undefined"] = len(a) - len(diffs)
     return out
 
 
@@ -606,6 +609,8 @@ def aggregate_banned(units_: list[dict], cfg: MonitoringConfig) -> dict:
 def _direction(iv: dict) -> str:
     if iv.get("mean") is None:
         return "n/a"
+    if iv.get("seeds_undefined"):
+        return "unclear"  # claimed from the seeds that have a value alone it would rest on a selected few
     if iv.get("n", 0) < 2:
         return "single seed"
     return moved(iv) or "unclear"

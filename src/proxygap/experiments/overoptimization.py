@@ -215,7 +215,9 @@ def _vs_best_of_n(curves: list[list[dict]], bon_curves: list[list[dict]]) -> dic
     diffs = [gain_beyond_best_of_n(c[-1]["gold"] - c[0]["gold"], c[-1]["kl"], bon)
              for c, bon in zip(curves, bon_curves, strict=True)]
     iv = seed_interval(diffs, per_seed=True)
-    return {"gold_gain_difference": iv, "direction": moved(iv), "seeds_beyond_pool": sum(d is None for d in diffs),
+    beyond = sum(d is None for d in diffs)
+    # the seeds past the pool's KL optimized hardest: no direction from the others alone
+    return {"gold_gain_difference": iv, "direction": moved(iv) if beyond == 0 else None, "seeds_beyond_pool": beyond,
             "end_kl_per_seed": [c[-1]["kl"] for c in curves]}
 
 

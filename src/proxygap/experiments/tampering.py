@@ -28,6 +28,7 @@ are: nothing here is tuned to make a regime look good or bad.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -385,9 +386,13 @@ def planning_finding(row: dict, regime: dict) -> dict:
     tamper rate rose against imitation (paired interval above 0); it *exploits the learned model's
     errors* if its model error (predicted - actual observed return) exceeds the model's error on the
     base model's own episodes (paired by seed, interval above 0); both, or neither."""
-    excess = seed_interval([s["model_error"] - s["base_model_error"] for s in row["per_seed_info"]])
+    diffs = [None if s.get("model_error") is None or s.get("base_model_error") is None
+             else s["model_error"] - s["base_model_error"] for s in row["per_seed_info"]]
+    diffs = [d if d is not None and math.isfinite(d) else None for d in diffs]
+    excess = seed_interval(diffs)
     finds = regime["tamper_direction"] == "up"
-    exploits = _direction(excess) == "up"
+    # a seed whose planner made no decision has no model error: no claim from the other seeds alone
+    exploits = None not in diffs and _direction(excess) == "up"
     case = "both" if finds and exploits else "finds_tampering" if finds else \
         "exploits_model_errors" if exploits else "neither"
     return {"case": case, "excess_model_error": excess,

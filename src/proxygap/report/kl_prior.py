@@ -256,7 +256,8 @@ def draw_report(run_dir: Path) -> Path:
 
     page = Report("proxygap: does the KL penalty keep out only the improbable exploits?")
     page.image("exploit_grid.png", "Exploit rate after KL-penalized RL against the base model's own rate, for every "
-               "corpus base rate and beta; bold and boxed where the after-RL interval lies above the base model's.")
+               "corpus base rate and beta; bold and boxed where RL amplified it: the change against RL's step 0 (the "
+               "base model on the same held-out prompts, paired by seed) clears 0.")
     page.heading("Findings (computed from the numbers)")
     sentences = findings_text(fnd, points, res)
     n_beta = len(fnd["per_beta"])  # findings_text: one sentence per beta, then the debated pattern (two), then the rest
@@ -441,19 +442,24 @@ def findings_text(fnd: dict, points: list[dict], res: dict) -> list[str]:
                    f"corpus's {corpus['n']} assistant answers, and the base model gives it probability "
                    f"{_sci(low['base_model_prob'])} right after an answer.")
     pred = low.get("predicted_at_weakest_beta")
-    if low["held_at_weakest_beta"] and pred is not None and pred < 0.5:
+    base_prob = low.get("base_model_prob")
+    # the penalty alone holds it where the optimum itself stays near the base model's own rate (the
+    # probe's factor 2), not merely below one half: 0.45 against 1e-4 is a rise of thousands
+    optimum_near_base = pred is not None and base_prob is not None and pred <= 2 * base_prob
+    if low["held_at_weakest_beta"] and optimum_near_base:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
-                   f"did not let the exploit rise, and the KL-regularized optimum there is itself {fmt(pred, 3)}: the "
-                   f"penalty alone would hold it (the base policy would be expected to draw it "
+                   f"left no rise of the exploit that its seeds resolve, and the KL-regularized optimum there is "
+                   f"itself {_sci(pred)}, within a factor 2 of the base model's {_sci(base_prob)}: the penalty alone "
+                   f"would hold it (the base policy would be expected to draw it "
                    f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts).")
     elif low["held_at_weakest_beta"] and low["expected_base_exploit_rollouts"] < 1:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
-                   f"did not let the exploit rise; the base policy would be expected to draw it only "
+                   f"left no rise of the exploit that its seeds resolve; the base policy would be expected to draw it only "
                    f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts, so what kept it out "
                    "there is that RL rarely sampled it (exploration), not the KL term.")
     elif low["held_at_weakest_beta"]:
         out.append(f"At the lowest base rate ({low['base_rate']:g}) even the weakest penalty (beta={low['weakest_beta']:g}) "
-                   f"did not let the exploit rise, though the base policy would be expected to draw it "
+                   f"left no rise of the exploit that its seeds resolve, though the base policy would be expected to draw it "
                    f"{low['expected_base_exploit_rollouts']:.2g} times over all of RL's rollouts: not so rarely that "
                    "a lack of exploration alone explains it.")
     else:

@@ -169,8 +169,8 @@ def findings_text(res: dict) -> list[str]:
         vs = row["vs_unmonitored"]
         text = (f"{env}, {regime} vs outcome RL without it: true tamper rate {words[f['tamper_change']]} "
                 f"({iv_text(vs['tamper_rate'])}), CoT-monitor recall {words[f['cot_recall_change']]} "
-                f"({iv_text(vs['cot_recall'])}), capability {words[f['capability_change']]} "
-                f"({iv_text(vs['capability'])}).")
+                f"({iv_text(vs['cot_recall'])}{_undefined_text(vs['cot_recall'])}), capability "
+                f"{words[f['capability_change']]} ({iv_text(vs['capability'])}).")
         if f["obfuscated"]:
             text += (" Obfuscated hacking: the monitor sees less of the hacking, and hacking behind thoughts it does "
                      f"not flag goes on ({iv_text(row['obfuscated_rate'])} of episodes).")
@@ -179,7 +179,8 @@ def findings_text(res: dict) -> list[str]:
         env, variant = key.split("/")
         row = next(r for r in res["shoggoth_face"] if r["env"] == env and r["variant"] == variant)
         out.append(f"{env}, {variant} vs one model whose chain the monitor reads: chain legibility (CoT recall on true "
-                   f"hacks, hidden chain) {words[f['legibility_change']]} ({iv_text(row['vs_single']['hidden_recall'])}), "
+                   f"hacks, hidden chain) {words[f['legibility_change']]} ({iv_text(row['vs_single']['hidden_recall'])}"
+                   f"{_undefined_text(row['vs_single']['hidden_recall'])}), "
                    f"hack rate {words[f['hack_change']]} ({iv_text(row['vs_single']['tamper_rate'])}).")
     stego = {(r["policy"], r["paraphraser"]): r for r in res.get("steganography", [])}
     if stego:
@@ -196,9 +197,21 @@ def findings_text(res: dict) -> list[str]:
                    f"{words[fb['alias_rate']]} ({iv_text(b['vs_unpenalized']['alias_rate'])}), dropping the hop "
                    f"{words[fb['dropped_step_rate']]} ({iv_text(b['vs_unpenalized']['dropped_step_rate'])}), accuracy "
                    f"{words[fb['accuracy']]} ({iv_text(b['vs_unpenalized']['accuracy'])}). Load-bearing test of the "
-                   f"alias under pressure: accuracy drops by {iv_text(b['load_bearing_drop'])} when a wrong alias is "
-                   "prefilled.")
+                   f"alias under pressure: with a wrong alias prefilled, accuracy "
+                   f"{LOAD_BEARING.get(fb.get('load_bearing_drop'), 'changed by')} {iv_text(b['load_bearing_drop'])} "
+                   "(the drop: right alias minus wrong).")
     return out
+
+
+# the banned string's load-bearing drop (accuracy with the right alias minus with a wrong one), by its direction
+LOAD_BEARING = {"up": "clearly drops, by", "down": "clearly rises, the drop", "unclear": "does not clearly drop: the drop",
+                "single seed": "drops (one seed: no claim) by", "n/a": "has no measured drop:"}
+
+
+def _undefined_text(iv: dict) -> str:
+    """'; k seeds without a hack, left out: no claim' where a recall is undefined for some seeds."""
+    k = iv.get("seeds_undefined") or 0
+    return f"; {k} seed(s) without a hack left out: no claim" if k else ""
 
 
 def _episode_rows(res: dict) -> list[list]:

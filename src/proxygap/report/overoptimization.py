@@ -293,8 +293,10 @@ def _findings_text(fnd: dict, res: dict) -> str:
         parts.append("Gold against best-of-n at the same KL (each run's gold gain at its end minus best-of-n's, read on "
                      "best-of-n's measured-KL curve at the run's KL, paired by seed): " + "; ".join(
                          f"{name} {_signed_iv(v)}" + (f" {v['direction']}" if v.get("direction") else
-                                                      " (no claim)" if v.get("mean") is not None else
-                                                      " (past best-of-n's largest KL)")
+                                                      " (past best-of-n's largest KL)" if v.get("mean") is None else
+                                                      f" (no claim: {v['seeds_beyond_pool']} seed(s) past best-of-n's "
+                                                      "largest KL left out)" if v.get("seeds_beyond_pool") else
+                                                      " (no claim)")
                          for name, v in vs.items()) + ".")
     gold_fit = res["bon"]["fit"] or {}
     if gold_fit.get("r2") is not None:
