@@ -580,3 +580,13 @@ def test_atomic_writes_reach_the_disk_before_their_rename(tmp_path, monkeypatch)
     fileio.replace_dir(new, tmp_path / "run")
     assert events.index(("fsync", str(new / "units" / "seed=0.json"))) < events.index(("rename", str(new)))
     assert events[-1] == ("fsync", str(tmp_path)) and (tmp_path / "run" / "units" / "seed=0.json").is_file()
+
+
+def test_a_worker_with_other_library_versions_refuses_its_unit(tmp_path):
+    from proxygap.experiments.executors import execute_unit
+    from proxygap.experiments.provenance import versions
+
+    wanted = {**versions(), "torch": "0.0.1"}  # what a Ray driver elsewhere would have
+    with pytest.raises(ProxygapError, match=r"torch is .* but the run's driver has 0\.0\.1"):
+        execute_unit("overoptimization", {}, {"key": "seed=0", "seed": 0, "params": {}}, None, 1,
+                     str(tmp_path / "scratch"), False, versions=wanted)

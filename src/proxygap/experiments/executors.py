@@ -33,10 +33,21 @@ def apply_seed(seed: int) -> None:
 
 def execute_unit(name: str, cfg_dict: dict, unit_dict: dict, prepared: dict | None, threads: int,
                  scratch: str, progress: bool, models: str | None = None, device: str = "cpu",
-                 dtype: str = "fp32") -> dict:
+                 dtype: str = "fp32", versions: dict | None = None) -> dict:
     """Run one unit of experiment ``name`` from plain data (what a Ray task receives), on ``device``
-    in ``dtype`` (``lm.device.compute_on``)."""
+    in ``dtype`` (``lm.device.compute_on``). ``versions``: the driver's libraries, which a worker
+    must have too (a Ray worker's environment is its own), so that no run mixes two versions."""
     import torch
+
+    if versions is not None:
+        from proxygap.experiments.provenance import versions as here
+
+        found = here()
+        for package, wanted in versions.items():
+            if found.get(package) != wanted:
+                raise ProxygapError(f"unit {unit_dict.get('key')} runs where {package} is {found.get(package)}, but "
+                                    f"the run's driver has {wanted}: a run must not mix two versions; install "
+                                    f"{package} {wanted} on every worker")
 
     from proxygap.config import from_dict
     from proxygap.experiments.catalogue import get_experiment

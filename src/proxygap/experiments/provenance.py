@@ -214,6 +214,17 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
+def versions() -> dict[str, str]:
+    """The versions of proxygap, Python and the libraries that compute every number."""
+    found = {"proxygap": proxygap.__version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "tokenizers", "numpy", "scipy"):
+        try:
+            found[name] = str(__import__(name).__version__)
+        except ImportError:
+            pass
+    return found
+
+
 def hardware() -> dict:
     """This machine: CPU model, torch's ``cpu_capability``, logical CPUs. The same code, seeds and
     threads give bit-identical results on one machine, but torch picks its CPU kernels by instruction

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import platform
 import shutil
 import subprocess
 import sys
@@ -173,13 +172,9 @@ def _first_difference(a: Any, b: Any, path: str = "", then: str = "interrupted r
 
 # ---------------------------------------------------------------- provenance
 def _versions() -> dict[str, str]:
-    versions = {"proxygap": proxygap.__version__, "python": platform.python_version()}
-    for name in ("torch", "transformers", "tokenizers", "numpy", "scipy"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            pass
-    return versions
+    from proxygap.experiments.provenance import versions
+
+    return versions()
 
 
 def _git_commit() -> str | None:
@@ -450,6 +445,7 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
         todo = [u for u in units if u.key not in done]
         meta["units"] = {"total": len(units), "resumed": len(done), "run": len(todo)}
         jobs = [(u, {"name": name, "cfg_dict": config_dict, "unit_dict": u.to_dict(), "prepared": prepared,
+                     "versions": meta["versions"],
                      "threads": threads, "device": device, "dtype": cfg.dtype, "scratch": str((work / "scratch" / u.key).resolve()),
                      "progress": progress and executor_name == "local",
                      "models": (str((work / "models" / u.key).resolve())
