@@ -133,15 +133,31 @@ def replace_dir(new: Path, path: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def leftover_siblings(path: Path, kinds: tuple[str, ...] = ("tmp", "old")) -> list[Path]:
+    """The hidden siblings a killed writer of ``path`` leaves: ``.name.tmp-XXXXXXXX`` (temp_sibling,
+    atomic_file, with the file's suffix) and ``.name.old-XXXXXXXX`` (replace_dir), matched by those
+    exact names, so that another directory named like one is never taken for one."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    name = re.compile(rf"^\.{re.escape(path.name)}\.({'|'.join(kinds)})-[0-9a-f]{{8}}(\.\w+)?$")
+    return [p for p in path.parent.iterdir() if name.match(p.name)]
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete ``leftover_siblings(path)``: only for a caller that holds ``path`` alone."""
+    for p in leftover_siblings(path):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 def restore_replaced(path: Path) -> Path | None:
     """Undo a ``replace_dir`` killed between its two renames: ``path`` is then missing and the old
     directory sits in a ``.name.old-*`` sibling. Renames the newest such sibling back and returns
     the name it had; None where there is nothing to restore (``path`` exists, or no sibling)."""
     path = Path(path)
-    if path.exists() or not path.parent.is_dir():
+    if path.exists():
         return None
-    aside = re.compile(rf"^\.{re.escape(path.name)}\.old-[0-9a-f]{{8}}$")  # replace_dir's name, exactly
-    olds = [p for p in path.parent.iterdir() if aside.match(p.name) and p.is_dir()]
+    olds = [p for p in leftover_siblings(path, kinds=("old",)) if p.is_dir()]
     if not olds:
         return None
     newest = max(olds, key=lambda p: p.stat().st_mtime)

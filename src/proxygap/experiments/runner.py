@@ -25,7 +25,6 @@ import fcntl
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from proxygap.experiments.catalogue import MODULES, get_experiment
 from proxygap.experiments.executors import executor, prepare_on_ray, ray_device
 from proxygap.experiments.provenance import hardware
 from proxygap.experiments.spec import MAX_SEEDS, SEED_MAX, Experiment, Unit
-from proxygap.fileio import replace_dir, restore_replaced, temp_sibling, write_text_atomic, writing
+from proxygap.fileio import remove_leftovers, replace_dir, restore_replaced, temp_sibling, write_text_atomic, writing
 
 __all__ = ["MODULES", "get_experiment", "reaggregate_run", "report_run", "resolve_config", "run_experiment"]
 
@@ -245,15 +244,6 @@ def _locked(out_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def _stale_siblings(out_dir: Path) -> list[Path]:
-    """Hidden temporary siblings that only a killed writer of ``out_dir`` leaves behind."""
-    parent = out_dir.parent
-    if not parent.is_dir():
-        return []
-    # the names temp_sibling, replace_dir and atomic_file give, exactly: a run named like one is not one
-    name = re.compile(rf"^\.{re.escape(out_dir.name)}({re.escape(PARTIAL_SUFFIX)})?\.(tmp|old)-[0-9a-f]{{8}}(\.\w+)?$")
-    return [p for p in parent.iterdir() if name.match(p.name)]
-
 
 def _where(e: BaseException) -> str:
     """What went wrong and at which line: damage from outside and a bug of ours read alike, so both."""
@@ -330,8 +320,9 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
 
     with _locked(out_dir):
         _restore_replaced(out_dir)
-        for stale in _stale_siblings(out_dir):  # only a killed writer leaves these; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        # hidden siblings only a killed writer leaves behind (we hold the lock): of OUT and of OUT.partial
+        remove_leftovers(out_dir)
+        remove_leftovers(out_dir.with_name(out_dir.name + PARTIAL_SUFFIX))
         units = experiment.units(cfg)
         if not units:
             raise ProxygapError(f"experiment {name} has no units of work with this config (nothing to run)")
@@ -471,11 +462,9 @@ def run_experiment(name: str, out: str | Path | None = None, preset: str | None 
             except SHAPE_ERRORS as e:
                 if not meta["units"]["resumed"]:
                     raise  # every result was made by this process: a bug, with its traceback
-                # A resumed unit's file parsed but lacks what this experiment's results hold: damage from outside.
-                what = shape_error_text(e)
-                frame = traceback.extract_tb(e.__traceback__)[-1]  # where, in case it is a bug after all
-                what += f" at {Path(frame.filename).name}:{frame.lineno}"
-                raise ProxygapError(f"a unit result in {work / 'units'} is not this experiment's ({what}); "
+                # A resumed unit's file parsed but lacks what this experiment's results hold: damage from
+                # outside (file:line named, in case it is a bug after all).
+                raise ProxygapError(f"a unit result in {work / 'units'} is not this experiment's ({_where(e)}); "
                                     "delete the damaged file to re-run its unit, or --force to start over") from e
         meta["wall_time_s"] = round(time.time() - start, 2)
         meta["unit_wall_s"] = unit_times
@@ -512,7 +501,7 @@ def _results_file(name: str, config: dict, seeds: list[int], results: dict, prov
 
 
 RUN_FILES = ("results.json", "config.yaml", "run.json")
-# What reading a damaged but parseable unit or results file raises: its shape, not a bug of ours.
+# What reading a damaged but parseable unit or results file raises (or a bug: the messages name file:line).
 SHAPE_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ValueError, ZeroDivisionError)
 
 
@@ -637,8 +626,7 @@ def reaggregate_run(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     with _locked(run_dir):
         _restore_replaced(run_dir)
-        for stale in _stale_siblings(run_dir):  # a killed re-aggregation's copy; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        remove_leftovers(run_dir)  # a killed re-aggregation's copy; we hold the lock
         old = load_results(run_dir)
         name = old["experiment"]
         if name not in MODULES:

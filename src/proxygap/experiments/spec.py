@@ -94,17 +94,10 @@ class UnitContext:
         from proxygap.config import to_dict
         from proxygap.pipeline.base_model import WORLD_FILE
 
-        from proxygap.fileio import replace_dir, temp_sibling, writing
+        from proxygap.fileio import remove_leftovers, replace_dir, temp_sibling, writing
 
         out = self.models / name
-        if out.parent.is_dir():  # what a save killed in an earlier try of this unit left beside it
-            import re
-            import shutil
-
-            leftover = re.compile(rf"^\.{re.escape(out.name)}\.(tmp|old)-[0-9a-f]{{8}}$")
-            for p in out.parent.iterdir():
-                if leftover.match(p.name):
-                    shutil.rmtree(p, ignore_errors=True)
+        remove_leftovers(out)  # what a save killed in an earlier try of this unit left beside it
         tmp = temp_sibling(out)  # whole or not at all: a unit killed while saving leaves no half a model
         try:
             with writing(out):

@@ -18,8 +18,6 @@ import hashlib
 import io
 import json
 import math
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from tqdm import tqdm
 
 from proxygap.config import Config, ConfigError, knob, to_dict, validate
 from proxygap.errors import CheckpointError
-from proxygap.fileio import restore_replaced, write_text_atomic, writing
+from proxygap.fileio import remove_leftovers, restore_replaced, write_text_atomic, writing
 from proxygap.lm.model import ModelConfig, build_model, load_model, save_model
 from proxygap.lm.tokenizer import train_tokenizer
 
@@ -138,10 +136,7 @@ def pretrain(
     torch.manual_seed(cfg.seed)
     state = None
     restore_replaced(ckpt_dir)  # a checkpoint moved aside by a save killed between its two renames
-    leftover = re.compile(rf"^\.{ckpt_dir.name}\.(tmp|old)-[0-9a-f]{{8}}$")  # what killed saves leave
-    for p in out_dir.iterdir():
-        if leftover.match(p.name):
-            shutil.rmtree(p, ignore_errors=True)
+    remove_leftovers(ckpt_dir)  # and the temporary checkpoints of killed saves
     if ckpt_dir.exists():
         model, ckpt_tokenizer = load_model(ckpt_dir)  # CheckpointError if broken
         state = read_trainer_state(ckpt_dir)
